@@ -1,0 +1,52 @@
+//! CreatePartitions: grows a topic; new partitions are placed like the first.
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ApiError, Context, ErrorCode, Response};
+use crate::metadata::{self, MetadataRecord};
+
+async fn grow(
+    ctx: &Context<'_>,
+    topic: &CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), (ErrorCode, String)> {
+    let name = topic.name.as_str();
+    let current = ctx
+        .shard
+        .snapshot()
+        .topic(name)
+        .map(|t| t.partition_count())
+        .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+    if topic.count <= current {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("topic has {current} partitions; {} would not add any", topic.count),
+        ));
+    }
+    if topic.assignments.is_some() {
+        return Err((ErrorCode::InvalidReplicaAssignment, "manual replica assignment is not supported".into()));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let shards = (current..topic.count).map(|p| metadata::place(name, p, ctx.shard.count)).collect();
+    let record = MetadataRecord::CreatePartitions { name: name.into(), shards };
+    ctx.shard.change_metadata(record).await.map_err(|e| ((&e).into(), e.to_string()))
+}
+
+pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Result<Response, ApiError> {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(match grow(ctx, topic, request.validate_only).await {
+            Ok(()) => result,
+            Err((code, message)) => {
+                result.with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message)))
+            }
+        });
+    }
+    ctx.respond(&CreatePartitionsResponse::default().with_results(results))
+}

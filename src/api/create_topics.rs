@@ -1,0 +1,94 @@
+//! CreateTopics, and the auto-creation that Metadata and Produce trigger.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ApiError, Context, ErrorCode, Response};
+use crate::config::TopicConfig;
+use crate::metadata::{self, MetadataRecord};
+use crate::shard::{ControlError, Shard};
+
+/// Placement and a fresh id for a new topic, as one metadata record.
+fn create_record(shard: &Shard, name: &str, partitions: i32, configs: BTreeMap<String, String>) -> MetadataRecord {
+    let shards = (0..partitions).map(|p| metadata::place(name, p, shard.count)).collect();
+    MetadataRecord::CreateTopic { name: name.into(), id: uuid::Uuid::new_v4(), shards, configs }
+}
+
+/// Creates `name` with the broker's default partition count, as Kafka does for
+/// `auto.create.topics.enable`. Losing a race with another creator is fine.
+pub async fn auto_create(shard: &Shard, name: &str) -> Result<(), ControlError> {
+    metadata::validate_topic_name(name)?;
+    let record = create_record(shard, name, shard.config.num_partitions, BTreeMap::new());
+    match shard.change_metadata(record).await {
+        Err(ControlError::Metadata(metadata::MetadataError::TopicExists(_))) | Ok(()) => {
+            tracing::info!(topic = name, "topic auto-created");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+struct Refusal(ErrorCode, String);
+
+fn check(shard: &Shard, topic: &CreatableTopic) -> Result<(i32, BTreeMap<String, String>), Refusal> {
+    let partitions = match topic.num_partitions {
+        -1 => shard.config.num_partitions,
+        n if n > 0 => n,
+        n => return Err(Refusal(ErrorCode::InvalidPartitions, format!("partition count must be positive, got {n}"))),
+    };
+    if !matches!(topic.replication_factor, -1 | 1) {
+        let why = format!(
+            "replication factor {} is larger than the number of brokers that can hold a replica (1: corelog is a single node)",
+            topic.replication_factor
+        );
+        return Err(Refusal(ErrorCode::InvalidReplicationFactor, why));
+    }
+    if !topic.assignments.is_empty() {
+        let why = "manual replica assignment is not supported: placement on shards is automatic".to_string();
+        return Err(Refusal(ErrorCode::InvalidReplicaAssignment, why));
+    }
+    let configs: BTreeMap<String, String> =
+        topic.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+    TopicConfig::resolve(&configs, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    metadata::validate_topic_name(&topic.name).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    Ok((partitions, configs))
+}
+
+async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+    let name = topic.name.as_str();
+    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+    let outcome = match check(shard, topic) {
+        Err(refusal) => Err(refusal),
+        Ok(_) if shard.snapshot().topic(name).is_some() => {
+            Err(Refusal(ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
+        }
+        Ok((partitions, _)) if validate_only => Ok(partitions),
+        Ok((partitions, configs)) => {
+            let record = create_record(shard, name, partitions, configs);
+            shard.change_metadata(record).await.map(|_| partitions).map_err(|e| Refusal((&e).into(), e.to_string()))
+        }
+    };
+    match outcome {
+        Ok(partitions) => {
+            let id = shard.snapshot().topic(name).map(|t| t.id).unwrap_or_default();
+            tracing::info!(topic = name, partitions, validate_only, "topic created");
+            result.with_topic_id(id).with_num_partitions(partitions).with_replication_factor(1)
+        }
+        Err(Refusal(code, message)) => {
+            tracing::info!(topic = name, ?code, "create topic refused: {message}");
+            result.with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message)))
+        }
+    }
+}
+
+pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Result<Response, ApiError> {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        topics.push(create_one(ctx.shard, topic, request.validate_only).await);
+    }
+    ctx.respond(&CreateTopicsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,83 @@
+//! DescribeConfigs for topics (their overrides over the broker defaults) and
+//! for brokers (the broker-wide settings, read-only).
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ApiError, Context, ErrorCode, Response};
+use crate::config::{BrokerConfig, TopicConfig, TOPIC_CONFIG_KEYS};
+use crate::shard::Shard;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+// Kafka's ConfigSource values.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(name.into()))
+        .with_value(Some(StrBytes::from_string(value)))
+        .with_config_source(source)
+        .with_read_only(read_only)
+}
+
+fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
+    let limit = |v: u64| if v == u64::MAX { i64::MAX.to_string() } else { v.to_string() };
+    vec![
+        ("auto.create.topics.enable", config.auto_create_topics_enable.to_string()),
+        ("num.partitions", config.num_partitions.to_string()),
+        ("message.max.bytes", config.message_max_bytes.to_string()),
+        ("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
+        ("log.segment.bytes", config.log_segment_bytes.to_string()),
+        ("log.retention.ms", config.log_retention_ms.to_string()),
+        ("log.retention.bytes", config.log_retention_bytes.to_string()),
+        ("log.flush.interval.messages", limit(config.log_flush_interval_messages)),
+        ("log.flush.interval.ms", limit(config.log_flush_interval_ms)),
+        ("log.dirs", config.data_dir.display().to_string()),
+    ]
+}
+
+fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
+    let snapshot = shard.snapshot();
+    let topic = snapshot.topic(name).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    let effective = TopicConfig::resolve(&topic.configs, &shard.config).map_err(|e| ErrorCode::from(&e))?;
+    Ok(TOPIC_CONFIG_KEYS
+        .iter()
+        .map(|key| {
+            let source = if topic.configs.contains_key(*key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+            entry(key, effective.value_of(key).unwrap_or_default(), source, false)
+        })
+        .collect())
+}
+
+fn describe(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default()
+        .with_resource_type(resource.resource_type)
+        .with_resource_name(resource.resource_name.clone());
+    let entries = match resource.resource_type {
+        RESOURCE_TOPIC => topic_entries(shard, &resource.resource_name),
+        RESOURCE_BROKER => Ok(broker_entries(&shard.config)
+            .into_iter()
+            .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER, true))
+            .collect()),
+        _ => Err(ErrorCode::InvalidRequest),
+    };
+    match entries {
+        Ok(mut configs) => {
+            if let Some(keys) = &resource.configuration_keys {
+                configs.retain(|c| keys.contains(&c.name));
+            }
+            result.with_configs(configs)
+        }
+        Err(code) => result.with_error_code(code.code()),
+    }
+}
+
+pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Result<Response, ApiError> {
+    let results = request.resources.iter().map(|r| describe(ctx.shard, r)).collect();
+    ctx.respond(&DescribeConfigsResponse::default().with_results(results))
+}

@@ -1,0 +1,109 @@
+//! Metadata: every shard is advertised as its own broker (node id = shard,
+//! port = base port + shard), and each partition's leader is the shard that
+//! owns it, so clients send data straight to the right core.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::create_topics::auto_create;
+use super::{ApiError, Context, ErrorCode, Response};
+use crate::metadata::{self, Snapshot, TopicMeta};
+use crate::shard::Shard;
+
+/// Fixed so clients that cache it see one cluster across restarts.
+pub const CLUSTER_ID: &str = "corelog-single-node";
+
+pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
+    let host = StrBytes::from_string(shard.config.advertised_host());
+    (0..shard.count)
+        .map(|s| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(s as i32))
+                .with_host(host.clone())
+                .with_port(shard.config.port as i32 + s as i32)
+        })
+        .collect()
+}
+
+fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
+    let partitions = topic
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(p, shard)| {
+            let node = BrokerId(*shard as i32);
+            MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions)
+}
+
+fn missing(name: &str, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name((!name.is_empty()).then(|| TopicName(StrBytes::from_string(name.into()))))
+        .with_topic_id(id)
+}
+
+/// Names requested, or None for "all topics" (v0 spells that as an empty list).
+fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Option<Vec<(String, uuid::Uuid)>> {
+    let topics = request.topics.as_ref()?;
+    if version == 0 && topics.is_empty() {
+        return None;
+    }
+    let names = topics.iter().map(|t| match &t.name {
+        Some(name) => (name.to_string(), t.topic_id),
+        None => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
+    });
+    Some(names.collect())
+}
+
+pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Response, ApiError> {
+    let shard = ctx.shard;
+    // Before v4 the request has no flag and Kafka always auto-created.
+    let allow_create = shard.config.auto_create_topics_enable && (ctx.version < 4 || request.allow_auto_topic_creation);
+    let wanted = requested(&request, ctx.version, &shard.snapshot());
+    if let (Some(wanted), true) = (&wanted, allow_create) {
+        for (name, _) in wanted {
+            if !name.is_empty() && shard.snapshot().topic(name).is_none() && metadata::validate_topic_name(name).is_ok()
+            {
+                if let Err(e) = auto_create(shard, name).await {
+                    tracing::warn!(topic = %name, error = %e, "auto-create failed");
+                }
+            }
+        }
+    }
+    let snapshot = shard.snapshot();
+    let topics = match wanted {
+        None => snapshot.topics.values().map(|t| describe(t)).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|(name, id)| match snapshot.topic(name) {
+                Some(t) => describe(t),
+                None if name.is_empty() => missing(name, *id, ErrorCode::UnknownTopicId),
+                None if metadata::validate_topic_name(name).is_err() => {
+                    missing(name, *id, ErrorCode::InvalidTopicException)
+                }
+                None => missing(name, *id, ErrorCode::UnknownTopicOrPartition),
+            })
+            .collect(),
+    };
+    let response = MetadataResponse::default()
+        .with_brokers(brokers(shard))
+        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_controller_id(BrokerId(0))
+        .with_topics(topics);
+    ctx.respond(&response)
+}

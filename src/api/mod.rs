@@ -1,0 +1,159 @@
+//! One file per Kafka API. Each handler declares the versions it serves in
+//! [`HANDLERS`]; ApiVersions answers from that same table, so it can never
+//! disagree with what is served.
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod error;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::ops::RangeInclusive;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use thiserror::Error;
+
+pub use error::ErrorCode;
+
+use crate::protocol::{self, HeaderPrefix};
+use crate::runtime::File;
+use crate::shard::Shard;
+
+/// What a request gets back.
+pub enum Response {
+    /// Nothing at all: Produce with acks=0.
+    None,
+    /// A whole encoded frame, size prefix included.
+    Frame(Bytes),
+    /// A frame assembled from encoded pieces and segment-file ranges (Fetch).
+    Chunks(Vec<Chunk>),
+}
+
+pub enum Chunk {
+    Inline(Bytes),
+    File { file: Rc<File>, position: u64, len: u32 },
+}
+
+/// Problems that close the connection: the peer is not speaking the protocol
+/// we can answer.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("{key:?} v{version} is not supported (supported: {min}..={max})")]
+    UnsupportedVersion { key: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("encoding the response failed: {0}")]
+    Encode(String),
+}
+
+pub struct Handler {
+    pub key: ApiKey,
+    pub versions: RangeInclusive<i16>,
+}
+
+/// Every API corelog serves, with the versions it serves.
+pub const HANDLERS: &[Handler] = &[
+    Handler { key: ApiKey::Produce, versions: 3..=10 },
+    Handler { key: ApiKey::Fetch, versions: protocol::fetch::VERSION_MIN..=protocol::fetch::VERSION_MAX },
+    Handler { key: ApiKey::ListOffsets, versions: 1..=6 },
+    Handler { key: ApiKey::Metadata, versions: 0..=12 },
+    Handler { key: ApiKey::ApiVersions, versions: 0..=3 },
+    Handler { key: ApiKey::CreateTopics, versions: 2..=7 },
+    Handler { key: ApiKey::DeleteTopics, versions: 1..=6 },
+    Handler { key: ApiKey::DescribeConfigs, versions: 1..=4 },
+    Handler { key: ApiKey::CreatePartitions, versions: 0..=3 },
+    Handler { key: ApiKey::InitProducerId, versions: 0..=4 },
+];
+
+fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
+    HANDLERS.iter().find(|h| h.key == key).map(|h| &h.versions)
+}
+
+/// What a handler knows about the request it serves.
+pub struct Context<'a> {
+    pub shard: &'a Shard,
+    pub key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+}
+
+impl Context<'_> {
+    /// Encodes `body` behind the response header of this request's version.
+    pub fn respond<B: Encodable>(&self, body: &B) -> Result<Response, ApiError> {
+        let mut buf = BytesMut::with_capacity(128);
+        buf.put_i32(0);
+        let header = ResponseHeader::default().with_correlation_id(self.correlation_id);
+        let encoded = header
+            .encode(&mut buf, self.key.response_header_version(self.version))
+            .and_then(|_| body.encode(&mut buf, self.version));
+        encoded.map_err(|e| ApiError::Encode(format!("{:?} v{}: {e}", self.key, self.version)))?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        Ok(Response::Frame(buf.freeze()))
+    }
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, key: ApiKey, version: i16) -> Result<T, ApiError> {
+    T::decode(body, version).map_err(|e| ApiError::Malformed(format!("{key:?} v{version}: {e}")))
+}
+
+/// Serves one request frame (without its size prefix).
+pub async fn handle(shard: &Shard, mut frame: Bytes) -> Result<Response, ApiError> {
+    let prefix = HeaderPrefix::peek(&frame).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    let key = ApiKey::try_from(prefix.api_key).map_err(|_| ApiError::UnknownApiKey(prefix.api_key))?;
+    let Some(versions) = supported_versions(key) else {
+        return Err(ApiError::UnknownApiKey(prefix.api_key));
+    };
+    if !versions.contains(&prefix.api_version) {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 so any client can read which versions we serve.
+            return api_versions::unsupported_version(prefix.correlation_id);
+        }
+        let (min, max) = (*versions.start(), *versions.end());
+        return Err(ApiError::UnsupportedVersion { key, version: prefix.api_version, min, max });
+    }
+    let version = prefix.api_version;
+    let _header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
+    let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id };
+    let body = &mut frame;
+    match key {
+        ApiKey::ApiVersions => api_versions::handle(&ctx, decode(body, key, version)?),
+        ApiKey::Metadata => metadata::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::Produce => produce::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::Fetch => fetch::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::ListOffsets => list_offsets::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::CreateTopics => create_topics::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::DeleteTopics => delete_topics::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::DescribeConfigs => describe_configs::handle(&ctx, decode(body, key, version)?),
+        ApiKey::CreatePartitions => create_partitions::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::InitProducerId => init_producer_id::handle(&ctx, decode(body, key, version)?),
+        _ => unreachable!("every key in HANDLERS has an arm"),
+    }
+}
+
+/// The local log of a partition, or the error a client should see instead.
+fn local_log(
+    shard: &Shard,
+    snapshot: &crate::metadata::Snapshot,
+    topic: &str,
+    partition: i32,
+) -> Result<Rc<crate::storage::PartitionLog>, ErrorCode> {
+    let meta = snapshot.topic(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    let owner = meta.owner(partition).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if owner != shard.id {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    // Owned here but not open: its files could not be read at start-up.
+    shard.partitions.get(topic, partition).ok_or(ErrorCode::KafkaStorageError)
+}

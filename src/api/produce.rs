@@ -1,0 +1,129 @@
+//! Produce: validate every batch, append to the partition's log (offsets are
+//! assigned by the log), then answer once the writes have landed as the
+//! topic's flush policy requires.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::create_topics::auto_create;
+use super::{local_log, ApiError, Context, ErrorCode, Response};
+use crate::model::batch::{self, BatchHeader};
+use crate::model::now_ms;
+use crate::shard::{SequenceCheck, Shard};
+use crate::storage::{AppendInfo, PartitionLog};
+
+struct Refusal(ErrorCode, String);
+
+/// Checks the partition's record batches: v2 only, whole, CRC-valid, counts
+/// consistent, each no larger than the topic's max.message.bytes. Returns the
+/// first batch's header (idempotent producers send one batch per partition).
+fn validate_records(records: &[u8], max_message_bytes: u32) -> Result<BatchHeader, Refusal> {
+    let mut first = None;
+    for header in batch::validate_all(records) {
+        let header = header.map_err(|e| Refusal((&e).into(), e.to_string()))?;
+        if header.total_bytes() > max_message_bytes as usize {
+            let why = format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
+            return Err(Refusal(ErrorCode::MessageTooLarge, why));
+        }
+        first.get_or_insert(header);
+    }
+    first.ok_or_else(|| Refusal(ErrorCode::CorruptMessage, "no record batch".into()))
+}
+
+fn max_message_bytes(shard: &Shard, topic: &str) -> u32 {
+    let snapshot = shard.snapshot();
+    let configs = snapshot.topic(topic).map(|t| t.configs.get("max.message.bytes").cloned());
+    configs.flatten().and_then(|v| v.parse().ok()).unwrap_or(shard.config.message_max_bytes)
+}
+
+fn append(shard: &Shard, topic: &str, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
+    let log = local_log(shard, &shard.snapshot(), topic, data.index).map_err(|code| Refusal(code, String::new()))?;
+    let records = data.records.as_deref().unwrap_or_default();
+    let first = validate_records(records, max_message_bytes(shard, topic)).inspect_err(|refusal| {
+        tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
+    })?;
+    match shard.producers.check(topic, data.index, &first) {
+        SequenceCheck::Append => {}
+        SequenceCheck::Duplicate { base_offset } => {
+            let last_offset = base_offset + first.last_offset_delta as i64;
+            return Ok((
+                log.clone(),
+                AppendInfo { base_offset, last_offset, log_start_offset: log.log_start_offset() },
+            ));
+        }
+        SequenceCheck::OutOfOrder { expected, got } => {
+            return Err(Refusal(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!("expected sequence {expected}, got {got}"),
+            ));
+        }
+        SequenceCheck::FencedEpoch => {
+            return Err(Refusal(ErrorCode::InvalidProducerEpoch, format!("epoch {} is fenced", first.producer_epoch)));
+        }
+    }
+    let info = log.append(records, now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    shard.producers.record(topic, data.index, &first, info.base_offset);
+    Ok((log, info))
+}
+
+fn partition_response(index: i32, outcome: Result<AppendInfo, Refusal>) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+    match outcome {
+        Ok(info) => response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset),
+        Err(Refusal(code, message)) => response
+            .with_error_code(code.code())
+            .with_base_offset(-1)
+            .with_log_start_offset(-1)
+            .with_error_message((!message.is_empty()).then(|| StrBytes::from_string(message))),
+    }
+}
+
+pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Response, ApiError> {
+    let shard = ctx.shard;
+    let acks_valid = matches!(request.acks, -1..=1);
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in &request.topic_data {
+        let name = topic.name.as_str();
+        if shard.snapshot().topic(name).is_none() && shard.config.auto_create_topics_enable {
+            if let Err(e) = auto_create(shard, name).await {
+                tracing::warn!(topic = name, error = %e, "auto-create on produce failed");
+            }
+        }
+        let mut appended = Vec::with_capacity(topic.partition_data.len());
+        for data in &topic.partition_data {
+            let outcome = match acks_valid {
+                true => append(shard, name, data),
+                false => Err(Refusal(
+                    ErrorCode::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {}", request.acks),
+                )),
+            };
+            appended.push((data.index, outcome));
+        }
+        let mut partitions = Vec::with_capacity(appended.len());
+        for (index, outcome) in appended {
+            let outcome = match outcome {
+                Ok((log, info)) if request.acks != 0 => match log.wait_written(info.last_offset).await {
+                    Ok(()) => Ok(info),
+                    Err(e) => {
+                        // What the producer table remembers of this write never landed.
+                        shard.producers.forget(name, index);
+                        Err(Refusal((&e).into(), e.to_string()))
+                    }
+                },
+                other => other.map(|(_, info)| info),
+            };
+            partitions.push(partition_response(index, outcome));
+        }
+        responses
+            .push(TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions));
+    }
+    if request.acks == 0 {
+        return Ok(Response::None);
+    }
+    ctx.respond(&ProduceResponse::default().with_responses(responses))
+}

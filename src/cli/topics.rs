@@ -1,0 +1,667 @@
+//! `corelog topics`: create, list, describe and delete topics.
+//!
+//! Everything goes over the Kafka protocol (CreateTopics, Metadata,
+//! DescribeConfigs, ListOffsets, DeleteTopics), so the command works against
+//! any Kafka broker, not only corelog.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{anyhow, bail, Context};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::{topic_name, Cluster, KafkaError, REQUEST_TIMEOUT_MS};
+
+/// DescribeConfigs resource type of a topic.
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// DescribeConfigs config source of a value nobody set.
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// ListOffsets special timestamps.
+const TIMESTAMP_EARLIEST: i64 = -2;
+const TIMESTAMP_LATEST: i64 = -1;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Broker to bootstrap from, host:port (a comma-separated list is tried in order)
+    #[arg(long, env = "CORELOG_BOOTSTRAP_SERVER", default_value = "localhost:9092")]
+    pub bootstrap_server: String,
+}
+
+/// Manage topics over the Kafka protocol (works against any Kafka broker).
+///
+/// Broker node ids printed here are shards in corelog: each shard is its own
+/// broker, so a partition's "Leader" is the shard that owns it.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic
+    Create {
+        /// Topic name
+        name: String,
+        /// Number of partitions (default: the broker's default)
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        partitions: i32,
+        /// Replication factor (default: the broker's default; corelog accepts only 1)
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        replication_factor: i16,
+        /// Topic config override, key=value (repeatable)
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// List topic names, one per line, sorted
+    List {
+        /// Also list internal topics (names starting with "__")
+        #[arg(long)]
+        include_internal: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Describe topics: partitions, leaders (node id = shard in corelog), offsets, configs
+    Describe {
+        /// Topics to describe (default: all)
+        names: Vec<String>,
+        /// With no names given, also describe internal topics
+        #[arg(long)]
+        include_internal: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Delete topics
+    Delete {
+        /// Topics to delete
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+/// Parses a `--config key=value` argument.
+pub fn parse_config(arg: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = arg.split_once('=') else {
+        return Err(format!("expected key=value, got {arg:?}"));
+    };
+    if key.trim().is_empty() {
+        return Err(format!("empty config key in {arg:?}"));
+    }
+    if value.is_empty() {
+        return Err(format!("empty value for config {key:?}"));
+    }
+    Ok((key.trim().to_string(), value.to_string()))
+}
+
+/// Runs one `corelog topics` command. Errors carry Kafka's error names,
+/// e.g. `TOPIC_ALREADY_EXISTS: Topic 'a' already exists.`
+pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
+    match command {
+        TopicsCommand::Create { name, partitions, replication_factor, configs, connect } => {
+            let topic = creatable_topic(&name, partitions, replication_factor, &configs);
+            create(&mut Cluster::connect(&connect.bootstrap_server)?, topic)
+        }
+        TopicsCommand::List { include_internal, connect } => {
+            list(&mut Cluster::connect(&connect.bootstrap_server)?, include_internal)
+        }
+        TopicsCommand::Describe { names, include_internal, connect } => {
+            let mut cluster = Cluster::connect(&connect.bootstrap_server)?;
+            describe(&mut cluster, &names, include_internal)
+        }
+        TopicsCommand::Delete { names, connect } => delete(&mut Cluster::connect(&connect.bootstrap_server)?, &names),
+    }
+}
+
+fn creatable_topic(
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(String, String)],
+) -> CreatableTopic {
+    let mut topic = CreatableTopic::default();
+    topic.name = topic_name(name);
+    topic.num_partitions = partitions;
+    topic.replication_factor = replication_factor;
+    topic.configs = configs
+        .iter()
+        .map(|(key, value)| {
+            let mut config = CreatableTopicConfig::default();
+            config.name = StrBytes::from_string(key.clone());
+            config.value = Some(StrBytes::from_string(value.clone()));
+            config
+        })
+        .collect();
+    topic
+}
+
+fn create(cluster: &mut Cluster, topic: CreatableTopic) -> anyhow::Result<()> {
+    let name = topic.name.0.to_string();
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = REQUEST_TIMEOUT_MS;
+    let response = cluster.controller()?.send(request)?;
+    let result = response
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == name)
+        .ok_or_else(|| anyhow!("CreateTopics response has no result for {name}"))?;
+    KafkaError::check(result.error_code, result.error_message.as_ref())?;
+    println!("Created topic {name}.");
+    Ok(())
+}
+
+fn list(cluster: &mut Cluster, include_internal: bool) -> anyhow::Result<()> {
+    for name in topic_names(cluster, include_internal)? {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Sorted names of the cluster's topics.
+fn topic_names(cluster: &mut Cluster, include_internal: bool) -> anyhow::Result<Vec<String>> {
+    let metadata = cluster.metadata(None)?;
+    let mut names: Vec<String> =
+        metadata.topics.iter().filter(|t| include_internal || !is_internal(t)).map(topic_string).collect();
+    names.sort();
+    Ok(names)
+}
+
+fn is_internal(topic: &MetadataResponseTopic) -> bool {
+    let name = topic.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
+    topic.is_internal || name.starts_with("__")
+}
+
+fn delete(cluster: &mut Cluster, names: &[String]) -> anyhow::Result<()> {
+    let connection = cluster.controller()?;
+    let version = connection.version(ApiKey::DeleteTopics)?;
+    let request = delete_request(names, version);
+    let response = connection.send_at(&request, version)?;
+    let mut failures = Vec::new();
+    for result in &response.responses {
+        let name = result.name.as_ref().map(|n| n.0.to_string());
+        let name = name.unwrap_or_else(|| result.topic_id.to_string());
+        match KafkaError::check(result.error_code, result.error_message.as_ref()) {
+            Ok(()) => println!("Deleted topic {name}."),
+            Err(error) => failures.push(format!("{name}: {error}")),
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        _ => bail!("{}", failures.join("\n")),
+    }
+}
+
+fn delete_request(names: &[String], version: i16) -> DeleteTopicsRequest {
+    let mut request = DeleteTopicsRequest::default();
+    request.timeout_ms = REQUEST_TIMEOUT_MS;
+    // v6 names topics by name or id; earlier versions only by name.
+    if version >= 6 {
+        request.topics = names.iter().map(|n| delete_state(n)).collect();
+    } else {
+        request.topic_names = names.iter().map(|n| topic_name(n)).collect();
+    }
+    request
+}
+
+fn delete_state(name: &str) -> DeleteTopicState {
+    let mut state = DeleteTopicState::default();
+    state.name = Some(topic_name(name));
+    state
+}
+
+/// Log start and end offset of one partition, or why they are unknown.
+type Offsets = Result<(i64, i64), String>;
+
+fn describe(cluster: &mut Cluster, names: &[String], include_internal: bool) -> anyhow::Result<()> {
+    let report = describe_report(cluster, names, include_internal)?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    match report.failures.len() {
+        0 => Ok(()),
+        _ => bail!("{}", report.failures.join("\n")),
+    }
+}
+
+/// What `describe` prints, and the topics it could not describe.
+struct DescribeReport {
+    lines: Vec<String>,
+    failures: Vec<String>,
+}
+
+fn describe_report(cluster: &mut Cluster, names: &[String], include_internal: bool) -> anyhow::Result<DescribeReport> {
+    let requested = (!names.is_empty()).then_some(names);
+    let metadata = cluster.metadata(requested)?;
+    let mut failures = Vec::new();
+    let mut topics = Vec::new();
+    for topic in metadata.topics {
+        match KafkaError::check(topic.error_code, None) {
+            Err(error) => failures.push(format!("{}: {error}", topic_string(&topic))),
+            Ok(()) if requested.is_some() || include_internal || !is_internal(&topic) => topics.push(topic),
+            Ok(()) => {}
+        }
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    let offsets = fetch_offsets(cluster, &topics);
+    // Configs are extra detail: a broker without DescribeConfigs still gets
+    // its partitions described.
+    let configs = fetch_configs(cluster, &topics).unwrap_or_else(|error| {
+        eprintln!("Warning: {error:#}");
+        HashMap::new()
+    });
+    let lines = topics.iter().flat_map(|t| topic_lines(t, &offsets, configs.get(&topic_string(t)))).collect();
+    Ok(DescribeReport { lines, failures })
+}
+
+fn topic_string(topic: &MetadataResponseTopic) -> String {
+    topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default()
+}
+
+/// Configs per topic name; a topic whose DescribeConfigs failed maps to the error.
+type TopicConfigs = HashMap<String, Result<Vec<DescribeConfigsResourceResult>, KafkaError>>;
+
+fn fetch_configs(cluster: &mut Cluster, topics: &[MetadataResponseTopic]) -> anyhow::Result<TopicConfigs> {
+    if topics.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = topics.iter().map(|t| config_resource(&topic_string(t))).collect();
+    let response = cluster.bootstrap().send(request).context("DescribeConfigs")?;
+    let mut configs = HashMap::new();
+    for result in response.results {
+        let outcome = KafkaError::check(result.error_code, result.error_message.as_ref());
+        let mut entries = result.configs;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        configs.insert(result.resource_name.to_string(), outcome.map(|()| entries));
+    }
+    Ok(configs)
+}
+
+fn config_resource(name: &str) -> DescribeConfigsResource {
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = RESOURCE_TYPE_TOPIC;
+    resource.resource_name = StrBytes::from_string(name.to_string());
+    // Null asks for every config of the resource.
+    resource.configuration_keys = None;
+    resource
+}
+
+/// Log start and end offsets of every partition, asked of each partition's
+/// leader, one request pair per leader.
+fn fetch_offsets(cluster: &mut Cluster, topics: &[MetadataResponseTopic]) -> HashMap<(String, i32), Offsets> {
+    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    let mut offsets = HashMap::new();
+    for topic in topics {
+        for partition in &topic.partitions {
+            let key = (topic_string(topic), partition.partition_index);
+            match partition.leader_id.0 {
+                leader if leader >= 0 => by_leader.entry(leader).or_default().push(key),
+                _ => {
+                    offsets.insert(key, Err("no leader".to_string()));
+                }
+            }
+        }
+    }
+    for (leader, partitions) in by_leader {
+        offsets.extend(leader_offsets(cluster, leader, &partitions));
+    }
+    offsets
+}
+
+fn leader_offsets(cluster: &mut Cluster, leader: i32, partitions: &[(String, i32)]) -> HashMap<(String, i32), Offsets> {
+    let both = list_offsets(cluster, leader, partitions, TIMESTAMP_EARLIEST).and_then(|start| {
+        let end = list_offsets(cluster, leader, partitions, TIMESTAMP_LATEST)?;
+        Ok((start, end))
+    });
+    let (start, end) = match both {
+        Ok(both) => both,
+        Err(error) => {
+            let reason = format!("ListOffsets to broker {leader}: {error:#}");
+            eprintln!("Warning: {reason}");
+            return partitions.iter().map(|p| (p.clone(), Err(reason.clone()))).collect();
+        }
+    };
+    let offset = |answers: &HashMap<(String, i32), PartitionOffset>, p: &(String, i32)| {
+        let answer = answers.get(p).cloned();
+        answer.unwrap_or_else(|| Err("not in the ListOffsets response".to_string()))
+    };
+    let mut offsets = HashMap::new();
+    for p in partitions {
+        let pair = offset(&start, p).and_then(|s| Ok((s, offset(&end, p)?)));
+        if let Err(reason) = &pair {
+            eprintln!("Warning: {} partition {}: {reason}", p.0, p.1);
+        }
+        offsets.insert(p.clone(), pair);
+    }
+    offsets
+}
+
+/// One offset of one partition, or the error the leader answered with.
+type PartitionOffset = Result<i64, String>;
+
+/// One ListOffsets request to `leader` for `partitions` at `timestamp`.
+fn list_offsets(
+    cluster: &mut Cluster,
+    leader: i32,
+    partitions: &[(String, i32)],
+    timestamp: i64,
+) -> anyhow::Result<HashMap<(String, i32), PartitionOffset>> {
+    let request = list_offsets_request(partitions, timestamp);
+    let response = cluster.node(leader)?.send(request)?;
+    let mut offsets = HashMap::new();
+    for topic in response.topics {
+        for p in topic.partitions {
+            let offset = KafkaError::check(p.error_code, None).map(|()| p.offset).map_err(|e| e.to_string());
+            offsets.insert((topic.name.0.to_string(), p.partition_index), offset);
+        }
+    }
+    Ok(offsets)
+}
+
+fn list_offsets_request(partitions: &[(String, i32)], timestamp: i64) -> ListOffsetsRequest {
+    let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    for (name, index) in partitions {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = *index;
+        partition.timestamp = timestamp;
+        by_topic.entry(name).or_default().push(partition);
+    }
+    let mut request = ListOffsetsRequest::default();
+    // -1: a consumer, not a follower replica.
+    request.replica_id = (-1).into();
+    request.timeout_ms = REQUEST_TIMEOUT_MS;
+    request.topics = by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut topic = ListOffsetsTopic::default();
+            topic.name = topic_name(name);
+            topic.partitions = partitions;
+            topic
+        })
+        .collect();
+    request
+}
+
+fn topic_lines(
+    topic: &MetadataResponseTopic,
+    offsets: &HashMap<(String, i32), Offsets>,
+    configs: Option<&Result<Vec<DescribeConfigsResourceResult>, KafkaError>>,
+) -> Vec<String> {
+    let name = topic_string(topic);
+    let mut partitions: Vec<&MetadataResponsePartition> = topic.partitions.iter().collect();
+    partitions.sort_by_key(|p| p.partition_index);
+    let replication = partitions.first().map_or(0, |p| p.replica_nodes.len());
+    let overrides = match configs {
+        Some(Ok(entries)) => config_overrides(entries),
+        Some(Err(error)) => format!("<{error}>"),
+        None => String::new(),
+    };
+    let mut lines = vec![format!(
+        "Topic: {name}  TopicId: {}  PartitionCount: {}  ReplicationFactor: {replication}  Configs: {overrides}",
+        topic.topic_id,
+        partitions.len(),
+    )];
+    for partition in partitions {
+        let key = (name.clone(), partition.partition_index);
+        lines.push(partition_line(partition, offsets.get(&key)));
+    }
+    if let Some(Ok(entries)) = configs {
+        lines.extend(entries.iter().map(|e| format!("  Config: {}", config_line(e))));
+    }
+    lines
+}
+
+/// The header's `Configs:` value: like kafka-topics.sh, only values that did
+/// not come from the built-in defaults.
+fn config_overrides(entries: &[DescribeConfigsResourceResult]) -> String {
+    entries
+        .iter()
+        .filter(|e| e.config_source != CONFIG_SOURCE_DEFAULT)
+        .map(|e| format!("{}={}", e.name, config_value(e)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn config_value(entry: &DescribeConfigsResourceResult) -> String {
+    match (&entry.value, entry.is_sensitive) {
+        (_, true) => "<sensitive>".to_string(),
+        (Some(value), false) => value.to_string(),
+        (None, false) => "null".to_string(),
+    }
+}
+
+fn config_line(entry: &DescribeConfigsResourceResult) -> String {
+    let source = config_source_name(entry.config_source);
+    format!("{}={} ({source})", entry.name, config_value(entry))
+}
+
+/// Names for DescribeConfigs' config_source values.
+fn config_source_name(source: i8) -> &'static str {
+    match source {
+        1 => "topic",
+        2 => "dynamic-broker",
+        3 => "dynamic-default-broker",
+        4 => "static-broker",
+        5 => "default",
+        6 => "dynamic-broker-logger",
+        _ => "unknown",
+    }
+}
+
+fn partition_line(partition: &MetadataResponsePartition, offsets: Option<&Offsets>) -> String {
+    let ids = |nodes: &[kafka_protocol::messages::BrokerId]| {
+        let ids: Vec<String> = nodes.iter().map(|n| n.0.to_string()).collect();
+        ids.join(",")
+    };
+    let leader = match partition.leader_id.0 {
+        id if id >= 0 => id.to_string(),
+        _ => "none".to_string(),
+    };
+    let (start, end) = match offsets {
+        Some(Ok((start, end))) => (start.to_string(), end.to_string()),
+        _ => ("?".to_string(), "?".to_string()),
+    };
+    format!(
+        "  Partition: {}  Leader: {leader}  Replicas: {}  Isr: {}  LogStartOffset: {start}  LogEndOffset: {end}",
+        partition.partition_index,
+        ids(&partition.replica_nodes),
+        ids(&partition.isr_nodes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<TopicsCommand, clap::Error> {
+        let args = std::iter::once("topics").chain(args.iter().copied());
+        TestCli::try_parse_from(args).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn config_arguments_parse() {
+        assert_eq!(parse_config("a=b"), Ok(("a".into(), "b".into())));
+        assert_eq!(parse_config("cleanup.policy=x=y"), Ok(("cleanup.policy".into(), "x=y".into())));
+        assert!(parse_config("novalue").is_err());
+        assert!(parse_config("=b").is_err());
+        assert!(parse_config("a=").is_err());
+    }
+
+    #[test]
+    fn create_defaults_to_broker_defaults() {
+        let TopicsCommand::Create { name, partitions, replication_factor, configs, connect } =
+            parse(&["create", "orders"]).unwrap()
+        else {
+            panic!("not create");
+        };
+        assert_eq!(name, "orders");
+        assert_eq!((partitions, replication_factor), (-1, -1));
+        assert!(configs.is_empty());
+        let expected = std::env::var("CORELOG_BOOTSTRAP_SERVER").unwrap_or("localhost:9092".into());
+        assert_eq!(connect.bootstrap_server, expected);
+    }
+
+    #[test]
+    fn create_takes_all_flags() {
+        let args = [
+            "create",
+            "orders",
+            "--partitions",
+            "6",
+            "--replication-factor",
+            "3",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "segment.bytes=1048576",
+            "--bootstrap-server",
+            "127.0.0.1:19092",
+        ];
+        let TopicsCommand::Create { partitions, replication_factor, configs, connect, .. } = parse(&args).unwrap()
+        else {
+            panic!("not create");
+        };
+        assert_eq!((partitions, replication_factor), (6, 3));
+        assert_eq!(configs.len(), 2);
+        assert_eq!(configs[1], ("segment.bytes".into(), "1048576".into()));
+        assert_eq!(connect.bootstrap_server, "127.0.0.1:19092");
+    }
+
+    #[test]
+    fn malformed_arguments_are_refused() {
+        assert!(parse(&["create", "t", "--config", "oops"]).is_err());
+        assert!(parse(&["create", "t", "--partitions", "many"]).is_err());
+        assert!(parse(&["create"]).is_err());
+        assert!(parse(&["delete"]).is_err());
+    }
+
+    #[test]
+    fn list_describe_and_delete_parse() {
+        assert!(matches!(
+            parse(&["list", "--include-internal"]).unwrap(),
+            TopicsCommand::List { include_internal: true, .. }
+        ));
+        let TopicsCommand::Describe { names, .. } = parse(&["describe", "a", "b"]).unwrap() else {
+            panic!("not describe");
+        };
+        assert_eq!(names, ["a", "b"]);
+        let TopicsCommand::Delete { names, .. } = parse(&["delete", "a", "b"]).unwrap() else {
+            panic!("not delete");
+        };
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn requests_encode_at_every_supported_version() {
+        use kafka_protocol::protocol::Encodable;
+        let topic = creatable_topic("t", 3, 1, &[("retention.ms".into(), "1".into())]);
+        let mut create = CreateTopicsRequest::default();
+        create.topics = vec![topic];
+        for version in ApiKey::CreateTopics.valid_versions().min..=7 {
+            create.encode(&mut bytes::BytesMut::new(), version).unwrap();
+        }
+        for version in 1..=6 {
+            let request = delete_request(&["t".to_string()], version);
+            request.encode(&mut bytes::BytesMut::new(), version).unwrap();
+        }
+        let offsets = list_offsets_request(&[("t".into(), 0), ("t".into(), 1)], -2);
+        assert_eq!(offsets.topics.len(), 1);
+        for version in 1..=10 {
+            offsets.encode(&mut bytes::BytesMut::new(), version).unwrap();
+        }
+    }
+
+    #[test]
+    fn partition_line_shows_leader_replicas_and_offsets() {
+        let mut partition = MetadataResponsePartition::default();
+        partition.partition_index = 2;
+        partition.leader_id = 1.into();
+        partition.replica_nodes = vec![1.into()];
+        partition.isr_nodes = vec![1.into()];
+        assert_eq!(
+            partition_line(&partition, Some(&Ok((0, 42)))),
+            "  Partition: 2  Leader: 1  Replicas: 1  Isr: 1  LogStartOffset: 0  LogEndOffset: 42"
+        );
+        partition.leader_id = (-1).into();
+        assert!(partition_line(&partition, None).contains("Leader: none"));
+    }
+
+    #[test]
+    fn header_shows_only_non_default_configs() {
+        let entry = |name: &str, value: &str, source: i8| {
+            let mut e = DescribeConfigsResourceResult::default();
+            e.name = StrBytes::from_string(name.into());
+            e.value = Some(StrBytes::from_string(value.into()));
+            e.config_source = source;
+            e
+        };
+        let entries = [entry("retention.ms", "1000", 1), entry("segment.bytes", "1", 5)];
+        assert_eq!(config_overrides(&entries), "retention.ms=1000");
+        assert_eq!(config_line(&entries[1]), "segment.bytes=1 (default)");
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn create_list_describe_delete_against_fake_cluster() {
+        let (bootstrap, state) = super::super::fake_broker::start();
+        let mut cluster = Cluster::connect(&bootstrap).unwrap();
+        let configs = [("retention.ms".to_string(), "1000".to_string())];
+        create(&mut cluster, creatable_topic("orders", 3, -1, &configs)).unwrap();
+        create(&mut cluster, creatable_topic("__internal", 1, 1, &[])).unwrap();
+        let exists = create(&mut cluster, creatable_topic("orders", 3, -1, &[])).unwrap_err();
+        assert_eq!(exists.to_string(), "TOPIC_ALREADY_EXISTS: Topic 'orders' already exists.");
+        let rf = create(&mut cluster, creatable_topic("x", 1, 3, &[])).unwrap_err();
+        assert!(rf.to_string().starts_with("INVALID_REPLICATION_FACTOR: "));
+
+        assert_eq!(topic_names(&mut cluster, false).unwrap(), ["orders"]);
+        assert_eq!(topic_names(&mut cluster, true).unwrap(), ["__internal", "orders"]);
+
+        let report = describe_report(&mut cluster, &[], false).unwrap();
+        assert!(report.failures.is_empty());
+        assert!(report.lines[0].starts_with("Topic: orders  TopicId: "));
+        assert!(report.lines[0].ends_with("  PartitionCount: 3  ReplicationFactor: 1  Configs: retention.ms=1000"));
+        assert_eq!(
+            report.lines[1..],
+            [
+                "  Partition: 0  Leader: 1  Replicas: 1  Isr: 1  LogStartOffset: 10  LogEndOffset: 20",
+                "  Partition: 1  Leader: 2  Replicas: 2  Isr: 2  LogStartOffset: 10  LogEndOffset: 21",
+                "  Partition: 2  Leader: 1  Replicas: 1  Isr: 1  LogStartOffset: 10  LogEndOffset: 22",
+                "  Config: retention.ms=1000 (topic)",
+                "  Config: segment.bytes=1048576 (default)",
+            ]
+        );
+        let missing = describe_report(&mut cluster, &strings(&["nope"]), false).unwrap();
+        assert_eq!(missing.failures, ["nope: UNKNOWN_TOPIC_OR_PARTITION"]);
+
+        delete(&mut cluster, &strings(&["orders", "__internal"])).unwrap();
+        let gone = delete(&mut cluster, &strings(&["orders"])).unwrap_err();
+        assert_eq!(gone.to_string(), "orders: UNKNOWN_TOPIC_OR_PARTITION");
+        assert!(topic_names(&mut cluster, true).unwrap().is_empty());
+
+        // Admin requests went to the controller (node 2), offsets to leaders.
+        let requests = state.lock().unwrap().requests.clone();
+        for (node, key) in &requests {
+            if matches!(key, ApiKey::CreateTopics | ApiKey::DeleteTopics) {
+                assert_eq!(*node, 2, "{key:?} sent to node {node}");
+            }
+        }
+        let offsets_requests = requests.iter().filter(|(_, k)| *k == ApiKey::ListOffsets);
+        assert_eq!(offsets_requests.count(), 4, "two per leader");
+    }
+}

@@ -1,0 +1,255 @@
+//! Broker configuration (Kafka's names, Kafka's defaults) and per-topic
+//! configuration resolved against the broker's defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Kafka's `message.max.bytes` default: 1 MiB plus record batch overhead.
+pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1_048_588;
+/// Kafka's `socket.request.max.bytes` default: 100 MiB.
+pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 104_857_600;
+const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
+const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
+/// Segments smaller than this would make the sparse index pointless.
+const SEGMENT_BYTES_MIN: u64 = 14;
+
+/// Everything the broker is started with. Field names are Kafka's broker
+/// config names with `_` for `.`; the TOML file uses the same names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    /// Host put in Metadata; defaults to `host` (or 127.0.0.1 when `host` is a wildcard).
+    pub advertised_host: Option<String>,
+    /// Number of shards (one pinned thread per core); defaults to the usable cores.
+    pub shards: Option<usize>,
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub message_max_bytes: u32,
+    pub socket_request_max_bytes: u32,
+    pub log_segment_bytes: u64,
+    pub log_segment_ms: i64,
+    pub log_index_interval_bytes: u32,
+    pub log_flush_interval_messages: u64,
+    pub log_flush_interval_ms: u64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    /// Connections a shard accepts before it refuses new ones.
+    pub max_connections_per_shard: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            advertised_host: None,
+            shards: None,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            log_segment_bytes: SEGMENT_BYTES_DEFAULT,
+            log_segment_ms: SEGMENT_MS_DEFAULT,
+            log_index_interval_bytes: 4096,
+            log_flush_interval_messages: u64::MAX,
+            log_flush_interval_ms: u64::MAX,
+            log_retention_ms: RETENTION_MS_DEFAULT,
+            log_retention_bytes: -1,
+            max_connections_per_shard: 100_000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn advertised_host(&self) -> String {
+        match &self.advertised_host {
+            Some(h) => h.clone(),
+            None if self.host == "0.0.0.0" || self.host == "::" => "127.0.0.1".into(),
+            None => self.host.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown topic config '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value '{value}' for topic config '{key}': {why}")]
+    InvalidValue { key: String, value: String, why: &'static str },
+}
+
+/// A topic's effective configuration: its overrides over the broker defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub cleanup_policy: String,
+    pub compression_type: String,
+    pub max_message_bytes: u32,
+    pub flush_messages: u64,
+    pub flush_ms: u64,
+}
+
+/// Topic config names corelog knows, in the order `describe` lists them.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "flush.messages",
+    "flush.ms",
+    "max.message.bytes",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+
+fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::InvalidValue {
+        key: key.into(),
+        value: value.into(),
+        why: "not a number in range",
+    })
+}
+
+/// Kafka spells "no limit" as Long.MAX_VALUE; accept it and any larger figure.
+fn parse_limit(key: &str, value: &str) -> Result<u64, ConfigError> {
+    let v: i64 = parse_num(key, value)?;
+    if v < 0 {
+        return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "must be >= 0" });
+    }
+    Ok(if v == i64::MAX { u64::MAX } else { v as u64 })
+}
+
+impl TopicConfig {
+    pub fn broker_defaults(broker: &BrokerConfig) -> TopicConfig {
+        TopicConfig {
+            retention_ms: broker.log_retention_ms,
+            retention_bytes: broker.log_retention_bytes,
+            segment_bytes: broker.log_segment_bytes,
+            segment_ms: broker.log_segment_ms,
+            cleanup_policy: "delete".into(),
+            compression_type: "producer".into(),
+            max_message_bytes: broker.message_max_bytes,
+            flush_messages: broker.log_flush_interval_messages,
+            flush_ms: broker.log_flush_interval_ms,
+        }
+    }
+
+    /// Applies `overrides` (Kafka topic config names) over the broker defaults.
+    pub fn resolve(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> Result<TopicConfig, ConfigError> {
+        let mut config = TopicConfig::broker_defaults(broker);
+        for (key, value) in overrides {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "retention.ms" => self.retention_ms = parse_num(key, value)?,
+            "retention.bytes" => self.retention_bytes = parse_num(key, value)?,
+            "segment.bytes" => {
+                self.segment_bytes = parse_num(key, value)?;
+                if self.segment_bytes < SEGMENT_BYTES_MIN {
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "too small" });
+                }
+            }
+            "segment.ms" => self.segment_ms = parse_num(key, value)?,
+            "cleanup.policy" => {
+                let ok = value.split(',').all(|p| matches!(p.trim(), "delete" | "compact"));
+                if !ok {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "expected delete, compact or both",
+                    });
+                }
+                self.cleanup_policy = value.into();
+            }
+            "compression.type" => {
+                if !COMPRESSION_TYPES.contains(&value) {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "unknown codec",
+                    });
+                }
+                self.compression_type = value.into();
+            }
+            "max.message.bytes" => self.max_message_bytes = parse_num(key, value)?,
+            "flush.messages" => self.flush_messages = parse_limit(key, value)?.max(1),
+            "flush.ms" => self.flush_ms = parse_limit(key, value)?,
+            _ => return Err(ConfigError::UnknownKey(key.into())),
+        }
+        Ok(())
+    }
+
+    /// The value of a config as Kafka prints it.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let limit = |v: u64| if v == u64::MAX { i64::MAX.to_string() } else { v.to_string() };
+        Some(match key {
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "cleanup.policy" => self.cleanup_policy.clone(),
+            "compression.type" => self.compression_type.clone(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "flush.messages" => limit(self.flush_messages),
+            "flush.ms" => limit(self.flush_ms),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn overrides_apply_over_broker_defaults() {
+        let broker = BrokerConfig::default();
+        let c = TopicConfig::resolve(&overrides(&[("segment.bytes", "1048576"), ("flush.messages", "1")]), &broker)
+            .unwrap();
+        assert_eq!(c.segment_bytes, 1 << 20);
+        assert_eq!(c.flush_messages, 1);
+        assert_eq!(c.retention_ms, RETENTION_MS_DEFAULT);
+        assert_eq!(c.value_of("flush.ms").unwrap(), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn bad_values_and_keys_are_refused() {
+        let broker = BrokerConfig::default();
+        assert_eq!(
+            TopicConfig::resolve(&overrides(&[("no.such", "1")]), &broker),
+            Err(ConfigError::UnknownKey("no.such".into()))
+        );
+        assert!(TopicConfig::resolve(&overrides(&[("retention.ms", "soon")]), &broker).is_err());
+        assert!(TopicConfig::resolve(&overrides(&[("compression.type", "brotli")]), &broker).is_err());
+        assert!(TopicConfig::resolve(&overrides(&[("cleanup.policy", "compact,delete")]), &broker).is_ok());
+    }
+
+    #[test]
+    fn every_listed_key_has_a_value() {
+        let c = TopicConfig::broker_defaults(&BrokerConfig::default());
+        for key in TOPIC_CONFIG_KEYS {
+            assert!(c.value_of(key).is_some(), "{key}");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The `corelog` binary: `serve` (the default) runs the broker; `topics`
+//! manages topics over the Kafka protocol against any Kafka broker.
+
+mod cli;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use corelog::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(name = "corelog", version, about = "A Kafka-compatible message broker: thread-per-core, io_uring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (what a bare `corelog` does).
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics (works against any Kafka broker).
+    Topics {
+        #[command(subcommand)]
+        command: cli::topics::TopicsCommand,
+    },
+}
+
+/// Every broker option. Flags override the --config file, which overrides the
+/// built-in defaults (Kafka's).
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// TOML file with any of the options below (names with `_`, e.g. num_partitions = 3).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where topics and their logs are stored [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<String>,
+    /// Port of shard 0 (the bootstrap port); shard s listens on port + s [default: 9092].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Host advertised to clients in Metadata [default: --host].
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// Number of shards, one pinned thread per core [default: the usable cores].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// num.partitions: partitions of auto-created topics [default: 1].
+    #[arg(long)]
+    num_partitions: Option<i32>,
+    /// auto.create.topics.enable [default: true].
+    #[arg(long)]
+    auto_create_topics_enable: Option<bool>,
+    /// message.max.bytes: largest record batch accepted [default: 1048588].
+    #[arg(long)]
+    message_max_bytes: Option<u32>,
+    /// socket.request.max.bytes: largest request frame accepted [default: 104857600].
+    #[arg(long)]
+    socket_request_max_bytes: Option<u32>,
+    /// log.segment.bytes [default: 1073741824].
+    #[arg(long)]
+    log_segment_bytes: Option<u64>,
+    /// log.segment.ms [default: 7 days].
+    #[arg(long)]
+    log_segment_ms: Option<i64>,
+    /// log.flush.interval.messages: 1 = every ack waits for fdatasync [default: never].
+    #[arg(long)]
+    log_flush_interval_messages: Option<u64>,
+    /// log.flush.interval.ms [default: never].
+    #[arg(long)]
+    log_flush_interval_ms: Option<u64>,
+    /// log.retention.ms [default: 7 days].
+    #[arg(long)]
+    log_retention_ms: Option<i64>,
+    /// log.retention.bytes [default: -1, unlimited].
+    #[arg(long)]
+    log_retention_bytes: Option<i64>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => BrokerConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
+        }
+        set!(
+            data_dir,
+            host,
+            port,
+            num_partitions,
+            auto_create_topics_enable,
+            message_max_bytes,
+            socket_request_max_bytes,
+            log_segment_bytes,
+            log_segment_ms,
+            log_flush_interval_messages,
+            log_flush_interval_ms,
+            log_retention_ms,
+            log_retention_bytes
+        );
+        c.advertised_host = self.advertised_host.or(c.advertised_host);
+        c.shards = self.shards.or(c.shards);
+        Ok(c)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
+        Command::Topics { command } => cli::topics::run(command),
+    }
+}

@@ -1,0 +1,194 @@
+//! Cluster metadata: topics, their ids, partition counts, placement on shards
+//! and config overrides. Shard 0 owns the [`MetadataStore`]; every shard holds
+//! an immutable [`Snapshot`] that shard 0 broadcasts after each change.
+
+mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+pub use store::MetadataStore;
+
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+#[derive(Debug, Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name '{name}': {why}")]
+    InvalidTopicName { name: String, why: &'static str },
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("metadata log {context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("metadata log line {line} is corrupt: {why}")]
+    Corrupt { line: usize, why: String },
+}
+
+/// One change to the cluster's metadata, as stored in the metadata log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    CreateTopic { name: String, id: Uuid, shards: Vec<u16>, configs: BTreeMap<String, String> },
+    DeleteTopic { name: String },
+    CreatePartitions { name: String, shards: Vec<u16> },
+    AlterConfigs { name: String, configs: BTreeMap<String, String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    /// The shard owning each partition, indexed by partition.
+    pub shards: Vec<u16>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn partition_count(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    pub fn owner(&self, partition: i32) -> Option<u16> {
+        usize::try_from(partition).ok().and_then(|p| self.shards.get(p).copied())
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// An immutable view of all topics, shared read-only by the shards.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    pub ids: HashMap<Uuid, String>,
+    /// Bumped by every applied record, so a shard can tell newer from older.
+    pub version: u64,
+}
+
+impl Snapshot {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
+        self.ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Checks a record against the current state without applying it.
+    pub fn check(&self, record: &MetadataRecord) -> Result<(), MetadataError> {
+        match record {
+            MetadataRecord::CreateTopic { name, .. } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(MetadataError::TopicExists(name.clone()));
+                }
+            }
+            MetadataRecord::DeleteTopic { name }
+            | MetadataRecord::CreatePartitions { name, .. }
+            | MetadataRecord::AlterConfigs { name, .. } => {
+                if !self.topics.contains_key(name) {
+                    return Err(MetadataError::UnknownTopic(name.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a record that `check` accepted.
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        self.version += 1;
+        match record {
+            MetadataRecord::CreateTopic { name, id, shards, configs } => {
+                self.ids.insert(*id, name.clone());
+                let meta = TopicMeta { name: name.clone(), id: *id, shards: shards.clone(), configs: configs.clone() };
+                self.topics.insert(name.clone(), Arc::new(meta));
+            }
+            MetadataRecord::DeleteTopic { name } => {
+                if let Some(t) = self.topics.remove(name) {
+                    self.ids.remove(&t.id);
+                }
+            }
+            MetadataRecord::CreatePartitions { name, shards } => self.update(name, |t| t.shards.extend(shards)),
+            MetadataRecord::AlterConfigs { name, configs } => self.update(name, |t| t.configs = configs.clone()),
+        }
+    }
+
+    fn update(&mut self, name: &str, change: impl FnOnce(&mut TopicMeta)) {
+        if let Some(t) = self.topics.get_mut(name) {
+            change(Arc::make_mut(t));
+        }
+    }
+}
+
+/// Kafka's topic name rule: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let invalid = |why| Err(MetadataError::InvalidTopicName { name: name.into(), why });
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are reserved");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Where partition `partition` of `topic` lives: a deterministic spread that
+/// starts each topic at a different shard so small topics do not all land on
+/// shard 0. The result is recorded in the metadata log, so a later change of
+/// this function never moves existing partitions.
+pub fn place(topic: &str, partition: i32, shard_count: usize) -> u16 {
+    debug_assert!(shard_count > 0);
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = topic.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    ((hash.wrapping_add(partition as u64)) % shard_count as u64) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("user-clicks_v2.x").is_ok());
+        for bad in ["", ".", "..", "bad/name", "sp ace", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn placement_spreads_partitions_over_shards() {
+        let shards: Vec<u16> = (0..4).map(|p| place("t", p, 2)).collect();
+        assert_eq!(shards.iter().filter(|s| **s == 0).count(), 2);
+        assert!(shards.iter().all(|s| *s < 2));
+        assert_eq!(place("t", 3, 2), place("t", 3, 2));
+    }
+
+    #[test]
+    fn snapshot_applies_records() {
+        let mut s = Snapshot::default();
+        let id = Uuid::new_v4();
+        let create = MetadataRecord::CreateTopic { name: "a".into(), id, shards: vec![0, 1], configs: BTreeMap::new() };
+        s.check(&create).unwrap();
+        s.apply(&create);
+        assert!(matches!(s.check(&create), Err(MetadataError::TopicExists(_))));
+        s.apply(&MetadataRecord::CreatePartitions { name: "a".into(), shards: vec![0] });
+        assert_eq!(s.topic_by_id(&id).unwrap().partition_count(), 3);
+        s.apply(&MetadataRecord::DeleteTopic { name: "a".into() });
+        assert!(s.topic("a").is_none() && s.ids.is_empty());
+    }
+}

@@ -1,0 +1,23 @@
+//! Shard threads and their io_uring event loops. Knows nothing of Kafka.
+//!
+//! tokio-uring has had no active maintainer since 2025, so every use of it in
+//! the crate goes through this module: moving to compio or to the io-uring
+//! crate alone should be this module's change only.
+
+pub mod splice;
+mod threads;
+
+pub use threads::{check_io_uring, spawn_shards, ShardThread};
+pub use tokio_uring::buf::BoundedBuf;
+pub use tokio_uring::fs::File;
+pub use tokio_uring::net::{TcpListener, TcpStream};
+
+/// Spawns a task on the current shard's loop. Tasks never leave their shard.
+pub fn spawn<F: std::future::Future + 'static>(task: F) -> tokio::task::JoinHandle<F::Output> {
+    tokio_uring::spawn(task)
+}
+
+/// Wraps a std file so its reads and writes go through the shard's io_uring.
+pub fn file_from_std(file: std::fs::File) -> File {
+    File::from_std(file)
+}

@@ -1,0 +1,150 @@
+//! Start-up and shutdown: binds one listener per shard, starts the shard
+//! threads, waits for a signal, then stops every shard cleanly.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{MetadataError, MetadataStore};
+use crate::shard::{Boot, Control, Shard, MAILBOX_CAPACITY};
+use crate::{net, runtime};
+
+/// Written at the end of a clean shutdown, removed at start: its absence at
+/// start-up means the last run crashed and every active segment is checked.
+const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("{0}")]
+    IoUring(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("data directory {dir}: {source}")]
+    DataDir { dir: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("starting shard threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// Hands each shard thread the one-time resources it takes ownership of.
+type Slots<T> = Arc<Vec<Mutex<Option<T>>>>;
+
+fn slots<T>(items: impl IntoIterator<Item = T>) -> Slots<T> {
+    Arc::new(items.into_iter().map(|t| Mutex::new(Some(t))).collect())
+}
+
+fn take<T>(slots: &Slots<T>, shard: usize) -> T {
+    slots[shard].lock().unwrap().take().expect("each shard takes its slot once")
+}
+
+fn bind(config: &BrokerConfig, shard_count: usize) -> Result<Vec<TcpListener>, StartError> {
+    (0..shard_count)
+        .map(|s| {
+            let addr = format!("{}:{}", config.host, config.port as usize + s);
+            let error = |source| StartError::Bind { addr: addr.clone(), source };
+            let sockaddr: std::net::SocketAddr = addr
+                .parse()
+                .or_else(|_| std::net::ToSocketAddrs::to_socket_addrs(&addr).map(|mut a| a.next().unwrap()))
+                .map_err(error)?;
+            let socket = socket2::Socket::new(socket2::Domain::for_address(sockaddr), socket2::Type::STREAM, None)
+                .map_err(error)?;
+            socket.set_reuse_address(true).map_err(error)?;
+            socket.bind(&sockaddr.into()).map_err(error)?;
+            socket.listen(1024).map_err(error)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+fn take_clean_marker(data_dir: &Path) -> Result<bool, StartError> {
+    let error = |source| StartError::DataDir { dir: data_dir.into(), source };
+    std::fs::create_dir_all(data_dir).map_err(error)?;
+    let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let clean = marker.exists();
+    if clean {
+        std::fs::remove_file(&marker).map_err(error)?;
+    }
+    Ok(clean)
+}
+
+/// Runs the broker until SIGINT or SIGTERM, then shuts down cleanly.
+pub fn run(config: BrokerConfig) -> Result<(), StartError> {
+    runtime::check_io_uring().map_err(StartError::IoUring)?;
+    let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
+    let listeners = bind(&config, shard_count)?;
+    let clean_shutdown = take_clean_marker(&config.data_dir)?;
+    let store = MetadataStore::open(&config.data_dir)?;
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(MAILBOX_CAPACITY)).unzip();
+    let boot = Arc::new(Boot {
+        config: Arc::new(config.clone()),
+        shard_count,
+        snapshot: Arc::new(store.snapshot().clone()),
+        clean_shutdown,
+        mailboxes: senders.clone(),
+    });
+    tracing::info!(
+        host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
+        clean_shutdown, topics = boot.snapshot.topics.len(), "corelog starting"
+    );
+    let (listeners, receivers, store) = (slots(listeners), slots(receivers), slots([store]));
+    let threads = runtime::spawn_shards(shard_count, move |id| {
+        let boot = boot.clone();
+        let listener = take(&listeners, id);
+        let mailbox = take(&receivers, id);
+        let store = (id == 0).then(|| take(&store, 0));
+        async move {
+            let shard = Rc::new(Shard::new(id, &boot, store));
+            shard.start(boot.snapshot.clone(), boot.clean_shutdown).await;
+            let control = runtime::spawn(shard.clone().run_control(mailbox));
+            let listener = runtime::TcpListener::from_std(listener);
+            tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");
+            net::serve(listener, shard).await;
+            let _ = control.await;
+        }
+    })
+    .map_err(StartError::Threads)?;
+    wait_for_signal();
+    tracing::info!("shutting down");
+    stop_shards(&senders);
+    for thread in threads {
+        if thread.handle.join().is_err() {
+            tracing::error!(shard = thread.id, "shard thread panicked");
+        }
+    }
+    if let Err(e) = std::fs::write(config.data_dir.join(CLEAN_SHUTDOWN_MARKER), b"") {
+        tracing::warn!(error = %e, "could not record the clean shutdown");
+    }
+    tracing::info!("corelog stopped");
+    Ok(())
+}
+
+fn wait_for_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}
+
+fn stop_shards(mailboxes: &[mpsc::Sender<Control>]) {
+    let replies: Vec<_> = mailboxes
+        .iter()
+        .filter_map(|m| {
+            let (reply, done) = oneshot::channel();
+            m.blocking_send(Control::Shutdown { reply }).ok().map(|_| done)
+        })
+        .collect();
+    for done in replies {
+        let _ = done.blocking_recv();
+    }
+}

@@ -1,0 +1,100 @@
+//! The control plane between shards: metadata changes go to shard 0, which
+//! persists them and broadcasts the new snapshot to every shard; a change is
+//! answered only once every shard has applied it. Never on the data path.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shard;
+use crate::metadata::{MetadataError, MetadataRecord, Snapshot};
+
+pub enum Control {
+    /// To shard 0: persist and apply one metadata change.
+    Change { record: MetadataRecord, reply: oneshot::Sender<Result<(), MetadataError>> },
+    /// To every shard: adopt this snapshot (open or remove logs).
+    Apply { snapshot: Arc<Snapshot>, reply: oneshot::Sender<()> },
+    /// To every shard: finish in-flight requests, close logs, stop.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl Shard {
+    /// Runs a metadata change through shard 0 and returns once all shards
+    /// have applied it.
+    pub async fn change_metadata(&self, record: MetadataRecord) -> Result<(), ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.mailboxes[0].send(Control::Change { record, reply }).await.map_err(|_| ControlError::ShuttingDown)?;
+        Ok(answer.await.map_err(|_| ControlError::ShuttingDown)??)
+    }
+
+    /// Adopts the snapshot the broker starts with and opens the local logs.
+    pub async fn start(&self, snapshot: Arc<Snapshot>, clean_shutdown: bool) {
+        self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown, &self.written).await;
+        *self.snapshot.borrow_mut() = snapshot;
+    }
+
+    pub async fn run_control(self: Rc<Self>, mut mailbox: mpsc::Receiver<Control>) {
+        while let Some(message) = mailbox.recv().await {
+            match message {
+                Control::Change { record, reply } => {
+                    let _ = reply.send(self.persist_and_broadcast(record).await);
+                }
+                Control::Apply { snapshot, reply } => {
+                    // A snapshot already applied locally (shard 0 applies its own first) is skipped.
+                    if snapshot.version > self.snapshot.borrow().version {
+                        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+                        *self.snapshot.borrow_mut() = snapshot;
+                    }
+                    let _ = reply.send(());
+                }
+                Control::Shutdown { reply } => {
+                    self.shut_down().await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn persist_and_broadcast(&self, record: MetadataRecord) -> Result<(), MetadataError> {
+        let store = self.store.as_ref().expect("metadata changes are sent to shard 0 only");
+        let snapshot = Arc::new(store.borrow_mut().append(record)?.clone());
+        // Apply locally first (the mailbox loop is busy running this very call).
+        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        *self.snapshot.borrow_mut() = snapshot.clone();
+        for mailbox in &self.mailboxes[1..] {
+            let (reply, applied) = oneshot::channel();
+            if mailbox.send(Control::Apply { snapshot: snapshot.clone(), reply }).await.is_ok() {
+                let _ = applied.await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shut_down(&self) {
+        self.stopping.set(true);
+        self.stop.notify_waiters();
+        // Requests already being served get their answers (bounded wait).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.stats.requests_in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.partitions.close_all().await;
+        tracing::info!(
+            shard = self.id,
+            "shard stopped: fetch_bytes_spliced={} fetch_bytes_copied={}",
+            self.stats.fetch_bytes_spliced.get(),
+            self.stats.fetch_bytes_copied.get()
+        );
+    }
+}

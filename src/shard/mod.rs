@@ -1,0 +1,92 @@
+//! A shard: one core's share of the broker. It owns its partitions' logs, its
+//! connections and its copy of the metadata snapshot; it wires the protocol
+//! handlers (api) to storage. Shards talk to each other only through bounded
+//! control mailboxes, and only for metadata changes and shutdown.
+
+mod control;
+mod partitions;
+mod producers;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{MetadataStore, Snapshot};
+
+pub use control::{Control, ControlError};
+pub use partitions::Partitions;
+pub use producers::{ProducerStates, SequenceCheck};
+
+/// Control messages a shard's mailbox holds before senders wait.
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// Counters a shard keeps for itself (no atomics: only its thread touches them).
+#[derive(Default)]
+pub struct ShardStats {
+    /// Record bytes sent to consumers by splice, never entering user space.
+    pub fetch_bytes_spliced: Cell<u64>,
+    /// Record bytes that fetch copied through user space (the design keeps this 0).
+    pub fetch_bytes_copied: Cell<u64>,
+    pub connections: Cell<usize>,
+    pub requests_in_flight: Cell<usize>,
+}
+
+/// What every shard is started with.
+pub struct Boot {
+    pub config: Arc<BrokerConfig>,
+    pub shard_count: usize,
+    pub snapshot: Arc<Snapshot>,
+    /// The previous run ended with a clean shutdown (less to check on recovery).
+    pub clean_shutdown: bool,
+    pub mailboxes: Vec<mpsc::Sender<Control>>,
+}
+
+pub struct Shard {
+    pub id: u16,
+    pub count: usize,
+    pub config: Arc<BrokerConfig>,
+    pub mailboxes: Vec<mpsc::Sender<Control>>,
+    snapshot: RefCell<Arc<Snapshot>>,
+    pub partitions: Partitions,
+    pub producers: ProducerStates,
+    /// Notified whenever any local log's high watermark moves: wakes long polls.
+    pub written: Rc<Notify>,
+    pub stats: ShardStats,
+    /// Shard 0 only: the metadata log it owns.
+    store: Option<RefCell<MetadataStore>>,
+    /// Set when shutdown starts; listeners stop accepting.
+    pub stopping: Cell<bool>,
+    pub stop: Notify,
+}
+
+impl Shard {
+    pub fn new(id: usize, boot: &Boot, store: Option<MetadataStore>) -> Shard {
+        debug_assert_eq!(store.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
+        Shard {
+            id: id as u16,
+            count: boot.shard_count,
+            config: boot.config.clone(),
+            mailboxes: boot.mailboxes.clone(),
+            snapshot: RefCell::new(Arc::new(Snapshot::default())),
+            partitions: Partitions::default(),
+            producers: ProducerStates::new(),
+            written: Rc::new(Notify::new()),
+            stats: ShardStats::default(),
+            store: store.map(RefCell::new),
+            stopping: Cell::new(false),
+            stop: Notify::new(),
+        }
+    }
+
+    /// The current metadata. Cheap: an Arc clone of an immutable snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn is_metadata_owner(&self) -> bool {
+        self.store.is_some()
+    }
+}

@@ -1,0 +1,135 @@
+//! The logs of the partitions this shard owns, kept in step with the metadata
+//! snapshot: a partition placed here is opened, a deleted topic's logs are
+//! closed and removed.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::metadata::{Snapshot, TopicMeta};
+use crate::storage::{LogConfig, PartitionLog};
+
+/// A topic's local logs, indexed by partition; `None` where another shard owns it.
+struct TopicLogs {
+    id: uuid::Uuid,
+    logs: Vec<Option<Rc<PartitionLog>>>,
+}
+
+#[derive(Default)]
+pub struct Partitions {
+    topics: RefCell<HashMap<String, TopicLogs>>,
+}
+
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+pub fn log_config(topic: &TopicConfig, broker: &BrokerConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: topic.segment_bytes,
+        segment_ms: topic.segment_ms,
+        index_interval_bytes: broker.log_index_interval_bytes,
+        flush_messages: topic.flush_messages,
+        flush_ms: topic.flush_ms,
+    }
+}
+
+impl Partitions {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        let topics = self.topics.borrow();
+        let logs = &topics.get(topic)?.logs;
+        usize::try_from(partition).ok().and_then(|p| logs.get(p)).and_then(|log| log.clone())
+    }
+
+    /// Brings the local logs in line with `snapshot`: opens what is new here,
+    /// closes and deletes the logs of topics that are gone (or were re-created
+    /// under a new id).
+    pub async fn sync(
+        &self,
+        shard: u16,
+        snapshot: &Snapshot,
+        broker: &BrokerConfig,
+        clean: bool,
+        written: &Rc<Notify>,
+    ) {
+        let gone: Vec<String> = {
+            let topics = self.topics.borrow();
+            topics
+                .iter()
+                .filter(|(name, t)| snapshot.topic(name).is_none_or(|meta| meta.id != t.id))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        for name in gone {
+            self.remove(&name, broker).await;
+        }
+        for meta in snapshot.topics.values() {
+            self.open_new(shard, meta, broker, clean, written);
+        }
+    }
+
+    fn open_new(&self, shard: u16, meta: &TopicMeta, broker: &BrokerConfig, clean: bool, written: &Rc<Notify>) {
+        let mut topics = self.topics.borrow_mut();
+        let entry = topics.entry(meta.name.clone()).or_insert_with(|| TopicLogs { id: meta.id, logs: Vec::new() });
+        let config = match TopicConfig::resolve(&meta.configs, broker) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(topic = %meta.name, error = %e, "stored topic config is invalid; using broker defaults");
+                TopicConfig::broker_defaults(broker)
+            }
+        };
+        for partition in entry.logs.len()..meta.shards.len() {
+            let log = (meta.shards[partition] == shard).then(|| {
+                let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
+                match PartitionLog::open(&dir, log_config(&config, broker), clean, written.clone()) {
+                    Ok((log, report)) => {
+                        tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
+                        Some(log)
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %meta.name, partition, error = %e, "cannot open partition log; it stays offline");
+                        None
+                    }
+                }
+            });
+            entry.logs.push(log.flatten());
+        }
+    }
+
+    async fn remove(&self, name: &str, broker: &BrokerConfig) {
+        let Some(topic) = self.topics.borrow_mut().remove(name) else { return };
+        for (partition, log) in topic.logs.into_iter().enumerate() {
+            let Some(log) = log else { continue };
+            if let Err(e) = log.close().await {
+                tracing::warn!(topic = name, partition, error = %e, "closing deleted partition");
+            }
+            let dir = partition_dir(&broker.data_dir, name, partition as i32);
+            // Cold path: topic deletion is rare, so a blocking unlink on the shard is acceptable.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition's files");
+            }
+        }
+        tracing::info!(topic = name, "topic deleted");
+    }
+
+    /// Clean shutdown: every log flushes, syncs and writes its indexes.
+    pub async fn close_all(&self) {
+        let logs: Vec<(String, usize, Rc<PartitionLog>)> = self
+            .topics
+            .borrow()
+            .iter()
+            .flat_map(|(name, t)| {
+                t.logs.iter().enumerate().filter_map(move |(p, l)| l.clone().map(|l| (name.clone(), p, l)))
+            })
+            .collect();
+        for (topic, partition, log) in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!(%topic, partition, error = %e, "closing partition log");
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The storage module's one error type. Kafka error codes are chosen by the
+//! request handlers, never here.
+
+use thiserror::Error;
+
+use crate::model::batch::BatchError;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// An operating-system call failed; `context` names the file and the step.
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("offset {offset} is out of range: log start {log_start}, high watermark {high_watermark}")]
+    OffsetOutOfRange { offset: i64, log_start: i64, high_watermark: i64 },
+    /// The log was closed: no more appends, and no writer to wait for.
+    #[error("the partition log is closed")]
+    Closed,
+    /// `wait_written` asked for an offset the log does not hold: it was never
+    /// appended, or its write failed and the log end rolled back before the
+    /// wait began.
+    #[error("offset {offset} is not in the log (log end offset {log_end_offset})")]
+    NotAppended { offset: i64, log_end_offset: i64 },
+    /// `append` was given bytes that are not whole record batches.
+    #[error("append refused: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// A single append that cannot fit in one segment (positions are 32-bit).
+    #[error("append of {bytes} bytes cannot fit in one segment")]
+    AppendTooLarge { bytes: usize },
+    /// A segment file does not hold what its index or the high watermark promise.
+    #[error("{path}: corrupt at position {position}: {reason}")]
+    Corrupt { path: String, position: u64, reason: String },
+}
+
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StorageError {
+        StorageError::Io { context: context.into(), source }
+    }
+
+    /// A copy for the second and later waiters of one failed write:
+    /// `std::io::Error` is not `Clone`, so the kind and message are kept.
+    pub(crate) fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::Io { context, source } => StorageError::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StorageError::Closed => StorageError::Closed,
+            other => StorageError::Corrupt { path: String::new(), position: 0, reason: other.to_string() },
+        }
+    }
+}
+
+/// Attaches a context to std I/O results, so every error names its file.
+pub(crate) trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StorageError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StorageError> {
+        self.map_err(|source| StorageError::io(what(), source))
+    }
+}

@@ -1,0 +1,135 @@
+//! Walking batch headers of a segment file with small io_uring reads, for
+//! fetch and ListOffsets. Record bytes are never read on purpose: the fetch
+//! path only needs batch boundaries, and the bytes go to the socket by splice.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::model::batch::{BatchHeader, HEADER_BYTES};
+use crate::runtime::File;
+
+use super::error::StorageError;
+use super::segment;
+
+/// One read when batches are small: several headers arrive together. After a
+/// batch larger than this, only a header's worth is read.
+const SCAN_BYTES: usize = 4096;
+
+/// A forward walk over the batches of one segment below `end` (the readable
+/// bytes: whole batches under the high watermark).
+pub struct HeaderWalk<'a> {
+    dir: &'a Path,
+    segment_base: i64,
+    file: Rc<File>,
+    end: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    next_read: usize,
+}
+
+impl<'a> HeaderWalk<'a> {
+    pub fn new(dir: &'a Path, segment_base: i64, file: Rc<File>, end: u64) -> HeaderWalk<'a> {
+        HeaderWalk { dir, segment_base, file, end, buf: Vec::new(), buf_start: 0, next_read: SCAN_BYTES }
+    }
+
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The first batch at or after `position` whose last offset is >= `offset`.
+    pub async fn find_offset(
+        &mut self,
+        mut position: u64,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        while position < self.end {
+            let header = self.header_at(position).await?;
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first batch at or after `position` whose max_timestamp is >= `timestamp`.
+    pub async fn find_timestamp(
+        &mut self,
+        mut position: u64,
+        timestamp: i64,
+    ) -> Result<Option<BatchHeader>, StorageError> {
+        while position < self.end {
+            let header = self.header_at(position).await?;
+            if header.max_timestamp >= timestamp {
+                return Ok(Some(header));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The last batch boundary at or below `limit`, walking from the boundary
+    /// `position` (itself <= limit).
+    pub async fn boundary_at_or_below(&mut self, mut position: u64, limit: u64) -> Result<u64, StorageError> {
+        debug_assert!(position <= limit);
+        while position < self.end {
+            let next = position + self.header_at(position).await?.total_bytes() as u64;
+            if next > limit {
+                break;
+            }
+            position = next;
+        }
+        Ok(position)
+    }
+
+    /// The header of the batch at `position`, from the buffer when the last
+    /// read already brought it.
+    async fn header_at(&mut self, position: u64) -> Result<BatchHeader, StorageError> {
+        debug_assert!(position < self.end, "walks stay below the readable end");
+        let buffered =
+            position >= self.buf_start && position + HEADER_BYTES as u64 <= self.buf_start + self.buf.len() as u64;
+        if !buffered {
+            self.fill(position).await?;
+        }
+        let at = (position - self.buf_start) as usize;
+        let header = BatchHeader::parse(&self.buf[at..]).map_err(|e| self.corrupt(position, e.to_string()))?;
+        let bytes = header.total_bytes() as u64;
+        if position + bytes > self.end {
+            return Err(self.corrupt(position, format!("batch of {bytes} bytes crosses the readable end {}", self.end)));
+        }
+        self.next_read = if bytes as usize > SCAN_BYTES { HEADER_BYTES } else { SCAN_BYTES };
+        Ok(header)
+    }
+
+    async fn fill(&mut self, position: u64) -> Result<(), StorageError> {
+        let len = (self.next_read as u64).min(self.end - position) as usize;
+        if len < HEADER_BYTES {
+            return Err(self.corrupt(position, format!("only {len} bytes left for a batch header")));
+        }
+        // read_exact_at fills the Vec's capacity, and with_capacity gives
+        // exactly what is asked (a std guarantee), so reuse only an exact fit.
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() != len {
+            buf = Vec::with_capacity(len);
+        }
+        buf.clear();
+        let (result, buf) = self.file.read_exact_at(buf, position).await;
+        self.buf = buf;
+        self.buf_start = position;
+        if let Err(e) = result {
+            self.buf.clear();
+            let path = segment::log_path(self.dir, self.segment_base);
+            return Err(StorageError::io(format!("reading {} at {position}", path.display()), e));
+        }
+        debug_assert_eq!(self.buf.len(), len);
+        Ok(())
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        StorageError::Corrupt {
+            path: segment::log_path(self.dir, self.segment_base).display().to_string(),
+            position,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! `PartitionLog`: one partition's segments, owned by one shard thread.
+//!
+//! Appends are synchronous: they assign offsets and copy the batches into a
+//! pending write buffer. A writer task per log (see `writer.rs`) drains the
+//! pending writes in order, one io_uring write each, fsyncs as the flush
+//! policy asks, and then advances the high watermark. Whatever is appended
+//! while a write or fsync is in flight goes down in the next write: that is
+//! the group commit. Fetch reads only below the high watermark.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tokio::sync::{oneshot, Notify};
+
+use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::runtime::File;
+
+use super::error::{IoContext, StorageError};
+use super::headers::HeaderWalk;
+use super::recovery;
+use super::segment::{BatchMeta, Segment};
+use super::writer::{self, Job, SyncState, WriteJob};
+
+/// Per-log settings, named and defaulted as Kafka's topic configs are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll when the active segment would exceed this (segment.bytes). At
+    /// most u32::MAX: index positions are 32-bit.
+    pub segment_bytes: u64,
+    /// Roll when the active segment's first batch is older than this (segment.ms).
+    pub segment_ms: i64,
+    /// A sparse index entry every this many bytes (index.interval.bytes).
+    pub index_interval_bytes: u32,
+    /// fdatasync once this many messages are unsynced (flush.messages;
+    /// u64::MAX = never). 1 = durable: every acknowledgement follows a
+    /// group-committed fdatasync.
+    pub flush_messages: u64,
+    /// fdatasync when the oldest unsynced write is this old (flush.ms;
+    /// u64::MAX = never).
+    pub flush_ms: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            flush_messages: u64::MAX,
+            flush_ms: u64::MAX,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Whole batches of one segment file, `bytes` long from `position`, to be
+/// spliced to a socket. The bytes stay valid while the `Rc<File>` is held.
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    pub file: Rc<File>,
+    pub position: u64,
+    pub bytes: u32,
+}
+
+/// What `open` found and fixed, for a log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from torn tails (and dropped segments after one).
+    pub truncated_bytes: u64,
+    /// Segments whose indexes were rebuilt by scanning the log.
+    pub rebuilt_indexes: u32,
+    /// Segments in the log after recovery.
+    pub segments: u32,
+}
+
+/// Spare write buffers kept for reuse, and the largest one worth keeping
+/// (a burst must not pin its memory for ever).
+const SPARE_BUFFERS_MAX: usize = 2;
+const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
+
+/// One partition's log, owned by exactly one shard thread.
+pub struct PartitionLog {
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
+    pub(super) inner: RefCell<Inner>,
+    /// Wakes the writer task (one waiter: notify_one keeps a permit).
+    pub(super) wake: Rc<Notify>,
+    pub(super) on_written: Rc<Notify>,
+}
+
+pub(super) struct Inner {
+    /// Oldest first; the last is the active segment. Never empty.
+    pub segments: Vec<Segment>,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    /// Writes, seals and the close, in the order the writer must do them.
+    pub queue: VecDeque<Job>,
+    pub spare_buffers: Vec<Vec<u8>>,
+    /// wait_written callers: (last offset, reply).
+    pub waiters: Vec<(i64, oneshot::Sender<Result<(), StorageError>>)>,
+    pub sync: SyncState,
+    /// close() was called: appends are refused.
+    pub closing: bool,
+    /// The writer task has finished.
+    pub writer_done: bool,
+}
+
+impl Inner {
+    pub fn active(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a log has at least one segment")
+    }
+
+    pub fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
+        let at = self.segments.binary_search_by_key(&base_offset, |s| s.base_offset).ok()?;
+        Some(&mut self.segments[at])
+    }
+
+    /// Index of the segment that holds `offset` (the last with base <= offset).
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
+    }
+
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
+            buf.clear();
+            self.spare_buffers.push(buf);
+        }
+    }
+}
+
+/// The record batches of one append, checked to tile the buffer exactly.
+struct AppendShape {
+    records: u64,
+}
+
+fn append_shape(batches: &[u8]) -> Result<AppendShape, StorageError> {
+    if batches.is_empty() {
+        return Err(BatchError::Truncated { available: 0, needed: HEADER_BYTES }.into());
+    }
+    let mut records = 0u64;
+    let mut at = 0;
+    while at < batches.len() {
+        let header = BatchHeader::parse(&batches[at..])?;
+        let bytes = header.total_bytes();
+        if at + bytes > batches.len() || header.last_offset_delta < 0 {
+            return Err(BatchError::Truncated { available: batches.len() - at, needed: bytes }.into());
+        }
+        debug_assert!(batch::validate(&batches[at..]).is_ok(), "callers validate batches before append");
+        records += header.last_offset_delta as u64 + 1;
+        at += bytes;
+    }
+    Ok(AppendShape { records })
+}
+
+/// Where a read starts: a segment, a batch boundary at or before the wanted
+/// offset, and the segment's readable end.
+struct ReadPlan {
+    segment: usize,
+    segment_base: i64,
+    file: Rc<File>,
+    from: u64,
+    end: u64,
+}
+
+impl PartitionLog {
+    /// Opens (creating the directory if missing) and recovers the log in
+    /// `dir`, then spawns its writer task on the current shard. Synchronous
+    /// std I/O: start-up and topic creation are cold paths.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+        on_written: Rc<Notify>,
+    ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
+        assert!(
+            config.segment_bytes > 0 && config.segment_bytes <= u32::MAX as u64,
+            "segment_bytes must fit 32-bit index positions"
+        );
+        assert!(config.index_interval_bytes > 0 && config.segment_ms > 0);
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config)?;
+        let log_end_offset = segments.last().expect("at least one segment").next_offset;
+        let log = Rc::new(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            inner: RefCell::new(Inner {
+                segments,
+                log_end_offset,
+                high_watermark: log_end_offset,
+                queue: VecDeque::new(),
+                spare_buffers: Vec::new(),
+                waiters: Vec::new(),
+                sync: SyncState::default(),
+                closing: false,
+                writer_done: false,
+            }),
+            wake: Rc::new(Notify::new()),
+            on_written,
+        });
+        crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone()));
+        Ok((log, report))
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.borrow().segments[0].base_offset
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.borrow().log_end_offset
+    }
+
+    /// Every offset below it is in the segment files, readable by fetch.
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.borrow().high_watermark
+    }
+
+    /// Appends consecutive batches the caller has already validated, assigning
+    /// offsets from the log end on. Rolls the segment first when needed. The
+    /// bytes reach the file later: await `wait_written(last_offset)`.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let shape = append_shape(batches)?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if inner.closing {
+            return Err(StorageError::Closed);
+        }
+        if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
+            self.roll(inner)?;
+        }
+        let base_offset = inner.log_end_offset;
+        let Inner { segments, queue, spare_buffers, .. } = &mut *inner;
+        let active = segments.last_mut().expect("a log has at least one segment");
+        if active.size + batches.len() as u64 > u32::MAX as u64 {
+            return Err(StorageError::AppendTooLarge { bytes: batches.len() });
+        }
+        active.first_append_ms.get_or_insert(now_ms);
+        let job = open_job(queue, spare_buffers, active);
+        let next_offset = copy_batches(batches, base_offset, job, active, self.config.index_interval_bytes);
+        job.messages += shape.records;
+        inner.log_end_offset = next_offset;
+        drop(guard);
+        self.wake.notify_one();
+        Ok(AppendInfo { base_offset, last_offset: next_offset - 1, log_start_offset: self.log_start_offset() })
+    }
+
+    fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
+        let last_offset = inner.log_end_offset + records as i64 - 1;
+        let active = inner.active();
+        if active.size == 0 {
+            return false;
+        }
+        active.size + bytes > self.config.segment_bytes
+            || active.first_append_ms.is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms)
+            || last_offset - active.base_offset > u32::MAX as i64
+    }
+
+    /// Starts a new active segment at the log end. The old one's pending bytes
+    /// stay queued for the old file, then its seal (fsync + index files).
+    fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
+        let base_offset = inner.log_end_offset;
+        let segment = Segment::create(&self.dir, base_offset)?;
+        let old = inner.active();
+        old.seal_time_index();
+        let old_base = old.base_offset;
+        inner.queue.push_back(Job::Seal { base_offset: old_base });
+        inner.segments.push(segment);
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        Ok(())
+    }
+
+    /// Resolves once every offset <= `last_offset` is in the segment file (and
+    /// fsynced when the flush policy says so); Err if that write failed.
+    /// Await it before yielding to the loop after `append` (await it at once,
+    /// or join it): a failed write rolls the log end back, and an append that
+    /// lands in between would reuse the same offsets.
+    pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
+        let reply = {
+            let mut inner = self.inner.borrow_mut();
+            if last_offset < inner.high_watermark {
+                return Ok(());
+            }
+            if last_offset >= inner.log_end_offset {
+                return Err(StorageError::NotAppended { offset: last_offset, log_end_offset: inner.log_end_offset });
+            }
+            if inner.writer_done {
+                return Err(StorageError::Closed);
+            }
+            let (sender, reply) = oneshot::channel();
+            inner.waiters.push((last_offset, sender));
+            reply
+        };
+        reply.await.unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` but at
+    /// least one batch (KIP-74), all below the high watermark and within one
+    /// segment. None when `offset` is the high watermark.
+    pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
+        let Some(mut plan) = self.plan_read(offset)? else {
+            return Ok(None);
+        };
+        loop {
+            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
+            if let Some((start, first)) = walk.find_offset(plan.from, offset).await? {
+                let limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
+                let end =
+                    self.read_end(&mut walk, plan.segment_base, start + first.total_bytes() as u64, limit).await?;
+                debug_assert!(end > start && end <= plan.end);
+                return Ok(Some(ReadSlice { file: plan.file, position: start, bytes: (end - start) as u32 }));
+            }
+            // Offsets missing from this segment's end continue in the next one.
+            match self.segment_plan(plan.segment + 1, 0) {
+                Some(next) => plan = next,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
+        let inner = self.inner.borrow();
+        let log_start = inner.segments[0].base_offset;
+        if offset < log_start || offset > inner.high_watermark {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark: inner.high_watermark });
+        }
+        if offset == inner.high_watermark {
+            return Ok(None);
+        }
+        let at = inner.segment_for(offset);
+        let segment = &inner.segments[at];
+        let from = segment.index.position_for(segment.relative(offset)) as u64;
+        drop(inner);
+        Ok(self.segment_plan(at, from))
+    }
+
+    fn segment_plan(&self, at: usize, from: u64) -> Option<ReadPlan> {
+        let inner = self.inner.borrow();
+        let segment = inner.segments.get(at)?;
+        (from < segment.readable_bytes).then(|| ReadPlan {
+            segment: at,
+            segment_base: segment.base_offset,
+            file: segment.file.clone(),
+            from,
+            end: segment.readable_bytes,
+        })
+    }
+
+    /// The last batch boundary at or below `limit` (capped at the readable
+    /// end), walking from `from`, the end of the first batch. The sparse index
+    /// skips most of the walk.
+    async fn read_end(
+        &self,
+        walk: &mut HeaderWalk<'_>,
+        segment_base: i64,
+        from: u64,
+        limit: u64,
+    ) -> Result<u64, StorageError> {
+        if walk.end() <= limit {
+            return Ok(walk.end());
+        }
+        let indexed = {
+            let mut inner = self.inner.borrow_mut();
+            inner.segment_mut(segment_base).map_or(0, |s| s.index.boundary_at_or_below(limit))
+        };
+        walk.boundary_at_or_below(indexed.max(from), limit).await
+    }
+
+    /// ListOffsets by timestamp: (base offset, max timestamp) of the first
+    /// batch below the high watermark whose max_timestamp >= `timestamp`.
+    /// Batch granularity. The special timestamps -1/-2 are the caller's.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut at = 0;
+        while let Some(plan) = self.timestamp_plan(&mut at, timestamp) {
+            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
+            if let Some(header) = walk.find_timestamp(plan.from, timestamp).await? {
+                return Ok(Some((header.base_offset, header.max_timestamp)));
+            }
+            at += 1;
+        }
+        Ok(None)
+    }
+
+    /// The next segment from `*at` on that may hold `timestamp`, and where
+    /// its time index says the search can start.
+    fn timestamp_plan(&self, at: &mut usize, timestamp: i64) -> Option<ReadPlan> {
+        let inner = self.inner.borrow();
+        while let Some(segment) = inner.segments.get(*at) {
+            if segment.max_timestamp >= timestamp && segment.readable_bytes > 0 {
+                let from = segment
+                    .time_index
+                    .search_start(timestamp)
+                    .map_or(0, |relative| segment.index.position_for(relative) as u64);
+                return Some(ReadPlan {
+                    segment: *at,
+                    segment_base: segment.base_offset,
+                    file: segment.file.clone(),
+                    from: from.min(segment.readable_bytes),
+                    end: segment.readable_bytes,
+                });
+            }
+            *at += 1;
+        }
+        None
+    }
+
+    /// Clean shutdown: pending writes finish, everything is fsynced, the
+    /// active segment's index files are written and the writer task stops.
+    /// Appends fail with Closed from now on; reads keep working.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let reply = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.closing {
+                return Ok(());
+            }
+            inner.closing = true;
+            let (sender, reply) = oneshot::channel();
+            inner.queue.push_back(Job::Close(sender));
+            reply
+        };
+        self.wake.notify_one();
+        reply.await.unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // Lets an idle writer task notice that the log is gone and end.
+        self.wake.notify_one();
+    }
+}
+
+/// The queued write for the active segment that appends can still extend,
+/// or a new one (with a recycled buffer) when the last queued job is another
+/// segment's, a seal, or taken by the writer.
+fn open_job<'a>(queue: &'a mut VecDeque<Job>, spare_buffers: &mut Vec<Vec<u8>>, active: &Segment) -> &'a mut WriteJob {
+    let extendable = matches!(queue.back(), Some(Job::Write(job)) if job.segment_base == active.base_offset);
+    if !extendable {
+        queue.push_back(Job::Write(WriteJob {
+            segment_base: active.base_offset,
+            file: active.file.clone(),
+            position: active.size,
+            buf: spare_buffers.pop().unwrap_or_default(),
+            last_offset: -1,
+            messages: 0,
+        }));
+    }
+    match queue.back_mut() {
+        Some(Job::Write(job)) => {
+            debug_assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
+            job
+        }
+        _ => unreachable!("a write job was just ensured"),
+    }
+}
+
+/// Copies each batch into the pending buffer (one memcpy per batch),
+/// rewriting its base offset; indexes it. Returns the next offset.
+fn copy_batches(batches: &[u8], mut next_offset: i64, job: &mut WriteJob, active: &mut Segment, interval: u32) -> i64 {
+    let mut at = 0;
+    while at < batches.len() {
+        let header = BatchHeader::parse(&batches[at..]).expect("append_shape checked every header");
+        let bytes = header.total_bytes();
+        let start = job.buf.len();
+        job.buf.extend_from_slice(&batches[at..at + bytes]);
+        batch::set_base_offset(&mut job.buf[start..], next_offset);
+        let last_offset = next_offset + header.last_offset_delta as i64;
+        let meta = BatchMeta {
+            position: active.size,
+            base_offset: next_offset,
+            last_offset,
+            max_timestamp: header.max_timestamp,
+            bytes: bytes as u64,
+        };
+        active.track(&meta, interval);
+        next_offset = last_offset + 1;
+        at += bytes;
+    }
+    job.last_offset = next_offset - 1;
+    next_offset
+}

@@ -1,0 +1,17 @@
+//! The partition log: segments of RecordBatch v2 bytes exactly as they travel
+//! on the wire, a sparse offset index and a time index per segment, recovery
+//! of a torn tail at start-up. Knows nothing of the Kafka protocol or of
+//! shards; writes go through the runtime's io_uring files.
+
+mod error;
+mod headers;
+mod index;
+mod log;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use error::StorageError;
+pub use log::{AppendInfo, LogConfig, PartitionLog, ReadSlice, RecoveryReport};

@@ -1,0 +1,490 @@
+//! Tests of the partition log through its public API, on real files in
+//! temporary directories, each inside its own io_uring runtime.
+
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::model::batch::{self, BatchHeader};
+
+use super::segment;
+use super::writer::fault;
+use super::{LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError};
+
+fn run<F: Future>(test: F) -> F::Output {
+    tokio_uring::start(test)
+}
+
+fn open(dir: &Path, config: LogConfig, clean: bool) -> (Rc<PartitionLog>, RecoveryReport) {
+    PartitionLog::open(dir, config, clean, Rc::new(Notify::new())).expect("open")
+}
+
+fn small_segments(segment_bytes: u64) -> LogConfig {
+    LogConfig { segment_bytes, index_interval_bytes: 256, ..LogConfig::default() }
+}
+
+/// A batch of `records` records of `value_bytes` bytes each.
+fn batch_of(timestamp: i64, records: usize, value_bytes: usize) -> Vec<u8> {
+    let value = vec![b'v'; value_bytes];
+    let values: Vec<&[u8]> = (0..records).map(|_| value.as_slice()).collect();
+    batch::build(timestamp, &values)
+}
+
+/// Appends and waits until written; returns the first offset.
+async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
+    let info = log.append(bytes, 1000).expect("append");
+    log.wait_written(info.last_offset).await.expect("written");
+    info.base_offset
+}
+
+/// The slice's bytes, read with std from the same file.
+fn slice_bytes(slice: &ReadSlice) -> Vec<u8> {
+    // SAFETY: the fd stays open (owned by slice.file); ManuallyDrop never closes it.
+    let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(slice.file.as_raw_fd()) });
+    let mut bytes = vec![0; slice.bytes as usize];
+    file.read_exact_at(&mut bytes, slice.position).expect("read slice");
+    bytes
+}
+
+fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
+    batch::validate_all(bytes).collect::<Result<_, _>>().expect("whole valid batches")
+}
+
+/// Reads the whole log below the high watermark, slice after slice.
+async fn read_all(log: &PartitionLog) -> Vec<BatchHeader> {
+    let mut all = Vec::new();
+    let mut offset = log.log_start_offset();
+    while let Some(slice) = log.read(offset, 1 << 20).await.expect("read") {
+        let batches = headers(&slice_bytes(&slice));
+        offset = batches.last().unwrap().last_offset() + 1;
+        all.extend(batches);
+    }
+    all
+}
+
+fn assert_contiguous(batches: &[BatchHeader], from: i64, to: i64) {
+    let mut next = from;
+    for header in batches {
+        assert_eq!(header.base_offset, next, "offsets follow on");
+        next = header.last_offset() + 1;
+    }
+    assert_eq!(next, to);
+}
+
+fn log_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn append_then_read_returns_the_bytes_with_assigned_offsets() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, report) = open(dir.path(), LogConfig::default(), true);
+        assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1 });
+        let originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
+        let first = originals.concat();
+        let info = log.append(&first, 1000).unwrap();
+        assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 5, 0));
+        assert_eq!(log.log_end_offset(), 6);
+        log.wait_written(info.last_offset).await.unwrap();
+        assert_eq!(log.high_watermark(), 6);
+        let fourth = batch_of(40, 4, 5);
+        assert_eq!(append(&log, &fourth).await, 6);
+        assert_eq!(log.high_watermark(), 10);
+
+        let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
+        assert_eq!(slice.position, 0);
+        let bytes = slice_bytes(&slice);
+        assert_eq!(bytes.len(), first.len() + fourth.len());
+        let found = headers(&bytes);
+        let bases: Vec<i64> = found.iter().map(|h| h.base_offset).collect();
+        assert_eq!(bases, [0, 1, 3, 6]);
+        // Apart from the base offset, the stored bytes are the wire bytes.
+        let mut at = 0;
+        for (original, header) in originals.iter().chain([&fourth]).zip(&found) {
+            let stored = &bytes[at..at + original.len()];
+            assert_eq!(&stored[8..], &original[8..]);
+            assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), header.base_offset);
+            at += original.len();
+        }
+        assert_eq!(std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), bytes);
+    });
+}
+
+#[test]
+fn read_inside_a_batch_returns_the_whole_batch() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        for _ in 0..3 {
+            append(&log, &batch_of(1, 3, 10)).await;
+        }
+        let slice = log.read(4, 1 << 20).await.unwrap().unwrap();
+        let found = headers(&slice_bytes(&slice));
+        assert_eq!(found[0].base_offset, 3, "starts with the batch holding offset 4");
+        assert_eq!(found.len(), 2);
+        assert_eq!(slice.position, found[0].total_bytes() as u64);
+    });
+}
+
+#[test]
+fn max_bytes_cuts_at_whole_batches_but_returns_at_least_one() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        let sizes: Vec<u32> = [100, 300, 50]
+            .iter()
+            .map(|&value_bytes| {
+                let bytes = batch_of(1, 1, value_bytes);
+                log.append(&bytes, 0).unwrap();
+                bytes.len() as u32
+            })
+            .collect();
+        log.wait_written(2).await.unwrap();
+        let one = log.read(0, 1).await.unwrap().unwrap();
+        assert_eq!(one.bytes, sizes[0], "KIP-74: one whole batch even over max_bytes");
+        assert_eq!(log.read(0, sizes[0] + sizes[1] - 1).await.unwrap().unwrap().bytes, sizes[0]);
+        assert_eq!(log.read(0, sizes[0] + sizes[1]).await.unwrap().unwrap().bytes, sizes[0] + sizes[1]);
+        let last = log.read(2, 0).await.unwrap().unwrap();
+        assert_eq!((last.position, last.bytes), ((sizes[0] + sizes[1]) as u64, sizes[2]));
+    });
+}
+
+#[test]
+fn index_finds_every_offset_among_many_batches() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(1 << 30), true);
+        for i in 0..400 {
+            log.append(&batch_of(i, 1 + (i as usize % 3), 40), i).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_written(end - 1).await.unwrap();
+        let entries = log.inner.borrow().segments[0].index.len();
+        assert!(entries > 50, "sparse index has {entries} entries");
+        for offset in 0..end {
+            let slice = log.read(offset, 0).await.unwrap().unwrap();
+            let found = headers(&slice_bytes(&slice));
+            assert_eq!(found.len(), 1);
+            assert!(found[0].base_offset <= offset && offset <= found[0].last_offset());
+        }
+        assert_contiguous(&read_all(&log).await, 0, end);
+    });
+}
+
+#[test]
+fn rolls_by_segment_bytes_and_reads_across_segments() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(1000), true);
+        let one = batch_of(1, 2, 100);
+        // Appended without waiting, so rolls happen with writes still queued.
+        for _ in 0..20 {
+            log.append(&one, 0).unwrap();
+        }
+        log.wait_written(39).await.unwrap();
+        let files = log_files(dir.path());
+        assert!(files.len() >= 4, "rolled into {files:?}");
+        assert_eq!(files[0], "00000000000000000000.log");
+        for name in &files {
+            assert!(std::fs::metadata(dir.path().join(name)).unwrap().len() <= 1000);
+        }
+        let first = log.read(0, 1 << 20).await.unwrap().unwrap();
+        let in_first = headers(&slice_bytes(&first));
+        assert_eq!(
+            first.bytes as u64,
+            std::fs::metadata(dir.path().join(&files[0])).unwrap().len(),
+            "a slice stays in one segment"
+        );
+        let next = in_first.last().unwrap().last_offset() + 1;
+        assert_eq!(files[1], format!("{next:020}.log"));
+        assert_contiguous(&read_all(&log).await, 0, 40);
+        // Sealed segments have their index files on disk.
+        let base = 0;
+        assert!(segment::index_path(dir.path(), base).exists());
+        assert!(segment::time_index_path(dir.path(), base).exists());
+    });
+}
+
+#[test]
+fn rolls_by_segment_ms() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { segment_ms: 1000, ..LogConfig::default() };
+        let (log, _) = open(dir.path(), config, true);
+        log.append(&batch_of(1, 1, 10), 5_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 6_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 6_001).unwrap();
+        log.wait_written(2).await.unwrap();
+        assert_eq!(log_files(dir.path()), ["00000000000000000000.log", "00000000000000000002.log"]);
+    });
+}
+
+#[test]
+fn reopen_after_close_keeps_everything() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(2000);
+        let (log, _) = open(dir.path(), config.clone(), true);
+        for i in 0..30 {
+            log.append(&batch_of(100 + i, 2, 50), 0).unwrap();
+        }
+        log.close().await.unwrap();
+        assert!(matches!(log.append(&batch_of(1, 1, 1), 0), Err(StorageError::Closed)));
+        let before = read_all(&log).await;
+        let indexes_before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        drop(log);
+
+        let (log, report) = open(dir.path(), config, true);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(report.rebuilt_indexes, 0);
+        assert_eq!(report.segments as usize, log_files(dir.path()).len());
+        assert!(report.segments > 1);
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (60, 60));
+        assert_eq!(read_all(&log).await, before);
+        let indexes_after: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        assert_eq!(indexes_after, indexes_before);
+        assert_eq!(log.offset_for_timestamp(120).await.unwrap(), Some((40, 120)));
+        assert_eq!(append(&log, &batch_of(500, 1, 5)).await, 60);
+        assert_contiguous(&read_all(&log).await, 0, 61);
+    });
+}
+
+#[test]
+fn torn_tail_is_cut_at_the_partial_batch() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        let sizes: Vec<u64> = (0..3)
+            .map(|_| {
+                let bytes = batch_of(1, 2, 30);
+                log.append(&bytes, 0).unwrap();
+                bytes.len() as u64
+            })
+            .collect();
+        log.wait_written(5).await.unwrap();
+        drop(log); // a crash: no close
+        let path = segment::log_path(dir.path(), 0);
+        let full = sizes.iter().sum::<u64>();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(full - 5).unwrap();
+
+        let (log, report) = open(dir.path(), LogConfig::default(), false);
+        assert_eq!(report.truncated_bytes, sizes[2] - 5);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (4, 4));
+        assert_contiguous(&read_all(&log).await, 0, 4);
+        assert_eq!(append(&log, &batch_of(1, 1, 1)).await, 4, "offsets continue after the cut");
+    });
+}
+
+#[test]
+fn corrupt_last_batch_is_cut_when_shutdown_was_unclean() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        let first = batch_of(1, 3, 30);
+        let second = batch_of(2, 3, 30);
+        append(&log, &first).await;
+        append(&log, &second).await;
+        log.close().await.unwrap();
+        drop(log);
+        let path = segment::log_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let flip = bytes.len() - 3;
+        bytes[flip] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (log, report) = open(dir.path(), LogConfig::default(), false);
+        assert_eq!(report.truncated_bytes, second.len() as u64);
+        assert_eq!(report.rebuilt_indexes, 1, "an unclean start rebuilds the active index");
+        assert_eq!(log.log_end_offset(), 3);
+        let kept = read_all(&log).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].crc, batch::validate(&first).unwrap().crc);
+    });
+}
+
+#[test]
+fn missing_index_files_are_rebuilt() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1500);
+        let (log, _) = open(dir.path(), config.clone(), true);
+        for i in 0..40 {
+            log.append(&batch_of(i * 10, 1, 40), 0).unwrap();
+        }
+        log.close().await.unwrap();
+        let before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        assert!(!before[0].0.is_empty(), "the first segment has index entries");
+        drop(log);
+        std::fs::remove_file(segment::index_path(dir.path(), 0)).unwrap();
+        std::fs::remove_file(segment::time_index_path(dir.path(), 0)).unwrap();
+
+        let (log, report) = open(dir.path(), config, true);
+        assert_eq!(report.rebuilt_indexes, 1);
+        assert_eq!(report.truncated_bytes, 0);
+        let after: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        assert_eq!(after, before);
+        assert_contiguous(&read_all(&log).await, 0, 40);
+        assert_eq!(log.offset_for_timestamp(15).await.unwrap(), Some((2, 20)));
+    });
+}
+
+#[test]
+fn a_sealed_segment_that_lost_its_tail_drops_the_segments_after_it() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let (log, _) = open(dir.path(), config.clone(), true);
+        for _ in 0..20 {
+            log.append(&batch_of(1, 1, 100), 0).unwrap();
+        }
+        log.wait_written(19).await.unwrap();
+        drop(log);
+        let files = log_files(dir.path());
+        assert!(files.len() >= 3);
+        let first = dir.path().join(&files[0]);
+        let first_bytes = std::fs::metadata(&first).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(first_bytes - 1).unwrap();
+        std::fs::remove_file(segment::index_path(dir.path(), 0)).unwrap();
+
+        let (log, report) = open(dir.path(), config, false);
+        assert_eq!(report.segments, 1);
+        assert_eq!(log_files(dir.path()), [files[0].clone()]);
+        let kept = read_all(&log).await;
+        let end = kept.last().unwrap().last_offset() + 1;
+        assert_contiguous(&kept, 0, end);
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), kept.iter().map(|h| h.total_bytes() as u64).sum::<u64>());
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_batch_reaching_it() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(700), true);
+        for timestamp in [100, 200, 150, 300, 250, 400] {
+            append(&log, &batch_of(timestamp, 2, 100)).await;
+        }
+        assert!(log_files(dir.path()).len() > 1, "the search crosses segments");
+        let found = |t| {
+            let log = log.clone();
+            async move { log.offset_for_timestamp(t).await.unwrap() }
+        };
+        assert_eq!(found(50).await, Some((0, 100)));
+        assert_eq!(found(100).await, Some((0, 100)));
+        assert_eq!(found(150).await, Some((2, 200)));
+        assert_eq!(found(201).await, Some((6, 300)));
+        assert_eq!(found(301).await, Some((10, 400)));
+        assert_eq!(found(401).await, None);
+    });
+}
+
+#[test]
+fn offsets_outside_the_log_are_out_of_range() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        assert!(log.read(0, 100).await.unwrap().is_none(), "empty log: nothing yet");
+        append(&log, &batch_of(1, 2, 10)).await;
+        assert!(log.read(2, 100).await.unwrap().is_none(), "at the high watermark: nothing yet");
+        for offset in [-1, 3, 100] {
+            match log.read(offset, 100).await {
+                Err(StorageError::OffsetOutOfRange { offset: o, log_start: 0, high_watermark: 2 }) => {
+                    assert_eq!(o, offset)
+                }
+                other => panic!("offset {offset}: {other:?}"),
+            }
+        }
+        assert!(matches!(log.wait_written(7).await, Err(StorageError::NotAppended { offset: 7, .. })));
+    });
+}
+
+#[test]
+fn appends_during_a_write_go_down_together() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_messages: 1, ..LogConfig::default() };
+        let (log, _) = open(dir.path(), config, true);
+        let on_written = log.on_written.clone();
+        let notified = on_written.notified();
+        for _ in 0..10 {
+            log.append(&batch_of(1, 1, 10), 0).unwrap();
+        }
+        log.wait_written(9).await.unwrap();
+        assert_eq!(fault::WRITES.with(|n| n.get()), 1, "one write for ten appends");
+        assert_eq!(fault::SYNCS.with(|n| n.get()), 1, "durable: the write was fsynced");
+        tokio::time::timeout(Duration::from_secs(1), notified).await.expect("on_written notified");
+        assert_contiguous(&read_all(&log).await, 0, 10);
+    });
+}
+
+#[test]
+fn flush_ms_syncs_in_the_background() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_ms: 20, ..LogConfig::default() };
+        let (log, _) = open(dir.path(), config, true);
+        append(&log, &batch_of(1, 1, 10)).await;
+        assert_eq!(fault::SYNCS.with(|n| n.get()), 0, "acknowledged before the fsync");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fault::SYNCS.with(|n| n.get()), 1);
+    });
+}
+
+#[test]
+fn a_failed_write_fails_its_waiters_and_rolls_back() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(1 << 20), true);
+        let kept = batch_of(1, 2, 50);
+        append(&log, &kept).await;
+        fault::FAILING_WRITES.with(|n| n.set(1));
+        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        assert!(matches!(log.wait_written(info.last_offset).await, Err(StorageError::Io { .. })));
+        let path = segment::log_path(dir.path(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), kept.len() as u64, "no half batch stays");
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 2));
+
+        assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
+        let batches = read_all(&log).await;
+        assert_contiguous(&batches, 0, 3);
+        assert_eq!(batches[1].max_timestamp, 3);
+        log.close().await.unwrap();
+        drop(log);
+        let (log, report) = open(dir.path(), small_segments(1 << 20), false);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(log.log_end_offset(), 3);
+    });
+}
+
+#[test]
+fn a_failed_write_across_a_roll_drops_the_new_segment() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(500), true);
+        append(&log, &batch_of(1, 1, 200)).await;
+        fault::FAILING_WRITES.with(|n| n.set(1));
+        log.append(&batch_of(2, 1, 100), 0).unwrap(); // still fits: fails with the old file
+        let rolled = log.append(&batch_of(3, 1, 300), 0).unwrap(); // new segment at offset 2
+        assert_eq!(log_files(dir.path()).len(), 2);
+        assert!(log.wait_written(rolled.last_offset).await.is_err());
+        assert_eq!(log_files(dir.path()), ["00000000000000000000.log"]);
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(append(&log, &batch_of(4, 1, 100)).await, 1);
+        assert_contiguous(&read_all(&log).await, 0, 2);
+    });
+}

@@ -1,0 +1,286 @@
+//! The writer task of one log: it drains the queue of pending writes in
+//! order, one io_uring `write_all_at` per job, fdatasyncs as the flush policy
+//! asks, then advances the high watermark and answers `wait_written`.
+//!
+//! Jobs are tagged with their segment, so bytes appended before a roll reach
+//! the old file before any byte reaches the new one, and the old segment is
+//! sealed (fsynced, index files written) in between. When a write or fsync
+//! fails, every queued write fails with it, the file is cut back to the high
+//! watermark and the log end rolls back there: no half-written batch stays,
+//! and the next append can succeed once the cause (say ENOSPC) is gone.
+//!
+//! The task holds only a `Weak` reference while idle, so dropping the log
+//! without `close` ends it too (no fsync then: the next start recovers).
+
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use crate::runtime::File;
+
+use super::error::{IoContext, StorageError};
+use super::log::PartitionLog;
+use super::segment;
+
+pub(super) enum Job {
+    Write(WriteJob),
+    /// fsync a rolled segment and write its index files.
+    Seal {
+        base_offset: i64,
+    },
+    /// The last job: fsync, write the active segment's indexes, stop.
+    Close(oneshot::Sender<Result<(), StorageError>>),
+}
+
+/// Batches for one segment file, contiguous in offsets and bytes.
+pub(super) struct WriteJob {
+    pub segment_base: i64,
+    pub file: Rc<File>,
+    pub position: u64,
+    pub buf: Vec<u8>,
+    pub last_offset: i64,
+    pub messages: u64,
+}
+
+/// What has been written but not yet fdatasynced.
+#[derive(Default)]
+pub(super) struct SyncState {
+    files: Vec<Rc<File>>,
+    messages: u64,
+    oldest: Option<Instant>,
+}
+
+impl SyncState {
+    fn note_write(&mut self, file: &Rc<File>, messages: u64, now: Instant) {
+        if !self.files.iter().any(|f| Rc::ptr_eq(f, file)) {
+            self.files.push(file.clone());
+        }
+        self.messages += messages;
+        self.oldest.get_or_insert(now);
+    }
+
+    fn forget(&mut self, file: &Rc<File>) {
+        self.files.retain(|f| !Rc::ptr_eq(f, file));
+        if self.files.is_empty() {
+            *self = SyncState::default();
+        }
+    }
+
+    /// When flush_ms asks for an fdatasync, if anything is unsynced.
+    fn deadline(&self, flush_ms: u64) -> Option<Instant> {
+        self.oldest?.checked_add(Duration::from_millis(flush_ms))
+    }
+
+    fn due(&self, flush_messages: u64, flush_ms: u64, now: Instant) -> bool {
+        !self.files.is_empty() && (self.messages >= flush_messages || self.deadline(flush_ms).is_some_and(|d| now >= d))
+    }
+}
+
+pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>) {
+    loop {
+        let Some(log) = log.upgrade() else { return };
+        let job = log.inner.borrow_mut().queue.pop_front();
+        match job {
+            Some(Job::Write(job)) => log.write(job).await,
+            Some(Job::Seal { base_offset }) => log.seal(base_offset).await,
+            Some(Job::Close(reply)) => {
+                let _ = reply.send(log.finish().await);
+                return;
+            }
+            None => {
+                let deadline = log.inner.borrow().sync.deadline(log.config.flush_ms);
+                if log.sync_due() {
+                    if let Err(error) = log.sync_files().await {
+                        // Already acknowledged: nothing to roll back, only to report.
+                        tracing::error!(dir = %log.dir.display(), %error, "timed fdatasync failed");
+                    }
+                    continue;
+                }
+                drop(log);
+                match deadline {
+                    Some(deadline) => {
+                        let _ = tokio::time::timeout_at(deadline, wake.notified()).await;
+                    }
+                    None => wake.notified().await,
+                }
+            }
+        }
+    }
+}
+
+impl PartitionLog {
+    fn sync_due(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.sync.due(self.config.flush_messages, self.config.flush_ms, Instant::now())
+    }
+
+    async fn write(&self, job: WriteJob) {
+        let WriteJob { segment_base, file, position, buf, last_offset, messages } = job;
+        debug_assert!(!buf.is_empty());
+        let end = position + buf.len() as u64;
+        #[cfg(test)]
+        let (result, buf) = fault::write_all_at(&file, buf, position).await;
+        #[cfg(not(test))]
+        let (result, buf) = file.write_all_at(buf, position).await;
+        self.inner.borrow_mut().recycle(buf);
+        if let Err(e) = result {
+            let path = segment::log_path(&self.dir, segment_base);
+            return self.fail(StorageError::io(format!("writing {} at {position}", path.display()), e));
+        }
+        self.inner.borrow_mut().sync.note_write(&file, messages, Instant::now());
+        if self.sync_due() {
+            if let Err(error) = self.sync_files().await {
+                return self.fail(error);
+            }
+        }
+        self.advance(segment_base, end, last_offset);
+    }
+
+    async fn sync_files(&self) -> Result<(), StorageError> {
+        let unsynced = std::mem::take(&mut self.inner.borrow_mut().sync);
+        for file in &unsynced.files {
+            #[cfg(test)]
+            fault::SYNCS.with(|n| n.set(n.get() + 1));
+            file.sync_data().await.context(|| format!("fdatasync in {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The job's bytes are in the file: move the high watermark past them.
+    fn advance(&self, segment_base: i64, end: u64, last_offset: i64) {
+        let mut inner = self.inner.borrow_mut();
+        debug_assert!(last_offset >= inner.high_watermark && last_offset < inner.log_end_offset);
+        inner.high_watermark = last_offset + 1;
+        if let Some(segment) = inner.segment_mut(segment_base) {
+            debug_assert!(end <= segment.size && end >= segment.readable_bytes);
+            segment.readable_bytes = end;
+        }
+        let high_watermark = inner.high_watermark;
+        let mut at = 0;
+        while at < inner.waiters.len() {
+            if inner.waiters[at].0 < high_watermark {
+                let (_, reply) = inner.waiters.swap_remove(at);
+                let _ = reply.send(Ok(()));
+            } else {
+                at += 1;
+            }
+        }
+        drop(inner);
+        self.on_written.notify_waiters();
+    }
+
+    /// A write or its fdatasync failed: fail it and everything queued after
+    /// it, and put the log back as it was at the high watermark.
+    fn fail(&self, error: StorageError) {
+        tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the high watermark");
+        let mut inner = self.inner.borrow_mut();
+        let high_watermark = inner.high_watermark;
+        for job in std::mem::take(&mut inner.queue) {
+            match job {
+                Job::Write(write) => inner.recycle(write.buf),
+                Job::Seal { .. } => {}
+                close @ Job::Close(_) => inner.queue.push_back(close),
+            }
+        }
+        for (_, reply) in inner.waiters.drain(..) {
+            let _ = reply.send(Err(error.duplicate()));
+        }
+        // Segments rolled after the high watermark hold nothing written.
+        while inner.segments.len() > 1 && inner.active().base_offset > high_watermark {
+            let dropped = inner.segments.pop().expect("more than one segment");
+            if let Err(e) = segment::remove_files(&self.dir, dropped.base_offset) {
+                tracing::warn!(dir = %self.dir.display(), base = dropped.base_offset, error = %e, "removing an unwritten segment");
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = inner.active();
+        let keep = active.readable_bytes;
+        let path = segment::log_path(&self.dir, active.base_offset);
+        // Whatever stays beyond `keep` if this fails is overwritten by the
+        // next write or cut off by recovery's CRC checks.
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(keep)) {
+            tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
+        }
+        active.truncate_to(keep, high_watermark, interval);
+        inner.log_end_offset = high_watermark;
+    }
+
+    /// A rolled segment: make its bytes durable, then its index files, since
+    /// recovery trusts sealed segments' indexes.
+    async fn seal(&self, base_offset: i64) {
+        let sealed = {
+            let mut inner = self.inner.borrow_mut();
+            inner.segment_mut(base_offset).map(|s| (s.file.clone(), s.encoded_indexes()))
+        };
+        let Some((file, indexes)) = sealed else {
+            return;
+        };
+        let path = segment::log_path(&self.dir, base_offset);
+        let result = match file.sync_data().await {
+            Ok(()) => segment::write_index_files(&self.dir, base_offset, indexes).await,
+            Err(e) => Err(StorageError::io(format!("fdatasync of {}", path.display()), e)),
+        };
+        self.inner.borrow_mut().sync.forget(&file);
+        if let Err(error) = result {
+            // The index is rebuilt at the next start; the data was acknowledged.
+            tracing::error!(path = %path.display(), %error, "sealing a rolled segment");
+        }
+    }
+
+    async fn finish(&self) -> Result<(), StorageError> {
+        let result = self.flush_for_close().await;
+        let mut inner = self.inner.borrow_mut();
+        inner.writer_done = true;
+        for (_, reply) in inner.waiters.drain(..) {
+            let _ = reply.send(Err(StorageError::Closed));
+        }
+        result
+    }
+
+    async fn flush_for_close(&self) -> Result<(), StorageError> {
+        self.sync_files().await?;
+        let (base_offset, file, indexes) = {
+            let mut inner = self.inner.borrow_mut();
+            let active = inner.active();
+            active.seal_time_index();
+            (active.base_offset, active.file.clone(), active.encoded_indexes())
+        };
+        let path = segment::log_path(&self.dir, base_offset);
+        file.sync_data().await.context(|| format!("fdatasync of {}", path.display()))?;
+        segment::write_index_files(&self.dir, base_offset, indexes).await
+    }
+}
+
+/// Fault injection for the tests: each test runs its own runtime on its own
+/// thread, so thread-locals keep tests apart.
+#[cfg(test)]
+pub(super) mod fault {
+    use std::cell::Cell;
+
+    use crate::runtime::File;
+
+    thread_local! {
+        /// Writes to fail: each writes half of its bytes, then reports ENOSPC.
+        pub static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
+        pub static WRITES: Cell<u32> = const { Cell::new(0) };
+        pub static SYNCS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub async fn write_all_at(file: &File, buf: Vec<u8>, position: u64) -> (std::io::Result<()>, Vec<u8>) {
+        WRITES.with(|n| n.set(n.get() + 1));
+        let fail = FAILING_WRITES.with(|n| {
+            let failing = n.get();
+            n.set(failing.saturating_sub(1));
+            failing > 0
+        });
+        if !fail {
+            return file.write_all_at(buf, position).await;
+        }
+        let half = buf[..buf.len() / 2].to_vec();
+        let (result, _) = file.write_all_at(half, position).await;
+        result.expect("writing the torn half");
+        (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf)
+    }
+}
