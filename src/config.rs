@@ -69,6 +69,19 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Checks the broker-wide defaults with the same rules as topic configs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let defaults = TopicConfig::broker_defaults(self);
+        let overrides: BTreeMap<String, String> =
+            ["segment.bytes", "segment.ms"].iter().map(|k| (k.to_string(), defaults.value_of(k).unwrap())).collect();
+        TopicConfig::resolve(&overrides, self)?;
+        if self.num_partitions < 1 || self.log_index_interval_bytes == 0 {
+            let why = "num.partitions and log.index.interval.bytes must be positive";
+            return Err(ConfigError::InvalidValue { key: "num.partitions".into(), value: self.num_partitions.to_string(), why });
+        }
+        Ok(())
+    }
+
     pub fn advertised_host(&self) -> String {
         match &self.advertised_host {
             Some(h) => h.clone(),
@@ -162,11 +175,18 @@ impl TopicConfig {
             "retention.bytes" => self.retention_bytes = parse_num(key, value)?,
             "segment.bytes" => {
                 self.segment_bytes = parse_num(key, value)?;
-                if self.segment_bytes < SEGMENT_BYTES_MIN {
-                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "too small" });
+                // Kafka's segment.bytes is an int; index positions are 32-bit.
+                if !(SEGMENT_BYTES_MIN..=i32::MAX as u64).contains(&self.segment_bytes) {
+                    let why = "must be between 14 and 2147483647";
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
                 }
             }
-            "segment.ms" => self.segment_ms = parse_num(key, value)?,
+            "segment.ms" => {
+                self.segment_ms = parse_num(key, value)?;
+                if self.segment_ms < 1 {
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "must be >= 1" });
+                }
+            }
             "cleanup.policy" => {
                 let ok = value.split(',').all(|p| matches!(p.trim(), "delete" | "compact"));
                 if !ok {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod group;
 pub mod metadata;
 pub mod model;
 pub mod net;

@@ -22,6 +22,8 @@ const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
 pub enum StartError {
     #[error("{0}")]
     IoUring(String),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("data directory {dir}: {source}")]
@@ -43,21 +45,34 @@ fn take<T>(slots: &Slots<T>, shard: usize) -> T {
     slots[shard].lock().unwrap().take().expect("each shard takes its slot once")
 }
 
+/// How long start-up keeps retrying a port still held by a process that just
+/// died: the kernel releases an io_uring process's sockets a moment late.
+const BIND_RETRY_MS: u64 = 5_000;
+
+fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
+    let sockaddr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(sockaddr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&sockaddr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn bind(config: &BrokerConfig, shard_count: usize) -> Result<Vec<TcpListener>, StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BIND_RETRY_MS);
     (0..shard_count)
         .map(|s| {
             let addr = format!("{}:{}", config.host, config.port as usize + s);
-            let error = |source| StartError::Bind { addr: addr.clone(), source };
-            let sockaddr: std::net::SocketAddr = addr
-                .parse()
-                .or_else(|_| std::net::ToSocketAddrs::to_socket_addrs(&addr).map(|mut a| a.next().unwrap()))
-                .map_err(error)?;
-            let socket = socket2::Socket::new(socket2::Domain::for_address(sockaddr), socket2::Type::STREAM, None)
-                .map_err(error)?;
-            socket.set_reuse_address(true).map_err(error)?;
-            socket.bind(&sockaddr.into()).map_err(error)?;
-            socket.listen(1024).map_err(error)?;
-            Ok(socket.into())
+            loop {
+                match bind_one(&addr) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    other => return other.map_err(|source| StartError::Bind { addr, source }),
+                }
+            }
         })
         .collect()
 }
@@ -75,6 +90,7 @@ fn take_clean_marker(data_dir: &Path) -> Result<bool, StartError> {
 
 /// Runs the broker until SIGINT or SIGTERM, then shuts down cleanly.
 pub fn run(config: BrokerConfig) -> Result<(), StartError> {
+    config.validate()?;
     runtime::check_io_uring().map_err(StartError::IoUring)?;
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     let listeners = bind(&config, shard_count)?;

@@ -28,7 +28,7 @@ apt_install() {
         run_quiet $SUDO apt-get update -qq
         APT_UPDATED=1
     fi
-    run_quiet env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+    run_quiet $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
 # ---- 1. tools ------------------------------------------------------------------
@@ -59,7 +59,8 @@ for line in open("tests/requirements.txt"):
 PYCHECK
 then
     say "installing Python packages from tests/requirements.txt"
-    PIP=("$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt)
+    export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP=("$PY" -m pip install -q -r tests/requirements.txt)
     if ! run_quiet "${PIP[@]}"; then
         # Debian's system Python is "externally managed" (PEP 668)
         say "retrying pip with --break-system-packages"
@@ -84,5 +85,6 @@ if [ ! -x "$CORELOG_BIN" ]; then
 fi
 
 # ---- 3. integration tests ------------------------------------------------------
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
 say "pytest against $CORELOG_BIN"
 exec "$PY" -m pytest tests -q -rfEs --timeout=300 -p no:cacheprovider "$@"

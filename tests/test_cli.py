@@ -13,7 +13,7 @@ DESCRIBE_LINE = re.compile(
 
 def cli(b, *args, check=True, timeout=30):
     r = subprocess.run([b.binary, "topics", *args, "--bootstrap-server", b.bootstrap],
-                       capture_output=True, text=True, timeout=timeout)
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     if check:
         assert r.returncode == 0, f"corelog topics {' '.join(args)} exited {r.returncode}:\n" \
                                   f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"

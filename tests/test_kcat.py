@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat not installed (tests/
 
 
 def kcat(*args, input=None, timeout=30):
-    r = subprocess.run([KCAT, *args], input=input, capture_output=True, timeout=timeout)
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    r = subprocess.run([KCAT, *args], capture_output=True, timeout=timeout, **stdin)
     assert r.returncode == 0, f"kcat {' '.join(args)} exited {r.returncode}:\n{r.stderr.decode(errors='replace')}"
     return r.stdout
 

@@ -117,6 +117,8 @@ def test_durable_mode_survives_kill_9(broker):
         expect[part] = max(expect.get(part, 0), off + 1)
     got = consume(b.bootstrap, topic, list(range(partitions)), expect=expect, timeout=60)
 
+    print(f"durable: {len(acked_now)} acknowledged before SIGKILL, "
+          f"{sum(len(r) for r in got.values())} records after restart")
     for part in range(partitions):
         recs = got[part]
         offsets = [o for o, _, _ in recs]

@@ -1,6 +1,7 @@
 //! Domain types shared by every layer. Depends on nothing else in the crate.
 
 pub mod batch;
+pub mod recompress;
 
 /// A partition's identity: the topic name and the partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

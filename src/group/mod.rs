@@ -1,0 +1,127 @@
+//! The consumer-group coordinator: Kafka's classic group protocol (JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup) and the groups' committed offsets, as
+//! Kafka's GroupCoordinator and GroupMetadata run them.
+//!
+//! Sans-IO and single-threaded: one `Coordinator` lives on the shard that
+//! owns its groups. It takes domain commands plus the current time
+//! (`now_ms`, Unix epoch milliseconds, as `model::now_ms()` gives) and answers
+//! with domain results. Requests that must wait for other members (a join
+//! until the join phase completes, a follower's sync until the leader's
+//! assignment) get a `Reply::Waiting` oneshot that a later call completes.
+//! It owns no timers: the shard calls `tick` about every 100 ms and every
+//! timeout (session, rebalance, initial delay, pending sync) fires there.
+//!
+//! Offsets are applied only once durable: the shard validates a commit
+//! (`validate_commit`), appends it to the offsets topic, then `apply_commit`s
+//! it; at start-up it replays the topic through `load_commit` and
+//! `load_tombstone`. Group membership itself is not persisted.
+
+mod admin;
+mod error;
+#[allow(clippy::module_inception)]
+mod group;
+mod join;
+mod member;
+mod offsets;
+mod rebalance;
+mod sync;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use std::collections::HashMap;
+
+pub use error::GroupError;
+pub use types::{
+    GroupDescription, GroupListing, GroupState, Heartbeat, JoinGroup, JoinResponse, JoinedMember, LeaveGroup,
+    LeavingMember, MemberDescription, MemberLeave, OffsetAndMetadata, Protocol, RemovedOffsets, Reply, SyncGroup,
+    SyncResponse,
+};
+
+use group::Group;
+
+/// Kafka's group.min.session.timeout.ms default.
+pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: i32 = 6_000;
+/// Kafka's group.max.session.timeout.ms default.
+pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: i32 = 1_800_000;
+/// Kafka's group.initial.rebalance.delay.ms default.
+pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3_000;
+/// Kafka's offset.metadata.max.bytes default.
+pub const OFFSET_METADATA_BYTES_MAX_DEFAULT: usize = 4096;
+/// Kafka's offsets.retention.minutes default (7 days), in ms.
+pub const OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// The coordinator's limits; Kafka's broker config names with `_` for `.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// How long an Empty group's first rebalance waits for more members.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// group.max.size; unlimited (i32::MAX) by default, as in Kafka.
+    pub group_size_max: usize,
+    pub offset_metadata_bytes_max: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            group_min_session_timeout_ms: SESSION_TIMEOUT_MS_MIN_DEFAULT,
+            group_max_session_timeout_ms: SESSION_TIMEOUT_MS_MAX_DEFAULT,
+            group_initial_rebalance_delay_ms: INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            group_size_max: i32::MAX as usize,
+            offset_metadata_bytes_max: OFFSET_METADATA_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// What every group operation needs besides the group: limits and the time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub config: &'a GroupConfig,
+    pub now_ms: i64,
+}
+
+/// All groups coordinated by one shard.
+#[derive(Debug)]
+pub struct Coordinator {
+    config: GroupConfig,
+    groups: HashMap<String, Group>,
+}
+
+impl Coordinator {
+    pub fn new(config: GroupConfig) -> Self {
+        assert!(config.group_min_session_timeout_ms <= config.group_max_session_timeout_ms);
+        assert!(config.group_initial_rebalance_delay_ms >= 0 && config.group_size_max >= 1);
+        Coordinator { config, groups: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The group's state, or None if the coordinator does not know it.
+    pub fn group_state(&self, group_id: &str) -> Option<GroupState> {
+        self.groups.get(group_id).map(|g| g.state)
+    }
+
+    /// The group's generation, or None if the coordinator does not know it.
+    pub fn generation_id(&self, group_id: &str) -> Option<i32> {
+        self.groups.get(group_id).map(|g| g.generation_id)
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Drives every timeout: sessions, MEMBER_ID_REQUIRED joiners, join
+    /// phases (rebalance timeout and initial delay) and pending syncs. Call
+    /// about every 100 ms; timeouts fire late by at most that interval.
+    pub fn tick(&mut self, now_ms: i64) {
+        let ctx = Ctx { config: &self.config, now_ms };
+        for group in self.groups.values_mut() {
+            group.tick(ctx);
+            group.check_invariants();
+        }
+    }
+}
