@@ -77,7 +77,11 @@ impl BrokerConfig {
         TopicConfig::resolve(&overrides, self)?;
         if self.num_partitions < 1 || self.log_index_interval_bytes == 0 {
             let why = "num.partitions and log.index.interval.bytes must be positive";
-            return Err(ConfigError::InvalidValue { key: "num.partitions".into(), value: self.num_partitions.to_string(), why });
+            return Err(ConfigError::InvalidValue {
+                key: "num.partitions".into(),
+                value: self.num_partitions.to_string(),
+                why,
+            });
         }
         Ok(())
     }
@@ -184,7 +188,11 @@ impl TopicConfig {
             "segment.ms" => {
                 self.segment_ms = parse_num(key, value)?;
                 if self.segment_ms < 1 {
-                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "must be >= 1" });
+                    return Err(ConfigError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "must be >= 1",
+                    });
                 }
             }
             "cleanup.policy" => {

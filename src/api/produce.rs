@@ -13,6 +13,7 @@ use super::create_topics::auto_create;
 use super::{local_log, ApiError, Context, ErrorCode, Response};
 use crate::model::batch::{self, BatchHeader};
 use crate::model::now_ms;
+use crate::model::recompress::{self, Codec};
 use crate::shard::{SequenceCheck, Shard};
 use crate::storage::{AppendInfo, PartitionLog};
 
@@ -34,16 +35,50 @@ fn validate_records(records: &[u8], max_message_bytes: u32) -> Result<BatchHeade
     first.ok_or_else(|| Refusal(ErrorCode::CorruptMessage, "no record batch".into()))
 }
 
-fn max_message_bytes(shard: &Shard, topic: &str) -> u32 {
+/// What a topic's configs ask of each produced batch.
+struct TopicRules {
+    max_message_bytes: u32,
+    /// `compression.type` when it names a codec (not "producer").
+    codec: Option<Codec>,
+}
+
+fn topic_rules(shard: &Shard, topic: &str) -> TopicRules {
     let snapshot = shard.snapshot();
-    let configs = snapshot.topic(topic).map(|t| t.configs.get("max.message.bytes").cloned());
-    configs.flatten().and_then(|v| v.parse().ok()).unwrap_or(shard.config.message_max_bytes)
+    let configs = snapshot.topic(topic).map(|t| &t.configs);
+    let setting = |key: &str| configs.and_then(|c| c.get(key));
+    TopicRules {
+        max_message_bytes: setting("max.message.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(shard.config.message_max_bytes),
+        codec: setting("compression.type").and_then(|v| recompress::target_codec(v)),
+    }
+}
+
+/// Re-encodes every batch whose codec is not the topic's. Cold path: only
+/// topics that set compression.type to a codec get here.
+fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut rest = records;
+    while !rest.is_empty() {
+        let header = batch::BatchHeader::parse(rest).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+        let (one, tail) = rest.split_at(header.total_bytes());
+        if Codec::try_from(header.compression()).ok() != Some(codec) {
+            let again =
+                recompress::recompress(one, codec).map_err(|e| Refusal(ErrorCode::CorruptMessage, e.to_string()))?;
+            out.get_or_insert_with(|| records[..records.len() - rest.len()].to_vec()).extend_from_slice(&again);
+        } else if let Some(out) = out.as_mut() {
+            out.extend_from_slice(one);
+        }
+        rest = tail;
+    }
+    Ok(out)
 }
 
 fn append(shard: &Shard, topic: &str, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
     let log = local_log(shard, &shard.snapshot(), topic, data.index).map_err(|code| Refusal(code, String::new()))?;
     let records = data.records.as_deref().unwrap_or_default();
-    let first = validate_records(records, max_message_bytes(shard, topic)).inspect_err(|refusal| {
+    let rules = topic_rules(shard, topic);
+    let first = validate_records(records, rules.max_message_bytes).inspect_err(|refusal| {
         tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
     })?;
     match shard.producers.check(topic, data.index, &first) {
@@ -65,7 +100,12 @@ fn append(shard: &Shard, topic: &str, data: &PartitionProduceData) -> Result<(Rc
             return Err(Refusal(ErrorCode::InvalidProducerEpoch, format!("epoch {} is fenced", first.producer_epoch)));
         }
     }
-    let info = log.append(records, now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    let again = match rules.codec {
+        Some(codec) => recompressed(records, codec)?,
+        None => None,
+    };
+    let info =
+        log.append(again.as_deref().unwrap_or(records), now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
     shard.producers.record(topic, data.index, &first, info.base_offset);
     Ok((log, info))
 }

@@ -142,7 +142,11 @@ impl Group {
                 None => Err(GroupError::unknown_member(member_id)),
             };
         }
-        if self.members.contains_key(member_id) { Ok(()) } else { Err(GroupError::unknown_member(member_id)) }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(GroupError::unknown_member(member_id))
+        }
     }
 
     pub fn validate_generation(&self, generation_id: i32) -> Result<(), GroupError> {
@@ -154,12 +158,14 @@ impl Group {
 
     /// Whether a joiner fits the group: same protocol type, and at least one
     /// protocol every other member supports. The joiner's own current
-    /// protocols are left out, since a rejoin replaces them.
+    /// protocols (by member id, or by instance id for a static member coming
+    /// back) are left out, since its join replaces them.
     pub fn supports_protocols(&self, join: &JoinGroup) -> bool {
         if join.protocol_type.is_empty() || join.protocols.is_empty() {
             return false;
         }
-        let mut others = self.members.values().filter(|m| m.id != join.member_id).peekable();
+        let same_instance = |m: &Member| join.group_instance_id.is_some() && m.instance_id == join.group_instance_id;
+        let mut others = self.members.values().filter(|m| m.id != join.member_id && !same_instance(m)).peekable();
         if others.peek().is_none() {
             return true;
         }
@@ -205,8 +211,12 @@ impl Group {
     /// leader's preference order, so the choice is deterministic.
     pub fn select_protocol(&self) -> String {
         let leader = &self.members[self.leader_id.as_deref().expect("a group with members has a leader")];
-        let candidates: Vec<&str> =
-            leader.protocols.iter().map(|p| p.name.as_str()).filter(|n| self.members.values().all(|m| m.supports(n))).collect();
+        let candidates: Vec<&str> = leader
+            .protocols
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| self.members.values().all(|m| m.supports(n)))
+            .collect();
         assert!(!candidates.is_empty(), "joins are refused unless a common protocol remains");
         let votes = |name: &str| self.members.values().filter(|m| m.vote(&candidates) == Some(name)).count();
         let mut best = candidates[0];
@@ -240,7 +250,9 @@ impl Group {
         debug_assert!(self.pending_sync.iter().all(|m| self.members.contains_key(m)), "pending syncs are members");
         debug_assert!(self.members.values().all(|m| self.protocol_type.as_deref() == Some(m.protocol_type.as_str())));
         match self.state {
-            GroupState::Empty | GroupState::Dead => debug_assert!(self.members.is_empty(), "an empty group has no members"),
+            GroupState::Empty | GroupState::Dead => {
+                debug_assert!(self.members.is_empty(), "an empty group has no members")
+            }
             GroupState::PreparingRebalance => debug_assert!(self.join_timer.is_some()),
             GroupState::CompletingRebalance | GroupState::Stable => {
                 debug_assert!(!self.members.is_empty() && self.protocol_name.is_some());

@@ -107,7 +107,10 @@ impl Coordinator {
         self.remove_offsets(|group, _, offset| group.is_offset_expired(offset, now_ms, retention_ms))
     }
 
-    fn remove_offsets(&mut self, doomed: impl Fn(&Group, &TopicPartition, &OffsetAndMetadata) -> bool) -> RemovedOffsets {
+    fn remove_offsets(
+        &mut self,
+        doomed: impl Fn(&Group, &TopicPartition, &OffsetAndMetadata) -> bool,
+    ) -> RemovedOffsets {
         let mut removed = RemovedOffsets::default();
         for group in self.groups.values_mut() {
             let gone: Vec<TopicPartition> =

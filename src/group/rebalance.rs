@@ -51,8 +51,12 @@ impl Group {
     /// dropped, a leader that did not rejoin is replaced, and the next
     /// generation starts.
     fn complete_join(&mut self, ctx: Ctx) {
-        let stale: Vec<String> =
-            self.members.values().filter(|m| !m.is_awaiting_join() && m.instance_id.is_none()).map(|m| m.id.clone()).collect();
+        let stale: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| !m.is_awaiting_join() && m.instance_id.is_none())
+            .map(|m| m.id.clone())
+            .collect();
         for member_id in &stale {
             info!(group = %self.id, member_id, "member did not rejoin in time; removing it");
             self.remove_member(member_id, &GroupError::unknown_member(member_id));
@@ -146,7 +150,8 @@ impl Group {
         let (protocol_type, protocol_name) = (self.protocol_type.clone(), self.protocol_name.clone());
         for member in self.members.values_mut() {
             let assignment = member.assignment.clone();
-            let response = SyncResponse { protocol_type: protocol_type.clone(), protocol_name: protocol_name.clone(), assignment };
+            let response =
+                SyncResponse { protocol_type: protocol_type.clone(), protocol_name: protocol_name.clone(), assignment };
             member.answer_sync(Ok(response));
             member.refresh_session(now_ms);
         }

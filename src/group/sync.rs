@@ -41,10 +41,12 @@ impl Coordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let Some(group) = self.groups.get_mut(&leave.group_id) else {
-            let unknown = |m: LeavingMember| MemberLeave { result: Err(GroupError::unknown_member(&m.member_id)), member: m };
+            let unknown =
+                |m: LeavingMember| MemberLeave { result: Err(GroupError::unknown_member(&m.member_id)), member: m };
             return Ok(leave.members.into_iter().map(unknown).collect());
         };
-        let answers = leave.members.into_iter().map(|m| MemberLeave { result: group.leave(&m, ctx), member: m }).collect();
+        let answers =
+            leave.members.into_iter().map(|m| MemberLeave { result: group.leave(&m, ctx), member: m }).collect();
         group.check_invariants();
         Ok(answers)
     }

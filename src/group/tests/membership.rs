@@ -142,7 +142,8 @@ fn leaving_during_the_join_phase_completes_it() {
     let a = join_alone(&mut c, "a", 0);
     let mut b_join = c.join(join_request("", "b"), 10);
     assert_waiting(&mut b_join);
-    let leave = LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
+    let leave =
+        LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
     c.leave(leave, 20).unwrap();
     let b = answer(&mut b_join).unwrap();
     assert_eq!((b.generation_id, b.leader_id.as_str()), (2, b.member_id.as_str()));
@@ -151,7 +152,10 @@ fn leaving_during_the_join_phase_completes_it() {
 #[test]
 fn leave_of_an_unknown_group_answers_per_member() {
     let mut c = coordinator();
-    let leave = LeaveGroup { group_id: "nope".into(), members: vec![LeavingMember { member_id: "m".into(), group_instance_id: None }] };
+    let leave = LeaveGroup {
+        group_id: "nope".into(),
+        members: vec![LeavingMember { member_id: "m".into(), group_instance_id: None }],
+    };
     let answers = c.leave(leave, 0).unwrap();
     assert!(matches!(answers[0].result, Err(GroupError::UnknownMemberId { .. })));
 }
@@ -188,15 +192,17 @@ fn group_max_size_is_enforced() {
 fn protocol_chosen_by_votes_and_names_pass_through() {
     let mut c = Coordinator::new(GroupConfig::default());
     let eager_first = JoinGroup { protocols: protocols(&["range", "cooperative-sticky"]), ..join_request("", "a") };
-    let coop_first = |client| JoinGroup { protocols: protocols(&["cooperative-sticky", "range"]), ..join_request("", client) };
+    let coop_first =
+        |client| JoinGroup { protocols: protocols(&["cooperative-sticky", "range"]), ..join_request("", client) };
     let mut a = c.join(eager_first, 0);
     let mut b = c.join(coop_first("b"), 0);
     let mut d = c.join(coop_first("d"), 0);
     // Two members arrived during the initial delay, which extends it once.
+    c.tick(3_000);
     c.tick(6_000);
     let leader = answer(&mut a).unwrap();
     assert_eq!(leader.protocol_name.as_deref(), Some("cooperative-sticky"));
-    assert!(leader.members.iter().all(|m| m.metadata == Bytes::from("sub-cooperative-sticky")));
+    assert!(leader.members.iter().all(|m| m.metadata == "sub-cooperative-sticky"));
     assert_eq!(answer(&mut b).unwrap().protocol_name.as_deref(), Some("cooperative-sticky"));
     assert_eq!(answer(&mut d).unwrap().protocol_name.as_deref(), Some("cooperative-sticky"));
 }
@@ -222,8 +228,14 @@ fn list_and_describe() {
     c.validate_commit("simple", -1, "", None, 0).unwrap();
     let all = c.list_groups(&[]);
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0], GroupListing { group_id: GROUP.into(), protocol_type: "consumer".into(), state: GroupState::Stable });
-    assert_eq!(all[1], GroupListing { group_id: "simple".into(), protocol_type: String::new(), state: GroupState::Empty });
+    assert_eq!(
+        all[0],
+        GroupListing { group_id: GROUP.into(), protocol_type: "consumer".into(), state: GroupState::Stable }
+    );
+    assert_eq!(
+        all[1],
+        GroupListing { group_id: "simple".into(), protocol_type: String::new(), state: GroupState::Empty }
+    );
     let empty = c.list_groups(&[GroupState::parse("empty").unwrap()]);
     assert_eq!(empty.len(), 1);
     assert_eq!(empty[0].group_id, "simple");
@@ -246,7 +258,8 @@ fn delete_groups_only_when_empty() {
     assert!(matches!(c.delete_group("unknown"), Err(GroupError::GroupIdNotFound { .. })));
     c.validate_commit(GROUP, 1, &a, None, 1).unwrap();
     c.apply_commit(GROUP, [(tp("t", 0), offset(5, 1))], 1);
-    let leave = LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
+    let leave =
+        LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
     c.leave(leave, 2).unwrap();
     assert_eq!(c.delete_group(GROUP), Ok(vec![tp("t", 0)]));
     assert_eq!(c.group_state(GROUP), None);

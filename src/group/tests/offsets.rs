@@ -77,7 +77,8 @@ fn offsets_of_empty_groups_expire_after_the_retention() {
     assert_eq!(c.fetch_offsets(GROUP, None).len(), 1, "a Stable group's offsets do not expire");
 
     let left_at = RETENTION_MS + 10;
-    let leave = LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
+    let leave =
+        LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: a, group_instance_id: None }] };
     c.leave(leave, left_at).unwrap();
     assert_eq!(c.group_state(GROUP), Some(GroupState::Empty));
     assert!(!c.expire_offsets(left_at + RETENTION_MS - 1, RETENTION_MS).offsets.iter().any(|(g, _)| g == GROUP));

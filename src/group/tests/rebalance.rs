@@ -59,8 +59,15 @@ fn members_that_do_not_rejoin_in_the_rebalance_timeout_are_removed() {
 fn a_leader_that_does_not_rejoin_is_replaced() {
     let mut c = coordinator();
     let (a, b) = stable_pair(&mut c);
-    let mut b_join = c.join(JoinGroup { protocols: protocols(&["range"]), ..join_request(&b, "b") }, 0);
-    c.heartbeat(heartbeat(2, &a), 5_000).unwrap_err();
+    // New subscription metadata: a follower's rejoin starts a rebalance.
+    let changed = vec![Protocol { name: "range".into(), metadata: Bytes::from("sub-more-topics") }];
+    let mut b_join = c.join(JoinGroup { protocols: changed, ..join_request(&b, "b") }, 0);
+    // a stays alive but never rejoins.
+    for now in (3_000..REBALANCE).step_by(3_000) {
+        assert_eq!(c.heartbeat(heartbeat(2, &a), now), Err(GroupError::RebalanceInProgress));
+        c.tick(now);
+    }
+    assert_waiting(&mut b_join);
     c.tick(REBALANCE);
     let joined = answer(&mut b_join).unwrap();
     assert_eq!(joined.leader_id, b);
@@ -78,12 +85,16 @@ fn waiting_join_and_sync_fail_when_their_member_is_removed() {
     answer(&mut a_join).unwrap();
     answer(&mut b_join).unwrap();
     let mut b_sync = c.sync(sync_request(3, &b, &[]), 0);
-    let leave = LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: b, group_instance_id: None }] };
+    let leave =
+        LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: b, group_instance_id: None }] };
     c.leave(leave, 10).unwrap();
     assert!(matches!(answer(&mut b_sync), Err(GroupError::UnknownMemberId { .. })));
     // The rebalance the leave started: c waits in a join that c's removal fails.
     let mut c_rejoin = c.join(join_request(&c_id, "c"), 20);
-    let leave = LeaveGroup { group_id: GROUP.into(), members: vec![LeavingMember { member_id: c_id, group_instance_id: None }] };
+    let leave = LeaveGroup {
+        group_id: GROUP.into(),
+        members: vec![LeavingMember { member_id: c_id, group_instance_id: None }],
+    };
     c.leave(leave, 30).unwrap();
     assert!(matches!(answer(&mut c_rejoin), Err(GroupError::UnknownMemberId { .. })));
 }

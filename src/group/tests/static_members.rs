@@ -87,19 +87,39 @@ fn a_static_member_that_does_not_rejoin_is_kept_until_its_session_expires() {
     let mut c = coordinator();
     let (a, b) = stable_static_pair(&mut c);
     let mut a_join = c.join(static_join(&a, "a", "ia"), 1_000);
-    c.tick(1_000 + i64::from(REBALANCE_MS));
-    // Only dynamic members are dropped at the rebalance timeout; b's session
-    // had already expired though (it did not heartbeat), so it is gone.
+    let timeout_at = 1_000 + i64::from(REBALANCE_MS);
+    for now in (3_000..timeout_at).step_by(3_000) {
+        assert_eq!(c.heartbeat(static_heartbeat(&b, "ib"), now), Err(GroupError::RebalanceInProgress));
+        c.tick(now);
+    }
+    c.tick(timeout_at);
+    // Unlike a dynamic member, b stays in the new generation.
     let joined = answer(&mut a_join).unwrap();
-    assert_eq!(joined.members.len(), 1);
-    assert!(matches!(c.heartbeat(static_heartbeat(&b, "ib"), 40_000), Err(GroupError::UnknownMemberId { .. })));
+    assert_eq!(joined.generation_id, 3);
+    assert_eq!(joined.members.len(), 2);
+    // a syncs and stays alive; silent from now on, b is evicted when its
+    // session runs out.
+    let sync = SyncGroup { group_instance_id: Some("ia".into()), ..sync_request(3, &a, &[(&a, "p0"), (&b, "p1")]) };
+    answer(&mut c.sync(sync, timeout_at)).unwrap();
+    let evicted_at = timeout_at + i64::from(SESSION_MS);
+    for now in (timeout_at + 3_000..=evicted_at).step_by(3_000) {
+        c.heartbeat(Heartbeat { generation_id: 3, ..static_heartbeat(&a, "ia") }, now).unwrap();
+        c.tick(now);
+    }
+    c.tick(evicted_at);
+    let hb = c.heartbeat(Heartbeat { generation_id: 3, ..static_heartbeat(&b, "ib") }, evicted_at);
+    assert!(matches!(hb, Err(GroupError::UnknownMemberId { .. })), "{hb:?}");
+    assert_eq!(c.group_state(GROUP), Some(GroupState::PreparingRebalance));
 }
 
 #[test]
 fn a_static_member_rejoining_mid_rebalance_fences_its_old_join() {
     let mut c = coordinator();
     let (a, b) = stable_static_pair(&mut c);
-    let mut old_b_join = c.join(static_join(&b, "b", "ib"), 1_000);
+    // b's rejoin with new metadata starts a rebalance; then b restarts.
+    let changed = vec![Protocol { name: "range".into(), metadata: Bytes::from("sub-more-topics") }];
+    let mut old_b_join = c.join(JoinGroup { protocols: changed, ..static_join(&b, "b", "ib") }, 1_000);
+    assert_eq!(c.group_state(GROUP), Some(GroupState::PreparingRebalance));
     let mut new_b_join = c.join(static_join("", "b", "ib"), 1_100);
     assert!(matches!(answer(&mut old_b_join), Err(GroupError::FencedInstanceId { .. })));
     assert_waiting(&mut new_b_join);
