@@ -10,7 +10,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BrokerConfig;
-use crate::metadata::{MetadataError, MetadataStore};
+use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
+use crate::metadata::{MetadataError, MetadataRecord, MetadataStore};
 use crate::shard::{Boot, Control, Shard, MAILBOX_CAPACITY};
 use crate::{net, runtime};
 
@@ -95,7 +96,8 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     let listeners = bind(&config, shard_count)?;
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
-    let store = MetadataStore::open(&config.data_dir)?;
+    let mut store = MetadataStore::open(&config.data_dir)?;
+    create_offsets_topic(&mut store, shard_count)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(MAILBOX_CAPACITY)).unzip();
     let boot = Arc::new(Boot {
         config: Arc::new(config.clone()),
@@ -117,6 +119,8 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
         async move {
             let shard = Rc::new(Shard::new(id, &boot, store));
             shard.start(boot.snapshot.clone(), boot.clean_shutdown).await;
+            shard.load_groups().await;
+            runtime::spawn(shard.clone().run_group_timers());
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");
@@ -137,6 +141,24 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
         tracing::warn!(error = %e, "could not record the clean shutdown");
     }
     tracing::info!("corelog stopped");
+    Ok(())
+}
+
+/// The internal topic that holds committed offsets, created on first start
+/// as Kafka does: compacted, 50 partitions spread over the shards.
+fn create_offsets_topic(store: &mut MetadataStore, shard_count: usize) -> Result<(), MetadataError> {
+    if store.snapshot().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let shards = (0..OFFSETS_TOPIC_PARTITIONS).map(|p| crate::metadata::place(OFFSETS_TOPIC, p, shard_count)).collect();
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")];
+    let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    store.append(MetadataRecord::CreateTopic {
+        name: OFFSETS_TOPIC.into(),
+        id: uuid::Uuid::new_v4(),
+        shards,
+        configs,
+    })?;
     Ok(())
 }
 

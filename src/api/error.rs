@@ -1,6 +1,7 @@
 //! The one place where internal errors become Kafka error codes.
 
 use crate::config::ConfigError;
+use crate::group::GroupError;
 use crate::metadata::MetadataError;
 use crate::model::batch::BatchError;
 use crate::shard::ControlError;
@@ -18,7 +19,16 @@ pub enum ErrorCode {
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
+    OffsetMetadataTooLarge = 12,
+    CoordinatorNotAvailable = 15,
+    NotCoordinator = 16,
     InvalidTopicException = 17,
+    IllegalGeneration = 22,
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    RebalanceInProgress = 27,
     InvalidRequiredAcks = 21,
     UnsupportedVersion = 35,
     TopicAlreadyExists = 36,
@@ -30,6 +40,11 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     InvalidProducerEpoch = 47,
     KafkaStorageError = 56,
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    MemberIdRequired = 79,
+    GroupMaxSizeReached = 81,
+    FencedInstanceId = 82,
     UnknownTopicId = 100,
 }
 
@@ -78,5 +93,39 @@ impl From<&BatchError> for ErrorCode {
 impl From<&ConfigError> for ErrorCode {
     fn from(_: &ConfigError) -> Self {
         ErrorCode::InvalidConfig
+    }
+}
+
+impl From<&GroupError> for ErrorCode {
+    fn from(e: &GroupError) -> Self {
+        match e {
+            GroupError::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
+            GroupError::NotCoordinator => ErrorCode::NotCoordinator,
+            GroupError::OffsetMetadataTooLarge { .. } => ErrorCode::OffsetMetadataTooLarge,
+            GroupError::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
+            GroupError::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
+            GroupError::InvalidGroupId => ErrorCode::InvalidGroupId,
+            GroupError::UnknownMemberId { .. } => ErrorCode::UnknownMemberId,
+            GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
+            GroupError::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+            GroupError::NonEmptyGroup => ErrorCode::NonEmptyGroup,
+            GroupError::GroupIdNotFound { .. } => ErrorCode::GroupIdNotFound,
+            GroupError::MemberIdRequired { .. } => ErrorCode::MemberIdRequired,
+            GroupError::GroupMaxSizeReached => ErrorCode::GroupMaxSizeReached,
+            GroupError::FencedInstanceId { .. } => ErrorCode::FencedInstanceId,
+            GroupError::UnknownServerError => ErrorCode::UnknownServerError,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_errors_get_kafkas_codes() {
+        assert_eq!(ErrorCode::from(&GroupError::IllegalGeneration { expected: 1, got: 0 }).code(), 22);
+        assert_eq!(ErrorCode::from(&GroupError::FencedInstanceId { instance_id: "i".into() }).code(), 82);
+        assert_eq!(ErrorCode::from(&GroupError::MemberIdRequired { member_id: "m".into() }).code(), 79);
     }
 }

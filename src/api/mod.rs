@@ -5,14 +5,24 @@
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_configs;
+mod describe_groups;
 mod error;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::ops::RangeInclusive;
 use std::rc::Rc;
@@ -74,6 +84,16 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::DescribeConfigs, versions: 1..=4 },
     Handler { key: ApiKey::CreatePartitions, versions: 0..=3 },
     Handler { key: ApiKey::InitProducerId, versions: 0..=4 },
+    Handler { key: ApiKey::FindCoordinator, versions: 0..=4 },
+    Handler { key: ApiKey::JoinGroup, versions: 0..=9 },
+    Handler { key: ApiKey::SyncGroup, versions: 0..=5 },
+    Handler { key: ApiKey::Heartbeat, versions: 0..=4 },
+    Handler { key: ApiKey::LeaveGroup, versions: 0..=5 },
+    Handler { key: ApiKey::OffsetCommit, versions: 2..=9 },
+    Handler { key: ApiKey::OffsetFetch, versions: 1..=9 },
+    Handler { key: ApiKey::ListGroups, versions: 0..=5 },
+    Handler { key: ApiKey::DescribeGroups, versions: 0..=5 },
+    Handler { key: ApiKey::DeleteGroups, versions: 0..=2 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -86,6 +106,9 @@ pub struct Context<'a> {
     pub key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    pub client_id: String,
+    /// The client's address as Kafka shows it ("/127.0.0.1").
+    pub client_host: &'a str,
 }
 
 impl Context<'_> {
@@ -109,7 +132,7 @@ fn decode<T: Decodable>(body: &mut Bytes, key: ApiKey, version: i16) -> Result<T
 }
 
 /// Serves one request frame (without its size prefix).
-pub async fn handle(shard: &Shard, mut frame: Bytes) -> Result<Response, ApiError> {
+pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Result<Response, ApiError> {
     let prefix = HeaderPrefix::peek(&frame).map_err(|e| ApiError::Malformed(e.to_string()))?;
     let key = ApiKey::try_from(prefix.api_key).map_err(|_| ApiError::UnknownApiKey(prefix.api_key))?;
     let Some(versions) = supported_versions(key) else {
@@ -124,8 +147,9 @@ pub async fn handle(shard: &Shard, mut frame: Bytes) -> Result<Response, ApiErro
         return Err(ApiError::UnsupportedVersion { key, version: prefix.api_version, min, max });
     }
     let version = prefix.api_version;
-    let _header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
-    let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id };
+    let header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
+    let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+    let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id, client_id, client_host };
     let body = &mut frame;
     match key {
         ApiKey::ApiVersions => api_versions::handle(&ctx, decode(body, key, version)?),
@@ -138,6 +162,16 @@ pub async fn handle(shard: &Shard, mut frame: Bytes) -> Result<Response, ApiErro
         ApiKey::DescribeConfigs => describe_configs::handle(&ctx, decode(body, key, version)?),
         ApiKey::CreatePartitions => create_partitions::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::InitProducerId => init_producer_id::handle(&ctx, decode(body, key, version)?),
+        ApiKey::FindCoordinator => find_coordinator::handle(&ctx, decode(body, key, version)?),
+        ApiKey::JoinGroup => join_group::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::SyncGroup => sync_group::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::Heartbeat => heartbeat::handle(&ctx, decode(body, key, version)?),
+        ApiKey::LeaveGroup => leave_group::handle(&ctx, decode(body, key, version)?),
+        ApiKey::OffsetCommit => offset_commit::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(&ctx, decode(body, key, version)?),
+        ApiKey::ListGroups => list_groups::handle(&ctx, decode(body, key, version)?),
+        ApiKey::DescribeGroups => describe_groups::handle(&ctx, decode(body, key, version)?),
+        ApiKey::DeleteGroups => delete_groups::handle(&ctx, decode(body, key, version)?).await,
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

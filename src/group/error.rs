@@ -1,5 +1,5 @@
 //! The errors a group coordinator answers with. Each variant names the Kafka
-//! error it becomes; only `api` turns them into wire codes (via `kafka_code`).
+//! error it becomes; only `api` turns them into wire codes.
 
 use thiserror::Error;
 
@@ -60,26 +60,5 @@ pub enum GroupError {
 impl GroupError {
     pub(crate) fn unknown_member(member_id: &str) -> Self {
         GroupError::UnknownMemberId { member_id: member_id.to_string() }
-    }
-
-    /// The Kafka error code this error is answered with.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            GroupError::CoordinatorNotAvailable => 15,
-            GroupError::NotCoordinator => 16,
-            GroupError::OffsetMetadataTooLarge { .. } => 12,
-            GroupError::IllegalGeneration { .. } => 22,
-            GroupError::InconsistentGroupProtocol => 23,
-            GroupError::InvalidGroupId => 24,
-            GroupError::UnknownMemberId { .. } => 25,
-            GroupError::InvalidSessionTimeout { .. } => 26,
-            GroupError::RebalanceInProgress => 27,
-            GroupError::NonEmptyGroup => 68,
-            GroupError::GroupIdNotFound { .. } => 69,
-            GroupError::MemberIdRequired { .. } => 79,
-            GroupError::GroupMaxSizeReached => 81,
-            GroupError::FencedInstanceId { .. } => 82,
-            GroupError::UnknownServerError => -1,
-        }
     }
 }

@@ -23,6 +23,7 @@ mod group;
 mod join;
 mod member;
 mod offsets;
+pub mod offsets_topic;
 mod rebalance;
 mod sync;
 #[cfg(test)]

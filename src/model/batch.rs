@@ -182,21 +182,15 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 }
 
 /// Builds an uncompressed batch holding `values` as records with null keys.
-/// Used by tests and by tools; the broker never builds batches.
+/// Used by tests and by tools; the broker never builds batches of clients' data.
 pub fn build(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
-    let mut records = Vec::new();
-    for (i, value) in values.iter().enumerate() {
-        let mut body = Vec::new();
-        body.push(0); // attributes
-        put_varint(&mut body, 0); // timestamp delta
-        put_varint(&mut body, i as i64); // offset delta
-        put_varint(&mut body, -1); // null key
-        put_varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
-        put_varint(&mut body, 0); // no headers
-        put_varint(&mut records, body.len() as i64);
-        records.extend_from_slice(&body);
-    }
+    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
+    super::records::build_keyed(base_timestamp, &records)
+}
+
+/// Wraps an uncompressed records section in a v2 header (no producer id,
+/// create time `timestamp_ms`) and computes the CRC.
+pub fn assemble(timestamp_ms: i64, records_count: i32, records: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
     out.extend_from_slice(&0i64.to_be_bytes());
     out.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
@@ -204,26 +198,17 @@ pub fn build(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     out.push(MAGIC_V2 as u8);
     out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
     out.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    out.extend_from_slice(&(values.len() as i32 - 1).to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&(records_count - 1).to_be_bytes());
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
     out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
     out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
     out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    out.extend_from_slice(&(values.len() as i32).to_be_bytes());
-    out.extend_from_slice(&records);
+    out.extend_from_slice(&records_count.to_be_bytes());
+    out.extend_from_slice(records);
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out
-}
-
-fn put_varint(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]

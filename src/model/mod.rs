@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod recompress;
+pub mod records;
 
 /// A partition's identity: the topic name and the partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -35,7 +35,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                 let shard = shard.clone();
                 runtime::spawn(async move {
                     shard.stats.connections.set(shard.stats.connections.get() + 1);
-                    if let Err(e) = Connection::new(stream, &shard).run().await {
+                    if let Err(e) = Connection::new(stream, &shard, format!("/{}", peer.ip())).run().await {
                         tracing::debug!(shard = shard.id, %peer, "connection closed: {e}");
                     }
                     shard.stats.connections.set(shard.stats.connections.get() - 1);
@@ -67,11 +67,12 @@ struct Connection<'a> {
     buffer: BytesMut,
     /// Created on the first fetch that has record bytes to send.
     pipe: Option<Pipe>,
+    client_host: String,
 }
 
 impl<'a> Connection<'a> {
-    fn new(stream: TcpStream, shard: &'a Shard) -> Self {
-        Connection { stream, shard, buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), pipe: None }
+    fn new(stream: TcpStream, shard: &'a Shard, client_host: String) -> Self {
+        Connection { stream, shard, buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), pipe: None, client_host }
     }
 
     async fn run(mut self) -> Result<(), ConnectionError> {
@@ -86,7 +87,7 @@ impl<'a> Connection<'a> {
             };
             let stats = &self.shard.stats;
             stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
-            let result = api::handle(self.shard, frame).await;
+            let result = api::handle(self.shard, &self.client_host, frame).await;
             let written = match result {
                 Ok(response) => self.write_response(response).await,
                 Err(e) => {

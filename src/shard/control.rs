@@ -52,8 +52,7 @@ impl Shard {
                 Control::Apply { snapshot, reply } => {
                     // A snapshot already applied locally (shard 0 applies its own first) is skipped.
                     if snapshot.version > self.snapshot.borrow().version {
-                        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
-                        *self.snapshot.borrow_mut() = snapshot;
+                        self.adopt(snapshot).await;
                     }
                     let _ = reply.send(());
                 }
@@ -66,12 +65,29 @@ impl Shard {
         }
     }
 
+    /// Opens and removes local logs to match `snapshot`, then drops the
+    /// committed offsets of topics that are gone.
+    async fn adopt(&self, snapshot: Arc<Snapshot>) {
+        let gone: Vec<String> = {
+            let old = self.snapshot.borrow();
+            old.topics
+                .values()
+                .filter(|t| snapshot.topic(&t.name).is_none_or(|n| n.id != t.id))
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        *self.snapshot.borrow_mut() = snapshot;
+        for topic in gone {
+            self.forget_topic_offsets(&topic).await;
+        }
+    }
+
     async fn persist_and_broadcast(&self, record: MetadataRecord) -> Result<(), MetadataError> {
         let store = self.store.as_ref().expect("metadata changes are sent to shard 0 only");
         let snapshot = Arc::new(store.borrow_mut().append(record)?.clone());
         // Apply locally first (the mailbox loop is busy running this very call).
-        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
-        *self.snapshot.borrow_mut() = snapshot.clone();
+        self.adopt(snapshot.clone()).await;
         for mailbox in &self.mailboxes[1..] {
             let (reply, applied) = oneshot::channel();
             if mailbox.send(Control::Apply { snapshot: snapshot.clone(), reply }).await.is_ok() {

@@ -4,6 +4,7 @@
 //! control mailboxes, and only for metadata changes and shutdown.
 
 mod control;
+mod groups;
 mod partitions;
 mod producers;
 
@@ -17,6 +18,7 @@ use crate::config::BrokerConfig;
 use crate::metadata::{MetadataStore, Snapshot};
 
 pub use control::{Control, ControlError};
+pub use groups::OffsetRecord;
 pub use partitions::Partitions;
 pub use producers::{ProducerStates, SequenceCheck};
 
@@ -52,6 +54,8 @@ pub struct Shard {
     snapshot: RefCell<Arc<Snapshot>>,
     pub partitions: Partitions,
     pub producers: ProducerStates,
+    /// The consumer groups whose offsets partition this shard owns.
+    pub groups: RefCell<crate::group::Coordinator>,
     /// Notified whenever any local log's high watermark moves: wakes long polls.
     pub written: Rc<Notify>,
     pub stats: ShardStats,
@@ -73,6 +77,7 @@ impl Shard {
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             partitions: Partitions::default(),
             producers: ProducerStates::new(),
+            groups: RefCell::new(crate::group::Coordinator::new(crate::group::GroupConfig::default())),
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
             store: store.map(RefCell::new),

@@ -36,7 +36,6 @@ pub struct Shape {
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub bytes: Vec<u8>,
-    pub records: u32,
     /// Offset of the first value's stamp inside `bytes`, if the batch carries one.
     pub stamp_at: Option<usize>,
 }
@@ -166,7 +165,7 @@ pub fn build(shape: &Shape, records: usize, seed: u64) -> Result<Batch, recompre
         out = recompress::recompress(&out, shape.codec)?;
         stamp_at = None;
     }
-    Ok(Batch { bytes: out, records: records as u32, stamp_at })
+    Ok(Batch { bytes: out, stamp_at })
 }
 
 /// Stamps a batch for one send: header timestamps (ms), the first value's
@@ -243,7 +242,11 @@ mod tests {
             let s = shape(100, 8, codec);
             let mut b = build(&s, 500, 3).unwrap();
             assert!(b.stamp_at.is_none());
-            assert!(b.bytes.len() < 500 * 100, "{codec:?} did not compress");
+            // Random letters carry ~4.7 bits a byte: entropy coders (gzip,
+            // zstd) shrink them, pure LZ matchers (snappy, lz4) barely do.
+            if matches!(codec, Codec::Gzip | Codec::Zstd) {
+                assert!(b.bytes.len() < 500 * 100, "{codec:?} did not compress");
+            }
             stamp(&mut b.bytes, b.stamp_at, 42_000);
             assert_eq!(validate(&b.bytes).unwrap().records_count, 500);
         }

@@ -1,0 +1,57 @@
+//! FindCoordinator: a group's coordinator is the shard that owns its
+//! offsets-topic partition. Transactions are not served, so there is no
+//! transaction coordinator to find.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ApiError, Context, ErrorCode, Response};
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// (node id, error) for one key.
+fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode) {
+    if key_type != KEY_TYPE_GROUP {
+        return (-1, ErrorCode::CoordinatorNotAvailable);
+    }
+    match ctx.shard.group_coordinator(key) {
+        Some(shard) => (shard as i32, ErrorCode::None),
+        None => (-1, ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+fn port(ctx: &Context<'_>, node: i32) -> i32 {
+    if node < 0 {
+        -1
+    } else {
+        ctx.shard.config.port as i32 + node
+    }
+}
+
+pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Response, ApiError> {
+    let host = StrBytes::from_string(ctx.shard.config.advertised_host());
+    if ctx.version < 4 {
+        let (node, error) = find(ctx, &request.key, request.key_type);
+        let response = FindCoordinatorResponse::default()
+            .with_error_code(error.code())
+            .with_node_id(BrokerId(node))
+            .with_host(host)
+            .with_port(port(ctx, node));
+        return ctx.respond(&response);
+    }
+    let coordinators = request
+        .coordinator_keys
+        .iter()
+        .map(|key| {
+            let (node, error) = find(ctx, key, request.key_type);
+            Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(node))
+                .with_host(host.clone())
+                .with_port(port(ctx, node))
+                .with_error_code(error.code())
+        })
+        .collect();
+    ctx.respond(&FindCoordinatorResponse::default().with_coordinators(coordinators))
+}

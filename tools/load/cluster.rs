@@ -1,0 +1,171 @@
+//! The cluster as the load run sees it: brokers, the topic (created if
+//! missing) and each partition's leader, and offsets from ListOffsets.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::wire::{error_name, Client, Versions};
+
+/// ListOffsets timestamps with a special meaning.
+pub const EARLIEST: i64 = -2;
+pub const LATEST: i64 = -1;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub versions: Versions,
+    /// node id → "host:port"
+    pub brokers: BTreeMap<i32, String>,
+    /// partition index → leader node id
+    pub leaders: Vec<i32>,
+}
+
+impl Topology {
+    pub fn leader_addr(&self, partition: i32) -> &str {
+        &self.brokers[&self.leaders[partition as usize]]
+    }
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+fn metadata(client: &mut Client, versions: &Versions, topic: &str) -> Result<MetadataResponse> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    client.call(ApiKey::Metadata, versions.metadata, &request)
+}
+
+/// Connects to the bootstrap server, creates the topic if it is missing and
+/// waits until every partition has a leader.
+pub fn discover(
+    bootstrap: &str,
+    client_id: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<Topology> {
+    let mut client = Client::connect(bootstrap, client_id)?;
+    let versions = client.versions()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut created = false;
+    loop {
+        let response = metadata(&mut client, &versions, topic)?;
+        let brokers: BTreeMap<i32, String> =
+            response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        let t = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+            .ok_or_else(|| anyhow!("Metadata for {topic} did not mention the topic"))?;
+        match t.error_code {
+            0 if !t.partitions.is_empty() => {
+                let mut leaders = vec![-1; t.partitions.len()];
+                for p in &t.partitions {
+                    if let Some(slot) = leaders.get_mut(p.partition_index as usize) {
+                        *slot = p.leader_id.0;
+                    }
+                }
+                if leaders.iter().all(|l| brokers.contains_key(l)) {
+                    if !created && leaders.len() as i32 != partitions {
+                        eprintln!(
+                            "corelog-load: topic {topic} exists with {} partitions (asked for {partitions}): using {}",
+                            leaders.len(),
+                            leaders.len()
+                        );
+                    }
+                    return Ok(Topology { versions, brokers, leaders });
+                }
+            }
+            3 if !created => {
+                if versions.create_topics < 0 {
+                    bail!("topic {topic} does not exist and the broker does not serve CreateTopics");
+                }
+                let controller = response.controller_id.0;
+                let addr = brokers.get(&controller).cloned().unwrap_or_else(|| bootstrap.to_string());
+                create_topic(&addr, client_id, &versions, topic, partitions, replication_factor)?;
+                eprintln!("corelog-load: created topic {topic} with {partitions} partitions");
+                created = true;
+            }
+            0 | 3 | 5 => {}
+            code => bail!("Metadata for {topic}: {}", error_name(code)),
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic} has no leader for every partition after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn create_topic(
+    addr: &str,
+    client_id: &str,
+    versions: &Versions,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<()> {
+    let mut client = Client::connect(addr, client_id)?;
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)])
+        .with_timeout_ms(30_000);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, versions.create_topics, &request)?;
+    for t in &response.topics {
+        // TOPIC_ALREADY_EXISTS: another run (or client) won the race; fine.
+        if t.error_code != 0 && t.error_code != 36 {
+            let message = t.error_message.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default();
+            bail!("CreateTopics {topic}: {} {message}", error_name(t.error_code));
+        }
+    }
+    Ok(())
+}
+
+/// The offset of each partition at `timestamp` (EARLIEST or LATEST), asking each leader.
+pub fn list_offsets(topology: &Topology, client_id: &str, topic: &str, timestamp: i64) -> Result<Vec<i64>> {
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for (p, leader) in topology.leaders.iter().enumerate() {
+        by_leader.entry(*leader).or_default().push(p as i32);
+    }
+    let mut offsets = vec![-1i64; topology.leaders.len()];
+    for (leader, partitions) in by_leader {
+        let mut client = Client::connect(&topology.brokers[&leader], client_id)?;
+        let request =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|p| ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(timestamp))
+                        .collect(),
+                )]);
+        let response: ListOffsetsResponse =
+            client.call(ApiKey::ListOffsets, topology.versions.list_offsets, &request)?;
+        for t in &response.topics {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    bail!("ListOffsets {topic}/{}: {}", p.partition_index, error_name(p.error_code));
+                }
+                if let Some(slot) = offsets.get_mut(p.partition_index as usize) {
+                    *slot = p.offset;
+                }
+            }
+        }
+    }
+    if let Some(p) = offsets.iter().position(|o| *o < 0) {
+        bail!("ListOffsets gave no offset for {topic}/{p}");
+    }
+    Ok(offsets)
+}

@@ -1,0 +1,606 @@
+//! corelog-load: a load generator for corelog and any other Kafka-compatible
+//! broker. It speaks the Kafka protocol itself (kafka-protocol codecs), runs
+//! producers and consumers in one process on pinned worker threads, sends
+//! pre-built record batches that are only re-stamped per send, measures
+//! latency from each request's intended send time, and reports throughput
+//! and HdrHistogram percentiles (one progress line a second on stderr, a
+//! summary on stdout, the full result with `--json`).
+//!
+//! `--sink` runs the producers against nothing: batches are generated,
+//! stamped and discarded, which is the generator's own ceiling to read every
+//! broker figure against.
+
+mod batch;
+mod cluster;
+mod consume;
+mod produce;
+mod stats;
+mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use corelog::model::recompress::Codec;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::batch::Shape;
+use crate::produce::{StartGate, Times};
+use crate::stats::{latency_json, latency_line, si, Clock, Live, Tally};
+
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(name = "corelog-load", version, about = "Load generator for corelog and any Kafka-compatible broker")]
+struct Args {
+    /// host:port of any broker of the cluster.
+    #[arg(long, default_value = "localhost:9092")]
+    bootstrap_server: String,
+    #[arg(long, default_value = "corelog-load")]
+    topic: String,
+    /// Partitions of the topic when it has to be created (an existing topic keeps its own).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Replication factor when creating the topic (-1: the broker's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    replication_factor: i16,
+    /// Producer threads; producer i writes the partitions p with p % producers == i.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Consumer threads, on assigned partitions (p % consumers == i).
+    #[arg(long, default_value_t = 0)]
+    consumers: usize,
+    /// Consumer group: not supported yet (consumers use assigned partitions).
+    #[arg(long)]
+    group: Option<String>,
+    /// Consumers start at the end of each partition instead of its beginning.
+    #[arg(long)]
+    from_latest: bool,
+    /// Value bytes per record.
+    #[arg(long, default_value_t = 100)]
+    record_bytes: usize,
+    /// Key bytes per record; 0 = unkeyed (null keys).
+    #[arg(long, default_value_t = 0)]
+    key_bytes: usize,
+    /// Target size of one record batch, before compression (like batch.size).
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_bytes: usize,
+    /// Open loop only: a batch closes after this many ms of messages at --rate
+    /// (or when full). Closed loop always sends full batches.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    compression: String,
+    /// 0, 1 or all (-1).
+    #[arg(long, default_value = "1", value_parser = ["0", "1", "all", "-1"], allow_hyphen_values = true)]
+    acks: String,
+    /// Produce requests in flight per connection (pipelined, answered in order).
+    #[arg(long, default_value_t = 5)]
+    max_in_flight: usize,
+    /// Closed loop: a Produce request carries one batch for each of as many of
+    /// a leader's partitions as fit in this many bytes (at least one).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    request_bytes: usize,
+    /// Seconds to run after the warm-up (default 10 unless --messages is given).
+    #[arg(long, conflicts_with = "messages")]
+    duration: Option<f64>,
+    /// Produce exactly this many messages in total (or, with --producers 0, consume this many).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Seconds at the start that count towards totals but not towards rates or latency.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Open loop: messages per second over all producers, on a fixed schedule.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write the full result (config, counts, rates, percentiles) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Pin worker threads to cores: auto (when there are no more workers than cores), on, off.
+    #[arg(long, default_value = "auto", num_args = 0..=1, default_missing_value = "on", value_parser = ["auto", "on", "off"])]
+    pin: String,
+    /// Self-test: generate and discard batches without a broker (the generator's ceiling).
+    #[arg(long)]
+    sink: bool,
+    /// Fetch: maximum bytes per partition per response.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    fetch_bytes: i32,
+    /// Fetch: maximum bytes per response.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    fetch_max_bytes: i32,
+    /// Fetch: how long the broker may wait for data (max_wait_ms).
+    #[arg(long, default_value_t = 100)]
+    fetch_wait_ms: i32,
+    /// Seconds consumers may take to reach the end offsets once producers are done.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    #[arg(long, default_value = "corelog-load")]
+    client_id: String,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.group.is_some() {
+        eprintln!(
+            "corelog-load: --group is not supported yet: consumer groups come later. \
+             Consumers read assigned partitions; drop --group."
+        );
+        std::process::exit(2);
+    }
+    match run(args) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("corelog-load: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn codec(name: &str) -> Codec {
+    match name {
+        "gzip" => Codec::Gzip,
+        "snappy" => Codec::Snappy,
+        "lz4" => Codec::Lz4,
+        "zstd" => Codec::Zstd,
+        _ => Codec::None,
+    }
+}
+
+fn acks(value: &str) -> i16 {
+    match value {
+        "0" => 0,
+        "1" => 1,
+        _ => -1,
+    }
+}
+
+/// Partitions p with p % n == i, grouped by leader address.
+fn assign<T>(
+    partitions: i32,
+    n: usize,
+    i: usize,
+    leader: impl Fn(i32) -> String,
+    item: impl Fn(i32) -> T,
+) -> Vec<(String, Vec<T>)> {
+    let mut lanes: Vec<(String, Vec<T>)> = Vec::new();
+    for p in (0..partitions).filter(|p| *p as usize % n == i) {
+        let addr = leader(p);
+        match lanes.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, items)) => items.push(item(p)),
+            None => lanes.push((addr, vec![item(p)])),
+        }
+    }
+    lanes
+}
+
+fn run(args: Args) -> Result<bool> {
+    if args.producers + args.consumers == 0 {
+        bail!("nothing to do: --producers and --consumers are both 0");
+    }
+    if args.partitions < 1 || args.max_in_flight < 1 || args.batch_bytes < 1 {
+        bail!("--partitions, --max-in-flight and --batch-bytes must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0)) {
+        bail!("--rate must be positive");
+    }
+    if args.sink && args.producers == 0 {
+        bail!("--sink needs at least one producer");
+    }
+    if args.sink && args.consumers > 0 {
+        eprintln!("corelog-load: --sink has no broker to consume from: consumers are ignored");
+    }
+    let consumers = if args.sink { 0 } else { args.consumers };
+    let duration = match (args.duration, args.messages) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(10.0),
+    };
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+
+    let shape = Shape { record_bytes: args.record_bytes, key_bytes: args.key_bytes, codec: codec(&args.compression) };
+    let acks = acks(&args.acks);
+
+    // The cluster: brokers, the topic and its leaders.
+    let cluster = if args.sink {
+        None
+    } else {
+        Some(cluster::discover(
+            &args.bootstrap_server,
+            &args.client_id,
+            &args.topic,
+            args.partitions,
+            args.replication_factor,
+        )?)
+    };
+    let (partitions, leader_of, versions): (i32, Vec<String>, Option<wire::Versions>) = match &cluster {
+        None => (args.partitions, vec![String::new(); args.partitions as usize], None),
+        Some(t) => {
+            let leaders = (0..t.leaders.len() as i32).map(|p| t.leader_addr(p).to_string()).collect();
+            (t.leaders.len() as i32, leaders, Some(t.versions))
+        }
+    };
+    let topology = |p: i32| leader_of[p as usize].clone();
+
+    // Producers: batch size, open-loop batching, quotas.
+    let active_producers = args.producers.min(partitions as usize);
+    if args.producers > active_producers {
+        eprintln!(
+            "corelog-load: only {partitions} partitions: {} producers will have nothing to write",
+            args.producers - active_producers
+        );
+    }
+    let full_batch = batch::records_per_batch(&shape, args.batch_bytes);
+    let rate_per_producer = args.rate.map(|r| r / active_producers.max(1) as f64);
+    let records_per_batch = match rate_per_producer {
+        // Open loop: a batch holds what arrives in linger_ms at the producer's rate.
+        Some(r) => ((r * args.linger_ms as f64 / 1000.0).round() as usize).clamp(1, full_batch),
+        None => full_batch,
+    };
+    let sample = batch::build(&shape, records_per_batch, 0).map_err(|e| anyhow::anyhow!("building a batch: {e}"))?;
+    let batch_wire_bytes = sample.bytes.len();
+    drop(sample);
+    let partitions_per_request = (args.request_bytes / batch_wire_bytes.max(1)).max(1);
+
+    let clock = Clock::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let start_offsets = match &cluster {
+        Some(t) if consumers > 0 => {
+            let at = if args.from_latest { cluster::LATEST } else { cluster::EARLIEST };
+            Some((t, cluster::list_offsets(t, &args.client_id, &args.topic, at)?))
+        }
+        _ => None,
+    };
+
+    let workers = active_producers + consumers;
+    let gate = StartGate::new(workers);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let pin = match args.pin.as_str() {
+        "on" => !cores.is_empty(),
+        "off" => false,
+        _ => !cores.is_empty() && workers <= cores.len(),
+    };
+    // Highest cores first: corelog pins its shard 0 to CPU 0.
+    let core_for = |w: usize| pin.then(|| cores[cores.len() - 1 - w % cores.len()]);
+    let mut pinned = Vec::new();
+
+    let mut producer_live = Vec::new();
+    let mut producer_threads: Vec<JoinHandle<Tally>> = Vec::new();
+    for i in 0..active_producers {
+        let quota = args.messages.filter(|_| args.producers > 0).map(|n| {
+            let n_p = active_producers as u64;
+            n / n_p + u64::from((i as u64) < n % n_p)
+        });
+        let plan = produce::Plan {
+            id: i,
+            topic: args.topic.clone(),
+            lanes: assign(partitions, active_producers, i, &topology, |p| p),
+            version: versions.map_or(9, |v| v.produce),
+            acks,
+            shape,
+            records_per_batch,
+            partitions_per_request,
+            max_in_flight: args.max_in_flight,
+            quota,
+            rate: rate_per_producer,
+            client_id: args.client_id.clone(),
+            sink: args.sink,
+        };
+        let live = Arc::new(Live::default());
+        producer_live.push(live.clone());
+        let gate = gate.clone();
+        let core = core_for(producer_threads.len());
+        pinned.extend(core.map(|c| c.id));
+        producer_threads.push(
+            std::thread::Builder::new()
+                .name(format!("producer-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    produce::run(plan, gate, live)
+                })
+                .context("spawning a producer")?,
+        );
+    }
+
+    let targets: consume::Targets = Arc::new(Mutex::new(None));
+    let mut consumer_live = Vec::new();
+    let mut consumer_threads: Vec<JoinHandle<Tally>> = Vec::new();
+    if let Some((_, offsets)) = &start_offsets {
+        for i in 0..consumers {
+            let plan = consume::Plan {
+                topic: args.topic.clone(),
+                lanes: assign(partitions, consumers, i, &topology, |p| (p, offsets[p as usize])),
+                version: versions.map_or(12, |v| v.fetch),
+                fetch_max_bytes: args.fetch_max_bytes,
+                partition_max_bytes: args.fetch_bytes,
+                fetch_wait_ms: args.fetch_wait_ms,
+                client_id: args.client_id.clone(),
+                record_payload_bytes: (args.record_bytes + args.key_bytes) as u64,
+            };
+            let live = Arc::new(Live::default());
+            consumer_live.push(live.clone());
+            let (gate, targets) = (gate.clone(), targets.clone());
+            let core = core_for(active_producers + i);
+            pinned.extend(core.map(|c| c.id));
+            consumer_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("consumer-{i}"))
+                    .spawn(move || {
+                        if let Some(c) = core {
+                            core_affinity::set_for_current(c);
+                        }
+                        consume::run(plan, gate, live, targets)
+                    })
+                    .context("spawning a consumer")?,
+            );
+        }
+    }
+
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let times = gate.open(|| {
+        let start = Instant::now();
+        Times {
+            clock,
+            start,
+            warmup_end: start + warmup,
+            end: duration.map(|d| start + warmup + Duration::from_secs_f64(d.max(0.0))),
+            stop: stop.clone(),
+        }
+    });
+    if !args.quiet {
+        let mode = match args.rate {
+            Some(r) => format!("open loop at {} msg/s", si(r)),
+            None => format!("closed loop, {} in flight per connection", args.max_in_flight),
+        };
+        eprintln!(
+            "corelog-load: {} producers, {} consumers, {} partitions, {} B records, {} records/batch ({} B), {}, acks {}{}",
+            active_producers,
+            consumers,
+            partitions,
+            args.record_bytes,
+            records_per_batch,
+            batch_wire_bytes,
+            mode,
+            args.acks,
+            if args.sink { ", SINK (no broker)" } else { "" }
+        );
+    }
+
+    // Progress once a second until everyone is done.
+    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut last = (Instant::now(), 0u64, 0u64, 0u64, 0u64);
+    let mut next_report = times.start + Duration::from_secs(1);
+    let mut producers_done_at: Option<Instant> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut target_error: Option<String> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if INTERRUPTED.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            eprintln!("corelog-load: interrupted: stopping");
+            stop.store(true, Ordering::Relaxed);
+        }
+        let producers_done = producer_threads.iter().all(|t| t.is_finished());
+        let consumers_done = consumer_threads.iter().all(|t| t.is_finished());
+        if producers_done && producers_done_at.is_none() {
+            producers_done_at = Some(now);
+            if let Some((t, _)) = &start_offsets {
+                if active_producers > 0 {
+                    // Consumers read up to where the producers left the log.
+                    match cluster::list_offsets(t, &args.client_id, &args.topic, cluster::LATEST) {
+                        Ok(ends) => *targets.lock().unwrap() = Some(ends),
+                        Err(e) => {
+                            target_error = Some(format!("end offsets: {e:#}"));
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    drain_deadline = Some(now + Duration::from_secs_f64(args.drain_timeout));
+                }
+            }
+        }
+        if active_producers == 0 {
+            // Consume-only: bounded by --messages or the duration.
+            let (consumed, _, _) = stats::sum(&consumer_live);
+            let enough = args.messages.is_some_and(|n| consumed >= n);
+            if enough || times.end.is_some_and(|e| now >= e) {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        if drain_deadline.is_some_and(|d| now >= d) && !consumers_done {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if !args.quiet && now >= next_report {
+            let (pm, pb, pe) = stats::sum(&producer_live);
+            let (cm, cb, ce) = stats::sum(&consumer_live);
+            let secs = now.duration_since(last.0).as_secs_f64();
+            let rate = |a: u64, b: u64| (a - b) as f64 / secs;
+            let mut line = format!("[{:6.1}s] ", now.duration_since(times.start).as_secs_f64());
+            if active_producers > 0 {
+                line += &format!(
+                    "produce {} msg/s {:.1} MB/s (total {}) ",
+                    si(rate(pm, last.1)),
+                    rate(pb, last.2) / 1e6,
+                    si(pm as f64)
+                );
+            }
+            if consumers > 0 {
+                line += &format!(
+                    "| consume {} msg/s {:.1} MB/s (total {}) ",
+                    si(rate(cm, last.3)),
+                    rate(cb, last.4) / 1e6,
+                    si(cm as f64)
+                );
+            }
+            if pe + ce > 0 {
+                line += &format!("| errors {}", pe + ce);
+            }
+            if now < times.warmup_end {
+                line += " (warm-up)";
+            }
+            eprintln!("{line}");
+            last = (now, pm, pb, cm, cb);
+            next_report += Duration::from_secs(1);
+            if next_report < now {
+                next_report = now + Duration::from_secs(1);
+            }
+        }
+        if producers_done && consumers_done {
+            break;
+        }
+    }
+
+    let mut produced = Tally::new();
+    for t in producer_threads {
+        produced.merge(&t.join().expect("a producer thread panicked"));
+    }
+    let mut consumed = Tally::new();
+    for t in consumer_threads {
+        consumed.merge(&t.join().expect("a consumer thread panicked"));
+    }
+
+    // Measurement windows.
+    let produce_end = match times.end {
+        Some(end) => end,
+        None => produced.last_at.unwrap_or(times.warmup_end),
+    };
+    let produce_secs = produce_end.saturating_duration_since(times.warmup_end).as_secs_f64();
+    let consume_secs = consumed.last_at.map_or(0.0, |at| at.saturating_duration_since(times.warmup_end).as_secs_f64());
+    let per_s = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+
+    let mut failures: Vec<String> = Vec::new();
+    if let Some(f) = &produced.failure {
+        failures.push(format!("producer: {f}"));
+    }
+    if let Some(f) = &consumed.failure {
+        failures.push(format!("consumer: {f}"));
+    }
+    if let Some(e) = target_error {
+        failures.push(e);
+    }
+    let complete_consume = active_producers == 0
+        || consumers == 0
+        || args.from_latest
+        || consumed.messages_total >= produced.messages_total;
+    let ok = failures.is_empty() && produced.error_count() == 0 && consumed.error_count() == 0;
+
+    // Summary on stdout.
+    println!(
+        "corelog-load {} -> {}: topic {} ({} partitions), {} producers, {} consumers, {} B records{}, {} records/batch ({} B on the wire), compression {}, acks {}",
+        env!("CARGO_PKG_VERSION"),
+        if args.sink { "SINK (no broker)".to_string() } else { args.bootstrap_server.clone() },
+        args.topic,
+        partitions,
+        active_producers,
+        consumers,
+        args.record_bytes,
+        if args.key_bytes > 0 { format!(" + {} B keys", args.key_bytes) } else { String::new() },
+        records_per_batch,
+        batch_wire_bytes,
+        args.compression,
+        args.acks
+    );
+    if active_producers > 0 {
+        println!(
+            "produce: {} msgs in {:.2} s = {} msg/s, {:.1} MB/s payload ({} msgs total incl. warm-up, {} requests, {} errors)",
+            produced.messages_measured,
+            produce_secs,
+            si(per_s(produced.messages_measured, produce_secs)),
+            per_s(produced.payload_bytes_measured, produce_secs) / 1e6,
+            produced.messages_total,
+            produced.requests,
+            produced.error_count()
+        );
+        let what = if args.sink { "  generate latency (ms)" } else { "  ack latency (ms)" };
+        println!("{what}: {}", latency_line(&produced.latency_us));
+    }
+    if consumers > 0 {
+        println!(
+            "consume: {} msgs in {:.2} s = {} msg/s, {:.1} MB/s payload ({} msgs total, {} fetches, {} errors)",
+            consumed.messages_measured,
+            consume_secs,
+            si(per_s(consumed.messages_measured, consume_secs)),
+            per_s(consumed.payload_bytes_measured, consume_secs) / 1e6,
+            consumed.messages_total,
+            consumed.requests,
+            consumed.error_count()
+        );
+        println!("  end-to-end latency (ms): {}", latency_line(&consumed.latency_us));
+    }
+    for (what, n) in produced.errors.iter().chain(consumed.errors.iter()) {
+        println!("error: {what} x{n}");
+    }
+    for f in &failures {
+        println!("failure: {f}");
+    }
+    if !complete_consume {
+        println!(
+            "warning: consumers read {} messages, producers wrote {}",
+            consumed.messages_total, produced.messages_total
+        );
+    }
+
+    if let Some(path) = &args.json {
+        let side = |t: &Tally, secs: f64, latency_key: &str| {
+            json!({
+                "messages": t.messages_total,
+                "payload_bytes": t.payload_bytes_total,
+                "batch_bytes": t.batch_bytes_total,
+                "requests": t.requests,
+                "measured": {
+                    "messages": t.messages_measured,
+                    "payload_bytes": t.payload_bytes_measured,
+                    "seconds": secs,
+                    "msgs_per_s": per_s(t.messages_measured, secs),
+                    "mb_per_s": per_s(t.payload_bytes_measured, secs) / 1e6,
+                },
+                "errors": t.errors,
+                "failure": t.failure,
+                latency_key: latency_json(&t.latency_us),
+            })
+        };
+        let result = json!({
+            "tool": "corelog-load",
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_unix_ms": started_unix_ms,
+            "config": args,
+            "effective": {
+                "partitions": partitions,
+                "producers": active_producers,
+                "consumers": consumers,
+                "records_per_batch": records_per_batch,
+                "batch_wire_bytes": batch_wire_bytes,
+                "partitions_per_request": if args.rate.is_some() { 1 } else { partitions_per_request },
+                "loop": if args.rate.is_some() { "open" } else { "closed" },
+                "duration_s": duration,
+                "warmup_s": args.warmup,
+                "versions": versions.map(|v| json!({
+                    "produce": v.produce, "fetch": v.fetch, "list_offsets": v.list_offsets,
+                    "metadata": v.metadata, "create_topics": v.create_topics,
+                })),
+                "pinned_cores": pinned,
+                "cores": cores.len(),
+            },
+            "produce": side(&produced, produce_secs, if args.sink { "generate_latency_us" } else { "ack_latency_us" }),
+            "consume": if consumers > 0 { side(&consumed, consume_secs, "e2e_latency_us") } else { serde_json::Value::Null },
+            "failures": failures,
+            "ok": ok,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ok)
+}
