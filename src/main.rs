@@ -9,6 +9,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use corelog::config::BrokerConfig;
 
+/// Keeps a hostile array count in a request from aborting the broker (see the module).
+#[global_allocator]
+static ALLOCATOR: corelog::runtime::alloc::GuardedAllocator = corelog::runtime::alloc::GuardedAllocator;
+
 #[derive(Parser)]
 #[command(name = "corelog", version, about = "A Kafka-compatible message broker: thread-per-core, io_uring")]
 struct Cli {
@@ -24,6 +28,11 @@ enum Command {
     Topics {
         #[command(subcommand)]
         command: cli::topics::TopicsCommand,
+    },
+    /// List, describe, reset the offsets of and delete consumer groups (works against any Kafka broker).
+    Groups {
+        #[command(subcommand)]
+        command: cli::groups::GroupsCommand,
     },
 }
 
@@ -122,5 +131,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
         Command::Topics { command } => cli::topics::run(command),
+        Command::Groups { command } => cli::groups::run(command),
     }
 }

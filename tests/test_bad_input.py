@@ -219,3 +219,21 @@ def test_many_connections_opened_and_dropped(strict_broker):
         s.close()
     time.sleep(0.2)
     assert_alive(b)
+
+
+@pytest.mark.parametrize("api_key,version,prefix", [
+    # Produce v3: transactional_id (null), acks, timeout, then the topic array count.
+    (kw.API_PRODUCE, 3, kw.i16(-1) + kw.i16(1) + kw.i32(1000)),
+    # Metadata v1: the topic array count straight away.
+    (3, 1, b""),
+])
+def test_huge_array_count_in_a_tiny_frame(strict_broker, api_key, version, prefix):
+    """A few bytes that claim two billion array elements: the decoder must not
+    reserve memory for them all (that aborts a process); the connection is
+    dropped and everyone else is served."""
+    b = strict_broker
+    with b.wire(0) as c:
+        _, data = c.frame(api_key, version, prefix + kw.i32(0x7FFFFFFF))
+        c.send_raw(data)
+        assert c.wait_closed(5), "connection not closed after an impossible array count"
+    assert_alive(b)

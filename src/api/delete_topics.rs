@@ -5,6 +5,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
+use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::metadata::MetadataRecord;
 
 pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Result<Response, ApiError> {
@@ -22,6 +23,12 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Result<R
             continue;
         };
         let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+        if name == OFFSETS_TOPIC {
+            let message = format!("topic {name} is internal and cannot be deleted");
+            let refused = result.with_error_code(ErrorCode::InvalidTopicException.code());
+            responses.push(refused.with_error_message(Some(StrBytes::from_string(message))));
+            continue;
+        }
         let outcome = ctx.shard.change_metadata(MetadataRecord::DeleteTopic { name: name.clone() }).await;
         responses.push(match outcome {
             Ok(()) => result,

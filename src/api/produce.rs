@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
 use super::{local_log, ApiError, Context, ErrorCode, Response};
+use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::model::batch::{self, BatchHeader};
 use crate::model::now_ms;
 use crate::model::recompress::{self, Codec};
@@ -75,6 +76,9 @@ fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal
 }
 
 fn append(shard: &Shard, topic: &str, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
+    if topic == OFFSETS_TOPIC {
+        return Err(Refusal(ErrorCode::InvalidTopicException, format!("cannot append to internal topic {topic}")));
+    }
     let log = local_log(shard, &shard.snapshot(), topic, data.index).map_err(|code| Refusal(code, String::new()))?;
     let records = data.records.as_deref().unwrap_or_default();
     let rules = topic_rules(shard, topic);

@@ -4,6 +4,7 @@
 //! the crate goes through this module: moving to compio or to the io-uring
 //! crate alone should be this module's change only.
 
+pub mod alloc;
 pub mod splice;
 mod threads;
 
