@@ -60,6 +60,7 @@ const ERROR_NAMES: &[(i16, &str)] = &[
     (8, "BROKER_NOT_AVAILABLE"),
     (9, "REPLICA_NOT_AVAILABLE"),
     (10, "MESSAGE_TOO_LARGE"),
+    (12, "OFFSET_METADATA_TOO_LARGE"),
     (13, "NETWORK_EXCEPTION"),
     (14, "COORDINATOR_LOAD_IN_PROGRESS"),
     (15, "COORDINATOR_NOT_AVAILABLE"),
@@ -67,7 +68,15 @@ const ERROR_NAMES: &[(i16, &str)] = &[
     (17, "INVALID_TOPIC_EXCEPTION"),
     (18, "RECORD_LIST_TOO_LARGE"),
     (19, "NOT_ENOUGH_REPLICAS"),
+    (22, "ILLEGAL_GENERATION"),
+    (23, "INCONSISTENT_GROUP_PROTOCOL"),
+    (24, "INVALID_GROUP_ID"),
+    (25, "UNKNOWN_MEMBER_ID"),
+    (26, "INVALID_SESSION_TIMEOUT"),
+    (27, "REBALANCE_IN_PROGRESS"),
+    (28, "INVALID_COMMIT_OFFSET_SIZE"),
     (29, "TOPIC_AUTHORIZATION_FAILED"),
+    (30, "GROUP_AUTHORIZATION_FAILED"),
     (31, "CLUSTER_AUTHORIZATION_FAILED"),
     (32, "INVALID_TIMESTAMP"),
     (35, "UNSUPPORTED_VERSION"),
@@ -82,12 +91,19 @@ const ERROR_NAMES: &[(i16, &str)] = &[
     (44, "POLICY_VIOLATION"),
     (56, "KAFKA_STORAGE_ERROR"),
     (58, "SASL_AUTHENTICATION_FAILED"),
+    (68, "NON_EMPTY_GROUP"),
+    (69, "GROUP_ID_NOT_FOUND"),
     (73, "TOPIC_DELETION_DISABLED"),
     (74, "FENCED_LEADER_EPOCH"),
     (75, "UNKNOWN_LEADER_EPOCH"),
     (76, "UNSUPPORTED_COMPRESSION_TYPE"),
     (78, "OFFSET_NOT_AVAILABLE"),
+    (79, "MEMBER_ID_REQUIRED"),
+    (81, "GROUP_MAX_SIZE_REACHED"),
+    (82, "FENCED_INSTANCE_ID"),
+    (86, "GROUP_SUBSCRIBED_TO_TOPIC"),
     (87, "INVALID_RECORD"),
+    (88, "UNSTABLE_OFFSET_COMMIT"),
     (100, "UNKNOWN_TOPIC_ID"),
 ];
 
@@ -392,6 +408,23 @@ impl Cluster {
                 Ok(entry.insert(connection))
             }
         }
+    }
+
+    /// The brokers the last Metadata (or `add_broker`) named, by node id.
+    pub fn brokers(&self) -> Vec<Broker> {
+        let mut brokers: Vec<Broker> = self.brokers.values().cloned().collect();
+        brokers.sort_by_key(|b| b.node_id);
+        brokers
+    }
+
+    /// Makes a broker learned outside Metadata (a coordinator from
+    /// FindCoordinator) reachable through `node`.
+    pub fn add_broker(&mut self, broker: Broker) {
+        let stale = self.brokers.get(&broker.node_id).is_some_and(|known| known.addr() != broker.addr());
+        if stale {
+            self.connections.remove(&broker.node_id);
+        }
+        self.brokers.insert(broker.node_id, broker);
     }
 
     /// The connection admin requests go to: the controller the metadata

@@ -157,7 +157,7 @@ impl Consumer {
         let partitions = lane
             .partitions
             .iter()
-            .filter(|p| self.target.as_ref().map_or(true, |t| p.position < t[p.index as usize]))
+            .filter(|p| self.target.as_ref().is_none_or(|t| p.position < t[p.index as usize]))
             .map(|p| {
                 FetchPartition::default()
                     .with_partition(p.index)
@@ -209,10 +209,11 @@ impl Consumer {
                     };
                     let records = p.records.as_deref().unwrap_or_default();
                     let (messages, next) = count(records, part.position, |stamp_us| {
-                        if stamp_us >= self.times.clock.origin_wall_us() && stamp_us <= now_wall_us + 1_000_000 {
-                            if self.times.measured(now) {
-                                record(&mut self.tally.latency_us, now_wall_us.saturating_sub(stamp_us));
-                            }
+                        // Stamps from before this run (older data in the topic) say nothing.
+                        let this_run =
+                            stamp_us >= self.times.clock.origin_wall_us() && stamp_us <= now_wall_us + 1_000_000;
+                        if this_run && self.times.measured(now) {
+                            record(&mut self.tally.latency_us, now_wall_us.saturating_sub(stamp_us));
                         }
                     });
                     part.position = next;

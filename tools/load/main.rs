@@ -193,7 +193,7 @@ fn run(args: Args) -> Result<bool> {
     if args.partitions < 1 || args.max_in_flight < 1 || args.batch_bytes < 1 {
         bail!("--partitions, --max-in-flight and --batch-bytes must be at least 1");
     }
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be positive");
     }
     if args.sink && args.producers == 0 {
@@ -286,7 +286,7 @@ fn run(args: Args) -> Result<bool> {
         let plan = produce::Plan {
             id: i,
             topic: args.topic.clone(),
-            lanes: assign(partitions, active_producers, i, &topology, |p| p),
+            lanes: assign(partitions, active_producers, i, topology, |p| p),
             version: versions.map_or(9, |v| v.produce),
             acks,
             shape,
@@ -323,7 +323,7 @@ fn run(args: Args) -> Result<bool> {
         for i in 0..consumers {
             let plan = consume::Plan {
                 topic: args.topic.clone(),
-                lanes: assign(partitions, consumers, i, &topology, |p| (p, offsets[p as usize])),
+                lanes: assign(partitions, consumers, i, topology, |p| (p, offsets[p as usize])),
                 version: versions.map_or(12, |v| v.fetch),
                 fetch_max_bytes: args.fetch_max_bytes,
                 partition_max_bytes: args.fetch_bytes,

@@ -71,7 +71,7 @@ pub struct Times {
 
 impl Times {
     pub fn measured(&self, at: Instant) -> bool {
-        at >= self.warmup_end && self.end.map_or(true, |end| at < end)
+        at >= self.warmup_end && self.end.is_none_or(|end| at < end)
     }
 }
 
@@ -367,8 +367,8 @@ impl Producer {
                 pollfds.push(libc::pollfd { fd: conn.fd(), events, revents: 0 });
             }
             wire::poll(&mut pollfds, Some(timeout))?;
-            for l in 0..self.lanes.len() {
-                if pollfds[l].revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
+            for (l, fd) in pollfds.iter().enumerate() {
+                if fd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
                     self.receive(l)?;
                 }
             }
