@@ -61,6 +61,7 @@ pub struct RecordError {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Record<'a> {
     pub offset: i64,
+    pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
 }
@@ -105,22 +106,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn record(&mut self, base_offset: i64) -> Result<Record<'a>, RecordError> {
+    fn record(&mut self, header: &BatchHeader) -> Result<Record<'a>, RecordError> {
         let length = self.varint()?;
         let mut inner = Cursor {
             bytes: self.take(usize::try_from(length).map_err(|_| self.error("negative length"))?)?,
             index: self.index,
         };
         inner.take(1)?; // attributes
-        inner.varint()?; // timestamp delta
-        let offset = base_offset + inner.varint()?;
+        let timestamp_delta = inner.varint()?;
+        let offset = header.base_offset + inner.varint()?;
+        // LogAppendTime batches carry the broker's time in max_timestamp only.
+        let timestamp = match header.attributes & 0x8 {
+            0 => header.base_timestamp.wrapping_add(timestamp_delta),
+            _ => header.max_timestamp,
+        };
         let key = inner.nullable()?;
         let value = inner.nullable()?;
         for _ in 0..inner.varint()? {
             inner.nullable()?; // header key (never null, same encoding)
             inner.nullable()?; // header value
         }
-        Ok(Record { offset, key, value })
+        Ok(Record { offset, timestamp, key, value })
     }
 }
 
@@ -135,7 +141,7 @@ pub fn records(bytes: &[u8]) -> Result<Vec<Record<'_>>, RecordError> {
     let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
     for index in 0..header.records_count.max(0) as usize {
         cursor.index = index;
-        out.push(cursor.record(header.base_offset)?);
+        out.push(cursor.record(&header)?);
     }
     Ok(out)
 }
@@ -153,9 +159,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Record { offset: 40, key: Some(b"k1"), value: Some(b"v1") },
-                Record { offset: 41, key: Some(b"k2"), value: None },
-                Record { offset: 42, key: None, value: Some(b"") },
+                Record { offset: 40, timestamp: 5, key: Some(b"k1"), value: Some(b"v1") },
+                Record { offset: 41, timestamp: 5, key: Some(b"k2"), value: None },
+                Record { offset: 42, timestamp: 5, key: None, value: Some(b"") },
             ]
         );
     }
