@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ListOffsetsRequest, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
 
@@ -465,6 +466,34 @@ fn metadata_topic(name: &str) -> MetadataRequestTopic {
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// ListOffsets for `partitions` (topic, index) at `timestamp` (-1 latest, -2 earliest).
+pub fn list_offsets_request<'a>(
+    partitions: impl IntoIterator<Item = &'a (String, i32)>,
+    timestamp: i64,
+) -> ListOffsetsRequest {
+    let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    for (name, index) in partitions {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = *index;
+        partition.timestamp = timestamp;
+        by_topic.entry(name.as_str()).or_default().push(partition);
+    }
+    let mut request = ListOffsetsRequest::default();
+    // -1: a consumer, not a follower replica.
+    request.replica_id = (-1).into();
+    request.timeout_ms = REQUEST_TIMEOUT_MS;
+    request.topics = by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut topic = ListOffsetsTopic::default();
+            topic.name = topic_name(name);
+            topic.partitions = partitions;
+            topic
+        })
+        .collect();
+    request
 }
 
 #[cfg(test)]

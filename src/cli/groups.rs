@@ -13,16 +13,15 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{topic_name, Broker, Cluster, Connection, KafkaError, REQUEST_TIMEOUT_MS};
+use super::client::{list_offsets_request, topic_name, Broker, Cluster, Connection, KafkaError};
 use super::topics::ConnectArgs;
 
 /// ListOffsets special timestamps.
@@ -582,7 +581,7 @@ fn list_offsets(
         }
     }
     for (leader, wanted) in by_leader {
-        let request = list_offsets_request(&wanted, timestamp);
+        let request = list_offsets_request(wanted.iter().copied(), timestamp);
         let answer = cluster.node(leader).and_then(|c| c.send(request).context("ListOffsets"));
         match answer {
             Err(error) => {
@@ -607,30 +606,6 @@ fn list_offsets(
         }
     }
     offsets
-}
-
-fn list_offsets_request(partitions: &[&Partition], timestamp: i64) -> ListOffsetsRequest {
-    let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
-    for (name, index) in partitions.iter().copied() {
-        let mut partition = ListOffsetsPartition::default();
-        partition.partition_index = *index;
-        partition.timestamp = timestamp;
-        by_topic.entry(name).or_default().push(partition);
-    }
-    let mut request = ListOffsetsRequest::default();
-    // -1: a consumer, not a follower replica.
-    request.replica_id = (-1).into();
-    request.timeout_ms = REQUEST_TIMEOUT_MS;
-    request.topics = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut topic = ListOffsetsTopic::default();
-            topic.name = topic_name(name);
-            topic.partitions = partitions;
-            topic
-        })
-        .collect();
-    request
 }
 
 /// Log end offsets of `partitions`; `None` where unknown (with a warning).
@@ -1374,7 +1349,7 @@ mod tests {
         use kafka_protocol::protocol::Encodable;
         let plan: BTreeMap<Partition, i32> = [(("t".to_string(), 0), 1), (("t".to_string(), 1), 2)].into();
         let wanted: Vec<&Partition> = plan.keys().collect();
-        let request = list_offsets_request(&wanted, 1234);
+        let request = list_offsets_request(wanted.iter().copied(), 1234);
         assert_eq!(request.topics.len(), 1);
         for version in 1..=10 {
             request.encode(&mut BytesMut::new(), version).unwrap();

@@ -11,14 +11,11 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsRequest,
-};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{topic_name, Cluster, KafkaError, REQUEST_TIMEOUT_MS};
+use super::client::{list_offsets_request, topic_name, Cluster, KafkaError, REQUEST_TIMEOUT_MS};
 
 /// DescribeConfigs resource type of a topic.
 const RESOURCE_TYPE_TOPIC: i8 = 2;
@@ -362,30 +359,6 @@ fn list_offsets(
         }
     }
     Ok(offsets)
-}
-
-fn list_offsets_request(partitions: &[(String, i32)], timestamp: i64) -> ListOffsetsRequest {
-    let mut by_topic: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
-    for (name, index) in partitions {
-        let mut partition = ListOffsetsPartition::default();
-        partition.partition_index = *index;
-        partition.timestamp = timestamp;
-        by_topic.entry(name).or_default().push(partition);
-    }
-    let mut request = ListOffsetsRequest::default();
-    // -1: a consumer, not a follower replica.
-    request.replica_id = (-1).into();
-    request.timeout_ms = REQUEST_TIMEOUT_MS;
-    request.topics = by_topic
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut topic = ListOffsetsTopic::default();
-            topic.name = topic_name(name);
-            topic.partitions = partitions;
-            topic
-        })
-        .collect();
-    request
 }
 
 fn topic_lines(
