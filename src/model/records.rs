@@ -13,7 +13,8 @@ use super::batch::{self, BatchHeader, HEADER_BYTES};
 /// A key and value as stored; `None` is null (a value of None is a tombstone).
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-fn put_varint(out: &mut Vec<u8>, value: i64) {
+/// Appends a zigzag varint, Kafka's encoding of record fields.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

@@ -15,6 +15,7 @@
 
 use corelog::model::batch::{HEADER_BYTES, LOG_OVERHEAD};
 use corelog::model::recompress::{self, Codec};
+use corelog::model::records::put_varint;
 
 /// Where the CRC sits and where the bytes it covers begin.
 const CRC_AT: usize = 17;
@@ -62,15 +63,6 @@ fn zigzag_len(value: i64) -> usize {
         n += 1;
     }
     n
-}
-
-fn put_varint(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Reads one zigzag varint; `None` if the bytes end first or it is too long.
