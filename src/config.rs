@@ -42,6 +42,11 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// Connections a shard accepts before it refuses new ones.
     pub max_connections_per_shard: usize,
+    pub group_initial_rebalance_delay_ms: i32,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// How long an empty group's committed offsets are kept.
+    pub offsets_retention_minutes: i64,
 }
 
 impl Default for BrokerConfig {
@@ -64,6 +69,10 @@ impl Default for BrokerConfig {
             log_retention_ms: RETENTION_MS_DEFAULT,
             log_retention_bytes: -1,
             max_connections_per_shard: 100_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 7 * 24 * 60,
         }
     }
 }

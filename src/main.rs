@@ -88,6 +88,18 @@ struct ServeArgs {
     /// log.retention.bytes [default: -1, unlimited].
     #[arg(long)]
     log_retention_bytes: Option<i64>,
+    /// group.initial.rebalance.delay.ms: how long a new group's first rebalance waits for more members [default: 3000].
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<i32>,
+    /// group.min.session.timeout.ms [default: 6000].
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<i32>,
+    /// group.max.session.timeout.ms [default: 1800000].
+    #[arg(long)]
+    group_max_session_timeout_ms: Option<i32>,
+    /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
+    #[arg(long)]
+    offsets_retention_minutes: Option<i64>,
 }
 
 impl ServeArgs {

@@ -727,3 +727,27 @@ def test_kafka_python_admin_removes_static_member(broker):
     finally:
         c.close()
         adm.close()
+
+
+def test_offsets_of_a_deleted_topic_are_removed(broker):
+    """Deleting a topic removes every group's committed offsets for it, and the
+    removal (tombstones in __consumer_offsets) survives a restart."""
+    b = broker
+    gone, kept = create_topic(b.bootstrap, unique("gone"), partitions=2), create_topic(b.bootstrap, unique("kept"), partitions=1)
+    group = unique("g-deleted")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False, **QUIET})
+    c.commit(offsets=[TopicPartition(gone, 0, 5), TopicPartition(gone, 1, 7), TopicPartition(kept, 0, 3)], asynchronous=False)
+    c.close()
+    ad = AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
+
+    def committed():
+        listed = ad.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(15)
+        return {(tp.topic, tp.partition): tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
+
+    assert committed() == {(gone, 0): 5, (gone, 1): 7, (kept, 0): 3}
+    ad.delete_topics([gone])[gone].result(15)
+    wait_until(lambda: committed() == {(kept, 0): 3}, timeout=10, what="offsets of the deleted topic removed")
+    b.stop()
+    b.start()
+    ad = AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
+    assert committed() == {(kept, 0): 3}

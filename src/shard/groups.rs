@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::Shard;
 use crate::group::offsets_topic::{self, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
-use crate::group::{GroupError, OffsetAndMetadata, OFFSETS_RETENTION_MS_DEFAULT};
+use crate::group::{GroupError, OffsetAndMetadata};
 use crate::model::batch::BatchHeader;
 use crate::model::{now_ms, records, TopicPartition};
 use crate::storage::{PartitionLog, StorageError};
@@ -133,7 +133,8 @@ impl Shard {
             self.groups.borrow_mut().tick(now_ms());
             if last_expiry.elapsed() >= OFFSET_EXPIRY_INTERVAL {
                 last_expiry = tokio::time::Instant::now();
-                let removed = self.groups.borrow_mut().expire_offsets(now_ms(), OFFSETS_RETENTION_MS_DEFAULT);
+                let retention_ms = self.config.offsets_retention_minutes.saturating_mul(60_000);
+                let removed = self.groups.borrow_mut().expire_offsets(now_ms(), retention_ms);
                 self.persist_tombstones(removed.offsets).await;
             }
         }

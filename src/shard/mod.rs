@@ -66,6 +66,15 @@ pub struct Shard {
     pub stop: Notify,
 }
 
+fn group_config(config: &BrokerConfig) -> crate::group::GroupConfig {
+    crate::group::GroupConfig {
+        group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms: config.group_min_session_timeout_ms,
+        group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+        ..Default::default()
+    }
+}
+
 impl Shard {
     pub fn new(id: usize, boot: &Boot, store: Option<MetadataStore>) -> Shard {
         debug_assert_eq!(store.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
@@ -77,7 +86,7 @@ impl Shard {
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             partitions: Partitions::default(),
             producers: ProducerStates::new(),
-            groups: RefCell::new(crate::group::Coordinator::new(crate::group::GroupConfig::default())),
+            groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
             store: store.map(RefCell::new),

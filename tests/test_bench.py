@@ -1,0 +1,166 @@
+"""corelog-bench against the real broker: a tiny matrix must write a report with a row per
+scenario and its plots, and the counts in results.json must be what the broker holds.
+
+corelog-bench and corelog-load are built next to the broker (cargo build --release builds every
+binary), so their paths are derived from CORELOG_BIN.  Runs use --duration 1 --warmup 0 and a
+few scenarios so each takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from helpers import admin, watermarks
+from confluent_kafka.admin import ConfigResource
+
+RUN_TIMEOUT = 120
+SVGS = ["throughput.svg", "latency.svg", "partitions.svg"]
+
+
+def _sibling(corelog, name, env):
+    path = os.environ.get(env) or os.path.join(os.path.dirname(corelog), name)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.skip(f"no {name} binary at {path}: build with cargo build --release")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bench_bin(corelog):
+    return _sibling(corelog, "corelog-bench", "CORELOG_BENCH_BIN")
+
+
+@pytest.fixture(scope="session")
+def load_bin(corelog):
+    return _sibling(corelog, "corelog-load", "CORELOG_LOAD_BIN")
+
+
+def run_bench(bench_bin, *args, expect_rc=0):
+    r = subprocess.run([bench_bin, *map(str, args)], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == expect_rc, \
+        f"corelog-bench {' '.join(map(str, args))} exited {r.returncode}:\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r
+
+
+def table_rows(report):
+    """{scenario name: [cells]} from the results table of report.md."""
+    rows = {}
+    for line in report.splitlines():
+        if line.startswith("| ") and not line.startswith("| scenario "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def check_outputs(out, names):
+    report = (out / "report.md").read_text()
+    assert "## Results" in report and "**Command:**" in report and "**Machine:**" in report
+    rows = table_rows(report)
+    assert sorted(rows) == sorted(names), report
+    for cells in rows.values():
+        assert len(cells) == 11, cells
+    for svg in SVGS:
+        text = (out / svg).read_text()
+        assert text.startswith("<svg") and text.rstrip().endswith("</svg>"), svg
+        assert f"]({svg})" in report
+    results = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in results["scenarios"]] == names
+    return report, rows, results
+
+
+def test_quick_matrix_against_running_broker(broker, bench_bin, load_bin, corelog, tmp_path):
+    """Two throughput scenarios and the fixed-rate one; produced counts match the log end offsets."""
+    out = tmp_path / "bench"
+    r = run_bench(bench_bin, "run", "--quick", "--duration", 1, "--warmup", 0, "--scenarios", 2,
+                  "--out", out, "--bootstrap-server", broker.bootstrap, "--broker-pid", broker.proc.pid,
+                  "--load", load_bin, "--corelog", corelog)
+    names = ["100B-none-p1-acks1", "100B-none-p16-acks1", "100B-none-p1-acks1-rate50"]
+    report, rows, results = check_outputs(out, names)
+    assert "| 100B-none-p1-acks1 |" in r.stdout  # the table is printed too
+    assert results["broker_mode"] == "external"
+    by_name = {s["name"]: s for s in results["scenarios"]}
+    for name, s in by_name.items():
+        assert s["ok"], s
+        parts = s["scenario"]["partitions"]
+        held = 0
+        for p in range(parts):
+            low, high = watermarks(broker.bootstrap, s["topic"], p)
+            assert low == 0
+            held += high
+        assert s["produced"] > 0
+        assert s["produced"] == held, f"{name}: results.json says {s['produced']} produced, broker holds {held}"
+        assert s["consumed"] == s["produced"]
+        assert s["produce_msgs_per_s"] > 0 and s["consume_msgs_per_s"] > 0
+        assert s["ack_latency_us"]["p99"] >= s["ack_latency_us"]["p50"] > 0
+        assert s["broker_cpu_s"] is not None and s["broker_cpu_s"] >= 0
+        assert s["load"]["tool"] == "corelog-load"
+    base, fixed = by_name["100B-none-p1-acks1"], by_name["100B-none-p1-acks1-rate50"]
+    assert fixed["rate_msgs_per_s"] == pytest.approx(base["produce_msgs_per_s"] / 2, rel=0.01, abs=1)
+    assert fixed["load"]["config"]["rate"] == fixed["rate_msgs_per_s"]
+    assert "(50%)" in rows["100B-none-p1-acks1-rate50"][1]
+    assert "<polyline" in (out / "latency.svg").read_text()
+    assert "1 partitions" in (out / "partitions.svg").read_text()
+
+
+def test_durable_scenario_creates_flushing_topic(broker, bench_bin, load_bin, corelog, tmp_path):
+    """A durable scenario creates its topic with flush.messages=1 before the load, which keeps it."""
+    out = tmp_path / "bench"
+    run_bench(bench_bin, "run", "--only", "100B-none-p10-durable", "--duration", 1, "--warmup", 0,
+              "--out", out, "--bootstrap-server", broker.bootstrap, "--load", load_bin, "--corelog", corelog)
+    _, _, results = check_outputs(out, ["100B-none-p10-durable"])
+    s = results["scenarios"][0]
+    assert s["ok"] and s["scenario"]["durable"] and s["load"]["config"]["acks"] == "all"
+    assert s["broker_cpu_s"] is None  # no --broker-pid
+    held = sum(watermarks(broker.bootstrap, s["topic"], p)[1] for p in range(10))
+    assert s["produced"] == held > 0
+    res = ConfigResource(ConfigResource.Type.TOPIC, s["topic"])
+    configs = admin(broker.bootstrap).describe_configs([res])[res].result(20)
+    assert configs["flush.messages"].value == "1"
+
+
+def test_spawned_broker(bench_bin, load_bin, corelog, tmp_path):
+    """Without --bootstrap-server the harness starts (and stops) its own corelog per scenario."""
+    out = tmp_path / "bench"
+    run_bench(bench_bin, "run", "--quick", "--only", "1KiB-lz4-p16", "--duration", 1, "--warmup", 0,
+              "--out", out, "--corelog", corelog, "--load", load_bin)
+    _, rows, results = check_outputs(out, ["1KiB-lz4-p16-acks1"])
+    s = results["scenarios"][0]
+    assert results["broker_mode"] == "spawned" and s["ok"], s
+    assert s["consumed"] == s["produced"] > 0
+    assert s["broker_peak_rss_kib"] > 0 and s["broker_cpu_s"] > 0 and s["broker_cpu_s_per_million"] > 0
+    assert rows["1KiB-lz4-p16-acks1"][-1] != "–"
+    assert "corelog stopped" in (out / "logs" / "1KiB-lz4-p16-acks1.broker.log").read_text()
+    assert not (out / "broker-data").exists()
+
+
+def _results(path, scenarios):
+    path.write_text(json.dumps({"tool": "corelog-bench", "command_line": "x", "scenarios": scenarios}))
+    return path
+
+
+def test_compare_prints_ratios(bench_bin, tmp_path):
+    a = _results(tmp_path / "a.json", [
+        {"name": "100B-none-p1-acks1", "ok": True, "produce_msgs_per_s": 1_000_000.0, "consume_msgs_per_s": 900_000.0,
+         "ack_latency_us": {"p50": 1000, "p99": 4000, "p99.9": 8000}, "broker_cpu_s_per_million": 0.5},
+        {"name": "only-in-a", "ok": True, "produce_msgs_per_s": 5.0},
+    ])
+    b = _results(tmp_path / "b.json", [
+        {"name": "100B-none-p1-acks1", "ok": True, "produce_msgs_per_s": 2_000_000.0, "consume_msgs_per_s": 450_000.0,
+         "ack_latency_us": {"p50": 500, "p99": 4000, "p99.9": 8000}, "broker_cpu_s_per_million": 0.25},
+    ])
+    out = run_bench(bench_bin, "compare", a, b).stdout
+    lines = {re.sub(r"\s+", " ", l.strip()) for l in out.splitlines()}
+    assert "produce msgs/s 1.00M 2.00M 2.00x" in lines, out
+    assert "consume msgs/s 900k 450k 0.50x" in lines, out
+    assert "produce p50 ms 1.00 0.50 0.50x" in lines, out
+    assert "produce p99 ms 4.00 4.00 1.00x" in lines, out
+    assert "CPU s/M msgs 0.50 0.25 0.50x" in lines, out
+    assert "only-in-a (only in A)" in lines, out
+    assert "geometric mean of produce msgs/s B/A over 1 throughput scenario(s): 2.00x" in out, out
+    r = subprocess.run([bench_bin, "compare", str(a), str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert r.returncode != 0 and "missing.json" in r.stderr
