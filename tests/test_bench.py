@@ -119,7 +119,8 @@ def test_durable_scenario_creates_flushing_topic(broker, bench_bin, load_bin, co
     held = sum(watermarks(broker.bootstrap, s["topic"], p)[1] for p in range(10))
     assert s["produced"] == held > 0
     res = ConfigResource(ConfigResource.Type.TOPIC, s["topic"])
-    configs = admin(broker.bootstrap).describe_configs([res])[res].result(20)
+    a = admin(broker.bootstrap)  # keep the handle alive while the future is pending
+    configs = a.describe_configs([res])[res].result(20)
     assert configs["flush.messages"].value == "1"
 
 

@@ -74,7 +74,10 @@ pub fn compare(a_path: &Path, b_path: &Path) -> Result<()> {
     }
     if !throughput_ratios.is_empty() {
         let g = (throughput_ratios.iter().map(|r| r.ln()).sum::<f64>() / throughput_ratios.len() as f64).exp();
-        println!("geometric mean of produce msgs/s B/A over {} throughput scenarios: {g:.2}x", throughput_ratios.len());
+        println!(
+            "geometric mean of produce msgs/s B/A over {} throughput scenario(s): {g:.2}x",
+            throughput_ratios.len()
+        );
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the scenario matrix and write DIR/report.md and DIR/results.json.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print two results.json files side by side with the ratio B/A per scenario.
     Compare { a: PathBuf, b: PathBuf },
 }
@@ -154,7 +154,7 @@ pub struct Results {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run(args) => run(args),
+        Cmd::Run(args) => run(*args),
         Cmd::Compare { a, b } => compare::compare(&a, &b).map(|_| true),
     };
     match r {
@@ -194,7 +194,7 @@ fn run(args: RunArgs) -> Result<bool> {
     }
     let duration = args.duration.unwrap_or(if args.quick { 5.0 } else { 10.0 });
     let warmup = args.warmup.unwrap_or(if args.quick { 1.0 } else { 2.0 });
-    if !(duration > 0.0) || !(warmup >= 0.0) {
+    if duration.is_nan() || duration <= 0.0 || warmup.is_nan() || warmup < 0.0 {
         bail!("--duration must be positive and --warmup not negative");
     }
     let corelog =

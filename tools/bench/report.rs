@@ -11,6 +11,9 @@ use crate::{Outcome, Results};
 /// "2.31M", "845k", "12.3" — three significant figures; "–" for none.
 pub fn si(v: Option<f64>) -> String {
     let Some(v) = v else { return "–".into() };
+    if v == 0.0 {
+        return "0".into();
+    }
     let (x, suffix) = if v.abs() >= 1e9 {
         (v / 1e9, "G")
     } else if v.abs() >= 1e6 {

@@ -17,13 +17,13 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The smallest of 1, 2, 2.5, 5 × 10^k at or above v.
+/// The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k at or above v.
 fn nice_max(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || v.is_infinite() {
         return 1.0;
     }
     let e = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+    for m in [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0] {
         if m * e >= v * 0.999_999 {
             return m * e;
         }
@@ -119,7 +119,8 @@ pub struct Series {
 /// `ms`: tick labels as milliseconds rather than SI counts.
 pub fn lines(title: &str, xs: &[String], series: &[Series], log_y: bool, ms: bool) -> String {
     let legend_h = 40.0 + 16.0 * series.len() as f64;
-    let (w, h) = (960.0, legend_h.max(460.0));
+    let longest = series.iter().map(|c| c.label.chars().count()).max().unwrap_or(0) as f64;
+    let (w, h) = ((710.0 + 7.0 * longest + 20.0).max(960.0), legend_h.max(460.0));
     let (left, right, top, bottom) = (80.0, 660.0, 50.0, h - 50.0);
     let mut s = header(w, h, title);
     let values: Vec<f64> =
@@ -222,8 +223,9 @@ mod tests {
 
     #[test]
     fn nice() {
-        assert_eq!(nice_max(7.0), 10.0);
-        assert_eq!(nice_max(1.5e6), 2e6);
+        assert_eq!(nice_max(7.0), 8.0);
+        assert_eq!(nice_max(1.6e6), 2e6);
+        assert_eq!(nice_max(5.8e6), 6e6);
         assert_eq!(nice_max(2.2e6), 2.5e6);
         assert_eq!(nice_max(0.0), 1.0);
     }
