@@ -321,7 +321,7 @@ fn bench_storage(c: &mut Criterion) {
     rt.block_on(async {
         while log.log_end_offset() < OFFSETS {
             let info = log.append(&chunk, 1_700_000_000_000).expect("append");
-            log.wait_written(info.last_offset).await.expect("written");
+            log.wait_appended(&info).await.expect("written");
         }
     });
     let end = log.high_watermark();
@@ -359,7 +359,7 @@ fn bench_storage(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let info = log.append(black_box(&batch), 1_700_000_000_000).expect("append");
-                    log.wait_written(info.last_offset).await.expect("written");
+                    log.wait_appended(&info).await.expect("written");
                 }
                 start.elapsed()
             });

@@ -14,6 +14,10 @@ pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 104_857_600;
 const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
+/// Most partitions one topic may have. Kafka sets no limit, but each
+/// partition holds open files and a writer task on its shard: a request for
+/// two billion would wedge the shards opening them.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Segments smaller than this would make the sparse index pointless.
 const SEGMENT_BYTES_MIN: u64 = 14;
 
@@ -84,7 +88,8 @@ impl BrokerConfig {
         let overrides: BTreeMap<String, String> =
             ["segment.bytes", "segment.ms"].iter().map(|k| (k.to_string(), defaults.value_of(k).unwrap())).collect();
         TopicConfig::resolve(&overrides, self)?;
-        if self.num_partitions < 1 || self.log_index_interval_bytes == 0 {
+        let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
+        if !partitions_ok || self.log_index_interval_bytes == 0 {
             let why = "num.partitions and log.index.interval.bytes must be positive";
             return Err(ConfigError::InvalidValue {
                 key: "num.partitions".into(),

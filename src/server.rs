@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BrokerConfig;
 use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
-use crate::metadata::{MetadataError, MetadataRecord, MetadataStore};
+use crate::metadata::{MetadataError, MetadataRecord, MetadataStore, Snapshot};
 use crate::shard::{Boot, Control, Shard, MAILBOX_CAPACITY};
 use crate::{net, runtime};
 
@@ -118,7 +118,8 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
         let store = (id == 0).then(|| take(&store, 0));
         async move {
             let shard = Rc::new(Shard::new(id, &boot, store));
-            shard.start(boot.snapshot.clone(), boot.clean_shutdown).await;
+            // A copy per shard, so the snapshot's reference count is never shared across cores.
+            shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
             runtime::spawn(shard.clone().run_group_timers());
             let control = runtime::spawn(shard.clone().run_control(mailbox));

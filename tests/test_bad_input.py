@@ -162,6 +162,18 @@ def test_replication_factor_above_one_rejected(strict_broker):
         assert c.create_topic(unique("rf3"), 1, 3) == kw.INVALID_REPLICATION_FACTOR
 
 
+@pytest.mark.parametrize("partitions", [0, -5, 2_000_000_000])
+def test_impossible_partition_counts_rejected(strict_broker, partitions):
+    """Zero, negative or two billion partitions get INVALID_PARTITIONS, and
+    nothing is created (two billion logs would wedge every shard)."""
+    b = strict_broker
+    name = unique("parts")
+    with b.wire(0) as c:
+        assert c.create_topic(name, partitions, 1) == 37  # INVALID_PARTITIONS
+    assert name not in admin(b.bootstrap).list_topics(timeout=10).topics
+    assert_alive(b)
+
+
 def test_record_larger_than_message_max_bytes(strict_broker):
     b = strict_broker
     topic = create_topic(b.bootstrap, unique("too-large"), partitions=1)

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
+use crate::config::PARTITIONS_PER_TOPIC_MAX;
 use crate::metadata::{self, MetadataRecord};
 
 async fn grow(
@@ -20,6 +21,10 @@ async fn grow(
         .topic(name)
         .map(|t| t.partition_count())
         .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+    if topic.count > PARTITIONS_PER_TOPIC_MAX {
+        let why = format!("at most {} partitions per topic, asked for {}", PARTITIONS_PER_TOPIC_MAX, topic.count);
+        return Err((ErrorCode::InvalidPartitions, why));
+    }
     if topic.count <= current {
         return Err((
             ErrorCode::InvalidPartitions,

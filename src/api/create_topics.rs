@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::config::TopicConfig;
+use crate::config::PARTITIONS_PER_TOPIC_MAX;
 use crate::metadata::{self, MetadataRecord};
 use crate::shard::{ControlError, Shard};
 
@@ -37,8 +38,11 @@ struct Refusal(ErrorCode, String);
 fn check(shard: &Shard, topic: &CreatableTopic) -> Result<(i32, BTreeMap<String, String>), Refusal> {
     let partitions = match topic.num_partitions {
         -1 => shard.config.num_partitions,
-        n if n > 0 => n,
-        n => return Err(Refusal(ErrorCode::InvalidPartitions, format!("partition count must be positive, got {n}"))),
+        n if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) => n,
+        n => {
+            let why = format!("partition count must be between 1 and {}, got {n}", PARTITIONS_PER_TOPIC_MAX);
+            return Err(Refusal(ErrorCode::InvalidPartitions, why));
+        }
     };
     if !matches!(topic.replication_factor, -1 | 1) {
         let why = format!(

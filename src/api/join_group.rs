@@ -14,7 +14,7 @@ fn command(ctx: &Context<'_>, r: &JoinGroupRequest) -> JoinGroup {
         group_id: r.group_id.to_string(),
         member_id: r.member_id.to_string(),
         group_instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
-        client_id: ctx.client_id.clone(),
+        client_id: ctx.client_id.to_string(),
         client_host: ctx.client_host.to_string(),
         session_timeout_ms: r.session_timeout_ms,
         // v0 has no rebalance timeout: Kafka uses the session timeout.

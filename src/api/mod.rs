@@ -106,7 +106,8 @@ pub struct Context<'a> {
     pub key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
-    pub client_id: String,
+    /// A view into the request frame: no copy unless a handler keeps it.
+    pub client_id: kafka_protocol::protocol::StrBytes,
     /// The client's address as Kafka shows it ("/127.0.0.1").
     pub client_host: &'a str,
 }
@@ -148,7 +149,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
     }
     let version = prefix.api_version;
     let header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
-    let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+    let client_id = header.client_id.unwrap_or_default();
     let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id, client_id, client_host };
     let body = &mut frame;
     match key {

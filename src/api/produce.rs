@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::auto_create;
 use super::{local_log, ApiError, Context, ErrorCode, Response};
 use crate::group::offsets_topic::OFFSETS_TOPIC;
+use crate::metadata::{Snapshot, TopicMeta};
 use crate::model::batch::{self, BatchHeader};
 use crate::model::now_ms;
 use crate::model::recompress::{self, Codec};
@@ -43,15 +44,15 @@ struct TopicRules {
     codec: Option<Codec>,
 }
 
-fn topic_rules(shard: &Shard, topic: &str) -> TopicRules {
-    let snapshot = shard.snapshot();
-    let configs = snapshot.topic(topic).map(|t| &t.configs);
-    let setting = |key: &str| configs.and_then(|c| c.get(key));
-    TopicRules {
-        max_message_bytes: setting("max.message.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(shard.config.message_max_bytes),
-        codec: setting("compression.type").and_then(|v| recompress::target_codec(v)),
+impl TopicRules {
+    fn of(shard: &Shard, topic: Option<&TopicMeta>) -> TopicRules {
+        let setting = |key: &str| topic.and_then(|t| t.configs.get(key));
+        TopicRules {
+            max_message_bytes: setting("max.message.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(shard.config.message_max_bytes),
+            codec: setting("compression.type").and_then(|v| recompress::target_codec(v)),
+        }
     }
 }
 
@@ -75,43 +76,52 @@ fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal
     Ok(out)
 }
 
-fn append(shard: &Shard, topic: &str, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
-    if topic == OFFSETS_TOPIC {
-        return Err(Refusal(ErrorCode::InvalidTopicException, format!("cannot append to internal topic {topic}")));
+/// One topic of a Produce request: what every partition's append needs,
+/// looked up once per topic rather than once per partition.
+struct TopicAppend<'a> {
+    shard: &'a Shard,
+    snapshot: &'a Snapshot,
+    name: &'a str,
+    rules: TopicRules,
+}
+
+impl TopicAppend<'_> {
+    fn append(&self, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
+        let (shard, topic) = (self.shard, self.name);
+        if topic == OFFSETS_TOPIC {
+            return Err(Refusal(ErrorCode::InvalidTopicException, format!("cannot append to internal topic {topic}")));
+        }
+        let log = local_log(shard, self.snapshot, topic, data.index).map_err(|code| Refusal(code, String::new()))?;
+        let records = data.records.as_deref().unwrap_or_default();
+        let first = validate_records(records, self.rules.max_message_bytes).inspect_err(|refusal| {
+            tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
+        })?;
+        match shard.producers.check(topic, data.index, &first) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate { base_offset } => {
+                let last_offset = base_offset + first.last_offset_delta as i64;
+                let log_start_offset = log.log_start_offset();
+                let info = AppendInfo { base_offset, last_offset, log_start_offset, write_epoch: log.write_epoch() };
+                return Ok((log, info));
+            }
+            SequenceCheck::OutOfOrder { expected, got } => {
+                let why = format!("expected sequence {expected}, got {got}");
+                return Err(Refusal(ErrorCode::OutOfOrderSequenceNumber, why));
+            }
+            SequenceCheck::FencedEpoch => {
+                let why = format!("epoch {} is fenced", first.producer_epoch);
+                return Err(Refusal(ErrorCode::InvalidProducerEpoch, why));
+            }
+        }
+        let again = match self.rules.codec {
+            Some(codec) => recompressed(records, codec)?,
+            None => None,
+        };
+        let stored = again.as_deref().unwrap_or(records);
+        let info = log.append(stored, now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+        shard.producers.record(topic, data.index, &first, info.base_offset);
+        Ok((log, info))
     }
-    let log = local_log(shard, &shard.snapshot(), topic, data.index).map_err(|code| Refusal(code, String::new()))?;
-    let records = data.records.as_deref().unwrap_or_default();
-    let rules = topic_rules(shard, topic);
-    let first = validate_records(records, rules.max_message_bytes).inspect_err(|refusal| {
-        tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
-    })?;
-    match shard.producers.check(topic, data.index, &first) {
-        SequenceCheck::Append => {}
-        SequenceCheck::Duplicate { base_offset } => {
-            let last_offset = base_offset + first.last_offset_delta as i64;
-            return Ok((
-                log.clone(),
-                AppendInfo { base_offset, last_offset, log_start_offset: log.log_start_offset() },
-            ));
-        }
-        SequenceCheck::OutOfOrder { expected, got } => {
-            return Err(Refusal(
-                ErrorCode::OutOfOrderSequenceNumber,
-                format!("expected sequence {expected}, got {got}"),
-            ));
-        }
-        SequenceCheck::FencedEpoch => {
-            return Err(Refusal(ErrorCode::InvalidProducerEpoch, format!("epoch {} is fenced", first.producer_epoch)));
-        }
-    }
-    let again = match rules.codec {
-        Some(codec) => recompressed(records, codec)?,
-        None => None,
-    };
-    let info =
-        log.append(again.as_deref().unwrap_or(records), now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
-    shard.producers.record(topic, data.index, &first, info.base_offset);
-    Ok((log, info))
 }
 
 fn partition_response(index: i32, outcome: Result<AppendInfo, Refusal>) -> PartitionProduceResponse {
@@ -137,10 +147,17 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Respon
                 tracing::warn!(topic = name, error = %e, "auto-create on produce failed");
             }
         }
+        let snapshot = shard.snapshot();
+        let target = TopicAppend {
+            shard,
+            snapshot: &snapshot,
+            name,
+            rules: TopicRules::of(shard, snapshot.topic(name).map(|t| &**t)),
+        };
         let mut appended = Vec::with_capacity(topic.partition_data.len());
         for data in &topic.partition_data {
             let outcome = match acks_valid {
-                true => append(shard, name, data),
+                true => target.append(data),
                 false => Err(Refusal(
                     ErrorCode::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, got {}", request.acks),
@@ -151,7 +168,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Respon
         let mut partitions = Vec::with_capacity(appended.len());
         for (index, outcome) in appended {
             let outcome = match outcome {
-                Ok((log, info)) if request.acks != 0 => match log.wait_written(info.last_offset).await {
+                Ok((log, info)) if request.acks != 0 => match log.wait_appended(&info).await {
                     Ok(()) => Ok(info),
                     Err(e) => {
                         // What the producer table remembers of this write never landed.

@@ -105,21 +105,9 @@ impl Group {
     }
 
     fn answer_joins(&mut self, now_ms: i64) {
-        let leader_view = self.joined_members();
-        let answer = |member_id: &str, members| JoinResponse {
-            member_id: member_id.to_string(),
-            generation_id: self.generation_id,
-            protocol_type: self.protocol_type.clone(),
-            protocol_name: self.protocol_name.clone(),
-            leader_id: self.leader_id.clone().unwrap_or_default(),
-            skip_assignment: false,
-            members,
-        };
-        let answers: Vec<JoinResponse> = self
-            .members
-            .keys()
-            .map(|id| answer(id, if self.is_leader(id) { leader_view.clone() } else { Vec::new() }))
-            .collect();
+        // Only the leader is shown the members (and their metadata).
+        let answers: Vec<JoinResponse> =
+            self.members.keys().map(|id| self.current_join_response(id, self.is_leader(id))).collect();
         for (member, response) in self.members.values_mut().zip(answers) {
             member.answer_join(Ok(response));
             member.refresh_session(now_ms);

@@ -90,7 +90,10 @@ impl Shard {
         self.adopt(snapshot.clone()).await;
         for mailbox in &self.mailboxes[1..] {
             let (reply, applied) = oneshot::channel();
-            if mailbox.send(Control::Apply { snapshot: snapshot.clone(), reply }).await.is_ok() {
+            // Each shard gets its own copy: every request clones the Arc, and a
+            // reference count shared by all cores would bounce between them.
+            let copy = Arc::new(Snapshot::clone(&snapshot));
+            if mailbox.send(Control::Apply { snapshot: copy, reply }).await.is_ok() {
                 let _ = applied.await;
             }
         }

@@ -58,7 +58,7 @@ impl Shard {
             keys.iter().zip(&values).map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
         let batch = records::build_keyed(now_ms(), &pairs);
         let info = log.append(&batch, now_ms())?;
-        log.wait_written(info.last_offset).await
+        log.wait_appended(&info).await
     }
 
     /// Writes tombstones for offsets the coordinator dropped (topic deleted,

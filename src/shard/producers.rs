@@ -106,7 +106,11 @@ impl ProducerStates {
             return;
         }
         let mut topics = self.topics.borrow_mut();
-        let producers = topics.entry(topic.to_string()).or_default().entry(partition).or_default();
+        // Allocate the topic's key only the first time: this runs for every idempotent batch.
+        if !topics.contains_key(topic) {
+            topics.insert(topic.to_string(), HashMap::new());
+        }
+        let producers = topics.get_mut(topic).expect("inserted above").entry(partition).or_default();
         let entry = producers
             .entry(h.producer_id)
             .or_insert(ProducerEntry { epoch: h.producer_epoch, recent: VecDeque::new() });

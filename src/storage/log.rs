@@ -59,6 +59,10 @@ pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// The log's rollback count when these offsets were assigned: a failed
+    /// write rolls the log end back, and later appends reuse the offsets, so
+    /// the offsets alone cannot say whose bytes landed.
+    pub write_epoch: u64,
 }
 
 /// Whole batches of one segment file, `bytes` long from `position`, to be
@@ -111,6 +115,8 @@ pub(super) struct Inner {
     pub closing: bool,
     /// The writer task has finished.
     pub writer_done: bool,
+    /// Failed writes so far; each rolled the log end back to the high watermark.
+    pub rollbacks: u64,
 }
 
 impl Inner {
@@ -201,6 +207,7 @@ impl PartitionLog {
                 sync: SyncState::default(),
                 closing: false,
                 writer_done: false,
+                rollbacks: 0,
             }),
             wake: Rc::new(Notify::new()),
             on_written,
@@ -225,7 +232,7 @@ impl PartitionLog {
 
     /// Appends consecutive batches the caller has already validated, assigning
     /// offsets from the log end on. Rolls the segment first when needed. The
-    /// bytes reach the file later: await `wait_written(last_offset)`.
+    /// bytes reach the file later: await `wait_appended(&info)`.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
         let shape = append_shape(batches)?;
         let mut guard = self.inner.borrow_mut();
@@ -247,9 +254,15 @@ impl PartitionLog {
         let next_offset = copy_batches(batches, base_offset, job, active, self.config.index_interval_bytes);
         job.messages += shape.records;
         inner.log_end_offset = next_offset;
+        let write_epoch = inner.rollbacks;
         drop(guard);
         self.wake.notify_one();
-        Ok(AppendInfo { base_offset, last_offset: next_offset - 1, log_start_offset: self.log_start_offset() })
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_start_offset: self.log_start_offset(),
+            write_epoch,
+        })
     }
 
     fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
@@ -277,11 +290,29 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Resolves once the batches of `appended` are written (and synced when
+    /// the flush policy says so). Err if their write failed, even when later
+    /// appends have since reused their offsets.
+    pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), StorageError> {
+        let rollbacks = self.inner.borrow().rollbacks;
+        if rollbacks != appended.write_epoch {
+            return Err(StorageError::NotAppended {
+                offset: appended.last_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        self.wait_written(appended.last_offset).await
+    }
+
+    /// The rollback count that [`AppendInfo::write_epoch`] is compared with.
+    pub fn write_epoch(&self) -> u64 {
+        self.inner.borrow().rollbacks
+    }
+
     /// Resolves once every offset <= `last_offset` is in the segment file (and
-    /// fsynced when the flush policy says so); Err if that write failed.
-    /// Await it before yielding to the loop after `append` (await it at once,
-    /// or join it): a failed write rolls the log end back, and an append that
-    /// lands in between would reuse the same offsets.
+    /// fsynced when the flush policy says so); Err if that write failed. It
+    /// cannot tell whose bytes hold the offsets after a rollback: to wait for
+    /// one append, use [`Self::wait_appended`].
     pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
         let reply = {
             let mut inner = self.inner.borrow_mut();

@@ -460,6 +460,8 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
         assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 2));
 
         assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
+        // The failed append's offsets now hold other bytes: its waiter must still hear of the failure.
+        assert!(matches!(log.wait_appended(&info).await, Err(StorageError::NotAppended { .. })));
         let batches = read_all(&log).await;
         assert_contiguous(&batches, 0, 3);
         assert_eq!(batches[1].max_timestamp, 3);

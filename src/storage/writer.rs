@@ -205,6 +205,7 @@ impl PartitionLog {
         }
         active.truncate_to(keep, high_watermark, interval);
         inner.log_end_offset = high_watermark;
+        inner.rollbacks += 1;
     }
 
     /// A rolled segment: make its bytes durable, then its index files, since

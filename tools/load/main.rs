@@ -514,31 +514,11 @@ fn run(args: Args) -> Result<bool> {
         args.acks
     );
     if active_producers > 0 {
-        println!(
-            "produce: {} msgs in {:.2} s = {} msg/s, {:.1} MB/s payload ({} msgs total incl. warm-up, {} requests, {} errors)",
-            produced.messages_measured,
-            produce_secs,
-            si(per_s(produced.messages_measured, produce_secs)),
-            per_s(produced.payload_bytes_measured, produce_secs) / 1e6,
-            produced.messages_total,
-            produced.requests,
-            produced.error_count()
-        );
-        let what = if args.sink { "  generate latency (ms)" } else { "  ack latency (ms)" };
-        println!("{what}: {}", latency_line(&produced.latency_us));
+        let latency = if args.sink { "generate latency" } else { "ack latency" };
+        print_side("produce", "msgs total incl. warm-up", "requests", &produced, produce_secs, latency);
     }
     if consumers > 0 {
-        println!(
-            "consume: {} msgs in {:.2} s = {} msg/s, {:.1} MB/s payload ({} msgs total, {} fetches, {} errors)",
-            consumed.messages_measured,
-            consume_secs,
-            si(per_s(consumed.messages_measured, consume_secs)),
-            per_s(consumed.payload_bytes_measured, consume_secs) / 1e6,
-            consumed.messages_total,
-            consumed.requests,
-            consumed.error_count()
-        );
-        println!("  end-to-end latency (ms): {}", latency_line(&consumed.latency_us));
+        print_side("consume", "msgs total", "fetches", &consumed, consume_secs, "end-to-end latency");
     }
     for (what, n) in produced.errors.iter().chain(consumed.errors.iter()) {
         println!("error: {what} x{n}");
@@ -603,4 +583,19 @@ fn run(args: Args) -> Result<bool> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ok)
+}
+
+/// One side's summary: counts, rates over the measured window, latency percentiles.
+fn print_side(side: &str, total_label: &str, requests_label: &str, tally: &Tally, secs: f64, latency: &str) {
+    let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    println!(
+        "{side}: {} msgs in {secs:.2} s = {} msg/s, {:.1} MB/s payload ({} {total_label}, {} {requests_label}, {} errors)",
+        tally.messages_measured,
+        si(per_s(tally.messages_measured)),
+        per_s(tally.payload_bytes_measured) / 1e6,
+        tally.messages_total,
+        tally.requests,
+        tally.error_count()
+    );
+    println!("  {latency} (ms): {}", latency_line(&tally.latency_us));
 }
