@@ -140,11 +140,37 @@ def test_sink_reports_the_generator_ceiling(load_bin, tmp_path):
     assert "SINK" in r.stdout
 
 
-def test_group_is_refused_clearly(load_bin, tmp_path):
-    r = subprocess.run([load_bin, "--sink", "--group", "g", "--duration", "1"],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2
-    assert "not supported yet" in r.stderr
+def committed_offsets(bootstrap, group, topic, partitions):
+    """{partition: committed offset} as confluent-kafka reads the group's commits."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        c.close()
+
+
+def test_group_consumers_split_the_topic_commit_and_resume(broker, load_bin, tmp_path):
+    """--group: the group's consumers read every message once, commit the end offsets, and a
+    second run in the same group resumes from the commits (reads only what came after)."""
+    topic, group, parts = unique("lg"), unique("grp"), 4
+    common = ["--bootstrap-server", broker.bootstrap, "--topic", topic, "--group", group, "--quiet"]
+    result, _ = run_load(load_bin, tmp_path, *common, "--partitions", parts, "--producers", 1,
+                         "--consumers", 2, "--messages", 50_000)
+    assert result["ok"], result
+    assert result["produce"]["messages"] == 50_000 and result["consume"]["messages"] == 50_000
+    ends = end_offsets(broker.bootstrap, topic, parts)
+    assert committed_offsets(broker.bootstrap, group, topic, parts) == {p: hi for p, (_, hi) in ends.items()}
+
+    result, _ = run_load(load_bin, tmp_path, *common, "--producers", 1, "--consumers", 0, "--messages", 7_000)
+    assert result["ok"], result
+    result, _ = run_load(load_bin, tmp_path, *common, "--producers", 0, "--consumers", 3, "--messages", 7_000)
+    assert result["ok"], result
+    assert result["consume"]["messages"] == 7_000
+    ends = end_offsets(broker.bootstrap, topic, parts)
+    assert sum(hi for _, hi in ends.values()) == 57_000
+    assert committed_offsets(broker.bootstrap, group, topic, parts) == {p: hi for p, (_, hi) in ends.items()}
 
 
 def test_unreachable_broker_fails_with_a_message(load_bin, tmp_path):

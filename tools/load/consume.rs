@@ -1,6 +1,6 @@
-//! A consumer worker: assigned partitions (no group yet), one non-blocking
-//! connection per leader with one Fetch outstanding on each, as Kafka's
-//! clients do. Records are counted from batch headers only; end-to-end
+//! A consumer worker: assigned partitions or a consumer group's assignment
+//! (`--group`), one non-blocking connection per leader with one Fetch
+//! outstanding on each, as Kafka's clients do. Records are counted from batch headers only; end-to-end
 //! latency comes from the send time the producer stamped into the batch (the
 //! first value's microsecond stamp when uncompressed, else the header's
 //! max_timestamp in milliseconds).
@@ -17,6 +17,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, To
 use kafka_protocol::protocol::StrBytes;
 
 use crate::batch;
+use crate::group::{Heartbeat, Membership};
 use crate::produce::{StartGate, Times};
 use crate::stats::{record, Live, Tally};
 use crate::wire::{self, error_name, Conn};
@@ -24,8 +25,9 @@ use crate::wire::{self, error_name, Conn};
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub topic: String,
-    /// (leader address, [(partition, start offset)])
+    /// (leader address, [(partition, start offset)]); empty in a group, which assigns them.
     pub lanes: Vec<(String, Vec<(i32, i64)>)>,
+    pub group: Option<GroupPlan>,
     pub version: i16,
     pub fetch_max_bytes: i32,
     pub partition_max_bytes: i32,
@@ -33,6 +35,16 @@ pub struct Plan {
     pub client_id: String,
     /// Key plus value bytes of one record, for payload MB/s.
     pub record_payload_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    pub bootstrap: String,
+    pub group: String,
+    /// Leader address of each partition.
+    pub leaders: Vec<String>,
+    /// Where a partition without a committed offset starts (auto.offset.reset).
+    pub reset_to: Vec<i64>,
 }
 
 /// Set by the main thread once producers are done: the end offset of every
@@ -53,20 +65,18 @@ struct Lane {
 }
 
 pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>, targets: Targets) -> Tally {
-    let lanes: Result<Vec<Lane>> = plan
-        .lanes
-        .iter()
-        .map(|(addr, partitions)| {
-            Ok(Lane {
-                conn: Conn::connect(addr)?,
-                partitions: partitions.iter().map(|&(index, position)| Partition { index, position }).collect(),
-                writing: None,
-                awaiting: None,
-            })
-        })
-        .collect();
+    let mut membership = None;
+    let lanes = match &plan.group {
+        None => connect_lanes(&plan.lanes),
+        Some(g) => Membership::connect(&g.bootstrap, &plan.client_id, &g.group, &plan.topic, g.leaders.len() as i32)
+            .and_then(|mut m| {
+                let lanes = join(&mut m, g);
+                membership = Some(m);
+                lanes
+            }),
+    };
     let times = gate.ready();
-    let mut c = Consumer { plan, times, live, targets, tally: Tally::new(), correlation_id: 0, target: None };
+    let mut c = Consumer { plan, times, live, targets, tally: Tally::new(), correlation_id: 0, target: None, membership };
     match lanes {
         Ok(lanes) => {
             if let Err(e) = c.run(lanes) {
@@ -78,6 +88,38 @@ pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>, targets: Targets) 
     c.tally
 }
 
+fn connect_lanes(plan: &[(String, Vec<(i32, i64)>)]) -> Result<Vec<Lane>> {
+    plan.iter()
+        .map(|(addr, partitions)| {
+            Ok(Lane {
+                conn: Conn::connect(addr)?,
+                partitions: partitions.iter().map(|&(index, position)| Partition { index, position }).collect(),
+                writing: None,
+                awaiting: None,
+            })
+        })
+        .collect()
+}
+
+/// Joins the group and opens lanes for the assigned partitions at their committed offsets.
+fn join(membership: &mut Membership, plan: &GroupPlan) -> Result<Vec<Lane>> {
+    let assigned = membership.join()?;
+    let committed = membership.committed(&assigned)?;
+    let mut lanes: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
+    for (p, offset) in assigned.into_iter().zip(committed) {
+        let (addr, start) = (&plan.leaders[p as usize], offset.unwrap_or(plan.reset_to[p as usize]));
+        match lanes.iter_mut().find(|(a, _)| a == addr) {
+            Some((_, items)) => items.push((p, start)),
+            None => lanes.push((addr.clone(), vec![(p, start)])),
+        }
+    }
+    connect_lanes(&lanes)
+}
+
+fn positions(lanes: &[Lane]) -> Vec<(i32, i64)> {
+    lanes.iter().flat_map(|l| l.partitions.iter().map(|p| (p.index, p.position))).collect()
+}
+
 struct Consumer {
     plan: Plan,
     times: Times,
@@ -86,12 +128,37 @@ struct Consumer {
     tally: Tally,
     correlation_id: i32,
     target: Option<Vec<i64>>,
+    membership: Option<Membership>,
 }
 
 impl Consumer {
-    fn run(&mut self, mut lanes: Vec<Lane>) -> Result<()> {
+    fn run(&mut self, lanes: Vec<Lane>) -> Result<()> {
+        let result = self.consume(lanes);
+        // Commit where this member got to and leave, so a later run resumes there.
+        match (result, self.membership.as_mut()) {
+            (Ok(lanes), Some(m)) => {
+                m.commit(&positions(&lanes))?;
+                m.leave()
+            }
+            (result, _) => result.map(|_| ()),
+        }
+    }
+
+    /// Consumes until stopped or at the targets; returns the lanes as they ended.
+    fn consume(&mut self, mut lanes: Vec<Lane>) -> Result<Vec<Lane>> {
         let mut pollfds = Vec::with_capacity(lanes.len());
         loop {
+            if let Some(m) = self.membership.as_mut() {
+                if let Heartbeat::Rejoin = m.heartbeat_if_due()? {
+                    m.commit(&positions(&lanes))?;
+                    let plan = self.plan.group.as_ref().expect("a member has a group plan");
+                    lanes = join(m, plan)?;
+                    continue;
+                }
+                if m.commit_due() {
+                    m.commit(&positions(&lanes))?;
+                }
+            }
             if self.target.is_none() {
                 self.target = self.targets.lock().unwrap().clone();
             }
@@ -102,7 +169,7 @@ impl Consumer {
             };
             if stop || lanes.iter().all(|l| done(l, &self.target)) {
                 if !stop {
-                    return Ok(());
+                    return Ok(lanes);
                 }
                 // Stopped before reaching the end offsets: say how far off.
                 if let Some(t) = &self.target {
@@ -115,7 +182,7 @@ impl Consumer {
                         self.tally.failure = Some(format!("stopped {behind} records short of the end offsets"));
                     }
                 }
-                return Ok(());
+                return Ok(lanes);
             }
             for lane in lanes.iter_mut() {
                 if lane.writing.is_none() && lane.awaiting.is_none() && !done(lane, &self.target) {

@@ -13,6 +13,7 @@
 mod batch;
 mod cluster;
 mod consume;
+mod group;
 mod produce;
 mod stats;
 mod wire;
@@ -50,13 +51,15 @@ struct Args {
     /// Producer threads; producer i writes the partitions p with p % producers == i.
     #[arg(long, default_value_t = 1)]
     producers: usize,
-    /// Consumer threads, on assigned partitions (p % consumers == i).
+    /// Consumer threads, on assigned partitions (p % consumers == i) unless --group is given.
     #[arg(long, default_value_t = 0)]
     consumers: usize,
-    /// Consumer group: not supported yet (consumers use assigned partitions).
+    /// Consumers join this consumer group: the group assigns partitions (round-robin),
+    /// they start at its committed offsets, heartbeat, commit every 5 s and at the end.
     #[arg(long)]
     group: Option<String>,
-    /// Consumers start at the end of each partition instead of its beginning.
+    /// Where consumers start when there is no committed offset: the end of each
+    /// partition instead of its beginning (auto.offset.reset=latest).
     #[arg(long)]
     from_latest: bool,
     /// Value bytes per record.
@@ -132,13 +135,6 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 fn main() {
     let args = Args::parse();
-    if args.group.is_some() {
-        eprintln!(
-            "corelog-load: --group is not supported yet: consumer groups come later. \
-             Consumers read assigned partitions; drop --group."
-        );
-        std::process::exit(2);
-    }
     match run(args) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
@@ -321,9 +317,20 @@ fn run(args: Args) -> Result<bool> {
     let mut consumer_threads: Vec<JoinHandle<Tally>> = Vec::new();
     if let Some((_, offsets)) = &start_offsets {
         for i in 0..consumers {
+            let group = args.group.as_ref().map(|group| consume::GroupPlan {
+                bootstrap: args.bootstrap_server.clone(),
+                group: group.clone(),
+                leaders: leader_of.clone(),
+                reset_to: offsets.clone(),
+            });
+            let lanes = match group {
+                Some(_) => Vec::new(),
+                None => assign(partitions, consumers, i, topology, |p| (p, offsets[p as usize])),
+            };
             let plan = consume::Plan {
                 topic: args.topic.clone(),
-                lanes: assign(partitions, consumers, i, topology, |p| (p, offsets[p as usize])),
+                lanes,
+                group,
                 version: versions.map_or(12, |v| v.fetch),
                 fetch_max_bytes: args.fetch_max_bytes,
                 partition_max_bytes: args.fetch_bytes,

@@ -26,6 +26,15 @@ const VERSION_CAPS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 1, 12),
     (ApiKey::CreateTopics, 2, 7),
+    // Consumer groups (--group): non-flexible FindCoordinator (one key),
+    // JoinGroup from v4 (MEMBER_ID_REQUIRED), OffsetFetch below v8 (one group).
+    (ApiKey::FindCoordinator, 1, 3),
+    (ApiKey::JoinGroup, 4, 9),
+    (ApiKey::SyncGroup, 3, 5),
+    (ApiKey::Heartbeat, 3, 4),
+    (ApiKey::OffsetFetch, 2, 7),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::LeaveGroup, 3, 5),
 ];
 
 /// The version of each API to use with this cluster.
@@ -36,6 +45,18 @@ pub struct Versions {
     pub list_offsets: i16,
     pub metadata: i16,
     pub create_topics: i16,
+}
+
+/// The versions of the consumer group APIs to use with this cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupVersions {
+    pub find_coordinator: i16,
+    pub join_group: i16,
+    pub sync_group: i16,
+    pub heartbeat: i16,
+    pub offset_fetch: i16,
+    pub offset_commit: i16,
+    pub leave_group: i16,
 }
 
 /// Kafka's name for an error code (the ones a load run is likely to meet).
@@ -51,7 +72,13 @@ pub fn error_name(code: i16) -> String {
         10 => "MESSAGE_TOO_LARGE",
         19 => "NOT_ENOUGH_REPLICAS",
         20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        14 => "COORDINATOR_LOAD_IN_PROGRESS",
+        15 => "COORDINATOR_NOT_AVAILABLE",
+        16 => "NOT_COORDINATOR",
         21 => "INVALID_REQUIRED_ACKS",
+        22 => "ILLEGAL_GENERATION",
+        25 => "UNKNOWN_MEMBER_ID",
+        27 => "REBALANCE_IN_PROGRESS",
         35 => "UNSUPPORTED_VERSION",
         36 => "TOPIC_ALREADY_EXISTS",
         37 => "INVALID_PARTITIONS",
@@ -142,6 +169,31 @@ impl Client {
 
     /// Negotiates the versions to use: the highest both sides speak.
     pub fn versions(&mut self) -> Result<Versions> {
+        let pick = self.negotiate()?;
+        Ok(Versions {
+            produce: pick(ApiKey::Produce)?,
+            fetch: pick(ApiKey::Fetch)?,
+            list_offsets: pick(ApiKey::ListOffsets)?,
+            metadata: pick(ApiKey::Metadata)?,
+            create_topics: pick(ApiKey::CreateTopics).unwrap_or(-1),
+        })
+    }
+
+    pub fn group_versions(&mut self) -> Result<GroupVersions> {
+        let pick = self.negotiate()?;
+        Ok(GroupVersions {
+            find_coordinator: pick(ApiKey::FindCoordinator)?,
+            join_group: pick(ApiKey::JoinGroup)?,
+            sync_group: pick(ApiKey::SyncGroup)?,
+            heartbeat: pick(ApiKey::Heartbeat)?,
+            offset_fetch: pick(ApiKey::OffsetFetch)?,
+            offset_commit: pick(ApiKey::OffsetCommit)?,
+            leave_group: pick(ApiKey::LeaveGroup)?,
+        })
+    }
+
+    /// Asks ApiVersions and returns the chooser of the highest common version of an API.
+    fn negotiate(&mut self) -> Result<impl Fn(ApiKey) -> Result<i16>> {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("corelog-load"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
@@ -155,22 +207,15 @@ impl Client {
         }
         let served: BTreeMap<i16, (i16, i16)> =
             response.api_keys.iter().map(|a| (a.api_key, (a.min_version, a.max_version))).collect();
-        let pick = |key: ApiKey| -> Result<i16> {
+        let addr = self.addr.clone();
+        Ok(move |key: ApiKey| -> Result<i16> {
             let &(_, ours_min, ours_max) = VERSION_CAPS.iter().find(|(k, _, _)| *k == key).unwrap();
-            let &(min, max) =
-                served.get(&(key as i16)).ok_or_else(|| anyhow!("broker {} does not serve {key:?}", self.addr))?;
+            let &(min, max) = served.get(&(key as i16)).ok_or_else(|| anyhow!("broker {addr} does not serve {key:?}"))?;
             let v = ours_max.min(max);
             if v < ours_min.max(min) {
                 bail!("no common {key:?} version: broker {}..={}, corelog-load {ours_min}..={ours_max}", min, max);
             }
             Ok(v)
-        };
-        Ok(Versions {
-            produce: pick(ApiKey::Produce)?,
-            fetch: pick(ApiKey::Fetch)?,
-            list_offsets: pick(ApiKey::ListOffsets)?,
-            metadata: pick(ApiKey::Metadata)?,
-            create_topics: pick(ApiKey::CreateTopics).unwrap_or(-1),
         })
     }
 }
