@@ -124,18 +124,23 @@ def test_durable_scenario_creates_flushing_topic(broker, bench_bin, load_bin, co
     assert configs["flush.messages"].value == "1"
 
 
-def test_spawned_broker(bench_bin, load_bin, corelog, tmp_path):
-    """Without --bootstrap-server the harness starts (and stops) its own corelog per scenario."""
+def test_spawned_broker_repeats_and_keeps_the_median(bench_bin, load_bin, corelog, tmp_path):
+    """Without --bootstrap-server the harness starts (and stops) its own corelog per run; with
+    --repeat 3 the row is the median run and shows the range of all three."""
     out = tmp_path / "bench"
     run_bench(bench_bin, "run", "--quick", "--only", "1KiB-lz4-p16", "--duration", 1, "--warmup", 0,
-              "--out", out, "--corelog", corelog, "--load", load_bin)
+              "--repeat", 3, "--out", out, "--corelog", corelog, "--load", load_bin)
     _, rows, results = check_outputs(out, ["1KiB-lz4-p16-acks1"])
     s = results["scenarios"][0]
     assert results["broker_mode"] == "spawned" and s["ok"], s
     assert s["consumed"] == s["produced"] > 0
+    runs = s["runs_produce_msgs_per_s"]
+    assert len(runs) == 3 and sorted(runs)[1] == s["produce_msgs_per_s"], s
+    assert "–" in rows["1KiB-lz4-p16-acks1"][2]  # "median (min–max)"
+    for rep in range(3):
+        assert "corelog stopped" in (out / "logs" / f"1KiB-lz4-p16-acks1-r{rep}.broker.log").read_text()
     assert s["broker_peak_rss_kib"] > 0 and s["broker_cpu_s"] > 0 and s["broker_cpu_s_per_million"] > 0
     assert rows["1KiB-lz4-p16-acks1"][-1] != "–"
-    assert "corelog stopped" in (out / "logs" / "1KiB-lz4-p16-acks1.broker.log").read_text()
     assert not (out / "broker-data").exists()
 
 

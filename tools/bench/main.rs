@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Extra argument for corelog-load (repeatable), e.g. --load-arg=--batch-bytes=16384.
     #[arg(long, allow_hyphen_values = true)]
     load_arg: Vec<String>,
-    /// Seconds measured per scenario (default 5 with --quick, else 10).
+    /// Seconds measured per scenario (default 4 with --quick, else 10).
     #[arg(long)]
     duration: Option<f64>,
     /// Warm-up seconds per scenario, not measured (default 1 with --quick, else 2).
@@ -89,6 +89,9 @@ pub struct RunArgs {
     producers: usize,
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// Runs per scenario: the table shows the run with the median produce rate, and the spread.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Print the selected scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -120,6 +123,9 @@ pub struct Outcome {
     pub broker_cpu_s_per_million: Option<f64>,
     pub broker_peak_rss_kib: Option<u64>,
     pub wall_s: f64,
+    /// Every successful run's rates when the scenario ran more than once (--repeat).
+    pub runs_produce_msgs_per_s: Vec<f64>,
+    pub runs_consume_msgs_per_s: Vec<f64>,
     /// corelog-load's full --json result.
     pub load: Value,
 }
@@ -192,7 +198,10 @@ fn run(args: RunArgs) -> Result<bool> {
     if scenarios.is_empty() {
         bail!("no scenario selected (see --list)");
     }
-    let duration = args.duration.unwrap_or(if args.quick { 5.0 } else { 10.0 });
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let duration = args.duration.unwrap_or(if args.quick { 4.0 } else { 10.0 });
     let warmup = args.warmup.unwrap_or(if args.quick { 1.0 } else { 2.0 });
     if duration.is_nan() || duration <= 0.0 || warmup.is_nan() || warmup < 0.0 {
         bail!("--duration must be positive and --warmup not negative");
@@ -247,28 +256,26 @@ fn run(args: RunArgs) -> Result<bool> {
         options: serde_json::json!({
             "quick": args.quick, "duration_s": duration, "warmup_s": warmup,
             "producers": args.producers, "consumers": args.consumers, "load_args": args.load_arg,
+            "repeat": args.repeat,
         }),
         scenarios: Vec::new(),
     };
 
+    let bench = Bench {
+        args: &args,
+        corelog: &corelog,
+        load: &load,
+        data_dir: &data_dir,
+        logs: &logs,
+        raw: &raw,
+        duration,
+        warmup,
+    };
     let started = Instant::now();
     let total = scenarios.len();
     for (i, sc) in scenarios.iter().enumerate() {
         eprintln!("[{}/{total}] {} ...", i + 1, sc.name);
-        let t0 = Instant::now();
-        let mut o = Outcome {
-            scenario: Some(sc.clone()),
-            name: sc.name.clone(),
-            topic: format!("bench-{}-{run_id}", sc.name),
-            ..Outcome::default()
-        };
-        if let Err(e) =
-            run_one(&args, sc, &mut o, &results.scenarios, &corelog, &load, &data_dir, &logs, &raw, duration, warmup)
-        {
-            o.ok = false;
-            o.error = Some(format!("{e:#}"));
-        }
-        o.wall_s = t0.elapsed().as_secs_f64();
+        let o = bench.scenario(sc, &run_id, &results.scenarios);
         match &o.error {
             None => eprintln!(
                 "[{}/{total}] {}: produce {} msgs/s, consume {} msgs/s, p99 {} ms, CPU {} s/M msgs ({:.1} s)",
@@ -306,120 +313,160 @@ fn write_json(path: &Path, results: &Results) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    args: &RunArgs,
-    sc: &Scenario,
-    o: &mut Outcome,
-    done: &[Outcome],
-    corelog: &Path,
-    load: &Path,
-    data_dir: &Path,
-    logs: &Path,
-    raw: &Path,
+/// What every scenario run needs: the options, the binaries and where things go.
+struct Bench<'a> {
+    args: &'a RunArgs,
+    corelog: &'a Path,
+    load: &'a Path,
+    data_dir: &'a Path,
+    logs: &'a Path,
+    raw: &'a Path,
     duration: f64,
     warmup: f64,
-) -> Result<()> {
-    if let (Some(pct), Some(base)) = (sc.rate_pct, &sc.base) {
-        let max = done
-            .iter()
-            .find(|d| &d.name == base)
-            .and_then(|d| d.produce_msgs_per_s)
-            .filter(|r| *r > 0.0)
-            .with_context(|| format!("no measured maximum from {base} to set the rate"))?;
-        o.rate_msgs_per_s = Some((max * pct / 100.0).round().max(1.0));
+}
+
+impl Bench<'_> {
+    /// Runs a scenario --repeat times and keeps the run with the median produce
+    /// rate (consume rate for consume-only runs), with every run's rates beside it.
+    fn scenario(&self, sc: &Scenario, run_id: &str, done: &[Outcome]) -> Outcome {
+        let t0 = Instant::now();
+        let mut runs = Vec::with_capacity(self.args.repeat);
+        for rep in 0..self.args.repeat {
+            let tag = if self.args.repeat > 1 { format!("{}-r{rep}", sc.name) } else { sc.name.clone() };
+            let mut o = Outcome {
+                scenario: Some(sc.clone()),
+                name: sc.name.clone(),
+                topic: format!("bench-{tag}-{run_id}"),
+                ..Outcome::default()
+            };
+            if let Err(e) = self.run_one(sc, &tag, &mut o, done) {
+                o.ok = false;
+                o.error = Some(format!("{e:#}"));
+            }
+            runs.push(o);
+        }
+        let rate = |o: &Outcome| o.produce_msgs_per_s.or(o.consume_msgs_per_s).unwrap_or(0.0);
+        let mut ok: Vec<Outcome> = runs.iter().filter(|o| o.ok).cloned().collect();
+        let mut chosen = if ok.is_empty() {
+            runs.swap_remove(0)
+        } else {
+            ok.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+            let produce = ok.iter().filter_map(|o| o.produce_msgs_per_s).collect();
+            let consume = ok.iter().filter_map(|o| o.consume_msgs_per_s).collect();
+            let mut median = ok.swap_remove(ok.len() / 2);
+            if self.args.repeat > 1 {
+                median.runs_produce_msgs_per_s = produce;
+                median.runs_consume_msgs_per_s = consume;
+            }
+            median
+        };
+        chosen.wall_s = t0.elapsed().as_secs_f64();
+        chosen
     }
 
-    let broker = match &args.bootstrap_server {
-        Some(_) => None,
-        None => Some(proc::Broker::start(
-            corelog,
-            data_dir,
-            args.shards,
-            &args.broker_arg,
-            &logs.join(format!("{}.broker.log", sc.name)),
-        )?),
-    };
-    let result = (|| -> Result<()> {
-        let bootstrap = match (&broker, &args.bootstrap_server) {
-            (Some(b), _) => b.bootstrap(),
-            (None, Some(s)) => s.clone(),
-            _ => unreachable!(),
+    fn run_one(&self, sc: &Scenario, tag: &str, o: &mut Outcome, done: &[Outcome]) -> Result<()> {
+        let Bench { args, corelog, load, data_dir, logs, raw, duration, warmup } = *self;
+        if let (Some(pct), Some(base)) = (sc.rate_pct, &sc.base) {
+            let max = done
+                .iter()
+                .find(|d| &d.name == base)
+                .and_then(|d| d.produce_msgs_per_s)
+                .filter(|r| *r > 0.0)
+                .with_context(|| format!("no measured maximum from {base} to set the rate"))?;
+            o.rate_msgs_per_s = Some((max * pct / 100.0).round().max(1.0));
+        }
+
+        let broker = match &args.bootstrap_server {
+            Some(_) => None,
+            None => Some(proc::Broker::start(
+                corelog,
+                data_dir,
+                args.shards,
+                &args.broker_arg,
+                &logs.join(format!("{tag}.broker.log")),
+            )?),
         };
-        let pid = broker.as_ref().map(|b| b.pid()).or(args.broker_pid);
-        if sc.durable {
-            let status = proc::run_logged(
-                Command::new(corelog)
-                    .args(["topics", "create", &o.topic, "--partitions", &sc.partitions.to_string()])
-                    .args(["--config", "flush.messages=1", "--bootstrap-server", &bootstrap]),
-                &logs.join(format!("{}.create.log", sc.name)),
-                Duration::from_secs(60),
-            )?;
-            if !status.success() {
-                bail!(
-                    "corelog topics create {} exited with {status}:\n{}",
-                    o.topic,
-                    proc::tail(&logs.join(format!("{}.create.log", sc.name)))
-                );
+        let result = (|| -> Result<()> {
+            let bootstrap = match (&broker, &args.bootstrap_server) {
+                (Some(b), _) => b.bootstrap(),
+                (None, Some(s)) => s.clone(),
+                _ => unreachable!(),
+            };
+            let pid = broker.as_ref().map(|b| b.pid()).or(args.broker_pid);
+            if sc.durable {
+                let status = proc::run_logged(
+                    Command::new(corelog)
+                        .args(["topics", "create", &o.topic, "--partitions", &sc.partitions.to_string()])
+                        .args(["--config", "flush.messages=1", "--bootstrap-server", &bootstrap]),
+                    &logs.join(format!("{tag}.create.log")),
+                    Duration::from_secs(60),
+                )?;
+                if !status.success() {
+                    bail!(
+                        "corelog topics create {} exited with {status}:\n{}",
+                        o.topic,
+                        proc::tail(&logs.join(format!("{tag}.create.log")))
+                    );
+                }
+            }
+            let json_path = raw.join(format!("{tag}.json"));
+            let _ = std::fs::remove_file(&json_path);
+            let mut cmd = Command::new(load);
+            cmd.args(["--bootstrap-server", &bootstrap, "--topic", &o.topic])
+                .args(["--partitions", &sc.partitions.to_string()])
+                .args(["--producers", &args.producers.to_string(), "--consumers", &args.consumers.to_string()])
+                .args(["--record-bytes", &sc.record_bytes.to_string(), "--compression", &sc.compression])
+                .args(["--acks", sc.acks(), "--duration", &duration.to_string(), "--warmup", &warmup.to_string()])
+                .arg("--json")
+                .arg(&json_path)
+                .arg("--quiet");
+            if let Some(rate) = o.rate_msgs_per_s {
+                cmd.args(["--rate", &rate.to_string()]);
+            }
+            cmd.args(&args.load_arg);
+            let peak_scoped = pid.map(proc::reset_peak_rss).unwrap_or(false);
+            let cpu0 = pid.and_then(proc::cpu_seconds);
+            let load_log = logs.join(format!("{tag}.load.log"));
+            let status = proc::run_logged(&mut cmd, &load_log, Duration::from_secs_f64(duration + warmup + 120.0))?;
+            let cpu1 = pid.and_then(proc::cpu_seconds);
+            if peak_scoped || broker.is_some() {
+                o.broker_peak_rss_kib = pid.and_then(proc::peak_rss_kib);
+            }
+            if let (Some(a), Some(b)) = (cpu0, cpu1) {
+                o.broker_cpu_s = Some(b - a);
+            }
+            let text = std::fs::read_to_string(&json_path).with_context(|| {
+                format!("corelog-load exited with {status} and wrote no result:\n{}", proc::tail(&load_log))
+            })?;
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", json_path.display()))?;
+            let f = |p: &str| v.pointer(p).and_then(Value::as_f64);
+            o.produced = v.pointer("/produce/messages").and_then(Value::as_u64);
+            o.consumed = v.pointer("/consume/messages").and_then(Value::as_u64);
+            o.produce_msgs_per_s = f("/produce/measured/msgs_per_s");
+            o.produce_mb_per_s = f("/produce/measured/mb_per_s");
+            o.consume_msgs_per_s = f("/consume/measured/msgs_per_s");
+            o.consume_mb_per_s = f("/consume/measured/mb_per_s");
+            o.ack_latency_us = v.pointer("/produce/ack_latency_us").cloned().unwrap_or(Value::Null);
+            o.e2e_latency_us = v.pointer("/consume/e2e_latency_us").cloned().unwrap_or(Value::Null);
+            if let (Some(cpu), Some(n)) = (o.broker_cpu_s, o.produced) {
+                if n > 0 {
+                    o.broker_cpu_s_per_million = Some(cpu / (n as f64 / 1e6));
+                }
+            }
+            let load_ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
+            o.load = v;
+            if !status.success() || !load_ok {
+                bail!("corelog-load exited with {status} (ok: {load_ok}):\n{}", proc::tail(&load_log));
+            }
+            o.ok = true;
+            Ok(())
+        })();
+        if let Some(b) = broker {
+            let stopped = b.stop();
+            if let (Ok(()), Err(e)) = (&result, stopped) {
+                bail!("stopping the broker: {e:#}");
             }
         }
-        let json_path = raw.join(format!("{}.json", sc.name));
-        let _ = std::fs::remove_file(&json_path);
-        let mut cmd = Command::new(load);
-        cmd.args(["--bootstrap-server", &bootstrap, "--topic", &o.topic])
-            .args(["--partitions", &sc.partitions.to_string()])
-            .args(["--producers", &args.producers.to_string(), "--consumers", &args.consumers.to_string()])
-            .args(["--record-bytes", &sc.record_bytes.to_string(), "--compression", &sc.compression])
-            .args(["--acks", sc.acks(), "--duration", &duration.to_string(), "--warmup", &warmup.to_string()])
-            .arg("--json")
-            .arg(&json_path)
-            .arg("--quiet");
-        if let Some(rate) = o.rate_msgs_per_s {
-            cmd.args(["--rate", &rate.to_string()]);
-        }
-        cmd.args(&args.load_arg);
-        let peak_scoped = pid.map(proc::reset_peak_rss).unwrap_or(false);
-        let cpu0 = pid.and_then(proc::cpu_seconds);
-        let load_log = logs.join(format!("{}.load.log", sc.name));
-        let status = proc::run_logged(&mut cmd, &load_log, Duration::from_secs_f64(duration + warmup + 120.0))?;
-        let cpu1 = pid.and_then(proc::cpu_seconds);
-        if peak_scoped || broker.is_some() {
-            o.broker_peak_rss_kib = pid.and_then(proc::peak_rss_kib);
-        }
-        if let (Some(a), Some(b)) = (cpu0, cpu1) {
-            o.broker_cpu_s = Some(b - a);
-        }
-        let text = std::fs::read_to_string(&json_path).with_context(|| {
-            format!("corelog-load exited with {status} and wrote no result:\n{}", proc::tail(&load_log))
-        })?;
-        let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", json_path.display()))?;
-        let f = |p: &str| v.pointer(p).and_then(Value::as_f64);
-        o.produced = v.pointer("/produce/messages").and_then(Value::as_u64);
-        o.consumed = v.pointer("/consume/messages").and_then(Value::as_u64);
-        o.produce_msgs_per_s = f("/produce/measured/msgs_per_s");
-        o.produce_mb_per_s = f("/produce/measured/mb_per_s");
-        o.consume_msgs_per_s = f("/consume/measured/msgs_per_s");
-        o.consume_mb_per_s = f("/consume/measured/mb_per_s");
-        o.ack_latency_us = v.pointer("/produce/ack_latency_us").cloned().unwrap_or(Value::Null);
-        o.e2e_latency_us = v.pointer("/consume/e2e_latency_us").cloned().unwrap_or(Value::Null);
-        if let (Some(cpu), Some(n)) = (o.broker_cpu_s, o.produced) {
-            if n > 0 {
-                o.broker_cpu_s_per_million = Some(cpu / (n as f64 / 1e6));
-            }
-        }
-        let load_ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        o.load = v;
-        if !status.success() || !load_ok {
-            bail!("corelog-load exited with {status} (ok: {load_ok}):\n{}", proc::tail(&load_log));
-        }
-        o.ok = true;
-        Ok(())
-    })();
-    if let Some(b) = broker {
-        let stopped = b.stop();
-        if let (Ok(()), Err(e)) = (&result, stopped) {
-            bail!("stopping the broker: {e:#}");
-        }
+        result
     }
-    result
 }

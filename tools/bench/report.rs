@@ -40,6 +40,16 @@ pub fn num(v: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// The median run's rate, and the range over all runs when there were several: "3.21M (2.90M–3.40M)".
+fn spread_cell(median: Option<f64>, runs: &[f64]) -> String {
+    let min = runs.iter().copied().reduce(f64::min);
+    let max = runs.iter().copied().reduce(f64::max);
+    match (runs.len(), min, max) {
+        (2.., Some(lo), Some(hi)) => format!("{} ({}–{})", si(median), si(Some(lo)), si(Some(hi))),
+        _ => si(median),
+    }
+}
+
 fn rate_cell(o: &Outcome) -> String {
     match (o.rate_msgs_per_s, o.scenario.as_ref().and_then(|s| s.rate_pct)) {
         (Some(r), Some(p)) => format!("{}/s ({p}%)", si(Some(r))),
@@ -75,9 +85,9 @@ pub fn table(r: &Results) -> String {
         let mut cells = vec![
             format!("{}{}", o.name, if o.ok { "" } else { " (failed)" }),
             rate_cell(o),
-            si(o.produce_msgs_per_s),
+            spread_cell(o.produce_msgs_per_s, &o.runs_produce_msgs_per_s),
             num(o.produce_mb_per_s, 1),
-            si(o.consume_msgs_per_s),
+            spread_cell(o.consume_msgs_per_s, &o.runs_consume_msgs_per_s),
             num(o.ack_ms("p50"), 2),
             num(o.ack_ms("p99"), 2),
             num(o.ack_ms("p99.9"), 2),

@@ -76,7 +76,8 @@ pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>, targets: Targets) 
             }),
     };
     let times = gate.ready();
-    let mut c = Consumer { plan, times, live, targets, tally: Tally::new(), correlation_id: 0, target: None, membership };
+    let mut c =
+        Consumer { plan, times, live, targets, tally: Tally::new(), correlation_id: 0, target: None, membership };
     match lanes {
         Ok(lanes) => {
             if let Err(e) = c.run(lanes) {

@@ -116,10 +116,7 @@ impl Membership {
     }
 
     fn join_once(&mut self) -> Result<JoinGroupResponse> {
-        let subscription = versioned(
-            0,
-            &ConsumerProtocolSubscription::default().with_topics(vec![str(&self.topic)]),
-        )?;
+        let subscription = versioned(0, &ConsumerProtocolSubscription::default().with_topics(vec![str(&self.topic)]))?;
         let request = JoinGroupRequest::default()
             .with_group_id(GroupId(str(&self.group)))
             .with_session_timeout_ms(SESSION_TIMEOUT_MS)
@@ -142,9 +139,10 @@ impl Membership {
         let mut out = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
             let mine: Vec<i32> = (0..self.partitions).filter(|p| *p as usize % ids.len() == i).collect();
-            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
-                TopicPartition::default().with_topic(TopicName(str(&self.topic))).with_partitions(mine),
-            ]);
+            let assignment =
+                ConsumerProtocolAssignment::default().with_assigned_partitions(vec![TopicPartition::default()
+                    .with_topic(TopicName(str(&self.topic)))
+                    .with_partitions(mine)]);
             out.push(
                 SyncGroupRequestAssignment::default()
                     .with_member_id((*id).clone())
@@ -274,8 +272,7 @@ impl Membership {
     pub fn leave(&mut self) -> Result<()> {
         let mut request = LeaveGroupRequest::default().with_group_id(GroupId(str(&self.group)));
         request = request.with_members(vec![MemberIdentity::default().with_member_id(str(&self.member_id))]);
-        let response: LeaveGroupResponse =
-            self.client.call(ApiKey::LeaveGroup, self.versions.leave_group, &request)?;
+        let response: LeaveGroupResponse = self.client.call(ApiKey::LeaveGroup, self.versions.leave_group, &request)?;
         match response.error_code {
             0 | UNKNOWN_MEMBER_ID => Ok(()),
             code => bail!("LeaveGroup {}: {}", self.group, error_name(code)),
@@ -290,9 +287,7 @@ fn find_coordinator(client: &mut Client, version: i16, group: &str) -> Result<St
         let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, version, &request)?;
         match response.error_code {
             0 => return Ok(format!("{}:{}", response.host.as_str(), response.port)),
-            COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR
-                if Instant::now() < deadline =>
-            {
+            COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100))
             }
             code => bail!("FindCoordinator {group}: {}", error_name(code)),

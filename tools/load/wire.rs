@@ -210,7 +210,8 @@ impl Client {
         let addr = self.addr.clone();
         Ok(move |key: ApiKey| -> Result<i16> {
             let &(_, ours_min, ours_max) = VERSION_CAPS.iter().find(|(k, _, _)| *k == key).unwrap();
-            let &(min, max) = served.get(&(key as i16)).ok_or_else(|| anyhow!("broker {addr} does not serve {key:?}"))?;
+            let &(min, max) =
+                served.get(&(key as i16)).ok_or_else(|| anyhow!("broker {addr} does not serve {key:?}"))?;
             let v = ours_max.min(max);
             if v < ours_min.max(min) {
                 bail!("no common {key:?} version: broker {}..={}, corelog-load {ours_min}..={ours_max}", min, max);
