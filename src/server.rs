@@ -93,6 +93,7 @@ fn take_clean_marker(data_dir: &Path) -> Result<bool, StartError> {
 pub fn run(config: BrokerConfig) -> Result<(), StartError> {
     config.validate()?;
     runtime::check_io_uring().map_err(StartError::IoUring)?;
+    let open_files_max = runtime::raise_open_file_limit();
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     let listeners = bind(&config, shard_count)?;
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
@@ -108,7 +109,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
     });
     tracing::info!(
         host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
-        clean_shutdown, topics = boot.snapshot.topics.len(), "corelog starting"
+        clean_shutdown, topics = boot.snapshot.topics.len(), open_files_max, "corelog starting"
     );
     let (listeners, receivers, store) = (slots(listeners), slots(receivers), slots([store]));
     let threads = runtime::spawn_shards(shard_count, move |id| {

@@ -178,3 +178,30 @@ def test_unreachable_broker_fails_with_a_message(load_bin, tmp_path):
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "127.0.0.1:1" in r.stderr
+
+
+def test_idle_connections_are_held_while_the_load_runs(broker, load_bin, tmp_path):
+    """--idle-connections N: N served connections stay open beside the load (the broker's
+    open descriptors grow by at least N while it runs) and the counts still match the log."""
+    import threading
+    import time
+    topic, n = unique("idle"), 500
+    before = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+    peak = [before]
+
+    def watch():
+        end = time.time() + 8
+        while time.time() < end:
+            peak[0] = max(peak[0], len(os.listdir(f"/proc/{broker.proc.pid}/fd")))
+            time.sleep(0.1)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    result, _ = run_load(load_bin, tmp_path, "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                         "--producers", 1, "--consumers", 1, "--duration", 3, "--idle-connections", n, "--quiet")
+    w.join()
+    assert result["ok"], result
+    assert result["effective"]["idle_connections"] == n
+    assert peak[0] - before >= n, (before, peak[0])
+    held = sum(hi for _, hi in end_offsets(broker.bootstrap, topic, 1).values())
+    assert result["produce"]["messages"] == held == result["consume"]["messages"] > 0

@@ -12,8 +12,11 @@ use crate::runtime::splice::Pipe;
 use crate::runtime::{self, BoundedBuf, TcpListener, TcpStream};
 use crate::shard::Shard;
 
-/// Initial read buffer per connection; grows to the largest frame seen.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Smallest read per connection. The buffer starts this small, so 10,000
+/// idle connections cost a page each, and reads then ask for the largest
+/// frame the connection has sent, so a producer's next request arrives in
+/// one read.
+const READ_BYTES_MIN: usize = 4 * 1024;
 
 /// Accepts connections until the shard stops.
 pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
@@ -65,6 +68,8 @@ struct Connection<'a> {
     stream: TcpStream,
     shard: &'a Shard,
     buffer: BytesMut,
+    /// The largest frame this connection has sent (at least READ_BYTES_MIN).
+    read_bytes: usize,
     /// Created on the first fetch that has record bytes to send.
     pipe: Option<Pipe>,
     client_host: String,
@@ -72,7 +77,14 @@ struct Connection<'a> {
 
 impl<'a> Connection<'a> {
     fn new(stream: TcpStream, shard: &'a Shard, client_host: String) -> Self {
-        Connection { stream, shard, buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), pipe: None, client_host }
+        Connection {
+            stream,
+            shard,
+            buffer: BytesMut::with_capacity(READ_BYTES_MIN),
+            read_bytes: READ_BYTES_MIN,
+            pipe: None,
+            client_host,
+        }
     }
 
     async fn run(mut self) -> Result<(), ConnectionError> {
@@ -112,6 +124,7 @@ impl<'a> Connection<'a> {
         if size < 0 || size > max as i64 {
             return Err(ConnectionError::TooLarge { size, max });
         }
+        self.read_bytes = self.read_bytes.max(4 + size as usize);
         self.fill(4 + size as usize).await?;
         let mut frame = self.buffer.split_to(4 + size as usize);
         let _ = frame.split_to(4);
@@ -120,7 +133,7 @@ impl<'a> Connection<'a> {
 
     async fn fill(&mut self, wanted: usize) -> Result<(), ConnectionError> {
         while self.buffer.len() < wanted {
-            let spare = READ_BUFFER_BYTES.max(wanted - self.buffer.len());
+            let spare = self.read_bytes.max(wanted - self.buffer.len());
             self.buffer.reserve(spare);
             // Read into the spare capacity after the bytes already buffered.
             let buffer = std::mem::take(&mut self.buffer);

@@ -8,7 +8,7 @@ pub mod alloc;
 pub mod splice;
 mod threads;
 
-pub use threads::{check_io_uring, spawn_shards, ShardThread};
+pub use threads::{check_io_uring, raise_open_file_limit, spawn_shards, ShardThread};
 pub use tokio_uring::buf::BoundedBuf;
 pub use tokio_uring::fs::File;
 pub use tokio_uring::net::{TcpListener, TcpStream};

@@ -40,6 +40,26 @@ where
         .collect()
 }
 
+/// Raises the soft open-file limit to the hard one: every client connection
+/// and every segment is a descriptor, and the usual soft limit of 1024 would
+/// refuse clients long before memory runs short. Returns the limit in force.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur as u64
+}
+
 /// Checks that this process can create an io_uring, and turns the usual
 /// refusals into a message naming the cause and the fix.
 pub fn check_io_uring() -> Result<(), String> {

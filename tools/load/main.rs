@@ -122,6 +122,10 @@ struct Args {
     drain_timeout: f64,
     #[arg(long, default_value = "corelog-load")]
     client_id: String,
+    /// Open this many extra connections (one ApiVersions each, spread over the
+    /// brokers) and hold them idle for the whole run: the cost of idle clients.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -229,6 +233,17 @@ fn run(args: Args) -> Result<bool> {
         }
     };
     let topology = |p: i32| leader_of[p as usize].clone();
+    let idle = match &cluster {
+        Some(t) if args.idle_connections > 0 => {
+            let brokers: Vec<&str> = t.brokers.values().map(String::as_str).collect();
+            let idle = wire::open_idle(&brokers, args.idle_connections, &args.client_id)?;
+            if !args.quiet {
+                eprintln!("corelog-load: holding {} idle connections", idle.len());
+            }
+            idle
+        }
+        _ => Vec::new(),
+    };
 
     // Producers: batch size, open-loop batching, quotas.
     let active_producers = args.producers.min(partitions as usize);
@@ -579,6 +594,7 @@ fn run(args: Args) -> Result<bool> {
                     "metadata": v.metadata, "create_topics": v.create_topics,
                 })),
                 "pinned_cores": pinned,
+                "idle_connections": idle.len(),
                 "cores": cores.len(),
             },
             "produce": side(&produced, produce_secs, if args.sink { "generate_latency_us" } else { "ack_latency_us" }),

@@ -221,6 +221,19 @@ impl Client {
     }
 }
 
+/// Opens `n` connections spread over `addrs`, each after one ApiVersions
+/// exchange, so the broker holds `n` served connections that then stay idle.
+pub fn open_idle(addrs: &[&str], n: usize, client_id: &str) -> Result<Vec<Client>> {
+    let mut idle = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = Client::connect(addrs[i % addrs.len()], client_id)
+            .with_context(|| format!("idle connection {i} of {n} (is the open-file limit high enough?)"))?;
+        let _versions = client.negotiate()?;
+        idle.push(client);
+    }
+    Ok(idle)
+}
+
 /// Reads one whole frame from a blocking stream, size prefix removed.
 fn read_frame(stream: &mut TcpStream) -> Result<Bytes> {
     let mut size = [0u8; 4];
