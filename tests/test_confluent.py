@@ -145,3 +145,23 @@ def test_keyed_partitioning_and_headers(module_broker):
         assert k == key
         i = int(v[1:])
         assert h == [("seq", str(i).encode()), ("empty", b"")], h
+
+
+def test_pipelined_idempotent_produce_keeps_order(module_broker):
+    """librdkafka with idempotence keeps 5 small Produce requests in flight on one connection;
+    corelog begins each as it arrives (pipelining), so the log must hold them exactly in the
+    order sent, each once, with no OUT_OF_ORDER_SEQUENCE_NUMBER along the way."""
+    from helpers import consume, produce
+    b = module_broker
+    topic, n = unique("pipe"), 20_000
+    create_topic(b.bootstrap, topic, partitions=2)
+    items = [(i % 2, None, b"%08d" % i) for i in range(n)]
+    conf = {"enable.idempotence": True, "max.in.flight.requests.per.connection": 5,
+            "batch.size": 2048, "linger.ms": 0}
+    delivered = produce(b.bootstrap, topic, items, conf=conf)
+    assert len(delivered) == n
+    got = consume(b.bootstrap, topic, [0, 1], expect={0: n // 2, 1: n // 2})
+    for p in (0, 1):
+        values = [v for _, _, v in got[p]]
+        assert values == [b"%08d" % i for i in range(p, n, 2)], f"partition {p} out of order or duplicated"
+        assert [o for o, _, _ in got[p]] == list(range(n // 2))

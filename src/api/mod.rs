@@ -24,7 +24,9 @@ mod offset_fetch;
 mod produce;
 mod sync_group;
 
+use std::future::Future;
 use std::ops::RangeInclusive;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -130,6 +132,38 @@ impl Context<'_> {
 
 fn decode<T: Decodable>(body: &mut Bytes, key: ApiKey, version: i16) -> Result<T, ApiError> {
     T::decode(body, version).map_err(|e| ApiError::Malformed(format!("{key:?} v{version}: {e}")))
+}
+
+/// A request once begun by [`begin`].
+pub enum Begun<'a> {
+    /// Its effects are made (a Produce's appends, in arrival order); only the
+    /// answer is left to await, which may overlap with later requests.
+    Answer(Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>),
+    /// To be served by [`handle`] alone: after every earlier request is
+    /// answered and before any later one begins, as Kafka serves a connection.
+    Alone(Bytes),
+}
+
+/// Begins a request in arrival order. Only a Produce that needs no topic
+/// created is pipelined: its appends happen here, synchronously, so a
+/// connection's batches reach the log in the order they were sent.
+pub fn begin<'a>(shard: &'a Shard, client_host: &'a str, frame: Bytes) -> Result<Begun<'a>, ApiError> {
+    let prefix = HeaderPrefix::peek(&frame).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    let key = ApiKey::Produce;
+    let served = supported_versions(key).is_some_and(|v| v.contains(&prefix.api_version));
+    if prefix.api_key != key as i16 || !served {
+        return Ok(Begun::Alone(frame));
+    }
+    let (version, mut body) = (prefix.api_version, frame.clone());
+    let header: RequestHeader = decode(&mut body, key, key.request_header_version(version))?;
+    let request: kafka_protocol::messages::ProduceRequest = decode(&mut body, key, version)?;
+    if produce::creates_topics(shard, &request) {
+        return Ok(Begun::Alone(frame));
+    }
+    let client_id = header.client_id.unwrap_or_default();
+    let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id, client_id, client_host };
+    let appended = produce::append_all(shard, &request);
+    Ok(Begun::Answer(Box::pin(async move { appended.answer(&ctx).await })))
 }
 
 /// Serves one request frame (without its size prefix).

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
@@ -136,10 +136,10 @@ fn partition_response(index: i32, outcome: Result<AppendInfo, Refusal>) -> Parti
     }
 }
 
+/// Serves a Produce whole: creates missing topics first when the broker
+/// auto-creates them, then appends and waits.
 pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Response, ApiError> {
     let shard = ctx.shard;
-    let acks_valid = matches!(request.acks, -1..=1);
-    let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in &request.topic_data {
         let name = topic.name.as_str();
         if shard.snapshot().topic(name).is_none() && shard.config.auto_create_topics_enable {
@@ -147,7 +147,34 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Respon
                 tracing::warn!(topic = name, error = %e, "auto-create on produce failed");
             }
         }
-        let snapshot = shard.snapshot();
+    }
+    append_all(shard, &request).answer(ctx).await
+}
+
+/// Whether serving this request needs a topic created first (an await before
+/// the appends), so it cannot be pipelined.
+pub fn creates_topics(shard: &Shard, request: &ProduceRequest) -> bool {
+    shard.config.auto_create_topics_enable
+        && request.topic_data.iter().any(|t| shard.snapshot().topic(t.name.as_str()).is_none())
+}
+
+/// The appends of one Produce request, made synchronously in arrival order
+/// (so pipelined requests of a connection append in the order they were
+/// sent); `answer` then waits for the writes the acks ask for.
+pub struct Appended {
+    acks: i16,
+    topics: Vec<(TopicName, Vec<(i32, Outcome)>)>,
+}
+
+/// One partition's append: the log to wait on and where the batches went, or the refusal.
+type Outcome = Result<(Rc<PartitionLog>, AppendInfo), Refusal>;
+
+pub fn append_all(shard: &Shard, request: &ProduceRequest) -> Appended {
+    let acks_valid = matches!(request.acks, -1..=1);
+    let snapshot = shard.snapshot();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic in &request.topic_data {
+        let name = topic.name.as_str();
         let target = TopicAppend {
             shard,
             snapshot: &snapshot,
@@ -165,26 +192,36 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Result<Respon
             };
             appended.push((data.index, outcome));
         }
-        let mut partitions = Vec::with_capacity(appended.len());
-        for (index, outcome) in appended {
-            let outcome = match outcome {
-                Ok((log, info)) if request.acks != 0 => match log.wait_appended(&info).await {
-                    Ok(()) => Ok(info),
-                    Err(e) => {
-                        // What the producer table remembers of this write never landed.
-                        shard.producers.forget(name, index);
-                        Err(Refusal((&e).into(), e.to_string()))
-                    }
-                },
-                other => other.map(|(_, info)| info),
-            };
-            partitions.push(partition_response(index, outcome));
+        topics.push((topic.name.clone(), appended));
+    }
+    Appended { acks: request.acks, topics }
+}
+
+impl Appended {
+    pub async fn answer(self, ctx: &Context<'_>) -> Result<Response, ApiError> {
+        let shard = ctx.shard;
+        let mut responses = Vec::with_capacity(self.topics.len());
+        for (name, appended) in self.topics {
+            let mut partitions = Vec::with_capacity(appended.len());
+            for (index, outcome) in appended {
+                let outcome = match outcome {
+                    Ok((log, info)) if self.acks != 0 => match log.wait_appended(&info).await {
+                        Ok(()) => Ok(info),
+                        Err(e) => {
+                            // What the producer table remembers of this write never landed.
+                            shard.producers.forget(name.as_str(), index);
+                            Err(Refusal((&e).into(), e.to_string()))
+                        }
+                    },
+                    other => other.map(|(_, info)| info),
+                };
+                partitions.push(partition_response(index, outcome));
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
         }
-        responses
-            .push(TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions));
+        if self.acks == 0 {
+            return Ok(Response::None);
+        }
+        ctx.respond(&ProduceResponse::default().with_responses(responses))
     }
-    if request.acks == 0 {
-        return Ok(Response::None);
-    }
-    ctx.respond(&ProduceResponse::default().with_responses(responses))
 }

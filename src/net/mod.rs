@@ -1,13 +1,25 @@
 //! Listeners and connections: reads size-prefixed request frames, hands each
-//! to the api layer, writes the answers back in request order (one request at
-//! a time per connection, as Kafka does), splicing file ranges for Fetch.
+//! to the api layer, writes the answers back in request order, splicing file
+//! ranges for Fetch.
+//!
+//! A connection is served as Kafka serves it, one request at a time, with one
+//! exception that carries the throughput of a producer: a Produce is begun
+//! (its batches appended, in arrival order) as soon as it is read, and the
+//! next requests are read and begun while its writes land, up to
+//! PIPELINE_DEPTH unanswered. Its answer still goes out in order, once its
+//! writes are done. Any other request waits until everything before it is
+//! answered, so it sees the effects of all of them.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, Notify};
 
-use crate::api::{self, Chunk, Response};
+use crate::api::{self, ApiError, Begun, Chunk, Response};
 use crate::runtime::splice::Pipe;
 use crate::runtime::{self, BoundedBuf, TcpListener, TcpStream};
 use crate::shard::Shard;
@@ -17,6 +29,10 @@ use crate::shard::Shard;
 /// frame the connection has sent, so a producer's next request arrives in
 /// one read.
 const READ_BYTES_MIN: usize = 4 * 1024;
+
+/// Requests a connection may have read but not answered. Kafka clients keep
+/// at most max.in.flight.requests.per.connection (default 5) outstanding.
+const PIPELINE_DEPTH: usize = 8;
 
 /// Accepts connections until the shard stops.
 pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
@@ -38,8 +54,12 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                 let shard = shard.clone();
                 runtime::spawn(async move {
                     shard.stats.connections.set(shard.stats.connections.get() + 1);
-                    if let Err(e) = Connection::new(stream, &shard, format!("/{}", peer.ip())).run().await {
-                        tracing::debug!(shard = shard.id, %peer, "connection closed: {e}");
+                    match serve_connection(stream, &shard, format!("/{}", peer.ip())).await {
+                        Ok(()) | Err(ConnectionError::Closed) => {}
+                        Err(e @ (ConnectionError::TooLarge { .. } | ConnectionError::Rejected(_))) => {
+                            tracing::warn!(shard = shard.id, %peer, "closing connection: {e}")
+                        }
+                        Err(e) => tracing::debug!(shard = shard.id, %peer, "connection closed: {e}"),
                     }
                     shard.stats.connections.set(shard.stats.connections.get() - 1);
                 });
@@ -61,66 +81,107 @@ enum ConnectionError {
     #[error("request of {size} bytes exceeds socket.request.max.bytes ({max})")]
     TooLarge { size: i64, max: u32 },
     #[error("request rejected: {0}")]
-    Rejected(#[from] api::ApiError),
+    Rejected(#[from] ApiError),
 }
 
-struct Connection<'a> {
-    stream: TcpStream,
+/// A begun request's answer, awaited in request order by the writing side.
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>;
+
+/// What the reading and the writing side of a connection share.
+struct Progress {
+    /// Requests read and not yet answered.
+    unanswered: Cell<usize>,
+    answered: Notify,
+}
+
+async fn serve_connection(stream: TcpStream, shard: &Shard, client_host: String) -> Result<(), ConnectionError> {
+    let reader =
+        Reader { stream: &stream, buffer: BytesMut::with_capacity(READ_BYTES_MIN), read_bytes: READ_BYTES_MIN };
+    let writer = Writer { stream: &stream, shard, pipe: None };
+    let progress = Progress { unanswered: Cell::new(0), answered: Notify::new() };
+    let (answers, queued) = mpsc::channel(PIPELINE_DEPTH);
+    let read_side = read_requests(reader, shard, &client_host, &progress, answers);
+    let write_side = write_answers(writer, &progress, queued);
+    tokio::pin!(read_side, write_side);
+    let result = tokio::select! {
+        read = &mut read_side => match read {
+            // Stopping, or the peer is done sending: answer what was read.
+            Ok(()) | Err(ConnectionError::Closed) => write_side.await.and(read),
+            Err(e) => Err(e),
+        },
+        written = &mut write_side => written,
+    };
+    // A read may still be in flight, and io_uring keeps the socket open
+    // until it completes: shut the socket down so the peer sees the close now.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    result
+}
+
+/// Reads requests and begins each in arrival order. Returns (dropping
+/// `answers`, which ends the writing side once it has answered everything)
+/// when the shard stops or the connection fails.
+async fn read_requests<'a>(
+    mut reader: Reader<'_>,
     shard: &'a Shard,
+    client_host: &'a str,
+    progress: &Progress,
+    answers: mpsc::Sender<Answer<'a>>,
+) -> Result<(), ConnectionError> {
+    let stats = &shard.stats;
+    while !shard.stopping.get() {
+        let frame = reader.read_frame(shard.config.socket_request_max_bytes).await?;
+        stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
+        progress.unanswered.set(progress.unanswered.get() + 1);
+        let answer: Answer<'a> = match api::begin(shard, client_host, frame)? {
+            Begun::Answer(answer) => answer,
+            Begun::Alone(frame) => {
+                while progress.unanswered.get() > 1 {
+                    progress.answered.notified().await;
+                }
+                let response = api::handle(shard, client_host, frame).await;
+                Box::pin(std::future::ready(response))
+            }
+        };
+        if answers.send(answer).await.is_err() {
+            break; // the writing side failed and is gone
+        }
+    }
+    Ok(())
+}
+
+/// Awaits each begun request's answer in order and writes it.
+async fn write_answers(
+    mut writer: Writer<'_>,
+    progress: &Progress,
+    mut queued: mpsc::Receiver<Answer<'_>>,
+) -> Result<(), ConnectionError> {
+    let stats = &writer.shard.stats;
+    while let Some(answer) = queued.recv().await {
+        let written = match answer.await {
+            Ok(response) => writer.write_response(response).await,
+            Err(e) => Err(e.into()),
+        };
+        stats.requests_in_flight.set(stats.requests_in_flight.get() - 1);
+        progress.unanswered.set(progress.unanswered.get() - 1);
+        progress.answered.notify_one();
+        written?;
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    stream: &'a TcpStream,
     buffer: BytesMut,
     /// The largest frame this connection has sent (at least READ_BYTES_MIN).
     read_bytes: usize,
-    /// Created on the first fetch that has record bytes to send.
-    pipe: Option<Pipe>,
-    client_host: String,
 }
 
-impl<'a> Connection<'a> {
-    fn new(stream: TcpStream, shard: &'a Shard, client_host: String) -> Self {
-        Connection {
-            stream,
-            shard,
-            buffer: BytesMut::with_capacity(READ_BYTES_MIN),
-            read_bytes: READ_BYTES_MIN,
-            pipe: None,
-            client_host,
-        }
-    }
-
-    async fn run(mut self) -> Result<(), ConnectionError> {
-        loop {
-            let frame = match self.read_frame().await {
-                Ok(f) => f,
-                Err(e @ ConnectionError::TooLarge { .. }) => {
-                    tracing::warn!(shard = self.shard.id, "closing connection: {e}");
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
-            let stats = &self.shard.stats;
-            stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
-            let result = api::handle(self.shard, &self.client_host, frame).await;
-            let written = match result {
-                Ok(response) => self.write_response(response).await,
-                Err(e) => {
-                    tracing::warn!(shard = self.shard.id, "closing connection: {e}");
-                    Err(e.into())
-                }
-            };
-            stats.requests_in_flight.set(stats.requests_in_flight.get() - 1);
-            written?;
-            if self.shard.stopping.get() {
-                return Ok(());
-            }
-        }
-    }
-
+impl Reader<'_> {
     /// Reads one whole frame (without its 4-byte size). A size over the limit
     /// closes the connection before any of the body is read.
-    async fn read_frame(&mut self) -> Result<Bytes, ConnectionError> {
+    async fn read_frame(&mut self, max: u32) -> Result<Bytes, ConnectionError> {
         self.fill(4).await?;
         let size = i32::from_be_bytes(self.buffer[..4].try_into().unwrap()) as i64;
-        let max = self.shard.config.socket_request_max_bytes;
         if size < 0 || size > max as i64 {
             return Err(ConnectionError::TooLarge { size, max });
         }
@@ -146,7 +207,16 @@ impl<'a> Connection<'a> {
         }
         Ok(())
     }
+}
 
+struct Writer<'a> {
+    stream: &'a TcpStream,
+    shard: &'a Shard,
+    /// Created on the first fetch that has record bytes to send.
+    pipe: Option<Pipe>,
+}
+
+impl Writer<'_> {
     async fn write_response(&mut self, response: Response) -> Result<(), ConnectionError> {
         match response {
             Response::None => Ok(()),

@@ -57,7 +57,7 @@ pub fn raise_open_file_limit() -> u64 {
             }
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// Checks that this process can create an io_uring, and turns the usual
