@@ -3,7 +3,8 @@
 //! minutes); pass a filter to run a subset, e.g. `cargo bench --bench
 //! hot_paths -- storage/`.
 //!
-//! Every benchmark declares a criterion Throughput, so the report gives a rate
+//! `allocation_counts` first prints heap allocations per hot operation
+//! (counted, not timed). Every other benchmark declares a criterion Throughput, so the report gives a rate
 //! beside the time per iteration: bytes (GiB/s, MiB/s) where the work scales
 //! with payload size, elements (Kelem/s, Melem/s: requests, responses,
 //! partitions or lookups per second) where it scales with a count.
@@ -12,9 +13,11 @@
 //! whole group; each sample is one `block_on` timed with `iter_custom`, so
 //! set-up (building and opening logs) is never measured.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +33,40 @@ use corelog::model::batch::{self, BatchHeader};
 use corelog::model::records;
 use corelog::protocol::fetch::{self, PartitionData, Piece, TopicData};
 use corelog::storage::{LogConfig, PartitionLog};
+
+/// Counts every heap allocation, so `allocations` can report how many each
+/// hot operation makes (the target is none per message). A relaxed atomic
+/// increment per allocation; the other benchmarks pay it too, equally.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations per call of `op`, averaged over `n` calls after one warm-up call.
+fn allocations_per(n: u64, mut op: impl FnMut()) -> f64 {
+    op();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..n {
+        op();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+}
 
 const KIB: usize = 1024;
 const RECORD_BYTES: usize = 100;
@@ -370,6 +407,63 @@ fn bench_storage(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------------
+// 7. Allocations per operation (not timed)
+// ---------------------------------------------------------------------------
+
+/// Prints how many heap allocations each hot operation makes, counted by the
+/// counting allocator above: per 64 KiB batch validated, per Produce request
+/// decoded (one partition), per storage append of a 64 KiB batch including the
+/// wait for its write, and per Fetch response framed (one partition). Counts,
+/// not times, so they do not depend on the machine's noise. Nothing is timed
+/// by criterion here.
+fn allocation_counts(_: &mut Criterion) {
+    let batch = batch_near(64 * KIB);
+    let validate = allocations_per(1000, || {
+        black_box(batch::validate(black_box(&batch)).unwrap());
+    });
+    let request = ProduceRequest::default().with_acks(1).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("bench-topic")))
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(Bytes::from(batch.clone())))])]);
+    let mut buf = BytesMut::new();
+    request.encode(&mut buf, 9).unwrap();
+    let wire = buf.freeze();
+    let decode = allocations_per(1000, || {
+        black_box(ProduceRequest::decode(&mut wire.clone(), 9).unwrap());
+    });
+    let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).expect("io_uring runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open_log(&rt, dir.path(), LogConfig { segment_bytes: 1 << 30, ..LogConfig::default() });
+    let append = allocations_per(1000, || {
+        rt.block_on(async {
+            let info = log.append(&batch, 1_700_000_000_000).expect("append");
+            log.wait_appended(&info).await.expect("written");
+        })
+    });
+    rt.block_on(log.close()).expect("close");
+    let encode = allocations_per(1000, || {
+        let topics = vec![TopicData {
+            name: "bench-topic",
+            id: [7; 16],
+            partitions: vec![PartitionData {
+                partition: 0,
+                error_code: 0,
+                high_watermark: 1_000_000,
+                last_stable_offset: 1_000_000,
+                log_start_offset: 0,
+                records: Some((0u32, 64 * KIB as u32)),
+            }],
+        }];
+        black_box(fetch::encode(12, 42, 0, 0, topics));
+    });
+    println!("allocations/validate_64KiB_batch          {validate:.2}");
+    println!("allocations/produce_request_decode_v9     {decode:.2}  (the request's vectors and names)");
+    println!("allocations/storage_append_64KiB_written  {append:.2}  (incl. the io_uring runtime's own)");
+    println!("allocations/fetch_response_encode_v12_1p  {encode:.2}  (incl. building its input: 2)");
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -381,6 +475,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_batch, bench_loadgen, bench_produce, bench_fetch, bench_storage
+    targets = allocation_counts, bench_batch, bench_loadgen, bench_produce, bench_fetch, bench_storage
 }
 criterion_main!(benches);
