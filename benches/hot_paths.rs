@@ -4,8 +4,8 @@
 //! hot_paths -- storage/`.
 //!
 //! `allocation_counts` first prints heap allocations per hot operation
-//! (counted, not timed). Every other benchmark declares a criterion Throughput, so the report gives a rate
-//! beside the time per iteration: bytes (GiB/s, MiB/s) where the work scales
+//! (counted, not timed). Every other benchmark declares a criterion
+//! Throughput, so the report gives a rate beside the time per iteration: bytes (GiB/s, MiB/s) where the work scales
 //! with payload size, elements (Kelem/s, Melem/s: requests, responses,
 //! partitions or lookups per second) where it scales with a count.
 //!
