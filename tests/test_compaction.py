@@ -13,8 +13,9 @@ import time
 import pytest
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
-from helpers import QUIET, consume, create_topic, produce, unique, wait_until, watermarks
+from helpers import QUIET, admin, consume, create_topic, produce, unique, wait_until, watermarks
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 USERS = [f"user-{i}" for i in range(10)]
@@ -213,29 +214,64 @@ def test_keyless_record_into_compacted_topic_is_refused(broker_factory):
     assert compacted_read(b, topic) == [(0, b"key", b"value")]
 
 
+def offsets_partition(group):
+    """The __consumer_offsets partition of a group: Java's String.hashCode, as Kafka and corelog use."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (h * 31 + int(unit, 16)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % 50
+
+
+def group_records(b, group):
+    """Records of the offsets topic whose key names `group`."""
+    records = consume(b.bootstrap, "__consumer_offsets", [offsets_partition(group)])[offsets_partition(group)]
+    return [r for r in records if group.encode() in r[1]]
+
+
+def commit(b, group, tp, offsets):
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        for i, offset in enumerate(offsets):
+            c.commit({tp: OffsetAndMetadata(offset, "", -1)})
+            if i % 20 == 19:
+                time.sleep(0.35)  # segment.ms passes: the offsets log rolls with the next commit
+    finally:
+        c.close()
+
+
+def committed(b, group, tp):
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return c.committed(tp)
+    finally:
+        c.close()
+
+
 def test_offsets_topic_is_compacted_and_replays_after_restart(broker_factory):
     b = broker_factory(shards=1, log_segment_ms=300, log_cleaner_min_cleanable_ratio=0.01,
                        log_cleaner_delete_retention_ms=1000, **BROKER)
     topic = create_topic(b.bootstrap, unique("committed"), partitions=1)
     produce(b.bootstrap, topic, [(0, b"k", b"v%d" % i) for i in range(10)])
-    group = unique("g")
-    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False)
-    from kafka.structs import OffsetAndMetadata
     tp = TopicPartition(topic, 0)
-    try:
-        for i in range(60):
-            c.commit({tp: OffsetAndMetadata(i % 10 + 1, "", -1)})
-            if i % 20 == 19:
-                time.sleep(0.35)  # segment.ms passes: the offsets log rolls with the next commit
-        c.commit({tp: OffsetAndMetadata(7, "", -1)})
-    finally:
-        c.close()
-    wait_until(lambda: any("cleaned log" in line and "__consumer_offsets" in line for line in b.log().splitlines()),
-               20, what="a cleaning of the offsets topic")
+    group = unique("g")
+    neighbour = next(g for g in (unique("h") for _ in range(10_000))
+                     if offsets_partition(g) == offsets_partition(group))
+    commit(b, group, tp, [i % 10 + 1 for i in range(60)] + [7])
+    time.sleep(0.4)
+    commit(b, neighbour, tp, [3])  # rolls the offsets log past the last commit of `group`
+    wait_until(lambda: len(group_records(b, group)) == 1, 20, what="one committed offset left for the group")
+    assert any("cleaned log" in line and "__consumer_offsets" in line for line in b.log().splitlines())
     b.kill()
     b.start()
-    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        assert c.committed(tp) == 7
-    finally:
-        c.close()
+    assert committed(b, group, tp) == 7, "replay of the compacted offsets log"
+
+    # Deleting the group writes tombstones; after delete.retention.ms they go too.
+    a = admin(b.bootstrap)
+    a.delete_consumer_groups([group], request_timeout=10)[group].result(10)
+    time.sleep(0.4)
+    commit(b, neighbour, tp, [4])
+    wait_until(lambda: not group_records(b, group), 20, what="the group's tombstones removed")
+    b.kill()
+    b.start()
+    assert committed(b, group, tp) is None
+    assert committed(b, neighbour, tp) == 4

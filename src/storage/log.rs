@@ -410,7 +410,8 @@ impl PartitionLog {
         }
         let indexed = {
             let mut inner = self.inner.borrow_mut();
-            inner.segment_mut(segment_base).map_or(0, |s| s.index.boundary_at_or_below(limit))
+            let segment = inner.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
+            segment.map_or(0, |s| s.index.boundary_at_or_below(limit))
         };
         walk.boundary_at_or_below(indexed.max(from), limit).await
     }

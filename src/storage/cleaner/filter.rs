@@ -17,9 +17,10 @@
 //!
 //! A batch left with no record is dropped whole. Kafka keeps such a batch
 //! (empty) when it is an active producer's last, to keep its sequence state
-//! across a restart; corelog rebuilds producer state from the log tail
-//! only, so this is ignored here. Control batches are kept as they are:
-//! corelog has no transactions, so no marker ever becomes removable.
+//! across a restart; corelog keeps producer state in memory only (see
+//! `shard/producers.rs`), so that retention is ignored here. Control batches
+//! are kept as they are: corelog has no transactions, so no marker ever
+//! becomes removable.
 
 use crate::model::batch::{self, BatchHeader, DELETE_HORIZON_FLAG, HEADER_BYTES, LOG_OVERHEAD};
 use crate::model::recompress::{self, Codec};

@@ -11,7 +11,9 @@
 //!   records the map supersedes (see `filter.rs`) and swapped in crash-safely
 //!   (see `files.rs`); offsets never move, so a cleaned log has gaps.
 //! - The checkpoint is advanced before the first swap of a round: recovery
-//!   takes a gap below it as compaction's, not as a lost tail.
+//!   takes a gap below it as compaction's, not as a lost tail. A round cut
+//!   short after that (a segment removed by retention meanwhile, shutdown)
+//!   leaves some superseded records until their keys are written again.
 //!
 //! The round runs on the shard thread as a task of its own, reading and
 //! writing through io_uring and yielding after every batch, so produce and
