@@ -69,6 +69,8 @@ pub struct BrokerConfig {
     pub log_cleaner_min_cleanable_ratio: f64,
     /// Default min.compaction.lag.ms.
     pub log_cleaner_min_compaction_lag_ms: i64,
+    /// Default max.compaction.lag.ms.
+    pub log_cleaner_max_compaction_lag_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -101,6 +103,7 @@ impl Default for BrokerConfig {
             log_cleaner_delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
             log_cleaner_min_cleanable_ratio: 0.5,
             log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -115,6 +118,7 @@ impl BrokerConfig {
             "delete.retention.ms",
             "min.cleanable.dirty.ratio",
             "min.compaction.lag.ms",
+            "max.compaction.lag.ms",
         ]
         .iter()
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
@@ -167,6 +171,9 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// Records younger than this are not compacted yet.
     pub min_compaction_lag_ms: i64,
+    /// A log whose oldest dirty record is older than this is cleaned
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 /// Topic config names corelog knows, in the order `describe` lists them.
@@ -176,6 +183,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
@@ -227,6 +235,7 @@ impl TopicConfig {
             delete_retention_ms: broker.log_cleaner_delete_retention_ms,
             min_cleanable_dirty_ratio: broker.log_cleaner_min_cleanable_ratio,
             min_compaction_lag_ms: broker.log_cleaner_min_compaction_lag_ms,
+            max_compaction_lag_ms: broker.log_cleaner_max_compaction_lag_ms,
         }
     }
 
@@ -292,6 +301,13 @@ impl TopicConfig {
             "flush.ms" => self.flush_ms = parse_limit(key, value)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_non_negative(key, value)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_non_negative(key, value)?,
+            "max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = parse_num(key, value)?;
+                if self.max_compaction_lag_ms < 1 {
+                    let why = "must be >= 1";
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
+                }
+            }
             "min.cleanable.dirty.ratio" => {
                 let ratio: f64 = parse_num(key, value)?;
                 if !(0.0..=1.0).contains(&ratio) {
@@ -321,6 +337,7 @@ impl TopicConfig {
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             _ => return None,
         })
     }
@@ -369,6 +386,8 @@ mod tests {
         assert_eq!(c.value_of("delete.retention.ms").unwrap(), "86400000");
         assert_eq!(c.value_of("min.cleanable.dirty.ratio").unwrap(), "0.5");
         assert_eq!(c.value_of("min.compaction.lag.ms").unwrap(), "0");
+        assert_eq!(c.value_of("max.compaction.lag.ms").unwrap(), i64::MAX.to_string());
+        assert!(TopicConfig::resolve(&overrides(&[("max.compaction.lag.ms", "0")]), &broker).is_err());
         let c = TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "0.01")]), &broker).unwrap();
         assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
     }

@@ -118,6 +118,9 @@ struct ServeArgs {
     /// log.cleaner.min.compaction.lag.ms: default min.compaction.lag.ms [default: 0].
     #[arg(long)]
     log_cleaner_min_compaction_lag_ms: Option<i64>,
+    /// log.cleaner.max.compaction.lag.ms: default max.compaction.lag.ms [default: never].
+    #[arg(long)]
+    log_cleaner_max_compaction_lag_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -151,7 +154,8 @@ impl ServeArgs {
             log_cleaner_dedupe_buffer_size,
             log_cleaner_delete_retention_ms,
             log_cleaner_min_cleanable_ratio,
-            log_cleaner_min_compaction_lag_ms
+            log_cleaner_min_compaction_lag_ms,
+            log_cleaner_max_compaction_lag_ms
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);

@@ -43,6 +43,7 @@ impl Shard {
             let settings = CleanSettings {
                 min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
                 min_compaction_lag_ms: config.min_compaction_lag_ms,
+                max_compaction_lag_ms: config.max_compaction_lag_ms,
                 delete_retention_ms: config.delete_retention_ms,
             };
             match cleaner.clean(&log, &settings, now_ms()).await {

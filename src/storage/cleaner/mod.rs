@@ -6,7 +6,9 @@
 //!   segment, or the first segment holding records younger than
 //!   min.compaction.lag.ms), in a map bounded by log.cleaner.dedupe.buffer.size.
 //!   A log is cleaned when dirty bytes / all bytes >= min.cleanable.dirty.ratio,
-//!   or when tombstones it kept have reached their delete horizon.
+//!   when its first dirty segment's first batch is older than
+//!   max.compaction.lag.ms, or when tombstones it kept have reached their
+//!   delete horizon.
 //! - Every closed segment below the mapped end is then rewritten without the
 //!   records the map supersedes (see `filter.rs`) and swapped in crash-safely
 //!   (see `files.rs`); offsets never move, so a cleaned log has gaps.

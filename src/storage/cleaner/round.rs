@@ -26,6 +26,7 @@ const IO_BYTES: usize = 1 << 20;
 pub struct CleanSettings {
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
     pub delete_retention_ms: i64,
 }
 
@@ -101,6 +102,24 @@ struct Plan {
     dirty_ratio: f64,
 }
 
+impl Plan {
+    /// max.compaction.lag.ms: whether the first dirty segment's first batch
+    /// (Kafka's measure) is older than the lag. One header read.
+    async fn overdue(&self, log: &PartitionLog, settings: &CleanSettings, now_ms: i64) -> Result<bool, CleanerError> {
+        if settings.max_compaction_lag_ms == i64::MAX {
+            return Ok(false);
+        }
+        let Some(first) = self.closed.iter().find(|c| c.next_base > self.first_dirty && c.bytes > 0) else {
+            return Ok(false);
+        };
+        let (result, head) = first.file.read_exact_at(Vec::with_capacity(HEADER_BYTES), 0).await;
+        let path = segment::log_path(&log.dir, first.base_offset);
+        result.context(|| format!("cleaner reading {}", path.display()))?;
+        let header = BatchHeader::parse(&head)?;
+        Ok(now_ms.saturating_sub(header.max_timestamp) > settings.max_compaction_lag_ms)
+    }
+}
+
 impl Cleaner {
     /// A cleaner whose key map takes at most `dedupe_buffer_bytes`.
     pub fn new(dedupe_buffer_bytes: u64) -> Cleaner {
@@ -119,7 +138,7 @@ impl Cleaner {
         settings: &CleanSettings,
         now_ms: i64,
     ) -> Result<Option<CleanStats>, CleanerError> {
-        let Some(plan) = self.plan(log, settings, now_ms) else { return Ok(None) };
+        let Some(plan) = self.plan(log, settings, now_ms).await? else { return Ok(None) };
         let map_end = self.build_map(log, &plan).await?;
         let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
         if map_end != memory.checkpoint {
@@ -143,12 +162,17 @@ impl Cleaner {
         Ok(Some(stats))
     }
 
-    fn plan(&mut self, log: &Rc<PartitionLog>, settings: &CleanSettings, now_ms: i64) -> Option<Plan> {
+    async fn plan(
+        &mut self,
+        log: &Rc<PartitionLog>,
+        settings: &CleanSettings,
+        now_ms: i64,
+    ) -> Result<Option<Plan>, CleanerError> {
         if log.inner.borrow().closing {
-            return None;
+            return Ok(None);
         }
         let closed = closed_segments(log);
-        let last = closed.last()?;
+        let Some(last) = closed.last() else { return Ok(None) };
         let lag_start = now_ms.saturating_sub(settings.min_compaction_lag_ms);
         let first_uncleanable = closed
             .iter()
@@ -183,7 +207,9 @@ impl Cleaner {
         };
         let dirty_due = dirty_bytes > 0 && dirty_ratio >= settings.min_cleanable_dirty_ratio;
         let horizon_due = memory.tombstone_horizon_ms.is_some_and(|h| now_ms >= h);
-        (dirty_due || horizon_due).then_some(Plan { closed, first_dirty, first_uncleanable, dirty_ratio })
+        let plan = Plan { closed, first_dirty, first_uncleanable, dirty_ratio };
+        let due = dirty_due || horizon_due || (dirty_bytes > 0 && plan.overdue(log, settings, now_ms).await?);
+        Ok(due.then_some(plan))
     }
 
     /// Maps the dirty section's keys; returns the offset the map ends at.

@@ -184,8 +184,12 @@ fn latest(records: &Contents) -> BTreeMap<String, Option<String>> {
     records.iter().map(|(_, k, v, _)| (k.clone().unwrap(), v.clone())).collect()
 }
 
-const SETTINGS: CleanSettings =
-    CleanSettings { min_cleanable_dirty_ratio: 0.0, min_compaction_lag_ms: 0, delete_retention_ms: 1_000 };
+const SETTINGS: CleanSettings = CleanSettings {
+    min_cleanable_dirty_ratio: 0.0,
+    min_compaction_lag_ms: 0,
+    max_compaction_lag_ms: i64::MAX,
+    delete_retention_ms: 1_000,
+};
 
 #[test]
 fn a_round_keeps_the_latest_per_key_and_survives_a_restart() {
@@ -276,6 +280,40 @@ fn a_segment_removed_meanwhile_aborts_the_swap() {
             .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+        log.close().await.unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compaction_lags_hold_back_young_records_and_force_old_ones() {
+    let dir = temp_dir("lags");
+    tokio_uring::start(async {
+        let log = open(&dir);
+        let append_all = |timestamp: i64| {
+            let log = log.clone();
+            async move {
+                for update in 0..30 {
+                    let value = format!("v{update}");
+                    let batch = records::build_keyed(timestamp, &[(Some(b"k"), Some(value.as_bytes()))]);
+                    let info = log.append(&batch, 0).unwrap();
+                    log.wait_appended(&info).await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        append_all(1_000).await;
+        let mut cleaner = Cleaner::new(1 << 20);
+        assert!(cleaner.clean(&log, &SETTINGS, NOW).await.unwrap().is_some());
+        append_all(2_000).await;
+
+        let strict = CleanSettings { min_cleanable_dirty_ratio: 1.0, ..SETTINGS };
+        assert_eq!(cleaner.clean(&log, &strict, NOW).await.unwrap(), None, "some bytes are clean: ratio < 1");
+        let young = CleanSettings { min_compaction_lag_ms: NOW - 1_500, ..SETTINGS };
+        assert_eq!(cleaner.clean(&log, &young, NOW).await.unwrap(), None, "the dirty records are too young");
+        let overdue = CleanSettings { max_compaction_lag_ms: NOW - 2_000 - 1, ..strict };
+        let stats = cleaner.clean(&log, &overdue, NOW).await.unwrap().expect("older than max.compaction.lag.ms");
+        assert!(stats.records_removed >= 20, "{stats:?}");
         log.close().await.unwrap();
     });
     std::fs::remove_dir_all(&dir).unwrap();
