@@ -318,3 +318,35 @@ fn compaction_lags_hold_back_young_records_and_force_old_ones() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_small_key_map_cleans_over_several_rounds() {
+    let dir = temp_dir("small-map");
+    tokio_uring::start(async {
+        let log = open(&dir);
+        for round in 0..3 {
+            for key in 0..10 {
+                let (key, value) = (format!("k{key}"), format!("v{round}"));
+                let batch = records::build_keyed(1, &[(Some(key.as_bytes()), Some(value.as_bytes()))]);
+                let info = log.append(&batch, 0).unwrap();
+                log.wait_appended(&info).await.unwrap();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let before = read_all(&log).await;
+        let mut cleaner = Cleaner::new(4 * super::offset_map::ENTRY_BYTES);
+        let mut checkpoints = Vec::new();
+        while let Some(stats) = cleaner.clean(&log, &SETTINGS, NOW).await.unwrap() {
+            checkpoints.push(stats.map_end);
+            assert!(checkpoints.len() < 20, "no progress: {checkpoints:?}");
+        }
+        assert!(checkpoints.len() > 2 && checkpoints.windows(2).all(|w| w[0] < w[1]), "{checkpoints:?}");
+        let after = read_all(&log).await;
+        assert_eq!(latest(&after), latest(&before));
+        let active_base = log.inner.borrow().segments.last().unwrap().base_offset;
+        let closed = after.iter().filter(|r| r.0 < active_base).count();
+        assert!(closed <= 10, "one record per key below the active segment: {closed}");
+        log.close().await.unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
