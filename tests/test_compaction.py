@@ -200,6 +200,26 @@ def test_tombstones_stay_before_delete_retention(broker_factory):
     assert view(compacted_read(b, topic))[0] == want
 
 
+def test_compaction_configs_are_described_and_checked(broker_factory):
+    from confluent_kafka.admin import ConfigResource, NewTopic
+    b = broker_factory(shards=1)
+    topic = create_topic(b.bootstrap, unique("described"), partitions=1,
+                         config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.25"})
+    a = admin(b.bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = a.describe_configs([resource])[resource].result(10)
+    values = {name: entry.value for name, entry in entries.items()}
+    assert values["min.cleanable.dirty.ratio"] == "0.25"
+    assert values["delete.retention.ms"] == "86400000"
+    assert values["min.compaction.lag.ms"] == "0"
+    assert values["max.compaction.lag.ms"] == str(2**63 - 1)
+    bad = unique("bad-ratio")
+    future = a.create_topics([NewTopic(bad, 1, 1, config={"min.cleanable.dirty.ratio": "2"})])[bad]
+    with pytest.raises(Exception) as refused:
+        future.result(10)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
 def test_keyless_record_into_compacted_topic_is_refused(broker_factory):
     b = broker_factory(shards=1)
     topic = create_topic(b.bootstrap, unique("keyless"), partitions=1, config={"cleanup.policy": "compact,delete"})
