@@ -154,6 +154,7 @@ def test_user_profiles_compact_to_the_latest_value_per_key(broker_factory):
         while not stop.is_set():
             reads.append(len(compacted_read(b, topic)))
 
+    cleanings = b.log().count("cleaned log")
     t = threading.Thread(target=reader)
     t.start()
     try:
@@ -164,6 +165,7 @@ def test_user_profiles_compact_to_the_latest_value_per_key(broker_factory):
         stop.set()
         t.join(60)
     assert reads and min(reads) >= len(USERS) - len(DELETED)
+    assert b.log().count("cleaned log") > cleanings, "the cleaner ran while clients produced and fetched"
     newest = UPDATES + 59
     roll(b.bootstrap, topic)
     # The deleted users came back with new values; the tombstones were superseded.
@@ -198,6 +200,16 @@ def test_tombstones_stay_before_delete_retention(broker_factory):
     wait_compacted(b, topic, want)
     time.sleep(1.0)  # several cleaner rounds: the default delete.retention.ms is a day
     assert view(compacted_read(b, topic))[0] == want
+
+
+def test_disabled_cleaner_leaves_compacted_topics_alone(broker_factory):
+    b = broker_factory(shards=1, log_cleaner_enable="false", **BROKER)
+    topic = create_topic(b.bootstrap, unique("not-cleaned"), partitions=1, config=COMPACTED)
+    produce(b.bootstrap, topic, [(0, b"k", b"v%d" % i) for i in range(50)])
+    roll(b.bootstrap, topic)
+    time.sleep(1.0)  # five backoffs
+    assert len(compacted_read(b, topic)) == 50
+    assert "cleaned log" not in b.log()
 
 
 def test_compaction_configs_are_described_and_checked(broker_factory):
