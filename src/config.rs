@@ -20,6 +20,12 @@ const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Segments smaller than this would make the sparse index pointless.
 const SEGMENT_BYTES_MIN: u64 = 14;
+/// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
+const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
+/// Per shard, unlike Kafka's 128 MiB shared by its cleaner threads: every
+/// shard cleans its own partitions with its own key map (see
+/// `storage::cleaner::OffsetMap` for the bytes one key costs).
+const CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT: u64 = 16 << 20;
 
 /// Everything the broker is started with. Field names are Kafka's broker
 /// config names with `_` for `.`; the TOML file uses the same names.
@@ -51,6 +57,20 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// How long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
+    /// Compacted topics are cleaned by a background task on each shard.
+    pub log_cleaner_enable: bool,
+    /// Pause between cleaner passes over a shard's compacted logs.
+    pub log_cleaner_backoff_ms: u64,
+    /// Memory bound of one shard's key -> latest offset map, in bytes.
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// Default delete.retention.ms: how long tombstones stay after cleaning.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// Default min.cleanable.dirty.ratio.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// Default min.compaction.lag.ms.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// Default max.compaction.lag.ms.
+    pub log_cleaner_max_compaction_lag_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -77,6 +97,13 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT,
+            log_cleaner_delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -85,8 +112,17 @@ impl BrokerConfig {
     /// Checks the broker-wide defaults with the same rules as topic configs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let defaults = TopicConfig::broker_defaults(self);
-        let overrides: BTreeMap<String, String> =
-            ["segment.bytes", "segment.ms"].iter().map(|k| (k.to_string(), defaults.value_of(k).unwrap())).collect();
+        let overrides: BTreeMap<String, String> = [
+            "segment.bytes",
+            "segment.ms",
+            "delete.retention.ms",
+            "min.cleanable.dirty.ratio",
+            "min.compaction.lag.ms",
+            "max.compaction.lag.ms",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
+        .collect();
         TopicConfig::resolve(&overrides, self)?;
         let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
         if !partitions_ok || self.log_index_interval_bytes == 0 {
@@ -118,7 +154,7 @@ pub enum ConfigError {
 }
 
 /// A topic's effective configuration: its overrides over the broker defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -129,15 +165,28 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     pub flush_messages: u64,
     pub flush_ms: u64,
+    /// How long a compacted topic keeps a tombstone once a cleaning kept it.
+    pub delete_retention_ms: i64,
+    /// A compacted log is cleaned once dirty bytes / all bytes reach this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Records younger than this are not compacted yet.
+    pub min_compaction_lag_ms: i64,
+    /// A log whose oldest dirty record is older than this is cleaned
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 /// Topic config names corelog knows, in the order `describe` lists them.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.messages",
     "flush.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
@@ -163,6 +212,14 @@ fn parse_limit(key: &str, value: &str) -> Result<u64, ConfigError> {
     Ok(if v == i64::MAX { u64::MAX } else { v as u64 })
 }
 
+fn parse_non_negative(key: &str, value: &str) -> Result<i64, ConfigError> {
+    let v: i64 = parse_num(key, value)?;
+    if v < 0 {
+        return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why: "must be >= 0" });
+    }
+    Ok(v)
+}
+
 impl TopicConfig {
     pub fn broker_defaults(broker: &BrokerConfig) -> TopicConfig {
         TopicConfig {
@@ -175,7 +232,16 @@ impl TopicConfig {
             max_message_bytes: broker.message_max_bytes,
             flush_messages: broker.log_flush_interval_messages,
             flush_ms: broker.log_flush_interval_ms,
+            delete_retention_ms: broker.log_cleaner_delete_retention_ms,
+            min_cleanable_dirty_ratio: broker.log_cleaner_min_cleanable_ratio,
+            min_compaction_lag_ms: broker.log_cleaner_min_compaction_lag_ms,
+            max_compaction_lag_ms: broker.log_cleaner_max_compaction_lag_ms,
         }
+    }
+
+    /// cleanup.policy names compact (alone or with delete).
+    pub fn is_compacted(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
     }
 
     /// Applies `overrides` (Kafka topic config names) over the broker defaults.
@@ -233,6 +299,23 @@ impl TopicConfig {
             "max.message.bytes" => self.max_message_bytes = parse_num(key, value)?,
             "flush.messages" => self.flush_messages = parse_limit(key, value)?.max(1),
             "flush.ms" => self.flush_ms = parse_limit(key, value)?,
+            "delete.retention.ms" => self.delete_retention_ms = parse_non_negative(key, value)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_non_negative(key, value)?,
+            "max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = parse_num(key, value)?;
+                if self.max_compaction_lag_ms < 1 {
+                    let why = "must be >= 1";
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
+                }
+            }
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = parse_num(key, value)?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    let why = "must be between 0 and 1";
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
+                }
+                self.min_cleanable_dirty_ratio = ratio;
+            }
             _ => return Err(ConfigError::UnknownKey(key.into())),
         }
         Ok(())
@@ -251,6 +334,10 @@ impl TopicConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "flush.messages" => limit(self.flush_messages),
             "flush.ms" => limit(self.flush_ms),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             _ => return None,
         })
     }
@@ -285,6 +372,24 @@ mod tests {
         assert!(TopicConfig::resolve(&overrides(&[("retention.ms", "soon")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("compression.type", "brotli")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("cleanup.policy", "compact,delete")]), &broker).is_ok());
+        assert!(TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "1.5")]), &broker).is_err());
+        assert!(TopicConfig::resolve(&overrides(&[("delete.retention.ms", "-1")]), &broker).is_err());
+        assert!(TopicConfig::resolve(&overrides(&[("min.compaction.lag.ms", "x")]), &broker).is_err());
+    }
+
+    #[test]
+    fn compaction_configs_have_kafka_defaults() {
+        let broker = BrokerConfig::default();
+        let c = TopicConfig::resolve(&overrides(&[("cleanup.policy", "compact,delete")]), &broker).unwrap();
+        assert!(c.is_compacted());
+        assert!(!TopicConfig::broker_defaults(&broker).is_compacted());
+        assert_eq!(c.value_of("delete.retention.ms").unwrap(), "86400000");
+        assert_eq!(c.value_of("min.cleanable.dirty.ratio").unwrap(), "0.5");
+        assert_eq!(c.value_of("min.compaction.lag.ms").unwrap(), "0");
+        assert_eq!(c.value_of("max.compaction.lag.ms").unwrap(), i64::MAX.to_string());
+        assert!(TopicConfig::resolve(&overrides(&[("max.compaction.lag.ms", "0")]), &broker).is_err());
+        let c = TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "0.01")]), &broker).unwrap();
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
     }
 
     #[test]

@@ -100,6 +100,27 @@ struct ServeArgs {
     /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
+    /// log.cleaner.enable: clean compacted topics in the background [default: true].
+    #[arg(long)]
+    log_cleaner_enable: Option<bool>,
+    /// log.cleaner.backoff.ms: pause between cleaner passes [default: 15000].
+    #[arg(long)]
+    log_cleaner_backoff_ms: Option<u64>,
+    /// log.cleaner.dedupe.buffer.size: bytes of each shard's key map while cleaning [default: 16777216].
+    #[arg(long)]
+    log_cleaner_dedupe_buffer_size: Option<u64>,
+    /// log.cleaner.delete.retention.ms: default delete.retention.ms [default: 86400000].
+    #[arg(long)]
+    log_cleaner_delete_retention_ms: Option<i64>,
+    /// log.cleaner.min.cleanable.ratio: default min.cleanable.dirty.ratio [default: 0.5].
+    #[arg(long)]
+    log_cleaner_min_cleanable_ratio: Option<f64>,
+    /// log.cleaner.min.compaction.lag.ms: default min.compaction.lag.ms [default: 0].
+    #[arg(long)]
+    log_cleaner_min_compaction_lag_ms: Option<i64>,
+    /// log.cleaner.max.compaction.lag.ms: default max.compaction.lag.ms [default: never].
+    #[arg(long)]
+    log_cleaner_max_compaction_lag_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -127,7 +148,14 @@ impl ServeArgs {
             log_flush_interval_messages,
             log_flush_interval_ms,
             log_retention_ms,
-            log_retention_bytes
+            log_retention_bytes,
+            log_cleaner_enable,
+            log_cleaner_backoff_ms,
+            log_cleaner_dedupe_buffer_size,
+            log_cleaner_delete_retention_ms,
+            log_cleaner_min_cleanable_ratio,
+            log_cleaner_min_compaction_lag_ms,
+            log_cleaner_max_compaction_lag_ms
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);

@@ -45,6 +45,7 @@ pub enum ErrorCode {
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
+    InvalidRecord = 87,
     UnknownTopicId = 100,
 }
 

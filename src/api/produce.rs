@@ -42,6 +42,8 @@ struct TopicRules {
     max_message_bytes: u32,
     /// `compression.type` when it names a codec (not "producer").
     codec: Option<Codec>,
+    /// cleanup.policy includes compact: every record needs a key.
+    compacted: bool,
 }
 
 impl TopicRules {
@@ -52,6 +54,7 @@ impl TopicRules {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(shard.config.message_max_bytes),
             codec: setting("compression.type").and_then(|v| recompress::target_codec(v)),
+            compacted: setting("cleanup.policy").is_some_and(|v| v.split(',').any(|p| p.trim() == "compact")),
         }
     }
 }
@@ -76,6 +79,29 @@ fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal
     Ok(out)
 }
 
+/// Kafka refuses records without a key in a compacted topic (INVALID_RECORD):
+/// compaction keeps one record per key. Decompresses, so only compacted
+/// topics pay for it.
+fn check_keys(records: &[u8]) -> Result<(), Refusal> {
+    let corrupt = |e: &dyn std::fmt::Display| Refusal(ErrorCode::CorruptMessage, e.to_string());
+    let mut rest = records;
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(rest).map_err(|e| corrupt(&e))?;
+        let (one, tail) = rest.split_at(header.total_bytes());
+        if !header.is_control() {
+            let section = recompress::records_section(&header, one).map_err(|e| corrupt(&e))?;
+            for record in crate::model::records::walk(header, &section) {
+                if record.map_err(|e| corrupt(&e))?.record.key.is_none() {
+                    let why = "compacted topic cannot accept a record without a key".to_string();
+                    return Err(Refusal(ErrorCode::InvalidRecord, why));
+                }
+            }
+        }
+        rest = tail;
+    }
+    Ok(())
+}
+
 /// One topic of a Produce request: what every partition's append needs,
 /// looked up once per topic rather than once per partition.
 struct TopicAppend<'a> {
@@ -96,6 +122,11 @@ impl TopicAppend<'_> {
         let first = validate_records(records, self.rules.max_message_bytes).inspect_err(|refusal| {
             tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
         })?;
+        if self.rules.compacted {
+            check_keys(records).inspect_err(|refusal| {
+                tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
+            })?;
+        }
         match shard.producers.check(topic, data.index, &first) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate { base_offset } => {

@@ -134,7 +134,17 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
     }
+
+    /// When a compacting cleaner may drop this batch's tombstones (KIP-534):
+    /// set by the first cleaning that kept one, carried in `base_timestamp`.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_FLAG != 0).then_some(self.base_timestamp)
+    }
 }
+
+/// Attribute bit 6: `base_timestamp` holds the delete horizon (KIP-534), and
+/// record timestamp deltas are relative to it.
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 
 /// Validates one complete batch at the start of `bytes`: header, magic, length,
 /// CRC32C and record count. Returns the header; the batch is
@@ -156,6 +166,18 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::BadCount { count: header.records_count, last_offset_delta: header.last_offset_delta });
     }
     Ok(header)
+}
+
+/// Validates a batch read back from a segment: as [`validate`], except that
+/// a compacted batch may hold fewer records than its offset range (the
+/// cleaner keeps `last_offset_delta` and drops records, as Kafka does).
+pub fn validate_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    match validate(bytes) {
+        Err(BatchError::BadCount { count, last_offset_delta }) if count >= 0 && count <= last_offset_delta => {
+            BatchHeader::parse(bytes)
+        }
+        other => other,
+    }
 }
 
 /// Iterates over the batch headers in a buffer holding consecutive batches,
@@ -248,6 +270,20 @@ mod tests {
         let mut v1 = batch.clone();
         v1[16] = 1;
         assert_eq!(validate(&v1), Err(BatchError::BadMagic(1)));
+    }
+
+    #[test]
+    fn stored_batches_may_have_fewer_records_than_offsets() {
+        let mut batch = build(1000, &[b"a", b"b"]);
+        batch[57..61].copy_from_slice(&1i32.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(validate(&batch), Err(BatchError::BadCount { .. })));
+        assert_eq!(validate_stored(&batch).unwrap().records_count, 1);
+        batch[57..61].copy_from_slice(&3i32.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate_stored(&batch).is_err(), "more records than offsets");
     }
 
     #[test]

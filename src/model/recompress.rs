@@ -203,6 +203,30 @@ pub fn recompress(batch: &[u8], codec: Codec) -> Result<Vec<u8>, RecompressError
     Ok(out)
 }
 
+/// The uncompressed records section of a validated batch: borrowed when the
+/// batch is uncompressed, decompressed otherwise.
+pub fn records_section<'a>(
+    header: &batch::BatchHeader,
+    batch: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, RecompressError> {
+    let payload = &batch[HEADER_BYTES..header.total_bytes()];
+    match Codec::try_from(header.compression())? {
+        Codec::None => Ok(std::borrow::Cow::Borrowed(payload)),
+        codec => Ok(std::borrow::Cow::Owned(Vec::from(decompress(codec, payload)?))),
+    }
+}
+
+/// Appends the records section `records` compressed with `codec` to `out`.
+pub fn compress_records(codec: Codec, records: &[u8], out: &mut Vec<u8>) -> Result<(), RecompressError> {
+    match codec {
+        Codec::None => {
+            out.extend_from_slice(records);
+            Ok(())
+        }
+        codec => compress_into(codec, &mut BytesMut::from(records), out),
+    }
+}
+
 /// Decompresses a records section compressed with `codec` (not `None`).
 fn decompress(codec: Codec, payload: &[u8]) -> Result<Bytes, RecompressError> {
     fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {

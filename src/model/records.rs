@@ -23,6 +23,17 @@ pub fn put_varint(out: &mut Vec<u8>, value: i64) {
     out.push(v as u8);
 }
 
+/// Bytes `put_varint` writes for `value`.
+fn varint_len(value: i64) -> usize {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    let mut len = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        len += 1;
+    }
+    len
+}
+
 fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => {
@@ -67,6 +78,27 @@ pub struct Record<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// A record with what a compacting cleaner needs to write it again, maybe
+/// with another timestamp delta: its attributes byte, its timestamp delta and
+/// its bytes after that field (offset delta, key, value, headers).
+#[derive(Debug)]
+pub struct RawRecord<'a> {
+    pub record: Record<'a>,
+    pub attributes: u8,
+    pub timestamp_delta: i64,
+    pub tail: &'a [u8],
+}
+
+impl RawRecord<'_> {
+    /// Appends the record, length prefix included, with `timestamp_delta`.
+    pub fn write_with_delta(&self, timestamp_delta: i64, out: &mut Vec<u8>) {
+        put_varint(out, (1 + varint_len(timestamp_delta) + self.tail.len()) as i64);
+        out.push(self.attributes);
+        put_varint(out, timestamp_delta);
+        out.extend_from_slice(self.tail);
+    }
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     index: usize,
@@ -107,14 +139,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn record(&mut self, header: &BatchHeader) -> Result<Record<'a>, RecordError> {
+    fn record(&mut self, header: &BatchHeader) -> Result<RawRecord<'a>, RecordError> {
         let length = self.varint()?;
         let mut inner = Cursor {
             bytes: self.take(usize::try_from(length).map_err(|_| self.error("negative length"))?)?,
             index: self.index,
         };
-        inner.take(1)?; // attributes
+        let attributes = inner.take(1)?[0];
         let timestamp_delta = inner.varint()?;
+        let tail = inner.bytes;
         let offset = header.base_offset + inner.varint()?;
         // LogAppendTime batches carry the broker's time in max_timestamp only.
         let timestamp = match header.attributes & 0x8 {
@@ -127,8 +160,19 @@ impl<'a> Cursor<'a> {
             inner.nullable()?; // header key (never null, same encoding)
             inner.nullable()?; // header value
         }
-        Ok(Record { offset, timestamp, key, value })
+        let record = Record { offset, timestamp, key, value };
+        Ok(RawRecord { record, attributes, timestamp_delta, tail })
     }
+}
+
+/// Walks the `header.records_count` records of an uncompressed records
+/// section (the bytes after the header, decompressed if need be).
+pub fn walk(header: BatchHeader, section: &[u8]) -> impl Iterator<Item = Result<RawRecord<'_>, RecordError>> {
+    let mut cursor = Cursor { bytes: section, index: 0 };
+    (0..header.records_count.max(0) as usize).map(move |index| {
+        cursor.index = index;
+        cursor.record(&header)
+    })
 }
 
 /// The records of one uncompressed batch (`bytes` starts with its header).
@@ -138,13 +182,7 @@ pub fn records(bytes: &[u8]) -> Result<Vec<Record<'_>>, RecordError> {
         return Err(RecordError { index: 0, why: "compressed batch" });
     }
     let end = header.total_bytes().min(bytes.len());
-    let mut cursor = Cursor { bytes: &bytes[HEADER_BYTES..end], index: 0 };
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
-    for index in 0..header.records_count.max(0) as usize {
-        cursor.index = index;
-        out.push(cursor.record(&header)?);
-    }
-    Ok(out)
+    walk(header, &bytes[HEADER_BYTES..end]).map(|raw| raw.map(|r| r.record)).collect()
 }
 
 #[cfg(test)]

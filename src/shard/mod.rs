@@ -3,6 +3,7 @@
 //! handlers (api) to storage. Shards talk to each other only through bounded
 //! control mailboxes, and only for metadata changes and shutdown.
 
+mod cleaner;
 mod control;
 mod groups;
 mod partitions;

@@ -116,17 +116,20 @@ impl Partitions {
         tracing::info!(topic = name, "topic deleted");
     }
 
-    /// Clean shutdown: every log flushes, syncs and writes its indexes.
-    pub async fn close_all(&self) {
-        let logs: Vec<(String, usize, Rc<PartitionLog>)> = self
-            .topics
+    /// Every local log with its topic and partition, as of now.
+    pub fn all(&self) -> Vec<(String, usize, Rc<PartitionLog>)> {
+        self.topics
             .borrow()
             .iter()
             .flat_map(|(name, t)| {
                 t.logs.iter().enumerate().filter_map(move |(p, l)| l.clone().map(|l| (name.clone(), p, l)))
             })
-            .collect();
-        for (topic, partition, log) in logs {
+            .collect()
+    }
+
+    /// Clean shutdown: every log flushes, syncs and writes its indexes.
+    pub async fn close_all(&self) {
+        for (topic, partition, log) in self.all() {
             if let Err(e) = log.close().await {
                 tracing::error!(%topic, partition, error = %e, "closing partition log");
             }

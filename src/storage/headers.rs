@@ -36,6 +36,12 @@ impl<'a> HeaderWalk<'a> {
         self.end
     }
 
+    /// The file walked: a segment's index describes it only while the
+    /// segment still holds this very file (compaction swaps files).
+    pub fn file(&self) -> &Rc<File> {
+        &self.file
+    }
+
     /// The first batch at or after `position` whose last offset is >= `offset`.
     pub async fn find_offset(
         &mut self,

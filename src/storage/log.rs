@@ -169,7 +169,6 @@ fn append_shape(batches: &[u8]) -> Result<AppendShape, StorageError> {
 /// Where a read starts: a segment, a batch boundary at or before the wanted
 /// offset, and the segment's readable end.
 struct ReadPlan {
-    segment: usize,
     segment_base: i64,
     file: Rc<File>,
     from: u64,
@@ -349,7 +348,7 @@ impl PartitionLog {
                 return Ok(Some(ReadSlice { file: plan.file, position: start, bytes: (end - start) as u32 }));
             }
             // Offsets missing from this segment's end continue in the next one.
-            match self.segment_plan(plan.segment + 1, 0) {
+            match self.plan_after(plan.segment_base) {
                 Some(next) => plan = next,
                 None => return Ok(None),
             }
@@ -367,16 +366,28 @@ impl PartitionLog {
         }
         let at = inner.segment_for(offset);
         let segment = &inner.segments[at];
-        let from = segment.index.position_for(segment.relative(offset)) as u64;
+        let (from, segment_base) = (segment.index.position_for(segment.relative(offset)) as u64, segment.base_offset);
         drop(inner);
-        Ok(self.segment_plan(at, from))
+        Ok(self.segment_plan(at, from).or_else(|| self.plan_after(segment_base)))
+    }
+
+    /// The first segment after the one based at `segment_base` that has
+    /// readable bytes. Found by base offset, not position: segments may be
+    /// removed while a read awaits (retention, compaction), and compaction
+    /// may leave a segment empty.
+    fn plan_after(&self, segment_base: i64) -> Option<ReadPlan> {
+        let at = {
+            let inner = self.inner.borrow();
+            let after = inner.segments.partition_point(|s| s.base_offset <= segment_base);
+            after + inner.segments[after..].iter().position(|s| s.readable_bytes > 0)?
+        };
+        self.segment_plan(at, 0)
     }
 
     fn segment_plan(&self, at: usize, from: u64) -> Option<ReadPlan> {
         let inner = self.inner.borrow();
         let segment = inner.segments.get(at)?;
         (from < segment.readable_bytes).then(|| ReadPlan {
-            segment: at,
             segment_base: segment.base_offset,
             file: segment.file.clone(),
             from,
@@ -399,7 +410,8 @@ impl PartitionLog {
         }
         let indexed = {
             let mut inner = self.inner.borrow_mut();
-            inner.segment_mut(segment_base).map_or(0, |s| s.index.boundary_at_or_below(limit))
+            let segment = inner.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
+            segment.map_or(0, |s| s.index.boundary_at_or_below(limit))
         };
         walk.boundary_at_or_below(indexed.max(from), limit).await
     }
@@ -430,7 +442,6 @@ impl PartitionLog {
                     .search_start(timestamp)
                     .map_or(0, |relative| segment.index.position_for(relative) as u64);
                 return Some(ReadPlan {
-                    segment: *at,
                     segment_base: segment.base_offset,
                     file: segment.file.clone(),
                     from: from.min(segment.readable_bytes),

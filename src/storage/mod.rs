@@ -3,6 +3,7 @@
 //! of a torn tail at start-up. Knows nothing of the Kafka protocol or of
 //! shards; writes go through the runtime's io_uring files.
 
+mod cleaner;
 mod error;
 mod headers;
 mod index;
@@ -13,5 +14,6 @@ mod segment;
 mod tests;
 mod writer;
 
+pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};
 pub use error::StorageError;
 pub use log::{AppendInfo, LogConfig, PartitionLog, ReadSlice, RecoveryReport};

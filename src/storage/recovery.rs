@@ -36,6 +36,9 @@ pub fn recover_log(
     clean_shutdown: bool,
     config: &LogConfig,
 ) -> Result<(Vec<Segment>, RecoveryReport), StorageError> {
+    super::cleaner::finish_interrupted(dir)?;
+    // Below the cleaner checkpoint, a gap before the next segment is compaction's.
+    let cleaned_to = super::cleaner::read_checkpoint(dir);
     let mut bases = list_segments(dir)?;
     let mut report = RecoveryReport::default();
     if bases.is_empty() {
@@ -49,7 +52,10 @@ pub fn recover_log(
         let active = segments.len() + 1 == bases.len();
         let recovered = recover_segment(dir, base, active, clean, config.index_interval_bytes)?;
         report.truncated_bytes += recovered.truncated_bytes;
-        let follows_on = active || recovered.segment.next_offset == bases[segments.len() + 1];
+        let follows_on = active || {
+            let next_base = bases[segments.len() + 1];
+            recovered.segment.next_offset == next_base || next_base <= cleaned_to
+        };
         // Rolls happen at the log end, so a gap before the next segment means
         // this one lost its tail too.
         if !active && (recovered.truncated_bytes > 0 || !follows_on) {
@@ -260,7 +266,7 @@ impl Walk<'_> {
         }
         if self.check_crc {
             let whole = self.window.get(self.file, self.file_bytes, position, bytes)?;
-            if let Err(e) = batch::validate(whole) {
+            if let Err(e) = batch::validate_stored(whole) {
                 return Ok(Err(format!("batch at offset {}: {e}", header.base_offset)));
             }
         } else if header.magic != 2 {

@@ -1,0 +1,468 @@
+//! One cleaning round of one log, on the shard that owns it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use crate::model::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::model::{recompress, records};
+use crate::runtime::File;
+
+use super::super::error::{IoContext, StorageError};
+use super::super::log::PartitionLog;
+use super::super::segment::{self, BatchMeta, Segment};
+use super::super::writer::Job;
+use super::files;
+use super::filter::{self, Filtered, Rules};
+use super::offset_map::OffsetMap;
+use super::CleanerError;
+
+/// Bytes read from a segment at once (more when one batch is larger), and
+/// bytes of cleaned batches gathered before one write.
+const IO_BYTES: usize = 1 << 20;
+
+/// A compacted topic's cleaning configs.
+#[derive(Debug, Clone, Copy)]
+pub struct CleanSettings {
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
+}
+
+/// What one round did, for its log line.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CleanStats {
+    pub dirty_ratio: f64,
+    /// The new checkpoint: every offset below it was mapped.
+    pub map_end: i64,
+    pub segments_rewritten: u32,
+    pub segments_removed: u32,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// What the cleaner remembers of a log between rounds.
+struct LogMemory {
+    /// The log it is about: a topic deleted and created again under the same
+    /// name has a new log in the same directory.
+    log: Weak<PartitionLog>,
+    checkpoint: i64,
+    /// The earliest delete horizon of tombstones the last round kept.
+    tombstone_horizon_ms: Option<i64>,
+}
+
+/// One shard's cleaner: one bounded key map reused for every log.
+pub struct Cleaner {
+    map: OffsetMap,
+    logs: HashMap<PathBuf, LogMemory>,
+}
+
+/// A closed segment, sealed and written whole, as the round found it.
+struct Closed {
+    base_offset: i64,
+    file: Rc<File>,
+    bytes: u64,
+    max_timestamp: i64,
+    /// Base offset of the segment after it.
+    next_base: i64,
+}
+
+/// The closed segments from the log start on, up to the first one not yet
+/// sealed (its seal would rewrite its index files) or not wholly written.
+fn closed_segments(log: &PartitionLog) -> Vec<Closed> {
+    let inner = log.inner.borrow();
+    let pending = |base: i64| {
+        inner.queue.iter().any(|job| match job {
+            Job::Seal { base_offset } => *base_offset == base,
+            Job::Write(write) => write.segment_base == base,
+            Job::Close(_) => false,
+        })
+    };
+    inner
+        .segments
+        .windows(2)
+        .take_while(|pair| pair[0].readable_bytes == pair[0].size && !pending(pair[0].base_offset))
+        .map(|pair| Closed {
+            base_offset: pair[0].base_offset,
+            file: pair[0].file.clone(),
+            bytes: pair[0].size,
+            max_timestamp: pair[0].max_timestamp,
+            next_base: pair[1].base_offset,
+        })
+        .collect()
+}
+
+/// Where a round's dirty section lies and whether it is worth cleaning.
+struct Plan {
+    closed: Vec<Closed>,
+    first_dirty: i64,
+    first_uncleanable: i64,
+    dirty_ratio: f64,
+}
+
+impl Plan {
+    /// max.compaction.lag.ms: whether the first dirty segment's first batch
+    /// (Kafka's measure) is older than the lag. One header read.
+    async fn overdue(&self, log: &PartitionLog, settings: &CleanSettings, now_ms: i64) -> Result<bool, CleanerError> {
+        if settings.max_compaction_lag_ms == i64::MAX {
+            return Ok(false);
+        }
+        let Some(first) = self.closed.iter().find(|c| c.next_base > self.first_dirty && c.bytes > 0) else {
+            return Ok(false);
+        };
+        let (result, head) = first.file.read_exact_at(Vec::with_capacity(HEADER_BYTES), 0).await;
+        let path = segment::log_path(&log.dir, first.base_offset);
+        result.context(|| format!("cleaner reading {}", path.display()))?;
+        let header = BatchHeader::parse(&head)?;
+        Ok(now_ms.saturating_sub(header.max_timestamp) > settings.max_compaction_lag_ms)
+    }
+}
+
+impl Cleaner {
+    /// A cleaner whose key map takes at most `dedupe_buffer_bytes`.
+    pub fn new(dedupe_buffer_bytes: u64) -> Cleaner {
+        Cleaner { map: OffsetMap::with_bytes(dedupe_buffer_bytes), logs: HashMap::new() }
+    }
+
+    /// Forgets logs that are gone (deleted topics).
+    pub fn forget_dropped_logs(&mut self) {
+        self.logs.retain(|_, memory| memory.log.strong_count() > 0);
+    }
+
+    /// Cleans `log` if it is due. None when it was not.
+    pub async fn clean(
+        &mut self,
+        log: &Rc<PartitionLog>,
+        settings: &CleanSettings,
+        now_ms: i64,
+    ) -> Result<Option<CleanStats>, CleanerError> {
+        let Some(plan) = self.plan(log, settings, now_ms).await? else { return Ok(None) };
+        let map_end = self.build_map(log, &plan).await?;
+        let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
+        if map_end != memory.checkpoint {
+            // Before any swap: recovery reads gaps below it as compaction's.
+            files::write_checkpoint(&log.dir, map_end).await?;
+            memory.checkpoint = map_end;
+        }
+        let rules = Rules { map: &self.map, map_end, now_ms, delete_retention_ms: settings.delete_retention_ms };
+        let mut stats = CleanStats { dirty_ratio: plan.dirty_ratio, map_end, ..CleanStats::default() };
+        let mut horizon: Option<i64> = None;
+        for closed in plan.closed.iter().take_while(|c| c.base_offset < map_end) {
+            let Some(cleaned) = clean_segment(log, closed, &rules, &mut stats).await? else { break };
+            horizon = min_some(horizon, cleaned.tombstone_horizon_ms);
+            if cleaned.changed && !install(log, closed, cleaned.segment, &mut stats).await? {
+                break;
+            }
+        }
+        let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
+        memory.tombstone_horizon_ms = horizon;
+        self.map.clear();
+        Ok(Some(stats))
+    }
+
+    async fn plan(
+        &mut self,
+        log: &Rc<PartitionLog>,
+        settings: &CleanSettings,
+        now_ms: i64,
+    ) -> Result<Option<Plan>, CleanerError> {
+        if log.inner.borrow().closing {
+            return Ok(None);
+        }
+        let closed = closed_segments(log);
+        let Some(last) = closed.last() else { return Ok(None) };
+        let lag_start = now_ms.saturating_sub(settings.min_compaction_lag_ms);
+        let first_uncleanable = closed
+            .iter()
+            .find(|c| settings.min_compaction_lag_ms > 0 && c.max_timestamp > lag_start)
+            .map_or(last.next_base, |c| c.base_offset);
+        let remembered = || LogMemory {
+            log: Rc::downgrade(log),
+            checkpoint: files::read_checkpoint(&log.dir),
+            tombstone_horizon_ms: None,
+        };
+        let memory = self.logs.entry(log.dir.clone()).or_insert_with(remembered);
+        if !Weak::ptr_eq(&memory.log, &Rc::downgrade(log)) {
+            *memory = remembered();
+        }
+        let log_start = closed[0].base_offset;
+        // Retention may have moved the start past it; a truncation below it.
+        let first_dirty = match memory.checkpoint {
+            c if c < log_start || c > log.log_end_offset() => log_start,
+            c => c,
+        };
+        let (mut dirty_bytes, mut clean_bytes) = (0u64, 0u64);
+        for c in &closed {
+            if c.next_base <= first_dirty {
+                clean_bytes += c.bytes;
+            } else if c.base_offset < first_uncleanable {
+                dirty_bytes += c.bytes;
+            }
+        }
+        let dirty_ratio = match dirty_bytes + clean_bytes {
+            0 => 0.0,
+            all => dirty_bytes as f64 / all as f64,
+        };
+        let dirty_due = dirty_bytes > 0 && dirty_ratio >= settings.min_cleanable_dirty_ratio;
+        let horizon_due = memory.tombstone_horizon_ms.is_some_and(|h| now_ms >= h);
+        let plan = Plan { closed, first_dirty, first_uncleanable, dirty_ratio };
+        let due = dirty_due || horizon_due || (dirty_bytes > 0 && plan.overdue(log, settings, now_ms).await?);
+        Ok(due.then_some(plan))
+    }
+
+    /// Maps the dirty section's keys; returns the offset the map ends at.
+    async fn build_map(&mut self, log: &PartitionLog, plan: &Plan) -> Result<i64, CleanerError> {
+        self.map.clear();
+        let mut end = plan.first_dirty;
+        let dirty =
+            plan.closed.iter().filter(|c| c.next_base > plan.first_dirty && c.base_offset < plan.first_uncleanable);
+        for closed in dirty {
+            let mut reader = BatchReader::new(&log.dir, closed);
+            while let Some(bytes) = reader.next().await? {
+                let header = batch::validate_stored(bytes)?;
+                if header.last_offset() < plan.first_dirty || header.is_control() {
+                    continue;
+                }
+                if !self.map.has_room(header.records_count.max(0) as usize) {
+                    if end == plan.first_dirty {
+                        return Err(CleanerError::MapTooSmall { keys: self.map.len(), records: header.records_count });
+                    }
+                    return Ok(end);
+                }
+                let section = recompress::records_section(&header, bytes)?;
+                for record in records::walk(header, &section) {
+                    let record = record?.record;
+                    if let (Some(key), true) = (record.key, record.offset >= plan.first_dirty) {
+                        self.map.put(key, record.offset);
+                    }
+                }
+                end = header.last_offset() + 1;
+                tokio::task::yield_now().await;
+            }
+            end = closed.next_base;
+        }
+        Ok(end)
+    }
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A segment's cleaned copy, written and fsynced under its `.cleaned` name.
+struct CleanedSegment {
+    segment: Segment,
+    /// Some batch was dropped or rebuilt: the copy differs from the original.
+    changed: bool,
+    tombstone_horizon_ms: Option<i64>,
+}
+
+/// Writes the cleaned copy of `closed`. None when the log began closing.
+async fn clean_segment(
+    log: &PartitionLog,
+    closed: &Closed,
+    rules: &Rules<'_>,
+    stats: &mut CleanStats,
+) -> Result<Option<CleanedSegment>, CleanerError> {
+    if log.inner.borrow().closing {
+        return Ok(None);
+    }
+    let path = files::cleaned_path(&log.dir, closed.base_offset);
+    let mut cleaned = CleanedSegment {
+        segment: Segment::new(closed.base_offset, segment::open_log_file(&path, true)?),
+        changed: false,
+        tombstone_horizon_ms: None,
+    };
+    let mut pending: Vec<u8> = Vec::with_capacity(IO_BYTES);
+    let mut written = 0u64;
+    let mut reader = BatchReader::new(&log.dir, closed);
+    while let Some(bytes) = reader.next().await? {
+        let outcome = filter::filter_batch(bytes, rules)?;
+        stats.records_removed += outcome.records_removed as u64;
+        cleaned.tombstone_horizon_ms = min_some(cleaned.tombstone_horizon_ms, outcome.tombstone_horizon_ms);
+        let kept = match &outcome.batch {
+            Filtered::Keep => bytes,
+            Filtered::Drop => {
+                cleaned.changed = true;
+                continue;
+            }
+            Filtered::Rebuilt(rebuilt) => {
+                cleaned.changed = true;
+                &rebuilt[..]
+            }
+        };
+        let header = BatchHeader::parse(kept)?;
+        let meta = BatchMeta {
+            position: cleaned.segment.size,
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            bytes: kept.len() as u64,
+        };
+        cleaned.segment.track(&meta, log.config.index_interval_bytes);
+        pending.extend_from_slice(kept);
+        if pending.len() >= IO_BYTES {
+            pending = write_at(&cleaned.segment.file, &path, pending, &mut written).await?;
+        }
+        tokio::task::yield_now().await;
+    }
+    if !pending.is_empty() {
+        write_at(&cleaned.segment.file, &path, pending, &mut written).await?;
+    }
+    debug_assert_eq!(written, cleaned.segment.size);
+    stats.bytes_before += closed.bytes;
+    if !cleaned.changed {
+        stats.bytes_after += closed.bytes;
+        std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        return Ok(Some(cleaned));
+    }
+    cleaned.segment.file.sync_data().await.context(|| format!("syncing {}", path.display()))?;
+    cleaned.segment.seal_time_index();
+    cleaned.segment.readable_bytes = cleaned.segment.size;
+    stats.bytes_after += cleaned.segment.size;
+    Ok(Some(cleaned))
+}
+
+/// Writes `buf` at `*written` and hands the buffer back, emptied.
+async fn write_at(file: &File, path: &Path, buf: Vec<u8>, written: &mut u64) -> Result<Vec<u8>, StorageError> {
+    let len = buf.len() as u64;
+    let (result, mut buf) = file.write_all_at(buf, *written).await;
+    result.context(|| format!("writing {} at {written}", path.display()))?;
+    *written += len;
+    buf.clear();
+    Ok(buf)
+}
+
+/// Puts the cleaned copy in the place of `closed`, if the log still holds
+/// that very segment (retention may have removed it meanwhile); false
+/// aborts the round. An emptied segment is removed instead, unless it is the
+/// first, whose base offset is the log start offset.
+async fn install(
+    log: &PartitionLog,
+    closed: &Closed,
+    mut cleaned: Segment,
+    stats: &mut CleanStats,
+) -> Result<bool, CleanerError> {
+    let (dir, base) = (&log.dir, closed.base_offset);
+    let cleaned_path = files::cleaned_path(dir, base);
+    let indexes = {
+        let mut inner = log.inner.borrow_mut();
+        let at = inner.segments.iter().position(|s| s.base_offset == base && Rc::ptr_eq(&s.file, &closed.file));
+        let Some(at) = at.filter(|_| !inner.closing) else {
+            drop(inner);
+            tracing::info!(dir = %dir.display(), base, "segment changed while it was cleaned: round aborted");
+            std::fs::remove_file(&cleaned_path).context(|| format!("removing {}", cleaned_path.display()))?;
+            return Ok(false);
+        };
+        debug_assert!(at + 1 < inner.segments.len(), "the active segment is never cleaned");
+        if cleaned.size == 0 && at > 0 {
+            inner.segments.remove(at);
+            drop(inner);
+            std::fs::remove_file(&cleaned_path).context(|| format!("removing {}", cleaned_path.display()))?;
+            segment::remove_files(dir, base)
+                .context(|| format!("removing emptied segment {base} of {}", dir.display()))?;
+            stats.segments_removed += 1;
+            None
+        } else {
+            // Renames only, in the same step as the check above: nothing else
+            // runs on the shard in between.
+            files::commit_swap(dir, base)
+                .context(|| format!("swapping in cleaned segment {base} of {}", dir.display()))?;
+            let old = &inner.segments[at];
+            cleaned.next_offset = old.next_offset;
+            cleaned.first_append_ms = old.first_append_ms;
+            let indexes = cleaned.encoded_indexes();
+            inner.segments[at] = cleaned;
+            stats.segments_rewritten += 1;
+            Some(indexes)
+        }
+    };
+    files::sync_dir(dir).await?;
+    if let Some(indexes) = indexes {
+        segment::write_index_files(dir, base, indexes).await?;
+    }
+    Ok(true)
+}
+
+/// Reads the batches of a closed segment in large io_uring reads.
+struct BatchReader<'a> {
+    dir: &'a Path,
+    base_offset: i64,
+    file: Rc<File>,
+    end: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    at: usize,
+}
+
+impl<'a> BatchReader<'a> {
+    fn new(dir: &'a Path, closed: &Closed) -> BatchReader<'a> {
+        BatchReader {
+            dir,
+            base_offset: closed.base_offset,
+            file: closed.file.clone(),
+            end: closed.bytes,
+            buf: Vec::new(),
+            buf_start: 0,
+            at: 0,
+        }
+    }
+
+    /// The next whole batch, None at the segment's end.
+    async fn next(&mut self) -> Result<Option<&[u8]>, StorageError> {
+        let position = self.buf_start + self.at as u64;
+        if position >= self.end {
+            return Ok(None);
+        }
+        if self.buf.len() - self.at < HEADER_BYTES {
+            self.fill(position, HEADER_BYTES).await?;
+        }
+        let header = BatchHeader::parse(&self.buf[self.at..]).map_err(|e| self.corrupt(position, e.to_string()))?;
+        let bytes = header.total_bytes();
+        if position + bytes as u64 > self.end {
+            return Err(self.corrupt(position, format!("batch of {bytes} bytes crosses the segment end {}", self.end)));
+        }
+        if self.buf.len() - self.at < bytes {
+            self.fill(position, bytes).await?;
+        }
+        let batch = &self.buf[self.at..self.at + bytes];
+        self.at += bytes;
+        Ok(Some(batch))
+    }
+
+    async fn fill(&mut self, position: u64, needed: usize) -> Result<(), StorageError> {
+        let len = (needed.max(IO_BYTES) as u64).min(self.end - position) as usize;
+        if len < needed {
+            return Err(self.corrupt(position, format!("only {len} bytes left, {needed} needed")));
+        }
+        // read_exact_at fills the Vec's capacity: reuse only an exact fit.
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() != len {
+            buf = Vec::with_capacity(len);
+        }
+        buf.clear();
+        let (result, buf) = self.file.read_exact_at(buf, position).await;
+        self.buf = buf;
+        self.buf_start = position;
+        self.at = 0;
+        if let Err(e) = result {
+            self.buf.clear();
+            let path = segment::log_path(self.dir, self.base_offset);
+            return Err(StorageError::io(format!("cleaner reading {} at {position}", path.display()), e));
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        StorageError::Corrupt {
+            path: segment::log_path(self.dir, self.base_offset).display().to_string(),
+            position,
+            reason,
+        }
+    }
+}
