@@ -8,6 +8,7 @@ mod headers;
 mod index;
 mod log;
 mod recovery;
+mod retention;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -15,3 +16,4 @@ mod writer;
 
 pub use error::StorageError;
 pub use log::{AppendInfo, LogConfig, PartitionLog, ReadSlice, RecoveryReport};
+pub use retention::{HeadDeletion, RetentionPolicy};
