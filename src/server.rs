@@ -122,6 +122,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
             runtime::spawn(shard.clone().run_group_timers());
+            runtime::spawn(shard.clone().run_retention());
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");

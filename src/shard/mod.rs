@@ -7,6 +7,7 @@ mod control;
 mod groups;
 mod partitions;
 mod producers;
+mod retention;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -143,8 +143,8 @@ impl PartitionLog {
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1: the high
     /// watermark), durably, then deletes the segments wholly below it.
-    /// Returns the new log start offset.
-    pub async fn delete_records(&self, offset: i64) -> Result<i64, StorageError> {
+    /// Returns the new log start offset, and what went if any segment did.
+    pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), StorageError> {
         let high_watermark = self.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -154,15 +154,15 @@ impl PartitionLog {
         // One checkpoint write at a time, so an older start never lands last.
         let _writing = self.checkpoint_lock.lock().await;
         if target <= self.log_start_offset() {
-            return Ok(self.log_start_offset());
+            return Ok((self.log_start_offset(), None));
         }
         write_checkpoint(&self.dir, target).await?;
         {
             let mut inner = self.inner.borrow_mut();
             inner.log_start_offset = inner.log_start_offset.max(target);
         }
-        self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
-        Ok(self.log_start_offset())
+        let deleted = self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
+        Ok((self.log_start_offset(), deleted))
     }
 
     /// The writer's part of a deletion: unlink each segment's files through

@@ -572,9 +572,9 @@ fn delete_records_moves_the_start_inside_a_segment_and_survives_reopen() {
         }
         let second_base = log.inner.borrow().segments[1].base_offset;
         let inside = second_base + 1;
-        assert_eq!(log.delete_records(inside).await.unwrap(), inside);
+        assert_eq!(log.delete_records(inside).await.unwrap().0, inside);
         assert!(matches!(log.delete_records(41).await, Err(StorageError::OffsetOutOfRange { .. })));
-        assert_eq!(log.delete_records(3).await.unwrap(), inside, "the start never moves back");
+        assert_eq!(log.delete_records(3).await.unwrap().0, inside, "the start never moves back");
         settle(&log).await;
         assert_eq!(log_files(dir.path())[0], format!("{second_base:020}.log"), "the first segment went");
         assert!(matches!(log.read(second_base, 100).await, Err(StorageError::OffsetOutOfRange { .. })));
@@ -585,7 +585,7 @@ fn delete_records_moves_the_start_inside_a_segment_and_survives_reopen() {
 
         let (log, _) = open(dir.path(), config, true);
         assert_eq!(log.log_start_offset(), inside, "the checkpoint keeps a start inside a segment");
-        assert_eq!(log.delete_records(-1).await.unwrap(), 40, "-1 is the high watermark");
+        assert_eq!(log.delete_records(-1).await.unwrap().0, 40, "-1 is the high watermark");
         drop(log);
         let (log, _) = open(dir.path(), config, false);
         assert_eq!(log.log_start_offset(), 40);
