@@ -223,6 +223,12 @@ def test_delete_records_moves_the_log_start(fast_broker):
     assert len(segment_files(b, topic)) < len(files)
     got = confluent_from(b.bootstrap, topic, 0, "earliest", 13)
     assert got == list(enumerate(all_values))[17:]
+    # ListOffsets by timestamp never answers below the log start either.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": unique("ts"), **QUIET})
+    try:
+        assert c.offsets_for_times([TopicPartition(topic, 0, 0)], timeout=10)[0].offset == 17
+    finally:
+        c.close()
 
     # kafka-python's admin: -1 means the high watermark.
     k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
