@@ -37,7 +37,8 @@ NOT_LEADER_OR_FOLLOWER = 6
 
 @pytest.fixture
 def fast_broker(broker_factory):
-    return broker_factory(shards=2, **{"log-retention-check-interval-ms": CHECK_MS})
+    return broker_factory(shards=2, **{"log-retention-check-interval-ms": CHECK_MS,
+                                       "group-initial-rebalance-delay-ms": 0})
 
 
 def now_ms():
@@ -300,6 +301,7 @@ def incremental_error(a, resource):
     return e.value.args[0].code()
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
 def test_alter_configs_refusals(fast_broker):
     b = fast_broker
     topic = create_topic(b.bootstrap, unique("refuse"), partitions=1, config={"retention.ms": "123456"})
@@ -381,3 +383,48 @@ def test_restart_keeps_log_start_offset_and_altered_configs(fast_broker):
     b.kill()
     b.start()
     assert watermarks(b.bootstrap, topic, 0) == (21, 30)
+
+
+def test_group_consumers_with_a_deleted_committed_offset_reset_to_earliest(fast_broker):
+    """A group's committed offset that DeleteRecords left behind: both clients reset and read the rest."""
+    b = fast_broker
+    topic = create_topic(b.bootstrap, unique("grp"), partitions=1, config=SEGMENT)
+    all_values = values(20, "v")
+    produce_at(b.bootstrap, topic, all_values, now_ms())
+    groups = {"confluent": unique("g-c"), "kafka-python": unique("g-k")}
+    for group in groups.values():
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, **QUIET})
+        try:
+            c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+        finally:
+            c.close()
+    a = admin(b.bootstrap)
+    assert a.delete_records([TopicPartition(topic, 0, 12)])[TopicPartition(topic, 0, 12)].result(10).low_watermark == 12
+    expected = list(enumerate(all_values))[12:]
+
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": groups["confluent"], "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, **QUIET})
+    got = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            for m in c.consume(100, timeout=0.5):
+                if m.error():
+                    raise KafkaException(m.error())
+                got.append((m.offset(), m.value()))
+    finally:
+        c.close()
+    assert got == expected
+
+    k = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=groups["kafka-python"],
+                      auto_offset_reset="earliest", enable_auto_commit=False)
+    got = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            for records in k.poll(timeout_ms=500).values():
+                got.extend((r.offset, r.value) for r in records)
+    finally:
+        k.close()
+    assert got == expected

@@ -63,3 +63,29 @@ impl Shard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn topic(configs: &[(&str, &str)]) -> TopicMeta {
+        TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            shards: vec![0],
+            configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn only_delete_policies_expire_by_time_and_size() {
+        let broker = BrokerConfig { log_retention_bytes: 500, ..BrokerConfig::default() };
+        let deleted = retention_policy(&topic(&[("retention.ms", "1000")]), &broker);
+        assert_eq!(deleted, RetentionPolicy { retention_ms: 1000, retention_bytes: 500 });
+        let both = retention_policy(&topic(&[("cleanup.policy", "compact,delete")]), &broker);
+        assert_eq!(both.retention_ms, broker.log_retention_ms);
+        assert_eq!(retention_policy(&topic(&[("cleanup.policy", "compact")]), &broker), RetentionPolicy::KEEP);
+    }
+}
