@@ -237,7 +237,7 @@ fn reopen_after_close_keeps_everything() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let config = small_segments(2000);
-        let (log, _) = open(dir.path(), config.clone(), true);
+        let (log, _) = open(dir.path(), config, true);
         for i in 0..30 {
             log.append(&batch_of(100 + i, 2, 50), 0).unwrap();
         }
@@ -321,7 +321,7 @@ fn missing_index_files_are_rebuilt() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let config = small_segments(1500);
-        let (log, _) = open(dir.path(), config.clone(), true);
+        let (log, _) = open(dir.path(), config, true);
         for i in 0..40 {
             log.append(&batch_of(i * 10, 1, 40), 0).unwrap();
         }
@@ -347,7 +347,7 @@ fn a_sealed_segment_that_lost_its_tail_drops_the_segments_after_it() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let config = small_segments(1000);
-        let (log, _) = open(dir.path(), config.clone(), true);
+        let (log, _) = open(dir.path(), config, true);
         for _ in 0..20 {
             log.append(&batch_of(1, 1, 100), 0).unwrap();
         }
