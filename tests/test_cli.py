@@ -133,3 +133,15 @@ def test_alter_config_sets_and_deletes_overrides(module_broker):
     r = cli(b, "alter-config", unique("cli-missing"), "--config", "retention.ms=1", check=False)
     assert r.returncode != 0 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stdout + r.stderr, r.stdout + r.stderr
     assert topic_configs(b, topic)["retention.ms"][0] == "3600000", "refused changes change nothing"
+
+
+def test_describe_shows_the_log_start_offset_after_delete_records(module_broker):
+    from confluent_kafka import TopicPartition
+    b = module_broker
+    topic = unique("cli-start")
+    cli(b, "create", topic, "--partitions", "1")
+    produce(b.bootstrap, topic, [(0, None, f"v{i}".encode()) for i in range(10)])
+    a = admin(b.bootstrap)  # must outlive the future
+    assert a.delete_records([TopicPartition(topic, 0, 4)])[TopicPartition(topic, 0, 4)].result(10).low_watermark == 4
+    rows, out = describe(b, topic)
+    assert rows[0][1:] == (4, 10), out
