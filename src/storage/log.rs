@@ -112,7 +112,7 @@ pub(super) struct Inner {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
-    /// Writes, seals and the close, in the order the writer must do them.
+    /// Writes, seals, deletions and the close, in the order the writer must do them.
     pub queue: VecDeque<Job>,
     pub spare_buffers: Vec<Vec<u8>>,
     /// wait_written callers: (last offset, reply).
