@@ -50,6 +50,8 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: u64,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
+    /// How often each shard looks for segments that retention deletes.
+    pub log_retention_check_interval_ms: u64,
     /// Connections a shard accepts before it refuses new ones.
     pub max_connections_per_shard: usize,
     pub group_initial_rebalance_delay_ms: i32,
@@ -92,6 +94,7 @@ impl Default for BrokerConfig {
             log_flush_interval_ms: u64::MAX,
             log_retention_ms: RETENTION_MS_DEFAULT,
             log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
             max_connections_per_shard: 100_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
@@ -192,6 +195,10 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
 ];
+
+/// Topic configs whose value is a comma-separated list (IncrementalAlterConfigs
+/// may APPEND to or SUBTRACT from them).
+pub const LIST_CONFIG_KEYS: &[&str] = &["cleanup.policy"];
 
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 

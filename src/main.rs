@@ -88,6 +88,9 @@ struct ServeArgs {
     /// log.retention.bytes [default: -1, unlimited].
     #[arg(long)]
     log_retention_bytes: Option<i64>,
+    /// log.retention.check.interval.ms: how often old segments are looked for [default: 300000].
+    #[arg(long)]
+    log_retention_check_interval_ms: Option<u64>,
     /// group.initial.rebalance.delay.ms: how long a new group's first rebalance waits for more members [default: 3000].
     #[arg(long)]
     group_initial_rebalance_delay_ms: Option<i32>,
@@ -149,13 +152,18 @@ impl ServeArgs {
             log_flush_interval_ms,
             log_retention_ms,
             log_retention_bytes,
+            log_retention_check_interval_ms,
             log_cleaner_enable,
             log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_size,
             log_cleaner_delete_retention_ms,
             log_cleaner_min_cleanable_ratio,
             log_cleaner_min_compaction_lag_ms,
-            log_cleaner_max_compaction_lag_ms
+            log_cleaner_max_compaction_lag_ms,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            offsets_retention_minutes
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);

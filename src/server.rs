@@ -124,6 +124,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             shard.load_groups().await;
             runtime::spawn(shard.clone().run_group_timers());
             runtime::spawn(shard.clone().run_cleaner());
+            runtime::spawn(shard.clone().run_retention());
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");

@@ -101,3 +101,47 @@ def test_list_shows_all_topics(module_broker):
     for n in names:
         cli(b, "create", n, "--partitions", "1")
     assert set(names) <= listed(b)
+
+
+def topic_configs(b, topic):
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    a = admin(b.bootstrap)  # must outlive the future
+    return {k: (e.value, e.source) for k, e in a.describe_configs([res])[res].result(15).items()}
+
+
+def test_alter_config_sets_and_deletes_overrides(module_broker):
+    from confluent_kafka.admin import ConfigSource
+    b = module_broker
+    topic = unique("cli-alter")
+    cli(b, "create", topic, "--partitions", "1", "--config", "segment.ms=600000")
+    r = cli(b, "alter-config", topic, "--config", "retention.ms=3600000",
+            "--config", "cleanup.policy=compact", "--delete-config", "segment.ms")
+    assert f"Altered configs of topic {topic}" in r.stdout
+    cfg = topic_configs(b, topic)
+    assert cfg["retention.ms"] == ("3600000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert cfg["cleanup.policy"] == ("compact", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert cfg["segment.ms"][1] == ConfigSource.DEFAULT_CONFIG.value
+    # describe shows the overrides it now has
+    _, out = describe(b, topic)
+    assert "retention.ms=3600000" in out and "segment.ms=600000" not in out, out
+
+    for bad, code in [(["--config", "retention.ms=soon"], "INVALID_CONFIG"),
+                      (["--config", "no.such.key=1"], "INVALID_CONFIG")]:
+        r = cli(b, "alter-config", topic, *bad, check=False)
+        assert r.returncode != 0 and code in r.stdout + r.stderr, r.stdout + r.stderr
+    r = cli(b, "alter-config", unique("cli-missing"), "--config", "retention.ms=1", check=False)
+    assert r.returncode != 0 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert topic_configs(b, topic)["retention.ms"][0] == "3600000", "refused changes change nothing"
+
+
+def test_describe_shows_the_log_start_offset_after_delete_records(module_broker):
+    from confluent_kafka import TopicPartition
+    b = module_broker
+    topic = unique("cli-start")
+    cli(b, "create", topic, "--partitions", "1")
+    produce(b.bootstrap, topic, [(0, None, f"v{i}".encode()) for i in range(10)])
+    a = admin(b.bootstrap)  # must outlive the future
+    assert a.delete_records([TopicPartition(topic, 0, 4)])[TopicPartition(topic, 0, 4)].result(10).low_watermark == 4
+    rows, out = describe(b, topic)
+    assert rows[0][1:] == (4, 10), out

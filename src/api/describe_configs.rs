@@ -35,6 +35,7 @@ fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
         ("log.segment.bytes", config.log_segment_bytes.to_string()),
         ("log.retention.ms", config.log_retention_ms.to_string()),
         ("log.retention.bytes", config.log_retention_bytes.to_string()),
+        ("log.retention.check.interval.ms", config.log_retention_check_interval_ms.to_string()),
         ("log.flush.interval.messages", limit(config.log_flush_interval_messages)),
         ("log.flush.interval.ms", limit(config.log_flush_interval_ms)),
         ("log.dirs", config.data_dir.display().to_string()),

@@ -17,10 +17,14 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorC
         EARLIEST => Ok((-1, log.log_start_offset())),
         t if t < 0 => Err(ErrorCode::InvalidRequest),
         t => match log.offset_for_timestamp(t).await {
-            Ok(Some((batch_offset, batch_max))) => match first_record_at(log, batch_offset, t).await {
-                Some((offset, timestamp)) => Ok((timestamp, offset)),
-                None => Ok((batch_max, batch_offset)),
-            },
+            // DeleteRecords may have put the log start inside the batch found.
+            Ok(Some((batch_offset, batch_max))) => {
+                let from = batch_offset.max(log.log_start_offset());
+                match first_record_at(log, from, t).await {
+                    Some((offset, timestamp)) => Ok((timestamp, offset)),
+                    None => Ok((batch_max, from)),
+                }
+            }
             // Kafka answers "no such offset" with -1/-1 and no error.
             Ok(None) => Ok((-1, -1)),
             Err(e) => Err((&e).into()),
@@ -29,10 +33,11 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorC
 }
 
 /// Narrows a batch found by timestamp to its first record at or after
-/// `timestamp`, as Kafka answers. Cold path: reads the batch into memory and
-/// decompresses it if need be. None when the batch cannot be read.
-async fn first_record_at(log: &PartitionLog, batch_offset: i64, timestamp: i64) -> Option<(i64, i64)> {
-    let slice = log.read(batch_offset, 1).await.ok()??;
+/// `timestamp` and at or after offset `from`, as Kafka answers. Cold path:
+/// reads the batch into memory and decompresses it if need be. None when the
+/// batch cannot be read.
+async fn first_record_at(log: &PartitionLog, from: i64, timestamp: i64) -> Option<(i64, i64)> {
+    let slice = log.read(from, 1).await.ok()??;
     let (read, bytes) = slice.file.read_exact_at(Vec::with_capacity(slice.bytes as usize), slice.position).await;
     read.ok()?;
     let header = batch::BatchHeader::parse(&bytes).ok()?;
@@ -41,7 +46,7 @@ async fn first_record_at(log: &PartitionLog, batch_offset: i64, timestamp: i64) 
         _ => recompress::recompress(&bytes, recompress::Codec::None).ok()?,
     };
     let records = records::records(&plain).ok()?;
-    records.iter().find(|r| r.timestamp >= timestamp).map(|r| (r.offset, r.timestamp))
+    records.iter().find(|r| r.timestamp >= timestamp && r.offset >= from).map(|r| (r.offset, r.timestamp))
 }
 
 pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Response, ApiError> {

@@ -2,10 +2,12 @@
 //! [`HANDLERS`]; ApiVersions answers from that same table, so it can never
 //! disagree with what is served.
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
@@ -13,6 +15,7 @@ mod error;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -96,6 +99,9 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::ListGroups, versions: 0..=5 },
     Handler { key: ApiKey::DescribeGroups, versions: 0..=5 },
     Handler { key: ApiKey::DeleteGroups, versions: 0..=2 },
+    Handler { key: ApiKey::DeleteRecords, versions: 0..=2 },
+    Handler { key: ApiKey::AlterConfigs, versions: 0..=2 },
+    Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -207,6 +213,9 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::ListGroups => list_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DescribeGroups => describe_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DeleteGroups => delete_groups::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::DeleteRecords => delete_records::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::AlterConfigs => alter_configs::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

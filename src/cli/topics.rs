@@ -1,8 +1,9 @@
-//! `corelog topics`: create, list, describe and delete topics.
+//! `corelog topics`: create, list, describe, alter the configs of and delete
+//! topics.
 //!
 //! Everything goes over the Kafka protocol (CreateTopics, Metadata,
-//! DescribeConfigs, ListOffsets, DeleteTopics), so the command works against
-//! any Kafka broker, not only corelog.
+//! DescribeConfigs, IncrementalAlterConfigs, ListOffsets, DeleteTopics), so
+//! the command works against any Kafka broker, not only corelog.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +12,11 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::{list_offsets_request, topic_name, Cluster, KafkaError, REQUEST_TIMEOUT_MS};
@@ -21,6 +25,9 @@ use super::client::{list_offsets_request, topic_name, Cluster, KafkaError, REQUE
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 /// DescribeConfigs config source of a value nobody set.
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// IncrementalAlterConfigs operations (Kafka's AlterConfigOp.OpType).
+const CONFIG_OP_SET: i8 = 0;
+const CONFIG_OP_DELETE: i8 = 1;
 /// ListOffsets special timestamps.
 const TIMESTAMP_EARLIEST: i64 = -2;
 const TIMESTAMP_LATEST: i64 = -1;
@@ -72,6 +79,20 @@ pub enum TopicsCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Change a topic's configs at run time; the others keep their values
+    #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true).args(["configs", "delete_configs"]))]
+    AlterConfig {
+        /// Topic name
+        name: String,
+        /// Set a topic config, key=value (repeatable)
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        /// Remove a topic config override, so the broker default applies again (repeatable)
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Delete topics
     Delete {
         /// Topics to delete
@@ -110,6 +131,10 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
         TopicsCommand::Describe { names, include_internal, connect } => {
             let mut cluster = Cluster::connect(&connect.bootstrap_server)?;
             describe(&mut cluster, &names, include_internal)
+        }
+        TopicsCommand::AlterConfig { name, configs, delete_configs, connect } => {
+            let request = alter_config_request(&name, &configs, &delete_configs);
+            alter_config(&mut Cluster::connect(&connect.bootstrap_server)?, &name, request)
         }
         TopicsCommand::Delete { names, connect } => delete(&mut Cluster::connect(&connect.bootstrap_server)?, &names),
     }
@@ -150,6 +175,39 @@ fn create(cluster: &mut Cluster, topic: CreatableTopic) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("CreateTopics response has no result for {name}"))?;
     KafkaError::check(result.error_code, result.error_message.as_ref())?;
     println!("Created topic {name}.");
+    Ok(())
+}
+
+fn alter_config_request(name: &str, set: &[(String, String)], delete: &[String]) -> IncrementalAlterConfigsRequest {
+    let config = |key: &str, operation: i8, value: Option<&String>| {
+        let mut config = AlterableConfig::default();
+        config.name = StrBytes::from_string(key.to_string());
+        config.config_operation = operation;
+        config.value = value.map(|v| StrBytes::from_string(v.clone()));
+        config
+    };
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = RESOURCE_TYPE_TOPIC;
+    resource.resource_name = StrBytes::from_string(name.to_string());
+    resource.configs = set
+        .iter()
+        .map(|(key, value)| config(key, CONFIG_OP_SET, Some(value)))
+        .chain(delete.iter().map(|key| config(key, CONFIG_OP_DELETE, None)))
+        .collect();
+    let mut request = IncrementalAlterConfigsRequest::default();
+    request.resources = vec![resource];
+    request
+}
+
+fn alter_config(cluster: &mut Cluster, name: &str, request: IncrementalAlterConfigsRequest) -> anyhow::Result<()> {
+    let response = cluster.controller()?.send(request).context("IncrementalAlterConfigs")?;
+    let result = response
+        .responses
+        .iter()
+        .find(|r| r.resource_name.as_str() == name)
+        .ok_or_else(|| anyhow!("IncrementalAlterConfigs response has no result for {name}"))?;
+    KafkaError::check(result.error_code, result.error_message.as_ref())?;
+    println!("Altered configs of topic {name}.");
     Ok(())
 }
 
@@ -535,6 +593,27 @@ mod tests {
             panic!("not delete");
         };
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn alter_config_sets_and_deletes() {
+        let TopicsCommand::AlterConfig { name, configs, delete_configs, .. } =
+            parse(&["alter-config", "t", "--config", "retention.ms=1000", "--delete-config", "segment.ms"]).unwrap()
+        else {
+            panic!("not alter-config");
+        };
+        let request = alter_config_request(&name, &configs, &delete_configs);
+        let ops: Vec<(&str, i8, Option<&str>)> = request.resources[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.config_operation, c.value.as_deref()))
+            .collect();
+        assert_eq!(ops, [("retention.ms", CONFIG_OP_SET, Some("1000")), ("segment.ms", CONFIG_OP_DELETE, None)]);
+        assert!(parse(&["alter-config", "t"]).is_err(), "nothing to change");
+        assert!(parse(&["alter-config", "t", "--config", "novalue"]).is_err());
+        for version in 0..=1 {
+            kafka_protocol::protocol::Encodable::encode(&request, &mut bytes::BytesMut::new(), version).unwrap();
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum MetadataError {
 }
 
 /// One change to the cluster's metadata, as stored in the metadata log.
+/// `AlterConfigs` replaces a topic's overrides (the AlterConfigs API);
+/// `UpdateConfigs` sets some and removes others (IncrementalAlterConfigs), a
+/// delta so that concurrent changes to one topic do not undo each other.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
@@ -40,6 +43,7 @@ pub enum MetadataRecord {
     DeleteTopic { name: String },
     CreatePartitions { name: String, shards: Vec<u16> },
     AlterConfigs { name: String, configs: BTreeMap<String, String> },
+    UpdateConfigs { name: String, set: BTreeMap<String, String>, remove: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +98,8 @@ impl Snapshot {
             }
             MetadataRecord::DeleteTopic { name }
             | MetadataRecord::CreatePartitions { name, .. }
-            | MetadataRecord::AlterConfigs { name, .. } => {
+            | MetadataRecord::AlterConfigs { name, .. }
+            | MetadataRecord::UpdateConfigs { name, .. } => {
                 if !self.topics.contains_key(name) {
                     return Err(MetadataError::UnknownTopic(name.clone()));
                 }
@@ -119,6 +124,10 @@ impl Snapshot {
             }
             MetadataRecord::CreatePartitions { name, shards } => self.update(name, |t| t.shards.extend(shards)),
             MetadataRecord::AlterConfigs { name, configs } => self.update(name, |t| t.configs = configs.clone()),
+            MetadataRecord::UpdateConfigs { name, set, remove } => self.update(name, |t| {
+                t.configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                t.configs.retain(|k, _| !remove.contains(k));
+            }),
         }
     }
 

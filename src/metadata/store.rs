@@ -81,6 +81,8 @@ mod tests {
             let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
             store.append(MetadataRecord::CreateTopic { name: "t".into(), id, shards: vec![1, 0], configs }).unwrap();
             store.append(MetadataRecord::CreatePartitions { name: "t".into(), shards: vec![1] }).unwrap();
+            let set = BTreeMap::from([("segment.ms".to_string(), "60000".to_string())]);
+            store.append(MetadataRecord::UpdateConfigs { name: "t".into(), set, remove: vec![] }).unwrap();
         }
         let mut f = OpenOptions::new().append(true).open(dir.path().join(FILE_NAME)).unwrap();
         f.write_all(b"{\"type\":\"DeleteTo").unwrap();
@@ -89,5 +91,6 @@ mod tests {
         assert_eq!(t.shards, vec![1, 0, 1]);
         assert_eq!(t.id, id);
         assert_eq!(t.configs["retention.ms"], "1000");
+        assert_eq!(t.configs["segment.ms"], "60000", "config changes replay");
     }
 }

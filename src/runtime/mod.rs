@@ -10,7 +10,7 @@ mod threads;
 
 pub use threads::{check_io_uring, raise_open_file_limit, spawn_shards, ShardThread};
 pub use tokio_uring::buf::BoundedBuf;
-pub use tokio_uring::fs::File;
+pub use tokio_uring::fs::{remove_file, rename, File};
 pub use tokio_uring::net::{TcpListener, TcpStream};
 
 /// Spawns a task on the current shard's loop. Tasks never leave their shard.

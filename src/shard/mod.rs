@@ -8,6 +8,7 @@ mod control;
 mod groups;
 mod partitions;
 mod producers;
+mod retention;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

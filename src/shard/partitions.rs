@@ -82,10 +82,15 @@ impl Partitions {
                 TopicConfig::broker_defaults(broker)
             }
         };
+        let log_config = log_config(&config, broker);
+        // Topic config changes reach the open logs here.
+        for log in entry.logs.iter().flatten() {
+            log.set_config(log_config);
+        }
         for partition in entry.logs.len()..meta.shards.len() {
             let log = (meta.shards[partition] == shard).then(|| {
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
-                match PartitionLog::open(&dir, log_config(&config, broker), clean, written.clone()) {
+                match PartitionLog::open(&dir, log_config, clean, written.clone()) {
                     Ok((log, report)) => {
                         tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
                         Some(log)

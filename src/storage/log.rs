@@ -7,12 +7,12 @@
 //! while a write or fsync is in flight goes down in the next write: that is
 //! the group commit. Fetch reads only below the high watermark.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 use crate::runtime::File;
@@ -20,11 +20,12 @@ use crate::runtime::File;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
 use super::recovery;
+use super::retention;
 use super::segment::{BatchMeta, Segment};
 use super::writer::{self, Job, SyncState, WriteJob};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll when the active segment would exceed this (segment.bytes). At
     /// most u32::MAX: index positions are 32-bit.
@@ -93,19 +94,25 @@ const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
 /// One partition's log, owned by exactly one shard thread.
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
-    pub(super) config: LogConfig,
+    /// Changed at run time by topic config changes (see `set_config`).
+    config: Cell<LogConfig>,
     pub(super) inner: RefCell<Inner>,
     /// Wakes the writer task (one waiter: notify_one keeps a permit).
     pub(super) wake: Rc<Notify>,
     pub(super) on_written: Rc<Notify>,
+    /// Serializes writes of the log start offset checkpoint (retention.rs).
+    pub(super) checkpoint_lock: Mutex<()>,
 }
 
 pub(super) struct Inner {
     /// Oldest first; the last is the active segment. Never empty.
     pub segments: Vec<Segment>,
+    /// The first offset a reader may ask for: a segment base after
+    /// retention, or inside a segment after DeleteRecords.
+    pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
-    /// Writes, seals and the close, in the order the writer must do them.
+    /// Writes, seals, deletions and the close, in the order the writer must do them.
     pub queue: VecDeque<Job>,
     pub spare_buffers: Vec<Vec<u8>>,
     /// wait_written callers: (last offset, reply).
@@ -193,11 +200,13 @@ impl PartitionLog {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config)?;
         let log_end_offset = segments.last().expect("at least one segment").next_offset;
+        let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
-            config,
+            config: Cell::new(config),
             inner: RefCell::new(Inner {
                 segments,
+                log_start_offset,
                 log_end_offset,
                 high_watermark: log_end_offset,
                 queue: VecDeque::new(),
@@ -210,13 +219,27 @@ impl PartitionLog {
             }),
             wake: Rc::new(Notify::new()),
             on_written,
+            checkpoint_lock: Mutex::new(()),
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone()));
         Ok((log, report))
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.inner.borrow().segments[0].base_offset
+        self.inner.borrow().log_start_offset
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
+    /// A topic config change at run time: later rolls and flushes follow it.
+    pub fn set_config(&self, config: LogConfig) {
+        if config != self.config.get() {
+            self.config.set(config);
+            // The writer may be sleeping until a flush.ms deadline that just changed.
+            self.wake.notify_one();
+        }
     }
 
     /// The next offset to be assigned.
@@ -250,7 +273,7 @@ impl PartitionLog {
         }
         active.first_append_ms.get_or_insert(now_ms);
         let job = open_job(queue, spare_buffers, active);
-        let next_offset = copy_batches(batches, base_offset, job, active, self.config.index_interval_bytes);
+        let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
         inner.log_end_offset = next_offset;
         let write_epoch = inner.rollbacks;
@@ -266,18 +289,19 @@ impl PartitionLog {
 
     fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
         let last_offset = inner.log_end_offset + records as i64 - 1;
+        let config = self.config();
         let active = inner.active();
         if active.size == 0 {
             return false;
         }
-        active.size + bytes > self.config.segment_bytes
-            || active.first_append_ms.is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms)
+        active.size + bytes > config.segment_bytes
+            || active.first_append_ms.is_some_and(|first| now_ms.saturating_sub(first) > config.segment_ms)
             || last_offset - active.base_offset > u32::MAX as i64
     }
 
     /// Starts a new active segment at the log end. The old one's pending bytes
     /// stay queued for the old file, then its seal (fsync + index files).
-    fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
+    pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
         let base_offset = inner.log_end_offset;
         let segment = Segment::create(&self.dir, base_offset)?;
         let old = inner.active();
@@ -357,7 +381,7 @@ impl PartitionLog {
 
     fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
-        let log_start = inner.segments[0].base_offset;
+        let log_start = inner.log_start_offset;
         if offset < log_start || offset > inner.high_watermark {
             return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark: inner.high_watermark });
         }

@@ -9,6 +9,7 @@ mod headers;
 mod index;
 mod log;
 mod recovery;
+mod retention;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -17,3 +18,4 @@ mod writer;
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};
 pub use error::StorageError;
 pub use log::{AppendInfo, LogConfig, PartitionLog, ReadSlice, RecoveryReport};
+pub use retention::{HeadDeletion, RetentionPolicy};

@@ -30,6 +30,8 @@ pub(super) enum Job {
     Seal {
         base_offset: i64,
     },
+    /// Unlink the files of segments retention took out of the log (retention.rs).
+    Delete(Vec<i64>),
     /// The last job: fsync, write the active segment's indexes, stop.
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -85,12 +87,13 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>) {
         match job {
             Some(Job::Write(job)) => log.write(job).await,
             Some(Job::Seal { base_offset }) => log.seal(base_offset).await,
+            Some(Job::Delete(bases)) => log.remove_segment_files(bases).await,
             Some(Job::Close(reply)) => {
                 let _ = reply.send(log.finish().await);
                 return;
             }
             None => {
-                let deadline = log.inner.borrow().sync.deadline(log.config.flush_ms);
+                let deadline = log.inner.borrow().sync.deadline(log.config().flush_ms);
                 if log.sync_due() {
                     if let Err(error) = log.sync_files().await {
                         // Already acknowledged: nothing to roll back, only to report.
@@ -113,7 +116,8 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>) {
 impl PartitionLog {
     fn sync_due(&self) -> bool {
         let inner = self.inner.borrow();
-        inner.sync.due(self.config.flush_messages, self.config.flush_ms, Instant::now())
+        let config = self.config();
+        inner.sync.due(config.flush_messages, config.flush_ms, Instant::now())
     }
 
     async fn write(&self, job: WriteJob) {
@@ -181,7 +185,8 @@ impl PartitionLog {
             match job {
                 Job::Write(write) => inner.recycle(write.buf),
                 Job::Seal { .. } => {}
-                close @ Job::Close(_) => inner.queue.push_back(close),
+                // Those segments are already out of the log: their files must still go.
+                kept @ (Job::Close(_) | Job::Delete(_)) => inner.queue.push_back(kept),
             }
         }
         for (_, reply) in inner.waiters.drain(..) {
@@ -194,7 +199,7 @@ impl PartitionLog {
                 tracing::warn!(dir = %self.dir.display(), base = dropped.base_offset, error = %e, "removing an unwritten segment");
             }
         }
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         let active = inner.active();
         let keep = active.readable_bytes;
         let path = segment::log_path(&self.dir, active.base_offset);

@@ -77,7 +77,7 @@ fn closed_segments(log: &PartitionLog) -> Vec<Closed> {
         inner.queue.iter().any(|job| match job {
             Job::Seal { base_offset } => *base_offset == base,
             Job::Write(write) => write.segment_base == base,
-            Job::Close(_) => false,
+            Job::Delete(_) | Job::Close(_) => false,
         })
     };
     inner
@@ -304,7 +304,7 @@ async fn clean_segment(
             max_timestamp: header.max_timestamp,
             bytes: kept.len() as u64,
         };
-        cleaned.segment.track(&meta, log.config.index_interval_bytes);
+        cleaned.segment.track(&meta, log.config().index_interval_bytes);
         pending.extend_from_slice(kept);
         if pending.len() >= IO_BYTES {
             pending = write_at(&cleaned.segment.file, &path, pending, &mut written).await?;
