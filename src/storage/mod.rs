@@ -9,6 +9,7 @@ mod index;
 mod log;
 mod recovery;
 mod segment;
+mod sync_journal;
 #[cfg(test)]
 mod tests;
 mod writer;

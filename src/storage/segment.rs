@@ -190,6 +190,14 @@ pub async fn write_index_files(
     Ok(())
 }
 
+/// fsyncs a directory, so that the files created in it survive a power failure.
+pub async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let what = || format!("fsync of directory {}", dir.display());
+    let file = File::open(dir).await.context(what)?;
+    file.sync_all().await.context(what)?;
+    file.close().await.context(what)
+}
+
 /// Removes a segment's files; returns the `.log` bytes that went with them.
 pub fn remove_files(dir: &Path, base_offset: i64) -> io::Result<u64> {
     let log = log_path(dir, base_offset);
