@@ -174,7 +174,7 @@ fn segment_is_empty(dir: &Path, base: i64) -> Result<bool, StorageError> {
 fn report_lost_range(dir: &Path, base: i64, recovered: &Recovered, next_base: i64) {
     let end = recovered.segment.next_offset;
     let why = match recovered.truncated_bytes {
-        0 => format!("ends at offset {end}, the next segment starts at {next_base}: a segment file is missing"),
+        0 => format!("ends at offset {end} but the next segment starts at {next_base}"),
         cut => format!("is damaged at byte {}: {cut} bytes cut", recovered.segment.size),
     };
     if end == next_base {
