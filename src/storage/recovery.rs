@@ -13,9 +13,9 @@
 //!   `.log` is gone mean lost offsets: rolls fsync a segment before the next
 //!   one gets a byte, so only a hand or a failing disk leaves them. The range
 //!   is logged and the remaining segments are served, as Kafka does: a fetch
-//!   inside the gap continues at the next offset that exists. Only an empty
-//!   last segment after a gap (a crash in the middle of a roll) is dropped,
-//!   so that the log ends where its data ends.
+//!   inside the gap continues at the next offset that exists. Only empty
+//!   segments after a gap (a crash in the middle of a roll) are dropped, so
+//!   that the log ends where its data ends.
 //! - The active segment's index files are then deleted: they live in memory
 //!   until the segment is sealed or the log closed, and a stale copy must not
 //!   be trusted after a later crash.
@@ -62,10 +62,10 @@ pub fn recover_log(
             next_base.filter(|&next| recovered.truncated_bytes > 0 || recovered.segment.next_offset != next);
         if let Some(next) = lost_tail {
             let overlaps = recovered.segment.next_offset > next;
-            if overlaps || (segments.len() + 2 == bases.len() && segment_is_empty(dir, next)?) {
-                // A crash during a roll (the new segment holds nothing), or
-                // offsets that cannot follow on: the log ends here. Check this
-                // segment again as the active one.
+            if overlaps || all_empty(dir, &bases[segments.len() + 1..])? {
+                // A crash during a roll (the new segments hold nothing yet),
+                // or offsets that cannot follow on: the log ends here. Check
+                // this segment again as the active one.
                 tracing::warn!(
                     partition = %partition_name(dir),
                     offset = recovered.segment.next_offset,
@@ -164,9 +164,14 @@ fn partition_name(dir: &Path) -> std::borrow::Cow<'_, str> {
     dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy()
 }
 
-fn segment_is_empty(dir: &Path, base: i64) -> Result<bool, StorageError> {
-    let path = segment::log_path(dir, base);
-    Ok(fs::metadata(&path).context(|| format!("reading size of {}", path.display()))?.len() == 0)
+fn all_empty(dir: &Path, bases: &[i64]) -> Result<bool, StorageError> {
+    for &base in bases {
+        let path = segment::log_path(dir, base);
+        if fs::metadata(&path).context(|| format!("reading size of {}", path.display()))?.len() > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A sealed segment that does not lead on to the next one: says which

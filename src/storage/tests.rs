@@ -390,6 +390,30 @@ fn a_sealed_segment_cut_short_keeps_the_segments_after_it() {
 }
 
 #[test]
+fn empty_segments_after_a_lost_tail_are_dropped() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let files = crashed_log_of_many_segments(dir.path(), &config).await;
+        // A crash while rolls were queued: the new files exist, none written yet.
+        for name in &files[1..] {
+            std::fs::OpenOptions::new().write(true).open(dir.path().join(name)).unwrap().set_len(0).unwrap();
+        }
+        let first = dir.path().join(&files[0]);
+        let first_bytes = std::fs::metadata(&first).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(first_bytes - 1).unwrap();
+
+        let (log, report) = open(dir.path(), config, false);
+        assert_eq!(report.segments, 1);
+        assert_eq!(log_files(dir.path()), [files[0].clone()]);
+        let kept = read_all(&log).await;
+        let end = kept.last().unwrap().last_offset() + 1;
+        assert_contiguous(&kept, 0, end);
+        assert_eq!(log.log_end_offset(), end, "the log ends where its data ends");
+    });
+}
+
+#[test]
 fn a_missing_middle_segment_leaves_a_gap_and_the_rest_is_served() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
