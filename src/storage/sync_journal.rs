@@ -19,6 +19,8 @@ static JOURNAL: OnceLock<Option<File>> = OnceLock::new();
 /// right after the fdatasync returned, before anything is acknowledged, and
 /// only where no write to the file can run in between (the writer task).
 pub fn note_synced(file: &impl AsRawFd) {
+    #[cfg(test)]
+    super::writer::fault::note_synced(file.as_raw_fd());
     if let Some(journal) = JOURNAL.get_or_init(open_journal) {
         record(journal, file.as_raw_fd());
     }

@@ -607,3 +607,65 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
         assert_contiguous(&read_all(&log).await, 0, 2);
     });
 }
+
+/// A power failure: every segment file loses what was not fdatasynced (all
+/// of it if never synced), and the last one gets a torn page of garbage.
+fn lose_unsynced_writes(dir: &Path) {
+    let files = log_files(dir);
+    for (at, name) in files.iter().enumerate() {
+        let path = dir.join(name);
+        let synced = fault::SYNCED.with(|s| s.borrow().get(&path.canonicalize().unwrap()).copied()).unwrap_or(0);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let length = file.metadata().unwrap().len();
+        file.set_len(synced.min(length)).unwrap();
+        if at + 1 == files.len() {
+            file.write_all_at(&[0xa5; 700], synced.min(length)).unwrap();
+        }
+    }
+}
+
+/// Appends `count` one-record batches, each acknowledged before the next.
+async fn append_acknowledged(log: &PartitionLog, count: usize) -> i64 {
+    let mut end = 0;
+    for _ in 0..count {
+        end = append(log, &batch_of(1, 1, 100)).await + 1;
+    }
+    end
+}
+
+#[test]
+fn durable_mode_keeps_every_acknowledged_record_through_lost_unsynced_writes() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_messages: 1, ..small_segments(1000) };
+        let (log, _) = open(dir.path(), config.clone(), true);
+        let acknowledged = append_acknowledged(&log, 30).await;
+        assert!(log_files(dir.path()).len() >= 3, "rolled");
+        drop(log);
+        lose_unsynced_writes(dir.path());
+
+        let (log, _) = open(dir.path(), config, false);
+        assert_contiguous(&read_all(&log).await, 0, acknowledged);
+        assert_eq!(log.log_end_offset(), acknowledged);
+    });
+}
+
+#[test]
+fn default_mode_loses_unsynced_records_but_recovers_clean() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let (log, _) = open(dir.path(), config.clone(), true);
+        let acknowledged = append_acknowledged(&log, 30).await;
+        drop(log);
+        lose_unsynced_writes(dir.path());
+
+        let (log, _) = open(dir.path(), config, false);
+        let kept = read_all(&log).await;
+        let end = log.log_end_offset();
+        assert!(end < acknowledged, "the active segment was never synced: its records are gone");
+        assert!(end > 0, "sealed segments were synced when rolled");
+        assert_contiguous(&kept, 0, end);
+        assert_eq!(append(&log, &batch_of(2, 1, 10)).await, end, "appends continue at the recovered end");
+    });
+}

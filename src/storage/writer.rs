@@ -320,17 +320,29 @@ impl PartitionLog {
 /// thread, so thread-locals keep tests apart.
 #[cfg(test)]
 pub(super) mod fault {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
 
     use crate::runtime::File;
 
     thread_local! {
+        /// Each segment file's length at its last completed fdatasync: what
+        /// a power failure would leave of it.
+        pub static SYNCED: RefCell<HashMap<PathBuf, u64>> = RefCell::new(HashMap::new());
         /// Writes to fail: each writes half of its bytes, then reports ENOSPC.
         pub static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
         /// fdatasyncs (of the write path and flush_ms) to fail with EIO.
         pub static FAILING_SYNCS: Cell<u32> = const { Cell::new(0) };
         pub static WRITES: Cell<u32> = const { Cell::new(0) };
         pub static SYNCS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub fn note_synced(fd: i32) {
+        let link = format!("/proc/self/fd/{fd}");
+        let path = std::fs::read_link(&link).expect("a synced file has a name");
+        let length = std::fs::metadata(&link).expect("a synced file has a length").len();
+        SYNCED.with(|synced| synced.borrow_mut().insert(path, length));
     }
 
     pub async fn sync_data(file: &File) -> std::io::Result<()> {
