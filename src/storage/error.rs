@@ -26,6 +26,11 @@ pub enum StorageError {
     /// A single append that cannot fit in one segment (positions are 32-bit).
     #[error("append of {bytes} bytes cannot fit in one segment")]
     AppendTooLarge { bytes: usize },
+    /// An fdatasync of this log failed, so the disk may not hold what the page
+    /// cache shows: appends are refused until a restart recovers the files
+    /// (Kafka takes the log directory offline).
+    #[error("{dir} is offline after a failed fdatasync ({reason}); restart the broker to recover it")]
+    Offline { dir: String, reason: String },
     /// A segment file does not hold what its index or the high watermark promise.
     #[error("{path}: corrupt at position {position}: {reason}")]
     Corrupt { path: String, position: u64, reason: String },
@@ -34,6 +39,12 @@ pub enum StorageError {
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> StorageError {
         StorageError::Io { context: context.into(), source }
+    }
+
+    /// No space left on the device: the write is rolled back, and the next
+    /// append may succeed once space is freed.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
     }
 
     /// A copy for the second and later waiters of one failed write:
@@ -45,6 +56,7 @@ impl StorageError {
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
             StorageError::Closed => StorageError::Closed,
+            StorageError::Offline { dir, reason } => StorageError::Offline { dir: dir.clone(), reason: reason.clone() },
             other => StorageError::Corrupt { path: String::new(), position: 0, reason: other.to_string() },
         }
     }

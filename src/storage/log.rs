@@ -84,6 +84,8 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: u32,
     /// Segments in the log after recovery.
     pub segments: u32,
+    /// The directory held no segment: a new, empty log was created.
+    pub created: bool,
 }
 
 /// Spare write buffers kept for reuse, and the largest one worth keeping
@@ -124,6 +126,10 @@ pub(super) struct Inner {
     pub writer_done: bool,
     /// Failed writes so far; each rolled the log end back to the high watermark.
     pub rollbacks: u64,
+    /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
+    pub offline: Option<String>,
+    /// The last write failed with ENOSPC: logged once, until a write succeeds.
+    pub out_of_space: bool,
 }
 
 impl Inner {
@@ -216,12 +222,14 @@ impl PartitionLog {
                 closing: false,
                 writer_done: false,
                 rollbacks: 0,
+                offline: None,
+                out_of_space: false,
             }),
             wake: Rc::new(Notify::new()),
             on_written,
             checkpoint_lock: Mutex::new(()),
         });
-        crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone()));
+        crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
         Ok((log, report))
     }
 
@@ -261,6 +269,9 @@ impl PartitionLog {
         let inner = &mut *guard;
         if inner.closing {
             return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &inner.offline {
+            return Err(StorageError::Offline { dir: self.dir.display().to_string(), reason: reason.clone() });
         }
         if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
             self.roll(inner)?;

@@ -11,6 +11,7 @@ mod log;
 mod recovery;
 mod retention;
 mod segment;
+mod sync_journal;
 #[cfg(test)]
 mod tests;
 mod writer;

@@ -3,14 +3,19 @@
 //!
 //! - Sealed segments were fsynced when they were rolled, so their index files
 //!   are trusted when they pass the checks in `index.rs`; otherwise the index
-//!   is rebuilt from batch headers. Either way the tail after the last index
-//!   entry is walked, which catches a sealed segment that lost its end in a
-//!   crash: it is truncated and every later segment is dropped, since their
-//!   offsets can no longer follow on.
-//! - The active (last) segment is checked batch by batch with the full
-//!   `validate` (length + CRC32C): from its last index entry after a clean
-//!   shutdown, from the start otherwise. At the first bad or partial batch the
-//!   file is truncated.
+//!   is rebuilt by walking the whole segment. Either way the walk covers the
+//!   tail after the last index entry, batch by batch with the full `validate`
+//!   (length + CRC32C): a bad or partial batch is cut off there.
+//! - The active (last) segment is walked from its last index entry after a
+//!   clean shutdown, from the start otherwise, and truncated at the first bad
+//!   or partial batch (a torn tail).
+//! - A gap between segments, a sealed segment cut short, or index files whose
+//!   `.log` is gone mean lost offsets: rolls fsync a segment before the next
+//!   one gets a byte, so only a hand or a failing disk leaves them. The range
+//!   is logged and the remaining segments are served, as Kafka does: a fetch
+//!   inside the gap continues at the next offset that exists. Only empty
+//!   segments after a gap (a crash in the middle of a roll) are dropped, so
+//!   that the log ends where its data ends.
 //! - The active segment's index files are then deleted: they live in memory
 //!   until the segment is sealed or the log closed, and a stale copy must not
 //!   be trusted after a later crash.
@@ -25,6 +30,7 @@ use super::error::{IoContext, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
 use super::log::{LogConfig, RecoveryReport};
 use super::segment::{self, BatchMeta, Segment};
+use super::sync_journal;
 
 /// Bytes read at once while walking a segment file at start-up.
 const WINDOW_BYTES: usize = 64 * 1024;
@@ -39,10 +45,12 @@ pub fn recover_log(
     super::cleaner::finish_interrupted(dir)?;
     // Below the cleaner checkpoint, a gap before the next segment is compaction's.
     let cleaned_to = super::cleaner::read_checkpoint(dir);
-    let mut bases = list_segments(dir)?;
+    let (mut bases, orphans) = list_segments(dir)?;
+    remove_orphan_indexes(dir, &orphans)?;
     let mut report = RecoveryReport::default();
     if bases.is_empty() {
         report.segments = 1;
+        report.created = true;
         return Ok((vec![Segment::create(dir, 0)?], report));
     }
     let mut segments = Vec::with_capacity(bases.len());
@@ -52,26 +60,43 @@ pub fn recover_log(
         let active = segments.len() + 1 == bases.len();
         let recovered = recover_segment(dir, base, active, clean, config.index_interval_bytes)?;
         report.truncated_bytes += recovered.truncated_bytes;
-        let follows_on = active || {
-            let next_base = bases[segments.len() + 1];
-            recovered.segment.next_offset == next_base || next_base <= cleaned_to
-        };
-        // Rolls happen at the log end, so a gap before the next segment means
-        // this one lost its tail too.
-        if !active && (recovered.truncated_bytes > 0 || !follows_on) {
-            // The batches after a lost tail are unreachable: drop them, then
-            // check this segment again as the active one, CRCs included.
-            tracing::warn!(
-                dir = %dir.display(),
-                offset = recovered.segment.next_offset,
-                "segment {base} lost its tail: dropping the segments after it"
-            );
-            for later in bases.drain(segments.len() + 1..) {
-                report.truncated_bytes += segment::remove_files(dir, later)
-                    .context(|| format!("removing segment {later} of {}", dir.display()))?;
+        let next_base = bases.get(segments.len() + 1).copied();
+        let lost_tail = next_base.filter(|&next| {
+            recovered.truncated_bytes > 0 || (recovered.segment.next_offset != next && next > cleaned_to)
+        });
+        if let Some(next) = lost_tail {
+            let overlaps = recovered.segment.next_offset > next;
+            if overlaps || all_empty(dir, &bases[segments.len() + 1..])? {
+                // A crash during a roll (the new segments hold nothing yet),
+                // or offsets that cannot follow on: the log ends here. Check
+                // this segment again as the active one.
+                tracing::warn!(
+                    partition = %partition_name(dir),
+                    offset = recovered.segment.next_offset,
+                    "segment {base:020}.log does not lead on to {next:020}.log: dropping the segments after it"
+                );
+                for later in bases.drain(segments.len() + 1..) {
+                    report.truncated_bytes += segment::remove_files(dir, later)
+                        .context(|| format!("removing segment {later} of {}", dir.display()))?;
+                }
+                clean = false;
+                continue;
             }
-            clean = false;
-            continue;
+            report_lost_range(dir, base, &recovered, next);
+            if recovered.segment.size == 0 {
+                // Nothing readable is left of it; the next segment carries on.
+                segment::remove_files(dir, base).context(|| format!("removing segment {base} of {}", dir.display()))?;
+                bases.remove(segments.len());
+                continue;
+            }
+            if recovered.truncated_bytes > 0 {
+                // Its index files point past the cut: write them again.
+                let mut segment = recovered.segment;
+                segment.seal_time_index();
+                write_index_files_blocking(dir, &segment)?;
+                segments.push(segment);
+                continue;
+            }
         }
         report.rebuilt_indexes += recovered.rebuilt_index as u32;
         let mut segment = recovered.segment;
@@ -96,24 +121,94 @@ pub fn recover_log(
     Ok((segments, report))
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+/// Base offsets of the `.log` files in `dir`, ascending, and of `.index`
+/// files whose `.log` is missing.
+fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), StorageError> {
     let mut bases = Vec::new();
+    let mut indexed = Vec::new();
     let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
         let entry = entry.context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+        let Some((stem, extension)) = name.to_str().and_then(|n| n.split_once('.')) else {
             continue;
+        };
+        let list = match extension {
+            "log" => &mut bases,
+            "index" => &mut indexed,
+            _ => continue,
         };
         if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
             if let Ok(base) = stem.parse::<i64>() {
-                bases.push(base);
+                list.push(base);
             }
         }
     }
     bases.sort_unstable();
-    Ok(bases)
+    indexed.retain(|base| bases.binary_search(base).is_err());
+    indexed.sort_unstable();
+    Ok((bases, indexed))
+}
+
+/// Index files left by a `.log` deleted by hand: say what is gone, and
+/// remove them so that no later segment at that base trusts them.
+fn remove_orphan_indexes(dir: &Path, orphans: &[i64]) -> Result<(), StorageError> {
+    for &base in orphans {
+        tracing::error!(
+            partition = %partition_name(dir),
+            "segment {base:020}.log is missing (its index files remain): offsets from {base} in it are lost"
+        );
+        segment::remove_files(dir, base).context(|| format!("removing index files {base} of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The partition as the topic-partition directory names it, for log lines.
+fn partition_name(dir: &Path) -> std::borrow::Cow<'_, str> {
+    dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy()
+}
+
+fn all_empty(dir: &Path, bases: &[i64]) -> Result<bool, StorageError> {
+    for &base in bases {
+        let path = segment::log_path(dir, base);
+        if fs::metadata(&path).context(|| format!("reading size of {}", path.display()))?.len() > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A sealed segment that does not lead on to the next one: says which
+/// offsets are lost and why.
+fn report_lost_range(dir: &Path, base: i64, recovered: &Recovered, next_base: i64) {
+    let end = recovered.segment.next_offset;
+    let why = match recovered.truncated_bytes {
+        0 => format!("ends at offset {end} but the next segment starts at {next_base}"),
+        cut => format!("is damaged at byte {}: {cut} bytes cut", recovered.segment.size),
+    };
+    if end == next_base {
+        tracing::error!(partition = %partition_name(dir), "segment {base:020}.log {why} after its last batch; no offset is lost");
+        return;
+    }
+    tracing::error!(
+        partition = %partition_name(dir),
+        "segment {base:020}.log {why}; offsets {end}..{} are lost; serving the rest, fetches in the gap continue at {next_base}",
+        next_base - 1
+    );
+}
+
+/// Rewrites a sealed segment's index files after recovery cut it.
+fn write_index_files_blocking(dir: &Path, segment: &Segment) -> Result<(), StorageError> {
+    let (index, time_index) = segment.encoded_indexes();
+    for (path, bytes) in [
+        (segment::index_path(dir, segment.base_offset), index),
+        (segment::time_index_path(dir, segment.base_offset), time_index),
+    ] {
+        fs::write(&path, bytes)
+            .and_then(|()| fs::File::open(&path)?.sync_all())
+            .context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 struct Recovered {
@@ -137,7 +232,10 @@ fn recover_segment(dir: &Path, base: i64, active: bool, clean: bool, interval: u
         Some((index, time_index)) => segment.resume_from(index, time_index, interval),
         None => (0, base),
     };
-    let mut walk = Walk { file: &reader, file_bytes, window: Window::default(), check_crc: active };
+    // The walk reads every byte it passes anyway, so checking CRCs costs
+    // little; sealed segments with trusted indexes are walked from their last
+    // entry only.
+    let mut walk = Walk { file: &reader, file_bytes, window: Window::default() };
     let end = walk.scan(from, first_offset, |batch| segment.track(batch, interval))?;
     let mut truncated_bytes = 0;
     if let Some(problem) = end.problem {
@@ -153,6 +251,7 @@ fn recover_segment(dir: &Path, base: i64, active: bool, clean: bool, interval: u
             .set_len(end.valid_bytes)
             .and_then(|()| reader.sync_data())
             .context(|| format!("truncating {}", path.display()))?;
+        sync_journal::note_synced(&reader);
         let next_offset = segment.next_offset;
         segment.truncate_to(end.valid_bytes, next_offset, interval);
     }
@@ -217,7 +316,6 @@ struct Walk<'a> {
     file: &'a fs::File,
     file_bytes: u64,
     window: Window,
-    check_crc: bool,
 }
 
 impl Walk<'_> {
@@ -264,13 +362,10 @@ impl Walk<'_> {
         if header.base_offset < next_offset || header.last_offset_delta < 0 {
             return Ok(Err(format!("batch offset {} does not follow {}", header.base_offset, next_offset - 1)));
         }
-        if self.check_crc {
-            let whole = self.window.get(self.file, self.file_bytes, position, bytes)?;
-            if let Err(e) = batch::validate_stored(whole) {
-                return Ok(Err(format!("batch at offset {}: {e}", header.base_offset)));
-            }
-        } else if header.magic != 2 {
-            return Ok(Err(format!("batch at offset {}: magic {}", header.base_offset, header.magic)));
+        // Compacted batches hold fewer records than their offset range.
+        let whole = self.window.get(self.file, self.file_bytes, position, bytes)?;
+        if let Err(e) = batch::validate_stored(whole) {
+            return Ok(Err(format!("batch at offset {}: {e}", header.base_offset)));
         }
         Ok(Ok(header))
     }

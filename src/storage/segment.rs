@@ -190,11 +190,21 @@ pub async fn write_index_files(
     Ok(())
 }
 
+/// fsyncs a directory, so that the files created in it survive a power failure.
+pub async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let what = || format!("fsync of directory {}", dir.display());
+    let file = File::open(dir).await.context(what)?;
+    file.sync_all().await.context(what)?;
+    file.close().await.context(what)
+}
+
 /// Removes a segment's files; returns the `.log` bytes that went with them.
+/// The `.log` goes last: index files without their `.log` are what recovery
+/// reports as a segment deleted by hand.
 pub fn remove_files(dir: &Path, base_offset: i64) -> io::Result<u64> {
     let log = log_path(dir, base_offset);
     let bytes = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    for path in [log, index_path(dir, base_offset), time_index_path(dir, base_offset)] {
+    for path in [index_path(dir, base_offset), time_index_path(dir, base_offset), log] {
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -92,7 +92,7 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let (log, report) = open(dir.path(), LogConfig::default(), true);
-        assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1 });
+        assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1, created: true });
         let originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
         let first = originals.concat();
         let info = log.append(&first, 1000).unwrap();
@@ -342,23 +342,66 @@ fn missing_index_files_are_rebuilt() {
     });
 }
 
+/// Twenty one-record batches in segments of at most 1000 bytes; the log is
+/// dropped without close (a crash). Returns the segment file names.
+async fn crashed_log_of_many_segments(dir: &Path, config: &LogConfig) -> Vec<String> {
+    let (log, _) = open(dir, *config, true);
+    for _ in 0..20 {
+        log.append(&batch_of(1, 1, 100), 0).unwrap();
+    }
+    log.wait_written(19).await.unwrap();
+    drop(log);
+    let files = log_files(dir);
+    assert!(files.len() >= 3, "rolled into {files:?}");
+    files
+}
+
+fn base_of(file_name: &str) -> i64 {
+    file_name.trim_end_matches(".log").parse().unwrap()
+}
+
 #[test]
-fn a_sealed_segment_that_lost_its_tail_drops_the_segments_after_it() {
+fn a_sealed_segment_cut_short_keeps_the_segments_after_it() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let config = small_segments(1000);
-        let (log, _) = open(dir.path(), config, true);
-        for _ in 0..20 {
-            log.append(&batch_of(1, 1, 100), 0).unwrap();
-        }
-        log.wait_written(19).await.unwrap();
-        drop(log);
-        let files = log_files(dir.path());
-        assert!(files.len() >= 3);
+        let files = crashed_log_of_many_segments(dir.path(), &config).await;
         let first = dir.path().join(&files[0]);
         let first_bytes = std::fs::metadata(&first).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(first_bytes - 1).unwrap();
-        std::fs::remove_file(segment::index_path(dir.path(), 0)).unwrap();
+
+        let (log, report) = open(dir.path(), config, false);
+        assert_eq!(report.segments as usize, files.len(), "the later segments are kept");
+        assert_eq!(log.log_end_offset(), 20);
+        let second = base_of(&files[1]);
+        // The cut batch's offset is a gap: a read there continues in the next segment.
+        let slice = log.read(second - 1, 1 << 20).await.unwrap().unwrap();
+        assert_eq!(headers(&slice_bytes(&slice))[0].base_offset, second);
+        let kept = read_all(&log).await;
+        assert_contiguous(&kept[..second as usize - 1], 0, second - 1);
+        assert_contiguous(&kept[second as usize - 1..], second, 20);
+        log.close().await.unwrap();
+        drop(log);
+        // The cut segment's index files were rewritten: the next start trusts them.
+        let (log, report) = open(dir.path(), config, true);
+        assert_eq!((report.truncated_bytes, report.rebuilt_indexes), (0, 0));
+        assert_eq!(read_all(&log).await.len(), 19);
+    });
+}
+
+#[test]
+fn empty_segments_after_a_lost_tail_are_dropped() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let files = crashed_log_of_many_segments(dir.path(), &config).await;
+        // A crash while rolls were queued: the new files exist, none written yet.
+        for name in &files[1..] {
+            std::fs::OpenOptions::new().write(true).open(dir.path().join(name)).unwrap().set_len(0).unwrap();
+        }
+        let first = dir.path().join(&files[0]);
+        let first_bytes = std::fs::metadata(&first).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(first_bytes - 1).unwrap();
 
         let (log, report) = open(dir.path(), config, false);
         assert_eq!(report.segments, 1);
@@ -366,8 +409,82 @@ fn a_sealed_segment_that_lost_its_tail_drops_the_segments_after_it() {
         let kept = read_all(&log).await;
         let end = kept.last().unwrap().last_offset() + 1;
         assert_contiguous(&kept, 0, end);
-        assert_eq!(log.log_end_offset(), end);
-        assert_eq!(std::fs::metadata(&first).unwrap().len(), kept.iter().map(|h| h.total_bytes() as u64).sum::<u64>());
+        assert_eq!(log.log_end_offset(), end, "the log ends where its data ends");
+    });
+}
+
+#[test]
+fn a_missing_middle_segment_leaves_a_gap_and_the_rest_is_served() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let files = crashed_log_of_many_segments(dir.path(), &config).await;
+        let (second, third) = (base_of(&files[1]), base_of(&files[2]));
+        std::fs::remove_file(dir.path().join(&files[1])).unwrap();
+
+        let (log, report) = open(dir.path(), config, false);
+        assert_eq!(report.segments as usize, files.len() - 1);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 20));
+        let slice = log.read(second, 1 << 20).await.unwrap().unwrap();
+        assert_eq!(headers(&slice_bytes(&slice))[0].base_offset, third, "a fetch in the gap jumps to the next offset");
+        let kept = read_all(&log).await;
+        assert_contiguous(&kept[..second as usize], 0, second);
+        assert_contiguous(&kept[second as usize..], third, 20);
+        assert!(!segment::index_path(dir.path(), second).exists(), "the lost segment's index files are gone");
+        assert_eq!(append(&log, &batch_of(2, 1, 10)).await, 20);
+    });
+}
+
+#[test]
+fn a_missing_first_segment_moves_the_log_start() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let files = crashed_log_of_many_segments(dir.path(), &config).await;
+        std::fs::remove_file(dir.path().join(&files[0])).unwrap();
+
+        let (log, _) = open(dir.path(), config, false);
+        let second = base_of(&files[1]);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (second, 20));
+        assert!(matches!(log.read(0, 1 << 20).await, Err(StorageError::OffsetOutOfRange { .. })));
+        assert_contiguous(&read_all(&log).await, second, 20);
+        assert!(!segment::index_path(dir.path(), 0).exists(), "orphan index files are removed");
+    });
+}
+
+#[test]
+fn a_failed_fdatasync_takes_the_log_offline() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_messages: 1, ..LogConfig::default() };
+        let (log, _) = open(dir.path(), config, true);
+        let kept = batch_of(1, 2, 50);
+        append(&log, &kept).await;
+        fault::FAILING_SYNCS.with(|n| n.set(1));
+        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        assert!(log.wait_appended(&info).await.is_err(), "no ack for a write whose fdatasync failed");
+        assert!(matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })));
+        assert_eq!(fault::FAILING_SYNCS.with(|n| n.get()), 0);
+        assert!(
+            matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })),
+            "even when fsync works again"
+        );
+        assert_eq!(std::fs::metadata(segment::log_path(dir.path(), 0)).unwrap().len(), kept.len() as u64);
+        assert_contiguous(&read_all(&log).await, 0, 2);
+    });
+}
+
+#[test]
+fn a_failed_timed_fdatasync_takes_the_log_offline() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_ms: 10, ..LogConfig::default() };
+        let (log, _) = open(dir.path(), config, true);
+        fault::FAILING_SYNCS.with(|n| n.set(1));
+        append(&log, &batch_of(1, 1, 10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(log.append(&batch_of(2, 1, 10), 0), Err(StorageError::Offline { .. })));
+        assert_contiguous(&read_all(&log).await, 0, 1);
     });
 }
 
@@ -541,6 +658,48 @@ fn retention_deletes_old_segments_and_moves_the_log_start() {
     });
 }
 
+/// A power failure: every segment file loses what was not fdatasynced (all
+/// of it if never synced), and the last one gets a torn page of garbage.
+fn lose_unsynced_writes(dir: &Path) {
+    let files = log_files(dir);
+    for (at, name) in files.iter().enumerate() {
+        let path = dir.join(name);
+        let synced = fault::SYNCED.with(|s| s.borrow().get(&path.canonicalize().unwrap()).copied()).unwrap_or(0);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let length = file.metadata().unwrap().len();
+        file.set_len(synced.min(length)).unwrap();
+        if at + 1 == files.len() {
+            file.write_all_at(&[0xa5; 700], synced.min(length)).unwrap();
+        }
+    }
+}
+
+/// Appends `count` one-record batches, each acknowledged before the next.
+async fn append_acknowledged(log: &PartitionLog, count: usize) -> i64 {
+    let mut end = 0;
+    for _ in 0..count {
+        end = append(log, &batch_of(1, 1, 100)).await + 1;
+    }
+    end
+}
+
+#[test]
+fn durable_mode_keeps_every_acknowledged_record_through_lost_unsynced_writes() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { flush_messages: 1, ..small_segments(1000) };
+        let (log, _) = open(dir.path(), config, true);
+        let acknowledged = append_acknowledged(&log, 30).await;
+        assert!(log_files(dir.path()).len() >= 3, "rolled");
+        drop(log);
+        lose_unsynced_writes(dir.path());
+
+        let (log, _) = open(dir.path(), config, false);
+        assert_contiguous(&read_all(&log).await, 0, acknowledged);
+        assert_eq!(log.log_end_offset(), acknowledged);
+    });
+}
+
 #[test]
 fn retention_bytes_keeps_the_newest_data() {
     use super::RetentionPolicy;
@@ -603,5 +762,25 @@ fn set_config_changes_rolling_at_run_time() {
         append(&log, &batch_of(1, 2, 100)).await;
         assert_eq!(log_files(dir.path()).len(), 2, "the smaller segment.bytes rolled the log");
         assert_eq!(log.config().segment_bytes, 100);
+    });
+}
+
+#[test]
+fn default_mode_loses_unsynced_records_but_recovers_clean() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1000);
+        let (log, _) = open(dir.path(), config, true);
+        let acknowledged = append_acknowledged(&log, 30).await;
+        drop(log);
+        lose_unsynced_writes(dir.path());
+
+        let (log, _) = open(dir.path(), config, false);
+        let kept = read_all(&log).await;
+        let end = log.log_end_offset();
+        assert!(end < acknowledged, "the active segment was never synced: its records are gone");
+        assert!(end > 0, "sealed segments were synced when rolled");
+        assert_contiguous(&kept, 0, end);
+        assert_eq!(append(&log, &batch_of(2, 1, 10)).await, end, "appends continue at the recovered end");
     });
 }

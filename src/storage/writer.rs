@@ -8,6 +8,9 @@
 //! fails, every queued write fails with it, the file is cut back to the high
 //! watermark and the log end rolls back there: no half-written batch stays,
 //! and the next append can succeed once the cause (say ENOSPC) is gone.
+//! A failed fdatasync is different: the kernel may already have dropped the
+//! pages it could not write, so the log goes offline and refuses appends
+//! until a restart (see `StorageError::Offline`).
 //!
 //! The task holds only a `Weak` reference while idle, so dropping the log
 //! without `close` ends it too (no fsync then: the next start recovers).
@@ -23,6 +26,7 @@ use crate::runtime::File;
 use super::error::{IoContext, StorageError};
 use super::log::PartitionLog;
 use super::segment;
+use super::sync_journal;
 
 pub(super) enum Job {
     Write(WriteJob),
@@ -80,7 +84,15 @@ impl SyncState {
     }
 }
 
-pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>) {
+/// `created`: the log is new, so its directory entries are synced before
+/// its first write (and so before its first acknowledgement).
+pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool) {
+    if let Some(log) = log.upgrade().filter(|_| created) {
+        if let Err(error) = log.sync_new_dir().await {
+            log.go_offline(&error);
+            log.fail(error);
+        }
+    }
     loop {
         let Some(log) = log.upgrade() else { return };
         let job = log.inner.borrow_mut().queue.pop_front();
@@ -96,8 +108,8 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>) {
                 let deadline = log.inner.borrow().sync.deadline(log.config().flush_ms);
                 if log.sync_due() {
                     if let Err(error) = log.sync_files().await {
-                        // Already acknowledged: nothing to roll back, only to report.
-                        tracing::error!(dir = %log.dir.display(), %error, "timed fdatasync failed");
+                        // Already acknowledged: nothing to roll back, but no more acks either.
+                        log.go_offline(&error);
                     }
                     continue;
                 }
@@ -136,6 +148,7 @@ impl PartitionLog {
         self.inner.borrow_mut().sync.note_write(&file, messages, Instant::now());
         if self.sync_due() {
             if let Err(error) = self.sync_files().await {
+                self.go_offline(&error);
                 return self.fail(error);
             }
         }
@@ -146,16 +159,45 @@ impl PartitionLog {
         let unsynced = std::mem::take(&mut self.inner.borrow_mut().sync);
         for file in &unsynced.files {
             #[cfg(test)]
-            fault::SYNCS.with(|n| n.set(n.get() + 1));
-            file.sync_data().await.context(|| format!("fdatasync in {}", self.dir.display()))?;
+            let result = fault::sync_data(file).await;
+            #[cfg(not(test))]
+            let result = file.sync_data().await;
+            result.context(|| format!("fdatasync in {}", self.dir.display()))?;
+            sync_journal::note_synced(&**file);
         }
         Ok(())
+    }
+
+    async fn sync_new_dir(&self) -> Result<(), StorageError> {
+        segment::sync_dir(&self.dir).await?;
+        match self.dir.parent() {
+            Some(parent) => segment::sync_dir(parent).await,
+            None => Ok(()),
+        }
+    }
+
+    /// An fdatasync failed: what was acknowledged may not be on disk, and a
+    /// retry could report success for pages the kernel already dropped. So,
+    /// as Kafka takes the log directory offline, refuse appends from now on.
+    fn go_offline(&self, error: &StorageError) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.offline.is_none() {
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "fdatasync failed: the partition refuses produce (KAFKA_STORAGE_ERROR) until the broker restarts"
+            );
+            inner.offline = Some(error.to_string());
+        }
     }
 
     /// The job's bytes are in the file: move the high watermark past them.
     fn advance(&self, segment_base: i64, end: u64, last_offset: i64) {
         let mut inner = self.inner.borrow_mut();
         debug_assert!(last_offset >= inner.high_watermark && last_offset < inner.log_end_offset);
+        if std::mem::take(&mut inner.out_of_space) {
+            tracing::info!(dir = %self.dir.display(), "space available again: writes resume");
+        }
         inner.high_watermark = last_offset + 1;
         if let Some(segment) = inner.segment_mut(segment_base) {
             debug_assert!(end <= segment.size && end >= segment.readable_bytes);
@@ -178,8 +220,17 @@ impl PartitionLog {
     /// A write or its fdatasync failed: fail it and everything queued after
     /// it, and put the log back as it was at the high watermark.
     fn fail(&self, error: StorageError) {
-        tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the high watermark");
         let mut inner = self.inner.borrow_mut();
+        if !error.is_out_of_space() {
+            tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the high watermark");
+        } else if !std::mem::replace(&mut inner.out_of_space, true) {
+            // Once per episode, not once per batch: a full disk fails every produce.
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "disk full: produce gets KAFKA_STORAGE_ERROR until space is freed; failed writes are rolled back"
+            );
+        }
         let high_watermark = inner.high_watermark;
         for job in std::mem::take(&mut inner.queue) {
             match job {
@@ -213,8 +264,10 @@ impl PartitionLog {
         inner.rollbacks += 1;
     }
 
-    /// A rolled segment: make its bytes durable, then its index files, since
-    /// recovery trusts sealed segments' indexes.
+    /// A rolled segment: make its bytes durable, then the directory entry of
+    /// the segment that follows it (before any byte of that one is written,
+    /// let alone acknowledged), then its index files, since recovery trusts
+    /// sealed segments' indexes.
     async fn seal(&self, base_offset: i64) {
         let sealed = {
             let mut inner = self.inner.borrow_mut();
@@ -224,14 +277,22 @@ impl PartitionLog {
             return;
         };
         let path = segment::log_path(&self.dir, base_offset);
-        let result = match file.sync_data().await {
-            Ok(()) => segment::write_index_files(&self.dir, base_offset, indexes).await,
+        let synced = match file.sync_data().await {
+            Ok(()) => {
+                sync_journal::note_synced(&*file);
+                segment::sync_dir(&self.dir).await
+            }
             Err(e) => Err(StorageError::io(format!("fdatasync of {}", path.display()), e)),
         };
         self.inner.borrow_mut().sync.forget(&file);
-        if let Err(error) = result {
+        if let Err(error) = synced {
+            // Nothing is acknowledged in the next segment yet: drop it too.
+            self.go_offline(&error);
+            return self.fail(error);
+        }
+        if let Err(error) = segment::write_index_files(&self.dir, base_offset, indexes).await {
             // The index is rebuilt at the next start; the data was acknowledged.
-            tracing::error!(path = %path.display(), %error, "sealing a rolled segment");
+            tracing::error!(path = %path.display(), %error, "writing a rolled segment's indexes");
         }
     }
 
@@ -255,6 +316,7 @@ impl PartitionLog {
         };
         let path = segment::log_path(&self.dir, base_offset);
         file.sync_data().await.context(|| format!("fdatasync of {}", path.display()))?;
+        sync_journal::note_synced(&*file);
         segment::write_index_files(&self.dir, base_offset, indexes).await
     }
 }
@@ -263,25 +325,50 @@ impl PartitionLog {
 /// thread, so thread-locals keep tests apart.
 #[cfg(test)]
 pub(super) mod fault {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
 
     use crate::runtime::File;
 
     thread_local! {
+        /// Each segment file's length at its last completed fdatasync: what
+        /// a power failure would leave of it.
+        pub static SYNCED: RefCell<HashMap<PathBuf, u64>> = RefCell::new(HashMap::new());
         /// Writes to fail: each writes half of its bytes, then reports ENOSPC.
         pub static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
+        /// fdatasyncs (of the write path and flush_ms) to fail with EIO.
+        pub static FAILING_SYNCS: Cell<u32> = const { Cell::new(0) };
         pub static WRITES: Cell<u32> = const { Cell::new(0) };
         pub static SYNCS: Cell<u32> = const { Cell::new(0) };
     }
 
-    pub async fn write_all_at(file: &File, buf: Vec<u8>, position: u64) -> (std::io::Result<()>, Vec<u8>) {
-        WRITES.with(|n| n.set(n.get() + 1));
-        let fail = FAILING_WRITES.with(|n| {
+    pub fn note_synced(fd: i32) {
+        let link = format!("/proc/self/fd/{fd}");
+        let path = std::fs::read_link(&link).expect("a synced file has a name");
+        let length = std::fs::metadata(&link).expect("a synced file has a length").len();
+        SYNCED.with(|synced| synced.borrow_mut().insert(path, length));
+    }
+
+    pub async fn sync_data(file: &File) -> std::io::Result<()> {
+        SYNCS.with(|n| n.set(n.get() + 1));
+        if take_one(&FAILING_SYNCS) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        file.sync_data().await
+    }
+
+    fn take_one(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
+        counter.with(|n| {
             let failing = n.get();
             n.set(failing.saturating_sub(1));
             failing > 0
-        });
-        if !fail {
+        })
+    }
+
+    pub async fn write_all_at(file: &File, buf: Vec<u8>, position: u64) -> (std::io::Result<()>, Vec<u8>) {
+        WRITES.with(|n| n.set(n.get() + 1));
+        if !take_one(&FAILING_WRITES) {
             return file.write_all_at(buf, position).await;
         }
         let half = buf[..buf.len() / 2].to_vec();
