@@ -130,6 +130,8 @@ pub(super) struct Inner {
     pub offline: Option<String>,
     /// The last write failed with ENOSPC: logged once, until a write succeeds.
     pub out_of_space: bool,
+    /// Rolled segments whose seal (fdatasync, index files) is still running.
+    pub sealing: Vec<i64>,
 }
 
 impl Inner {
@@ -224,6 +226,7 @@ impl PartitionLog {
                 rollbacks: 0,
                 offline: None,
                 out_of_space: false,
+                sealing: Vec::new(),
             }),
             wake: Rc::new(Notify::new()),
             on_written,
@@ -319,6 +322,9 @@ impl PartitionLog {
         old.seal_time_index();
         let old_base = old.base_offset;
         inner.queue.push_back(Job::Seal { base_offset: old_base });
+        // Under a flush policy the new file's directory entry must be durable
+        // with the first sync that acknowledges anything in it.
+        inner.sync.note_new_segment();
         inner.segments.push(segment);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())

@@ -212,6 +212,7 @@ fn rolls_by_segment_bytes_and_reads_across_segments() {
         assert_eq!(files[1], format!("{next:020}.log"));
         assert_contiguous(&read_all(&log).await, 0, 40);
         // Sealed segments have their index files on disk.
+        wait_for_seals(&log).await;
         let base = 0;
         assert!(segment::index_path(dir.path(), base).exists());
         assert!(segment::time_index_path(dir.path(), base).exists());
@@ -350,10 +351,20 @@ async fn crashed_log_of_many_segments(dir: &Path, config: &LogConfig) -> Vec<Str
         log.append(&batch_of(1, 1, 100), 0).unwrap();
     }
     log.wait_written(19).await.unwrap();
+    wait_for_seals(&log).await;
     drop(log);
     let files = log_files(dir);
     assert!(files.len() >= 3, "rolled into {files:?}");
     files
+}
+
+/// Seals run beside the writes: waits until the rolled segments are sealed.
+async fn wait_for_seals(log: &PartitionLog) {
+    while !log.inner.borrow().sealing.is_empty()
+        || log.inner.borrow().queue.iter().any(|j| matches!(j, super::writer::Job::Seal { .. }))
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn base_of(file_name: &str) -> i64 {

@@ -56,9 +56,15 @@ pub(super) struct SyncState {
     files: Vec<Rc<File>>,
     messages: u64,
     oldest: Option<Instant>,
+    /// A segment was created since the last sync: sync the directory too.
+    new_segment: bool,
 }
 
 impl SyncState {
+    pub fn note_new_segment(&mut self) {
+        self.new_segment = true;
+    }
+
     fn note_write(&mut self, file: &Rc<File>, messages: u64, now: Instant) {
         if !self.files.iter().any(|f| Rc::ptr_eq(f, file)) {
             self.files.push(file.clone());
@@ -70,7 +76,7 @@ impl SyncState {
     fn forget(&mut self, file: &Rc<File>) {
         self.files.retain(|f| !Rc::ptr_eq(f, file));
         if self.files.is_empty() {
-            *self = SyncState::default();
+            *self = SyncState { new_segment: self.new_segment, ..SyncState::default() };
         }
     }
 
@@ -93,12 +99,30 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
             log.fail(error);
         }
     }
+    // Seals run beside the writes: a rolled segment's fdatasync can take
+    // hundreds of milliseconds (a whole segment of dirty pages), and writes
+    // to the next segment must not wait for it.
+    let mut seals: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let Some(log) = log.upgrade() else { return };
         let job = log.inner.borrow_mut().queue.pop_front();
+        seals.retain(|seal| !seal.is_finished());
+        if matches!(job, Some(Job::Delete(_) | Job::Close(_))) {
+            // Deleted files and a clean close come after every seal.
+            for seal in seals.drain(..) {
+                let _ = seal.await;
+            }
+        }
         match job {
             Some(Job::Write(job)) => log.write(job).await,
-            Some(Job::Seal { base_offset }) => log.seal(base_offset).await,
+            Some(Job::Seal { base_offset }) => {
+                log.inner.borrow_mut().sealing.push(base_offset);
+                let log = log.clone();
+                seals.push(crate::runtime::spawn(async move {
+                    log.seal(base_offset).await;
+                    log.inner.borrow_mut().sealing.retain(|b| *b != base_offset);
+                }));
+            }
             Some(Job::Delete(bases)) => log.remove_segment_files(bases).await,
             Some(Job::Close(reply)) => {
                 let _ = reply.send(log.finish().await);
@@ -164,6 +188,9 @@ impl PartitionLog {
             let result = file.sync_data().await;
             result.context(|| format!("fdatasync in {}", self.dir.display()))?;
             sync_journal::note_synced(&**file);
+        }
+        if unsynced.new_segment {
+            segment::sync_dir(&self.dir).await?;
         }
         Ok(())
     }
@@ -264,10 +291,11 @@ impl PartitionLog {
         inner.rollbacks += 1;
     }
 
-    /// A rolled segment: make its bytes durable, then the directory entry of
-    /// the segment that follows it (before any byte of that one is written,
-    /// let alone acknowledged), then its index files, since recovery trusts
-    /// sealed segments' indexes.
+    /// A rolled segment, beside the writes to the next one: make its bytes
+    /// durable, then the directory entry of the segment that follows it, then
+    /// its index files, since recovery trusts sealed segments' indexes. Under
+    /// a flush policy nothing in the next segment is acknowledged before its
+    /// directory entry is synced (`SyncState::new_segment`), seal or not.
     async fn seal(&self, base_offset: i64) {
         let sealed = {
             let mut inner = self.inner.borrow_mut();
@@ -286,9 +314,9 @@ impl PartitionLog {
         };
         self.inner.borrow_mut().sync.forget(&file);
         if let Err(error) = synced {
-            // Nothing is acknowledged in the next segment yet: drop it too.
-            self.go_offline(&error);
-            return self.fail(error);
+            // Writes to the next segment may be in flight, so nothing is
+            // rolled back here; refusing appends from now on is what is left.
+            return self.go_offline(&error);
         }
         if let Err(error) = segment::write_index_files(&self.dir, base_offset, indexes).await {
             // The index is rebuilt at the next start; the data was acknowledged.

@@ -78,7 +78,7 @@ fn closed_segments(log: &PartitionLog) -> Vec<Closed> {
             Job::Seal { base_offset } => *base_offset == base,
             Job::Write(write) => write.segment_base == base,
             Job::Delete(_) | Job::Close(_) => false,
-        })
+        }) || inner.sealing.contains(&base)
     };
     inner
         .segments
