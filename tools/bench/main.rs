@@ -89,6 +89,12 @@ pub struct RunArgs {
     producers: usize,
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// Run the started broker on these CPUs (taskset -c LIST), e.g. 0.
+    #[arg(long)]
+    broker_cpus: Option<String>,
+    /// Run corelog-load on these CPUs (taskset -c LIST), e.g. 1.
+    #[arg(long)]
+    load_cpus: Option<String>,
     /// Runs per scenario: the table shows the run with the median produce rate, and the spread.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
@@ -256,7 +262,7 @@ fn run(args: RunArgs) -> Result<bool> {
         options: serde_json::json!({
             "quick": args.quick, "duration_s": duration, "warmup_s": warmup,
             "producers": args.producers, "consumers": args.consumers, "load_args": args.load_arg,
-            "repeat": args.repeat,
+            "repeat": args.repeat, "broker_cpus": args.broker_cpus, "load_cpus": args.load_cpus,
         }),
         scenarios: Vec::new(),
     };
@@ -380,6 +386,7 @@ impl Bench<'_> {
             Some(_) => None,
             None => Some(proc::Broker::start(
                 corelog,
+                args.broker_cpus.as_deref(),
                 data_dir,
                 args.shards,
                 &args.broker_arg,
@@ -411,7 +418,7 @@ impl Bench<'_> {
             }
             let json_path = raw.join(format!("{tag}.json"));
             let _ = std::fs::remove_file(&json_path);
-            let mut cmd = Command::new(load);
+            let mut cmd = proc::on_cpus(load, args.load_cpus.as_deref());
             cmd.args(["--bootstrap-server", &bootstrap, "--topic", &o.topic])
                 .args(["--partitions", &sc.partitions.to_string()])
                 .args(["--producers", &args.producers.to_string(), "--consumers", &args.consumers.to_string()])

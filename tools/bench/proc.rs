@@ -61,14 +61,21 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn start(corelog: &Path, data_dir: &Path, shards: usize, extra: &[String], log: &Path) -> Result<Broker> {
+    pub fn start(
+        corelog: &Path,
+        cpus: Option<&str>,
+        data_dir: &Path,
+        shards: usize,
+        extra: &[String],
+        log: &Path,
+    ) -> Result<Broker> {
         if data_dir.exists() {
             std::fs::remove_dir_all(data_dir).with_context(|| format!("clearing {}", data_dir.display()))?;
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let port = free_port_range(shards)?;
         let logf = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new(corelog);
+        let mut cmd = on_cpus(corelog, cpus);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -244,5 +251,18 @@ mod tests {
         let pid = std::process::id() as i32;
         assert!(super::cpu_seconds(pid).is_some());
         assert!(super::peak_rss_kib(pid).unwrap() > 0);
+    }
+}
+
+/// A command for `program`, under `taskset -c CPUS` when CPUs are given
+/// (taskset execs the program, so the child's pid is the program's).
+pub fn on_cpus(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpus]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
     }
 }

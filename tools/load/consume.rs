@@ -62,6 +62,11 @@ struct Lane {
     /// The Fetch being written (frame, bytes written) and the one awaiting its answer.
     writing: Option<(BytesMut, usize)>,
     awaiting: Option<i32>,
+    /// Where the next Fetch starts its partition list. A broker fills a
+    /// response in request order up to max_bytes, so, as Kafka's clients do,
+    /// the list is rotated past the partitions that just got data, or the
+    /// first partitions would take every response and the rest would starve.
+    first: usize,
 }
 
 pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>, targets: Targets) -> Tally {
@@ -97,6 +102,7 @@ fn connect_lanes(plan: &[(String, Vec<(i32, i64)>)]) -> Result<Vec<Lane>> {
                 partitions: partitions.iter().map(|&(index, position)| Partition { index, position }).collect(),
                 writing: None,
                 awaiting: None,
+                first: 0,
             })
         })
         .collect()
@@ -222,9 +228,10 @@ impl Consumer {
 
     fn fetch_request(&mut self, lane: &mut Lane) -> Result<BytesMut> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let partitions = lane
-            .partitions
+        let (tail, head) = lane.partitions.split_at(lane.first.min(lane.partitions.len()));
+        let partitions = head
             .iter()
+            .chain(tail)
             .filter(|p| self.target.as_ref().is_none_or(|t| p.position < t[p.index as usize]))
             .map(|p| {
                 FetchPartition::default()
@@ -285,6 +292,9 @@ impl Consumer {
                         }
                     });
                     part.position = next;
+                    if messages > 0 {
+                        lane.first = (lane.first + 1) % lane.partitions.len();
+                    }
                     let payload = messages * self.plan.record_payload_bytes;
                     self.tally.messages_total += messages;
                     self.tally.payload_bytes_total += payload;
