@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (what a bare `corelog` does).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe and delete topics (works against any Kafka broker).
     Topics {
         #[command(subcommand)]
@@ -172,11 +172,14 @@ impl ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Colour only for a terminal that did not ask for none (https://no-color.org): log files stay plain.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
-    match Cli::parse().command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    match Cli::parse().command.unwrap_or(Command::Serve(Box::default())) {
         Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
         Command::Topics { command } => cli::topics::run(command),
         Command::Groups { command } => cli::groups::run(command),

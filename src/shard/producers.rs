@@ -57,6 +57,12 @@ fn last_sequence(h: &BatchHeader) -> i32 {
     ((h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
 }
 
+impl Default for ProducerStates {
+    fn default() -> ProducerStates {
+        ProducerStates::new()
+    }
+}
+
 impl ProducerStates {
     pub fn new() -> ProducerStates {
         let id_base = (crate::model::now_ms() & ((1 << 40) - 1)) << 20;

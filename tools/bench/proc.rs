@@ -237,6 +237,19 @@ pub fn utc_string(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// A command for `program`, under `taskset -c CPUS` when CPUs are given
+/// (taskset execs the program, so the child's pid is the program's).
+pub fn on_cpus(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpus]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -251,18 +264,5 @@ mod tests {
         let pid = std::process::id() as i32;
         assert!(super::cpu_seconds(pid).is_some());
         assert!(super::peak_rss_kib(pid).unwrap() > 0);
-    }
-}
-
-/// A command for `program`, under `taskset -c CPUS` when CPUs are given
-/// (taskset execs the program, so the child's pid is the program's).
-pub fn on_cpus(program: &Path, cpus: Option<&str>) -> Command {
-    match cpus {
-        Some(cpus) => {
-            let mut cmd = Command::new("taskset");
-            cmd.args(["-c", cpus]).arg(program);
-            cmd
-        }
-        None => Command::new(program),
     }
 }
