@@ -461,37 +461,38 @@ impl PartitionLog {
     /// batch below the high watermark whose max_timestamp >= `timestamp`.
     /// Batch granularity. The special timestamps -1/-2 are the caller's.
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut at = 0;
-        while let Some(plan) = self.timestamp_plan(&mut at, timestamp) {
+        let mut searched = None;
+        while let Some(plan) = self.timestamp_plan(searched, timestamp) {
+            searched = Some(plan.segment_base);
             let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
             if let Some(header) = walk.find_timestamp(plan.from, timestamp).await? {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
-            at += 1;
         }
         Ok(None)
     }
 
-    /// The next segment from `*at` on that may hold `timestamp`, and where
-    /// its time index says the search can start.
-    fn timestamp_plan(&self, at: &mut usize, timestamp: i64) -> Option<ReadPlan> {
+    /// The first segment after the one based at `searched` that may hold
+    /// `timestamp`, and where its time index says the search can start. By
+    /// base offset, not position: retention or the cleaner may remove or
+    /// replace segments while a search awaits its reads.
+    fn timestamp_plan(&self, searched: Option<i64>, timestamp: i64) -> Option<ReadPlan> {
         let inner = self.inner.borrow();
-        while let Some(segment) = inner.segments.get(*at) {
-            if segment.max_timestamp >= timestamp && segment.readable_bytes > 0 {
-                let from = segment
-                    .time_index
-                    .search_start(timestamp)
-                    .map_or(0, |relative| segment.index.position_for(relative) as u64);
-                return Some(ReadPlan {
-                    segment_base: segment.base_offset,
-                    file: segment.file.clone(),
-                    from: from.min(segment.readable_bytes),
-                    end: segment.readable_bytes,
-                });
-            }
-            *at += 1;
-        }
-        None
+        let segment = inner
+            .segments
+            .iter()
+            .filter(|s| searched.is_none_or(|base| s.base_offset > base))
+            .find(|s| s.max_timestamp >= timestamp && s.readable_bytes > 0)?;
+        let from = segment
+            .time_index
+            .search_start(timestamp)
+            .map_or(0, |relative| segment.index.position_for(relative) as u64);
+        Some(ReadPlan {
+            segment_base: segment.base_offset,
+            file: segment.file.clone(),
+            from: from.min(segment.readable_bytes),
+            end: segment.readable_bytes,
+        })
     }
 
     /// Clean shutdown: pending writes finish, everything is fsynced, the
