@@ -86,17 +86,22 @@ def confluent_from(bootstrap, topic, offset, reset, expect):
     auto.offset.reset=`reset` reads until `expect` records arrived."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("ret"), "enable.auto.commit": False,
                   "auto.offset.reset": reset, **QUIET})
-    got = []
     try:
         c.assign([TopicPartition(topic, 0, offset)])
-        deadline = time.monotonic() + 20
-        while len(got) < expect and time.monotonic() < deadline:
-            for m in c.consume(100, timeout=0.5):
-                if m.error():
-                    raise KafkaException(m.error())
-                got.append((m.offset(), m.value()))
+        return _drain(c, expect, 20)
     finally:
         c.close()
+
+
+def _drain(c, expect, timeout):
+    """[(offset, value)] a confluent consumer reads until it has `expect` records or times out."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expect and time.monotonic() < deadline:
+        for m in c.consume(100, timeout=0.5):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append((m.offset(), m.value()))
     return got
 
 
@@ -404,15 +409,9 @@ def test_group_consumers_with_a_deleted_committed_offset_reset_to_earliest(fast_
 
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": groups["confluent"], "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, **QUIET})
-    got = []
     try:
         c.subscribe([topic])
-        deadline = time.monotonic() + 30
-        while len(got) < len(expected) and time.monotonic() < deadline:
-            for m in c.consume(100, timeout=0.5):
-                if m.error():
-                    raise KafkaException(m.error())
-                got.append((m.offset(), m.value()))
+        got = _drain(c, len(expected), 30)
     finally:
         c.close()
     assert got == expected

@@ -84,8 +84,13 @@ enum ConnectionError {
     Rejected(#[from] ApiError),
 }
 
-/// A begun request's answer, awaited in request order by the writing side.
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>;
+/// A begun request's answer, taken in request order by the writing side.
+enum Answer<'a> {
+    /// Served alone already: no allocation for the common case.
+    Ready(Result<Response, ApiError>),
+    /// A pipelined Produce still waiting for its writes.
+    Pending(Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>),
+}
 
 /// What the reading and the writing side of a connection share.
 struct Progress {
@@ -132,14 +137,13 @@ async fn read_requests<'a>(
         let frame = reader.read_frame(shard.config.socket_request_max_bytes).await?;
         stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
         progress.unanswered.set(progress.unanswered.get() + 1);
-        let answer: Answer<'a> = match api::begin(shard, client_host, frame)? {
-            Begun::Answer(answer) => answer,
+        let answer = match api::begin(shard, client_host, frame)? {
+            Begun::Answer(answer) => Answer::Pending(answer),
             Begun::Alone(frame) => {
                 while progress.unanswered.get() > 1 {
                     progress.answered.notified().await;
                 }
-                let response = api::handle(shard, client_host, frame).await;
-                Box::pin(std::future::ready(response))
+                Answer::Ready(api::handle(shard, client_host, frame).await)
             }
         };
         if answers.send(answer).await.is_err() {
@@ -157,7 +161,11 @@ async fn write_answers(
 ) -> Result<(), ConnectionError> {
     let stats = &writer.shard.stats;
     while let Some(answer) = queued.recv().await {
-        let written = match answer.await {
+        let answered = match answer {
+            Answer::Ready(answered) => answered,
+            Answer::Pending(answer) => answer.await,
+        };
+        let written = match answered {
             Ok(response) => writer.write_response(response).await,
             Err(e) => Err(e.into()),
         };

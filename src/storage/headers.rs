@@ -112,22 +112,12 @@ impl<'a> HeaderWalk<'a> {
         if len < HEADER_BYTES {
             return Err(self.corrupt(position, format!("only {len} bytes left for a batch header")));
         }
-        // read_exact_at fills the Vec's capacity, and with_capacity gives
-        // exactly what is asked (a std guarantee), so reuse only an exact fit.
-        let mut buf = std::mem::take(&mut self.buf);
-        if buf.capacity() != len {
-            buf = Vec::with_capacity(len);
-        }
-        buf.clear();
-        let (result, buf) = self.file.read_exact_at(buf, position).await;
-        self.buf = buf;
+        let result = segment::read_exact_into(&self.file, &mut self.buf, position, len).await;
         self.buf_start = position;
         if let Err(e) = result {
-            self.buf.clear();
             let path = segment::log_path(self.dir, self.segment_base);
             return Err(StorageError::io(format!("reading {} at {position}", path.display()), e));
         }
-        debug_assert_eq!(self.buf.len(), len);
         Ok(())
     }
 

@@ -212,3 +212,21 @@ pub fn remove_files(dir: &Path, base_offset: i64) -> io::Result<u64> {
     }
     Ok(bytes)
 }
+
+/// Reads `len` bytes at `position` into `buf`, keeping its allocation when it
+/// is an exact fit: read_exact_at fills the Vec's capacity, and with_capacity
+/// gives exactly what is asked (a std guarantee). On error `buf` is empty.
+pub async fn read_exact_into(file: &File, buf: &mut Vec<u8>, position: u64, len: usize) -> io::Result<()> {
+    let mut owned = std::mem::take(buf);
+    if owned.capacity() != len {
+        owned = Vec::with_capacity(len);
+    }
+    owned.clear();
+    let (result, owned) = file.read_exact_at(owned, position).await;
+    *buf = owned;
+    if result.is_err() {
+        buf.clear();
+    }
+    debug_assert!(result.is_err() || buf.len() == len);
+    result
+}

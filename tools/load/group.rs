@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use corelog::api::ErrorCode;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -29,13 +30,14 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// The assignment strategy's name, as JoinGroup advertises it.
 const STRATEGY: &str = "roundrobin";
 
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const MEMBER_ID_REQUIRED: i16 = 79;
-const ILLEGAL_GENERATION: i16 = 22;
+const UNKNOWN_MEMBER_ID: i16 = ErrorCode::UnknownMemberId as i16;
+const REBALANCE_IN_PROGRESS: i16 = ErrorCode::RebalanceInProgress as i16;
+const MEMBER_ID_REQUIRED: i16 = ErrorCode::MemberIdRequired as i16;
+const ILLEGAL_GENERATION: i16 = ErrorCode::IllegalGeneration as i16;
+const COORDINATOR_NOT_AVAILABLE: i16 = ErrorCode::CoordinatorNotAvailable as i16;
+const NOT_COORDINATOR: i16 = ErrorCode::NotCoordinator as i16;
+/// Another broker may answer it; corelog never does, so ErrorCode lacks it.
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
 
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())

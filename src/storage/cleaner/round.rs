@@ -440,18 +440,10 @@ impl<'a> BatchReader<'a> {
         if len < needed {
             return Err(self.corrupt(position, format!("only {len} bytes left, {needed} needed")));
         }
-        // read_exact_at fills the Vec's capacity: reuse only an exact fit.
-        let mut buf = std::mem::take(&mut self.buf);
-        if buf.capacity() != len {
-            buf = Vec::with_capacity(len);
-        }
-        buf.clear();
-        let (result, buf) = self.file.read_exact_at(buf, position).await;
-        self.buf = buf;
+        let result = segment::read_exact_into(&self.file, &mut self.buf, position, len).await;
         self.buf_start = position;
         self.at = 0;
         if let Err(e) = result {
-            self.buf.clear();
             let path = segment::log_path(self.dir, self.base_offset);
             return Err(StorageError::io(format!("cleaner reading {} at {position}", path.display()), e));
         }
