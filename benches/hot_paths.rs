@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use corelog::model::batch::{self, BatchHeader};
 use corelog::model::records;
 use corelog::protocol::fetch::{self, PartitionData, Piece, TopicData};
-use corelog::storage::{LogConfig, PartitionLog};
+use corelog::storage::{HotTail, LogConfig, PartitionLog};
 
 /// Counts every heap allocation, so `allocations` can report how many each
 /// hot operation makes (the target is none per message). A relaxed atomic
@@ -327,7 +327,9 @@ fn bench_fetch(c: &mut Criterion) {
 // ---------------------------------------------------------------------------
 
 fn open_log(rt: &tokio_uring::Runtime, dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
-    rt.block_on(async { PartitionLog::open(dir, config, true, Rc::new(Notify::new())).expect("open log").0 })
+    rt.block_on(async {
+        PartitionLog::open(dir, config, true, Rc::new(Notify::new()), HotTail::new(0)).expect("open log").0
+    })
 }
 
 /// - `read_lookup/{1B,1MiB}`: `PartitionLog::read(offset, max_bytes)` at
@@ -373,7 +375,7 @@ fn bench_storage(c: &mut Criterion) {
                     let start = Instant::now();
                     for &offset in &offsets {
                         let slice = log.read(offset, max_bytes).await.expect("read").expect("below hwm");
-                        black_box(slice.bytes);
+                        black_box(slice.len());
                     }
                     start.elapsed()
                 })

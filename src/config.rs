@@ -48,6 +48,12 @@ pub struct BrokerConfig {
     pub log_index_interval_bytes: u32,
     pub log_flush_interval_messages: u64,
     pub log_flush_interval_ms: u64,
+    /// Write active segments with O_DIRECT where the file system allows it
+    /// (not a Kafka setting: corelog's own, for measuring both ways).
+    pub log_direct_io: bool,
+    /// Per shard: bytes of recent writes kept in memory for fetches at the
+    /// tail when writing with O_DIRECT (corelog's own).
+    pub log_hot_tail_bytes: usize,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     /// How often each shard looks for segments that retention deletes.
@@ -92,6 +98,8 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: 4096,
             log_flush_interval_messages: u64::MAX,
             log_flush_interval_ms: u64::MAX,
+            log_direct_io: true,
+            log_hot_tail_bytes: 32 << 20,
             log_retention_ms: RETENTION_MS_DEFAULT,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,

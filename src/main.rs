@@ -103,6 +103,14 @@ struct ServeArgs {
     /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
+    /// Write active segments with O_DIRECT where the file system allows it;
+    /// false writes through the page cache [default: true].
+    #[arg(long)]
+    log_direct_io: Option<bool>,
+    /// Bytes of recent writes each shard keeps in memory for fetches at the
+    /// tail, with --log-direct-io [default: 33554432].
+    #[arg(long)]
+    log_hot_tail_bytes: Option<usize>,
     /// log.cleaner.enable: clean compacted topics in the background [default: true].
     #[arg(long)]
     log_cleaner_enable: Option<bool>,
@@ -150,6 +158,8 @@ impl ServeArgs {
             log_segment_ms,
             log_flush_interval_messages,
             log_flush_interval_ms,
+            log_direct_io,
+            log_hot_tail_bytes,
             log_retention_ms,
             log_retention_bytes,
             log_retention_check_interval_ms,

@@ -215,6 +215,13 @@ def batch_crc_ok(batch: bytes) -> bool:
     return stored == crc32c(batch[CRC_START:])
 
 
+def is_block_padding(rest: bytes) -> bool:
+    """What may follow the last whole batch of a segment file: nothing, or the
+    zeros that pad corelog's last 4 KiB block until the segment is sealed or
+    closed (its writes are whole blocks, for O_DIRECT)."""
+    return len(rest) < 4096 and not rest.strip(b"\0")
+
+
 def split_batches(data: bytes):
     """Walk a log segment (concatenated RecordBatch v2) -> [(position, size, base_offset, last_offset_delta)]."""
     out = []

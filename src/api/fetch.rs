@@ -81,7 +81,7 @@ async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], response_max_bytes: u32)
                 Ok(_) if budget == 0 => error(partition, ErrorCode::None),
                 Ok(log) => read_one(&log, partition, offset, budget).await,
             };
-            total += found.slice.as_ref().map_or(0, |s| s.bytes as u64);
+            total += found.slice.as_ref().map_or(0, |s| s.len() as u64);
             partitions.push(found);
         }
         out.push(partitions);
@@ -140,7 +140,7 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                     last_stable_offset: f.high_watermark,
                     log_start_offset: f.log_start_offset,
                     records: f.slice.map(|s| {
-                        let len = s.bytes;
+                        let len = s.len();
                         (s, len)
                     }),
                 })
@@ -151,7 +151,8 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
         .into_iter()
         .map(|piece| match piece {
             Piece::Inline(bytes) => Chunk::Inline(bytes),
-            Piece::Records(slice, len) => Chunk::File { file: slice.file, position: slice.position, len },
+            Piece::Records(ReadSlice::File { file, position, bytes }, _) => Chunk::File { file, position, len: bytes },
+            Piece::Records(ReadSlice::Memory(bytes), _) => Chunk::Records(bytes),
         })
         .collect()
 }

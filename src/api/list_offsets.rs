@@ -37,12 +37,10 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorC
 /// reads the batch into memory and decompresses it if need be. None when the
 /// batch cannot be read.
 async fn first_record_at(log: &PartitionLog, from: i64, timestamp: i64) -> Option<(i64, i64)> {
-    let slice = log.read(from, 1).await.ok()??;
-    let (read, bytes) = slice.file.read_exact_at(Vec::with_capacity(slice.bytes as usize), slice.position).await;
-    read.ok()?;
+    let bytes = log.read(from, 1).await.ok()??.into_bytes().await.ok()?;
     let header = batch::BatchHeader::parse(&bytes).ok()?;
     let plain = match header.compression() {
-        batch::Compression::None => bytes,
+        batch::Compression::None => bytes.to_vec(),
         _ => recompress::recompress(&bytes, recompress::Codec::None).ok()?,
     };
     let records = records::records(&plain).ok()?;

@@ -55,7 +55,13 @@ pub enum Response {
 
 pub enum Chunk {
     Inline(Bytes),
-    File { file: Rc<File>, position: u64, len: u32 },
+    File {
+        file: Rc<File>,
+        position: u64,
+        len: u32,
+    },
+    /// Record bytes in memory (O_DIRECT logs: the hot tail or a direct read).
+    Records(Bytes),
 }
 
 /// Problems that close the connection: the peer is not speaking the protocol

@@ -243,6 +243,13 @@ impl Writer<'_> {
                     let (result, _) = self.stream.write_all(bytes).await;
                     result?;
                 }
+                Chunk::Records(bytes) => {
+                    let len = bytes.len() as u64;
+                    let (result, _) = self.stream.write_all(bytes).await;
+                    result?;
+                    let sent = &self.shard.stats.fetch_bytes_from_memory;
+                    sent.set(sent.get() + len);
+                }
                 Chunk::File { file, position, len } => {
                     if self.pipe.is_none() {
                         self.pipe = Some(Pipe::new()?);

@@ -4,12 +4,14 @@
 //! the crate goes through this module: moving to compio or to the io-uring
 //! crate alone should be this module's change only.
 
+mod aligned;
 pub mod alloc;
 pub mod splice;
 mod threads;
 
+pub use aligned::{align_down, AlignedBuf, DIRECT_IO_ALIGN};
 pub use threads::{check_io_uring, raise_open_file_limit, spawn_shards, ShardThread};
-pub use tokio_uring::buf::BoundedBuf;
+pub use tokio_uring::buf::{BoundedBuf, BoundedBufMut};
 pub use tokio_uring::fs::{remove_file, rename, File};
 pub use tokio_uring::net::{TcpListener, TcpStream};
 
@@ -21,4 +23,17 @@ pub fn spawn<F: std::future::Future + 'static>(task: F) -> tokio::task::JoinHand
 /// Wraps a std file so its reads and writes go through the shard's io_uring.
 pub fn file_from_std(file: std::fs::File) -> File {
     File::from_std(file)
+}
+
+/// Sets a file's length (ftruncate) without going through the ring: a cold
+/// path (segment seals, a clean close).
+pub fn set_len(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: ftruncate on a descriptor the File owns and keeps open.
+    if unsafe { libc::ftruncate(file.as_raw_fd(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

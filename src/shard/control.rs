@@ -111,8 +111,9 @@ impl Shard {
         self.partitions.close_all().await;
         tracing::info!(
             shard = self.id,
-            "shard stopped: fetch_bytes_spliced={} fetch_bytes_copied={}",
+            "shard stopped: fetch_bytes_spliced={} fetch_bytes_from_memory={} fetch_bytes_copied={}",
             self.stats.fetch_bytes_spliced.get(),
+            self.stats.fetch_bytes_from_memory.get(),
             self.stats.fetch_bytes_copied.get()
         );
     }

@@ -96,9 +96,8 @@ impl Shard {
     async fn replay(&self, log: &PartitionLog) -> Result<(), StorageError> {
         let mut offset = log.log_start_offset();
         while let Some(slice) = log.read(offset, REPLAY_READ_BYTES).await? {
-            let buf = Vec::with_capacity(slice.bytes as usize);
-            let (result, buf) = slice.file.read_exact_at(buf, slice.position).await;
-            result.map_err(|source| StorageError::Io { context: "replaying offsets".into(), source })?;
+            let buf = slice.into_bytes().await;
+            let buf = buf.map_err(|source| StorageError::Io { context: "replaying offsets".into(), source })?;
             let mut rest = &buf[..];
             while let Ok(header) = BatchHeader::parse(rest) {
                 self.load_batch(&rest[..header.total_bytes().min(rest.len())]);

@@ -32,6 +32,9 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 pub struct ShardStats {
     /// Record bytes sent to consumers by splice, never entering user space.
     pub fetch_bytes_spliced: Cell<u64>,
+    /// Record bytes sent from the shard's memory (O_DIRECT logs: the hot tail
+    /// or a direct read), copied only by the kernel into the socket.
+    pub fetch_bytes_from_memory: Cell<u64>,
     /// Record bytes that fetch copied through user space (the design keeps this 0).
     pub fetch_bytes_copied: Cell<u64>,
     pub connections: Cell<usize>,
@@ -86,7 +89,7 @@ impl Shard {
             config: boot.config.clone(),
             mailboxes: boot.mailboxes.clone(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
-            partitions: Partitions::default(),
+            partitions: Partitions::new(&boot.config),
             producers: ProducerStates::new(),
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             written: Rc::new(Notify::new()),

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
-use crate::storage::{LogConfig, PartitionLog};
+use crate::storage::{HotTail, LogConfig, PartitionLog};
 
 /// A topic's local logs, indexed by partition; `None` where another shard owns it.
 struct TopicLogs {
@@ -19,9 +19,10 @@ struct TopicLogs {
     logs: Vec<Option<Rc<PartitionLog>>>,
 }
 
-#[derive(Default)]
 pub struct Partitions {
     topics: RefCell<HashMap<String, TopicLogs>>,
+    /// The memory budget the logs share for their recent writes.
+    hot_tail: Rc<HotTail>,
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -35,10 +36,18 @@ pub fn log_config(topic: &TopicConfig, broker: &BrokerConfig) -> LogConfig {
         index_interval_bytes: broker.log_index_interval_bytes,
         flush_messages: topic.flush_messages,
         flush_ms: topic.flush_ms,
+        direct_io: broker.log_direct_io,
     }
 }
 
 impl Partitions {
+    pub fn new(broker: &BrokerConfig) -> Partitions {
+        // Only logs written with O_DIRECT keep hot bytes: the page cache
+        // holds the others'.
+        let hot_bytes = if broker.log_direct_io { broker.log_hot_tail_bytes } else { 0 };
+        Partitions { topics: RefCell::default(), hot_tail: HotTail::new(hot_bytes) }
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
         let topics = self.topics.borrow();
         let logs = &topics.get(topic)?.logs;
@@ -90,7 +99,7 @@ impl Partitions {
         for partition in entry.logs.len()..meta.shards.len() {
             let log = (meta.shards[partition] == shard).then(|| {
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
-                match PartitionLog::open(&dir, log_config, clean, written.clone()) {
+                match PartitionLog::open(&dir, log_config, clean, written.clone(), self.hot_tail.clone()) {
                     Ok((log, report)) => {
                         tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
                         Some(log)

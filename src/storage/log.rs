@@ -5,23 +5,28 @@
 //! pending writes in order, one io_uring write each, fsyncs as the flush
 //! policy asks, and then advances the high watermark. Whatever is appended
 //! while a write or fsync is in flight goes down in the next write: that is
-//! the group commit. Fetch reads only below the high watermark.
+//! the group commit. Fetch reads only below the high watermark: from the
+//! page cache by splice, or, when the log is written with O_DIRECT, from the
+//! shard's hot tail (hot_tail.rs) or by O_DIRECT reads (direct_read.rs).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use bytes::Bytes;
 use tokio::sync::{oneshot, Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
-use crate::runtime::File;
+use crate::runtime::{AlignedBuf, File};
 
+use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
+use super::hot_tail::{HotTail, LogHotTail};
 use super::recovery;
 use super::retention;
-use super::segment::{BatchMeta, Segment};
+use super::segment::{self, BatchMeta, Segment};
 use super::writer::{self, Job, SyncState, WriteJob};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
@@ -41,6 +46,9 @@ pub struct LogConfig {
     /// fdatasync when the oldest unsynced write is this old (flush.ms;
     /// u64::MAX = never).
     pub flush_ms: u64,
+    /// Write the active segment with O_DIRECT where the file system allows
+    /// it (see segment.rs); reads go through the page cache either way.
+    pub direct_io: bool,
 }
 
 impl Default for LogConfig {
@@ -51,6 +59,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_messages: u64::MAX,
             flush_ms: u64::MAX,
+            direct_io: false,
         }
     }
 }
@@ -66,13 +75,36 @@ pub struct AppendInfo {
     pub write_epoch: u64,
 }
 
-/// Whole batches of one segment file, `bytes` long from `position`, to be
-/// spliced to a socket. The bytes stay valid while the `Rc<File>` is held.
+/// Whole batches, as a fetch sends them.
 #[derive(Debug, Clone)]
-pub struct ReadSlice {
-    pub file: Rc<File>,
-    pub position: u64,
-    pub bytes: u32,
+pub enum ReadSlice {
+    /// `bytes` long from `position` of a segment file, to be spliced to a
+    /// socket. They stay valid while the `Rc<File>` is held.
+    File { file: Rc<File>, position: u64, bytes: u32 },
+    /// In memory: the hot tail, or an O_DIRECT read.
+    Memory(Bytes),
+}
+
+impl ReadSlice {
+    #[allow(clippy::len_without_is_empty)] // never empty: at least one batch
+    pub fn len(&self) -> u32 {
+        match self {
+            ReadSlice::File { bytes, .. } => *bytes,
+            ReadSlice::Memory(bytes) => bytes.len() as u32,
+        }
+    }
+
+    /// The bytes in memory, read from the file if need be (cold paths:
+    /// ListOffsets by timestamp, replaying committed offsets).
+    pub async fn into_bytes(self) -> std::io::Result<Bytes> {
+        match self {
+            ReadSlice::File { file, position, bytes } => {
+                let (read, buf) = file.read_exact_at(Vec::with_capacity(bytes as usize), position).await;
+                read.map(|()| Bytes::from(buf))
+            }
+            ReadSlice::Memory(bytes) => Ok(bytes),
+        }
+    }
 }
 
 /// What `open` found and fixed, for a log line.
@@ -104,6 +136,9 @@ pub struct PartitionLog {
     pub(super) on_written: Rc<Notify>,
     /// Serializes writes of the log start offset checkpoint (retention.rs).
     pub(super) checkpoint_lock: Mutex<()>,
+    /// This log's recent writes, while the shard's budget keeps them.
+    pub(super) hot: Rc<RefCell<LogHotTail>>,
+    pub(super) hot_tail: Rc<HotTail>,
 }
 
 pub(super) struct Inner {
@@ -116,7 +151,7 @@ pub(super) struct Inner {
     pub high_watermark: i64,
     /// Writes, seals, deletions and the close, in the order the writer must do them.
     pub queue: VecDeque<Job>,
-    pub spare_buffers: Vec<Vec<u8>>,
+    pub spare_buffers: Vec<AlignedBuf>,
     /// wait_written callers: (last offset, reply).
     pub waiters: Vec<(i64, oneshot::Sender<Result<(), StorageError>>)>,
     pub sync: SyncState,
@@ -132,6 +167,9 @@ pub(super) struct Inner {
     pub out_of_space: bool,
     /// Rolled segments whose seal (fdatasync, index files) is still running.
     pub sealing: Vec<i64>,
+    /// The size of the last write: a new write buffer starts that large, so
+    /// that appends do not copy it again as it grows.
+    pub write_size_hint: usize,
 }
 
 impl Inner {
@@ -149,7 +187,7 @@ impl Inner {
         self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
     }
 
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+    pub fn recycle(&mut self, mut buf: AlignedBuf) {
         if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
             buf.clear();
             self.spare_buffers.push(buf);
@@ -199,6 +237,7 @@ impl PartitionLog {
         config: LogConfig,
         clean_shutdown: bool,
         on_written: Rc<Notify>,
+        hot_tail: Rc<HotTail>,
     ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
         assert!(
             config.segment_bytes > 0 && config.segment_bytes <= u32::MAX as u64,
@@ -227,10 +266,13 @@ impl PartitionLog {
                 offline: None,
                 out_of_space: false,
                 sealing: Vec::new(),
+                write_size_hint: 0,
             }),
             wake: Rc::new(Notify::new()),
             on_written,
             checkpoint_lock: Mutex::new(()),
+            hot: Rc::default(),
+            hot_tail,
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
         Ok((log, report))
@@ -280,13 +322,14 @@ impl PartitionLog {
             self.roll(inner)?;
         }
         let base_offset = inner.log_end_offset;
-        let Inner { segments, queue, spare_buffers, .. } = &mut *inner;
+        let Inner { segments, queue, spare_buffers, write_size_hint, .. } = &mut *inner;
         let active = segments.last_mut().expect("a log has at least one segment");
         if active.size + batches.len() as u64 > u32::MAX as u64 {
             return Err(StorageError::AppendTooLarge { bytes: batches.len() });
         }
         active.first_append_ms.get_or_insert(now_ms);
-        let job = open_job(queue, spare_buffers, active);
+        let spare = || spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(*write_size_hint));
+        let job = open_job(queue, spare, active, base_offset);
         let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
         inner.log_end_offset = next_offset;
@@ -317,11 +360,14 @@ impl PartitionLog {
     /// stay queued for the old file, then its seal (fsync + index files).
     pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
         let base_offset = inner.log_end_offset;
-        let segment = Segment::create(&self.dir, base_offset)?;
+        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io)?;
         let old = inner.active();
         old.seal_time_index();
         let old_base = old.base_offset;
         inner.queue.push_back(Job::Seal { base_offset: old_base });
+        // Hot ranges are of the active segment only (the cleaner rewrites
+        // sealed ones).
+        self.hot_tail.forget(&self.hot);
         // Under a flush policy the new file's directory entry must be durable
         // with the first sync that acknowledges anything in it.
         inner.sync.note_new_segment();
@@ -379,14 +425,18 @@ impl PartitionLog {
         let Some(mut plan) = self.plan_read(offset)? else {
             return Ok(None);
         };
+        if let Some(bytes) = self.hot.borrow().read(offset, max_bytes) {
+            return Ok(Some(ReadSlice::Memory(bytes)));
+        }
         loop {
-            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
-            if let Some((start, first)) = walk.find_offset(plan.from, offset).await? {
-                let limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
-                let end =
-                    self.read_end(&mut walk, plan.segment_base, start + first.total_bytes() as u64, limit).await?;
-                debug_assert!(end > start && end <= plan.end);
-                return Ok(Some(ReadSlice { file: plan.file, position: start, bytes: (end - start) as u32 }));
+            if let Some(direct) = self.direct_reader(plan.segment_base)? {
+                let what = || format!("reading {}", segment::log_path(&self.dir, plan.segment_base).display());
+                let read = direct_read::read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
+                if let Some(bytes) = read {
+                    return Ok(Some(ReadSlice::Memory(bytes)));
+                }
+            } else if let Some(slice) = self.read_from_page_cache(&plan, offset, max_bytes).await? {
+                return Ok(Some(slice));
             }
             // Offsets missing from this segment's end continue in the next one.
             match self.plan_after(plan.segment_base) {
@@ -394,6 +444,36 @@ impl PartitionLog {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// The segment's O_DIRECT descriptor when the log is written that way.
+    fn direct_reader(&self, segment_base: i64) -> Result<Option<Rc<File>>, StorageError> {
+        if !self.config().direct_io {
+            return Ok(None);
+        }
+        let mut inner = self.inner.borrow_mut();
+        match inner.segment_mut(segment_base) {
+            Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base)),
+            None => Ok(None),
+        }
+    }
+
+    /// The batches from the one holding `offset` within the plan's segment,
+    /// found by walking headers through the page cache, for splicing.
+    async fn read_from_page_cache(
+        &self,
+        plan: &ReadPlan,
+        offset: i64,
+        max_bytes: u32,
+    ) -> Result<Option<ReadSlice>, StorageError> {
+        let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
+        let Some((start, first)) = walk.find_offset(plan.from, offset).await? else {
+            return Ok(None);
+        };
+        let limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
+        let end = self.read_end(&mut walk, plan.segment_base, start + first.total_bytes() as u64, limit).await?;
+        debug_assert!(end > start && end <= plan.end);
+        Ok(Some(ReadSlice::File { file: plan.file.clone(), position: start, bytes: (end - start) as u32 }))
     }
 
     fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
@@ -516,6 +596,7 @@ impl PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
+        self.hot_tail.forget(&self.hot);
         // Lets an idle writer task notice that the log is gone and end.
         self.wake.notify_one();
     }
@@ -523,15 +604,25 @@ impl Drop for PartitionLog {
 
 /// The queued write for the active segment that appends can still extend,
 /// or a new one (with a recycled buffer) when the last queued job is another
-/// segment's, a seal, or taken by the writer.
-fn open_job<'a>(queue: &'a mut VecDeque<Job>, spare_buffers: &mut Vec<Vec<u8>>, active: &Segment) -> &'a mut WriteJob {
+/// segment's, a seal, or taken by the writer. A new one starts at the block
+/// holding the segment end, with that block's bytes so far.
+fn open_job<'a>(
+    queue: &'a mut VecDeque<Job>,
+    spare: impl FnOnce() -> AlignedBuf,
+    active: &Segment,
+    next_offset: i64,
+) -> &'a mut WriteJob {
     let extendable = matches!(queue.back(), Some(Job::Write(job)) if job.segment_base == active.base_offset);
     if !extendable {
+        let mut buf = spare();
+        buf.extend_from_slice(&active.tail);
         queue.push_back(Job::Write(WriteJob {
             segment_base: active.base_offset,
-            file: active.file.clone(),
-            position: active.size,
-            buf: spare_buffers.pop().unwrap_or_default(),
+            file: active.write_file(),
+            position: active.write_position(),
+            first_batch: active.size,
+            first_offset: next_offset,
+            buf,
             last_offset: -1,
             messages: 0,
         }));

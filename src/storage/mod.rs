@@ -4,8 +4,10 @@
 //! shards; writes go through the runtime's io_uring files.
 
 mod cleaner;
+mod direct_read;
 mod error;
 mod headers;
+mod hot_tail;
 mod index;
 mod log;
 mod recovery;
@@ -18,5 +20,6 @@ mod writer;
 
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};
 pub use error::StorageError;
+pub use hot_tail::HotTail;
 pub use log::{AppendInfo, LogConfig, PartitionLog, ReadSlice, RecoveryReport};
 pub use retention::{HeadDeletion, RetentionPolicy};

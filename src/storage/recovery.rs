@@ -25,6 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::model::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::runtime::DIRECT_IO_ALIGN;
 
 use super::error::{IoContext, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
@@ -51,7 +52,7 @@ pub fn recover_log(
     if bases.is_empty() {
         report.segments = 1;
         report.created = true;
-        return Ok((vec![Segment::create(dir, 0)?], report));
+        return Ok((vec![Segment::create(dir, 0, config.direct_io)?], report));
     }
     let mut segments = Vec::with_capacity(bases.len());
     let mut clean = clean_shutdown;
@@ -110,6 +111,7 @@ pub fn recover_log(
     if active.size > 0 {
         active.first_append_ms = segment_birth_ms(dir, active);
     }
+    active.open_writer(&segment::log_path(dir, active.base_offset), config.direct_io)?;
     for path in [segment::index_path(dir, active.base_offset), segment::time_index_path(dir, active.base_offset)] {
         if let Err(e) = fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -239,14 +241,16 @@ fn recover_segment(dir: &Path, base: i64, active: bool, clean: bool, interval: u
     let end = walk.scan(from, first_offset, |batch| segment.track(batch, interval))?;
     let mut truncated_bytes = 0;
     if let Some(problem) = end.problem {
-        truncated_bytes = file_bytes - end.valid_bytes;
-        tracing::warn!(
-            dir = %dir.display(),
-            offset = segment.next_offset,
-            position = end.valid_bytes,
-            truncated_bytes,
-            "truncating torn segment tail: {problem}"
-        );
+        if !walk.is_block_padding(end.valid_bytes)? {
+            truncated_bytes = file_bytes - end.valid_bytes;
+            tracing::warn!(
+                dir = %dir.display(),
+                offset = segment.next_offset,
+                position = end.valid_bytes,
+                truncated_bytes,
+                "truncating torn segment tail: {problem}"
+            );
+        }
         reader
             .set_len(end.valid_bytes)
             .and_then(|()| reader.sync_data())
@@ -345,6 +349,16 @@ impl Walk<'_> {
             next_offset = header.last_offset() + 1;
         }
         Ok(ScanEnd { valid_bytes: position, problem: None })
+    }
+
+    /// Whether everything from `position` on is the zeros an O_DIRECT write
+    /// pads its last block with (see segment.rs): not a torn write.
+    fn is_block_padding(&mut self, position: u64) -> Result<bool, StorageError> {
+        let rest = self.file_bytes - position;
+        if self.file_bytes % DIRECT_IO_ALIGN as u64 != 0 || rest >= DIRECT_IO_ALIGN as u64 {
+            return Ok(false);
+        }
+        Ok(self.window.get(self.file, self.file_bytes, position, rest)?.iter().all(|&b| b == 0))
     }
 
     /// The batch at `position`, or why it is not a valid one.

@@ -15,14 +15,14 @@ use crate::model::batch::{self, BatchHeader};
 
 use super::segment;
 use super::writer::fault;
-use super::{LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError};
+use super::{HotTail, LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError};
 
 fn run<F: Future>(test: F) -> F::Output {
     tokio_uring::start(test)
 }
 
 fn open(dir: &Path, config: LogConfig, clean: bool) -> (Rc<PartitionLog>, RecoveryReport) {
-    PartitionLog::open(dir, config, clean, Rc::new(Notify::new())).expect("open")
+    PartitionLog::open(dir, config, clean, Rc::new(Notify::new()), HotTail::new(1 << 20)).expect("open")
 }
 
 fn small_segments(segment_bytes: u64) -> LogConfig {
@@ -43,13 +43,25 @@ async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
     info.base_offset
 }
 
-/// The slice's bytes, read with std from the same file.
+/// The slice's bytes; a file range is read with std from the same file.
 fn slice_bytes(slice: &ReadSlice) -> Vec<u8> {
+    let (file, position, len) = match slice {
+        ReadSlice::File { file, position, bytes } => (file, *position, *bytes),
+        ReadSlice::Memory(bytes) => return bytes.to_vec(),
+    };
     // SAFETY: the fd stays open (owned by slice.file); ManuallyDrop never closes it.
-    let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(slice.file.as_raw_fd()) });
-    let mut bytes = vec![0; slice.bytes as usize];
-    file.read_exact_at(&mut bytes, slice.position).expect("read slice");
+    let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(file.as_raw_fd()) });
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, position).expect("read slice");
     bytes
+}
+
+/// Where a page-cache log's slice lies in its segment file.
+fn position(slice: &ReadSlice) -> u64 {
+    match slice {
+        ReadSlice::File { position, .. } => *position,
+        ReadSlice::Memory(_) => panic!("a log written through the page cache reads from its file"),
+    }
 }
 
 fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
@@ -105,7 +117,7 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         assert_eq!(log.high_watermark(), 10);
 
         let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
-        assert_eq!(slice.position, 0);
+        assert_eq!(position(&slice), 0);
         let bytes = slice_bytes(&slice);
         assert_eq!(bytes.len(), first.len() + fourth.len());
         let found = headers(&bytes);
@@ -119,8 +131,16 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
             assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), header.base_offset);
             at += original.len();
         }
-        assert_eq!(std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), bytes);
+        assert_padded(&std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), &bytes);
     });
+}
+
+/// The active segment file: the batches, then the zeros that pad O_DIRECT's
+/// last block.
+fn assert_padded(file: &[u8], batches: &[u8]) {
+    assert_eq!(file.len(), batches.len().next_multiple_of(crate::runtime::DIRECT_IO_ALIGN), "padded to a block");
+    assert_eq!(&file[..batches.len()], batches);
+    assert!(file[batches.len()..].iter().all(|&b| b == 0), "zero padding");
 }
 
 #[test]
@@ -135,7 +155,7 @@ fn read_inside_a_batch_returns_the_whole_batch() {
         let found = headers(&slice_bytes(&slice));
         assert_eq!(found[0].base_offset, 3, "starts with the batch holding offset 4");
         assert_eq!(found.len(), 2);
-        assert_eq!(slice.position, found[0].total_bytes() as u64);
+        assert_eq!(position(&slice), found[0].total_bytes() as u64);
     });
 }
 
@@ -154,11 +174,11 @@ fn max_bytes_cuts_at_whole_batches_but_returns_at_least_one() {
             .collect();
         log.wait_written(2).await.unwrap();
         let one = log.read(0, 1).await.unwrap().unwrap();
-        assert_eq!(one.bytes, sizes[0], "KIP-74: one whole batch even over max_bytes");
-        assert_eq!(log.read(0, sizes[0] + sizes[1] - 1).await.unwrap().unwrap().bytes, sizes[0]);
-        assert_eq!(log.read(0, sizes[0] + sizes[1]).await.unwrap().unwrap().bytes, sizes[0] + sizes[1]);
+        assert_eq!(one.len(), sizes[0], "KIP-74: one whole batch even over max_bytes");
+        assert_eq!(log.read(0, sizes[0] + sizes[1] - 1).await.unwrap().unwrap().len(), sizes[0]);
+        assert_eq!(log.read(0, sizes[0] + sizes[1]).await.unwrap().unwrap().len(), sizes[0] + sizes[1]);
         let last = log.read(2, 0).await.unwrap().unwrap();
-        assert_eq!((last.position, last.bytes), ((sizes[0] + sizes[1]) as u64, sizes[2]));
+        assert_eq!((position(&last), last.len()), ((sizes[0] + sizes[1]) as u64, sizes[2]));
     });
 }
 
@@ -198,13 +218,15 @@ fn rolls_by_segment_bytes_and_reads_across_segments() {
         let files = log_files(dir.path());
         assert!(files.len() >= 4, "rolled into {files:?}");
         assert_eq!(files[0], "00000000000000000000.log");
-        for name in &files {
+        // Sealed segments were cut back to their batches: no padding left.
+        wait_for_seals(&log).await;
+        for name in &files[..files.len() - 1] {
             assert!(std::fs::metadata(dir.path().join(name)).unwrap().len() <= 1000);
         }
         let first = log.read(0, 1 << 20).await.unwrap().unwrap();
         let in_first = headers(&slice_bytes(&first));
         assert_eq!(
-            first.bytes as u64,
+            first.len() as u64,
             std::fs::metadata(dir.path().join(&files[0])).unwrap().len(),
             "a slice stays in one segment"
         );
@@ -212,7 +234,6 @@ fn rolls_by_segment_bytes_and_reads_across_segments() {
         assert_eq!(files[1], format!("{next:020}.log"));
         assert_contiguous(&read_all(&log).await, 0, 40);
         // Sealed segments have their index files on disk.
-        wait_for_seals(&log).await;
         let base = 0;
         assert!(segment::index_path(dir.path(), base).exists());
         assert!(segment::time_index_path(dir.path(), base).exists());
@@ -287,6 +308,34 @@ fn torn_tail_is_cut_at_the_partial_batch() {
         assert_eq!((log.log_end_offset(), log.high_watermark()), (4, 4));
         assert_contiguous(&read_all(&log).await, 0, 4);
         assert_eq!(append(&log, &batch_of(1, 1, 1)).await, 4, "offsets continue after the cut");
+    });
+}
+
+#[test]
+fn a_crash_leaves_block_padding_that_recovery_drops_without_loss() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let first = batch_of(1, 3, 1500);
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        append(&log, &first).await;
+        drop(log); // a crash: the file still ends with the padded block
+        let path = segment::log_path(dir.path(), 0);
+        assert_padded(&std::fs::read(&path).unwrap(), &first);
+
+        let (log, report) = open(dir.path(), LogConfig::default(), false);
+        assert_eq!(report.truncated_bytes, 0, "padding is no torn write");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), first.len() as u64);
+        // The next write starts inside the first's last block: it must carry
+        // the bytes recovery read back, or the first batch would be damaged.
+        let second = batch_of(2, 2, 3000);
+        assert_eq!(append(&log, &second).await, 3);
+        log.close().await.unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(file.len(), first.len() + second.len(), "a clean close cuts the padding");
+        drop(log);
+        let (log, report) = open(dir.path(), LogConfig::default(), false);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_contiguous(&read_all(&log).await, 0, 5);
     });
 }
 
@@ -796,5 +845,47 @@ fn default_mode_loses_unsynced_records_but_recovers_clean() {
         assert!(end > 0, "sealed segments were synced when rolled");
         assert_contiguous(&kept, 0, end);
         assert_eq!(append(&log, &batch_of(2, 1, 10)).await, end, "appends continue at the recovered end");
+    });
+}
+
+fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize) -> Rc<PartitionLog> {
+    let config = LogConfig { direct_io: true, ..config };
+    PartitionLog::open(dir, config, true, Rc::new(Notify::new()), HotTail::new(hot_bytes)).expect("open").0
+}
+
+#[test]
+fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        // A hot tail much smaller than the log: older reads go to the disk.
+        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10);
+        let mut next = 0;
+        for i in 0..60 {
+            let records = 1 + i % 5;
+            append(&log, &batch_of(i as i64, records, 100 + 997 * (i % 7))).await;
+            next += records as i64;
+        }
+        // Larger than one direct read window: read again from its own start.
+        append(&log, &batch_of(99, 1, 400_000)).await;
+        append(&log, &batch_of(100, 2, 10)).await;
+        next += 3;
+        let written = read_all(&log).await;
+        assert_contiguous(&written, 0, next);
+        for offset in 0..next {
+            let slice = log.read(offset, 1).await.unwrap().unwrap();
+            assert!(matches!(slice, ReadSlice::Memory(_)), "O_DIRECT logs answer from memory");
+            let found = headers(&slice_bytes(&slice));
+            assert_eq!(found.len(), 1, "one batch under a 1-byte max");
+            assert!(found[0].base_offset <= offset && offset <= found[0].last_offset());
+        }
+        assert!(log.hot.borrow().read(next - 1, 1).is_some(), "the newest write is hot");
+        assert!(log.hot.borrow().read(0, 1).is_none(), "the oldest was evicted");
+        // After a restart nothing is hot: every read is an O_DIRECT one.
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10);
+        assert_eq!(read_all(&log).await, written);
+        assert_eq!(append(&log, &batch_of(1, 1, 10)).await, next, "appends go on after the padded tail");
+        assert_contiguous(&read_all(&log).await, 0, next + 1);
     });
 }

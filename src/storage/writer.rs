@@ -1,6 +1,8 @@
 //! The writer task of one log: it drains the queue of pending writes in
 //! order, one io_uring `write_all_at` per job, fdatasyncs as the flush policy
 //! asks, then advances the high watermark and answers `wait_written`.
+//! Writes are whole blocks from the block holding the segment end (see
+//! segment.rs, for O_DIRECT); a seal or a clean close cuts the padding off.
 //!
 //! Jobs are tagged with their segment, so bytes appended before a roll reach
 //! the old file before any byte reaches the new one, and the old segment is
@@ -18,12 +20,14 @@
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::runtime::File;
+use crate::runtime::{align_down, AlignedBuf, File, DIRECT_IO_ALIGN};
 
 use super::error::{IoContext, StorageError};
+use super::hot_tail::HotRange;
 use super::log::PartitionLog;
 use super::segment;
 use super::sync_journal;
@@ -40,12 +44,19 @@ pub(super) enum Job {
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
 
-/// Batches for one segment file, contiguous in offsets and bytes.
+/// Batches for one segment file, contiguous in offsets and bytes. `buf`
+/// starts at `position`, a block boundary, with the bytes already written
+/// in that block, then the new batches.
 pub(super) struct WriteJob {
     pub segment_base: i64,
+    /// The segment's write descriptor (O_DIRECT where allowed).
     pub file: Rc<File>,
     pub position: u64,
-    pub buf: Vec<u8>,
+    /// Where this job's own batches start (`buf` first repeats the bytes
+    /// before it in the block), and the first one's offset.
+    pub first_batch: u64,
+    pub first_offset: i64,
+    pub buf: AlignedBuf,
     pub last_offset: i64,
     pub messages: u64,
 }
@@ -157,17 +168,40 @@ impl PartitionLog {
     }
 
     async fn write(&self, job: WriteJob) {
-        let WriteJob { segment_base, file, position, buf, last_offset, messages } = job;
-        debug_assert!(!buf.is_empty());
+        let WriteJob { segment_base, file, position, first_batch, first_offset, mut buf, last_offset, messages } = job;
+        debug_assert!(!buf.is_empty() && position % DIRECT_IO_ALIGN as u64 == 0);
         let end = position + buf.len() as u64;
+        // Appends after this one open a new job, which starts with this tail.
+        if let Some(segment) = self.inner.borrow_mut().segment_mut(segment_base) {
+            debug_assert!(segment.size >= end);
+            let tail_start = (align_down(end) - position) as usize;
+            segment.tail.clear();
+            segment.tail.extend_from_slice(&buf[tail_start..]);
+        }
+        buf.pad_to_block();
         #[cfg(test)]
-        let (result, buf) = fault::write_all_at(&file, buf, position).await;
+        let (result, mut buf) = fault::write_all_at(&file, buf, position).await;
         #[cfg(not(test))]
-        let (result, buf) = file.write_all_at(buf, position).await;
-        self.inner.borrow_mut().recycle(buf);
+        let (result, mut buf) = file.write_all_at(buf, position).await;
         if let Err(e) = result {
+            self.inner.borrow_mut().recycle(buf);
             let path = segment::log_path(&self.dir, segment_base);
             return self.fail(StorageError::io(format!("writing {} at {position}", path.display()), e));
+        }
+        self.inner.borrow_mut().write_size_hint = buf.len();
+        if self.config().direct_io && self.hot_tail.enabled() {
+            // Fetches at the tail read these bytes from memory: the page cache
+            // does not have them. A buffer sized for a larger write would hold
+            // the budget's memory for nothing.
+            if buf.capacity() > 2 * buf.len() {
+                buf.shrink_to_fit();
+            }
+            let footprint = buf.capacity();
+            let bytes = Bytes::from_owner(buf).slice(..(end - position) as usize);
+            let range = HotRange { segment_base, position, first_batch, first_offset, last_offset, bytes, footprint };
+            self.hot_tail.keep(&self.hot, range);
+        } else {
+            self.inner.borrow_mut().recycle(buf);
         }
         self.inner.borrow_mut().sync.note_write(&file, messages, Instant::now());
         if self.sync_due() {
@@ -281,12 +315,18 @@ impl PartitionLog {
         let active = inner.active();
         let keep = active.readable_bytes;
         let path = segment::log_path(&self.dir, active.base_offset);
+        active.truncate_to(keep, high_watermark, interval);
         // Whatever stays beyond `keep` if this fails is overwritten by the
         // next write or cut off by recovery's CRC checks.
-        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(keep)) {
+        let cut = std::fs::OpenOptions::new().read(true).write(true).open(&path).and_then(|f| {
+            f.set_len(keep)?;
+            active.reload_tail(&f)
+        });
+        if let Err(e) = cut {
+            // The next write would start with the wrong block: refuse writes.
             tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
+            inner.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
         }
-        active.truncate_to(keep, high_watermark, interval);
         inner.log_end_offset = high_watermark;
         inner.rollbacks += 1;
     }
@@ -299,13 +339,17 @@ impl PartitionLog {
     async fn seal(&self, base_offset: i64) {
         let sealed = {
             let mut inner = self.inner.borrow_mut();
-            inner.segment_mut(base_offset).map(|s| (s.file.clone(), s.encoded_indexes()))
+            inner.segment_mut(base_offset).map(|s| {
+                s.close_writer();
+                (s.file.clone(), s.size, s.encoded_indexes())
+            })
         };
-        let Some((file, indexes)) = sealed else {
+        let Some((file, size, indexes)) = sealed else {
             return;
         };
         let path = segment::log_path(&self.dir, base_offset);
-        let synced = match file.sync_data().await {
+        let cut = crate::runtime::set_len(&file, size);
+        let synced = match cut.and(file.sync_data().await) {
             Ok(()) => {
                 sync_journal::note_synced(&*file);
                 segment::sync_dir(&self.dir).await
@@ -336,13 +380,14 @@ impl PartitionLog {
 
     async fn flush_for_close(&self) -> Result<(), StorageError> {
         self.sync_files().await?;
-        let (base_offset, file, indexes) = {
+        let (base_offset, file, size, indexes) = {
             let mut inner = self.inner.borrow_mut();
             let active = inner.active();
             active.seal_time_index();
-            (active.base_offset, active.file.clone(), active.encoded_indexes())
+            (active.base_offset, active.file.clone(), active.size, active.encoded_indexes())
         };
         let path = segment::log_path(&self.dir, base_offset);
+        crate::runtime::set_len(&file, size).context(|| format!("cutting the padding off {}", path.display()))?;
         file.sync_data().await.context(|| format!("fdatasync of {}", path.display()))?;
         sync_journal::note_synced(&*file);
         segment::write_index_files(&self.dir, base_offset, indexes).await
@@ -357,7 +402,7 @@ pub(super) mod fault {
     use std::collections::HashMap;
     use std::path::PathBuf;
 
-    use crate::runtime::File;
+    use crate::runtime::{align_down, AlignedBuf, BoundedBuf, File};
 
     thread_local! {
         /// Each segment file's length at its last completed fdatasync: what
@@ -394,14 +439,18 @@ pub(super) mod fault {
         })
     }
 
-    pub async fn write_all_at(file: &File, buf: Vec<u8>, position: u64) -> (std::io::Result<()>, Vec<u8>) {
+    pub async fn write_all_at(file: &File, buf: AlignedBuf, position: u64) -> (std::io::Result<()>, AlignedBuf) {
         WRITES.with(|n| n.set(n.get() + 1));
         if !take_one(&FAILING_WRITES) {
             return file.write_all_at(buf, position).await;
         }
-        let half = buf[..buf.len() / 2].to_vec();
-        let (result, _) = file.write_all_at(half, position).await;
+        // The torn half: whole blocks, as O_DIRECT writes them.
+        let half = align_down(buf.len() as u64 / 2) as usize;
+        if half == 0 {
+            return (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf);
+        }
+        let (result, buf) = file.write_all_at(buf.slice(..half), position).await;
         result.expect("writing the torn half");
-        (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf)
+        (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf.into_inner())
     }
 }

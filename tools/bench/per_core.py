@@ -46,6 +46,9 @@ def free_port(n: int) -> int:
             return base
 
 
+BROKER_ARGS: list[str] = []
+
+
 class Broker:
     def __init__(self, shards: int = 1, cpus: str = "0", extra: list[str] | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="corelog-per-core-"))
@@ -53,7 +56,7 @@ class Broker:
         self.shards = shards
         self.log = open(self.dir / "broker.log", "w")
         cmd = ["taskset", "-c", cpus, str(CORELOG), "serve", "--data-dir", str(self.dir / "data"),
-               "--port", str(self.port), "--shards", str(shards), *(extra or [])]
+               "--port", str(self.port), "--shards", str(shards), *BROKER_ARGS, *(extra or [])]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         for p in range(self.port, self.port + shards):
@@ -128,7 +131,10 @@ def main() -> int:
     ap.add_argument("--out", default="per-core.json")
     ap.add_argument("--only", action="append", default=[], help="scenario names containing this")
     ap.add_argument("--corelog", help="the broker binary (default: the release build; to compare two builds)")
+    ap.add_argument("--broker-arg", action="append", default=[],
+                    help="passed to every `corelog serve` (e.g. --broker-arg=--log-direct-io=false)")
     args = ap.parse_args()
+    BROKER_ARGS.extend(args.broker_arg)
     if args.corelog:
         CORELOG = Path(args.corelog)
     timed = ["--duration", args.duration, "--warmup", 1]
@@ -175,6 +181,13 @@ def main() -> int:
     @scenario
     def produce_1k():
         produce("produce 1 KiB, 1 partition, acks=1", "--record-bytes", 1024, "--partitions", 1)
+
+    @scenario
+    def produce_1k_large_batches():
+        # One producer's window (5 requests in flight) bounds what one O_DIRECT
+        # write can carry; larger batches fill the device's queue (README).
+        produce("produce 1 KiB, 256 KiB batches, 1 partition, acks=1", "--record-bytes", 1024,
+                "--batch-bytes", 262144, "--partitions", 1)
 
     @scenario
     def produce_1k_durable():

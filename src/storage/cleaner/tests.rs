@@ -158,7 +158,9 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn open(dir: &std::path::Path) -> Rc<PartitionLog> {
     let config = LogConfig { segment_bytes: 700, index_interval_bytes: 128, ..LogConfig::default() };
-    PartitionLog::open(dir, config, false, Rc::new(Notify::new())).expect("open").0
+    PartitionLog::open(dir, config, false, Rc::new(Notify::new()), crate::storage::HotTail::new(1 << 20))
+        .expect("open")
+        .0
 }
 
 /// Every record of the log, in order.
@@ -166,8 +168,7 @@ async fn read_all(log: &PartitionLog) -> Contents {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     while let Some(slice) = log.read(offset, 1 << 20).await.unwrap() {
-        let (result, buf) = slice.file.read_exact_at(Vec::with_capacity(slice.bytes as usize), slice.position).await;
-        result.unwrap();
+        let buf = slice.into_bytes().await.unwrap();
         let mut rest = &buf[..];
         while !rest.is_empty() {
             let header = BatchHeader::parse(rest).unwrap();
