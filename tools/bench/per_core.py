@@ -133,7 +133,17 @@ def main() -> int:
     ap.add_argument("--corelog", help="the broker binary (default: the release build; to compare two builds)")
     ap.add_argument("--broker-arg", action="append", default=[],
                     help="passed to every `corelog serve` (e.g. --broker-arg=--log-direct-io=false)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="run nothing: print the table of the runs in these --out files together "
+                         "(interleaved A/B: several --runs 1 of each build or flag, merged per side)")
     args = ap.parse_args()
+    if args.merge:
+        merged: dict[str, list[dict]] = {}
+        for path in args.merge:
+            for name, runs in json.loads(Path(path).read_text()).items():
+                merged.setdefault(name, []).extend(runs)
+        print_table(merged)
+        return 0
     BROKER_ARGS.extend(args.broker_arg)
     if args.corelog:
         CORELOG = Path(args.corelog)
@@ -233,7 +243,11 @@ def main() -> int:
             print(f"run {run + 1}/{args.runs}: {s.__name__}", file=sys.stderr, flush=True)
             s()
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print_table(figures)
+    return 0
 
+
+def print_table(figures: dict[str, list[dict]]):
     print("| scenario | figure | median | min | max |")
     print("|:--|:--|--:|--:|--:|")
     for name, runs in figures.items():
@@ -241,9 +255,9 @@ def main() -> int:
             values = [r[key] for r in runs]
             fmt = (lambda v: f"{v / 1e6:.2f}M") if key == "msgs_per_s" else (lambda v: f"{v:.1f}")
             print(f"| {name} | {key} | {fmt(statistics.median(values))} | {fmt(min(values))} | {fmt(max(values))} |")
-    print(f"\n{args.runs} runs each; {os.uname().nodename}, {os.cpu_count()} CPUs; "
+    runs = max(len(r) for r in figures.values()) if figures else 0
+    print(f"\n{runs} runs each; {os.uname().nodename}, {os.cpu_count()} CPUs; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    return 0
 
 
 if __name__ == "__main__":
