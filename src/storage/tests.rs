@@ -651,6 +651,29 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
 }
 
 #[test]
+fn an_o_direct_log_rolls_back_a_failed_write_and_serves_what_replaced_it() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_direct(dir.path(), small_segments(1 << 20), 1 << 20, true);
+        let kept = batch_of(1, 2, 3000);
+        append(&log, &kept).await;
+        // The failing write tears: half of its blocks land, the block the
+        // kept batch ends in among them.
+        fault::FAILING_WRITES.with(|n| n.set(1));
+        let info = log.append(&batch_of(2, 3, 3000), 0).unwrap();
+        assert!(log.wait_appended(&info).await.is_err());
+        assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
+        let batches = read_all(&log).await;
+        assert_contiguous(&batches, 0, 3);
+        assert_eq!((batches[0].crc, batches[1].max_timestamp), (batch::validate(&kept).unwrap().crc, 3));
+        // The same from the disk, after a crash (nothing hot, the padding left).
+        drop(log);
+        let log = open_direct(dir.path(), small_segments(1 << 20), 1 << 20, false);
+        assert_eq!(read_all(&log).await, batches);
+    });
+}
+
+#[test]
 fn a_failed_write_across_a_roll_drops_the_new_segment() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
@@ -848,9 +871,9 @@ fn default_mode_loses_unsynced_records_but_recovers_clean() {
     });
 }
 
-fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize) -> Rc<PartitionLog> {
+fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize, clean: bool) -> Rc<PartitionLog> {
     let config = LogConfig { direct_io: true, ..config };
-    PartitionLog::open(dir, config, true, Rc::new(Notify::new()), HotTail::new(hot_bytes)).expect("open").0
+    PartitionLog::open(dir, config, clean, Rc::new(Notify::new()), HotTail::new(hot_bytes)).expect("open").0
 }
 
 #[test]
@@ -858,7 +881,7 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         // A hot tail much smaller than the log: older reads go to the disk.
-        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10);
+        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10, true);
         let mut next = 0;
         for i in 0..60 {
             let records = 1 + i % 5;
@@ -883,7 +906,7 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
         // After a restart nothing is hot: every read is an O_DIRECT one.
         log.close().await.unwrap();
         drop(log);
-        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10);
+        let log = open_direct(dir.path(), small_segments(600_000), 64 << 10, true);
         assert_eq!(read_all(&log).await, written);
         assert_eq!(append(&log, &batch_of(1, 1, 10)).await, next, "appends go on after the padded tail");
         assert_contiguous(&read_all(&log).await, 0, next + 1);

@@ -167,8 +167,9 @@ impl PartitionLog {
         inner.sync.due(config.flush_messages, config.flush_ms, Instant::now())
     }
 
-    async fn write(&self, job: WriteJob) {
-        let WriteJob { segment_base, file, position, first_batch, first_offset, mut buf, last_offset, messages } = job;
+    async fn write(&self, mut job: WriteJob) {
+        let (segment_base, position) = (job.segment_base, job.position);
+        let mut buf = std::mem::take(&mut job.buf);
         debug_assert!(!buf.is_empty() && position % DIRECT_IO_ALIGN as u64 == 0);
         let end = position + buf.len() as u64;
         // Appends after this one open a new job, which starts with this tail.
@@ -180,37 +181,48 @@ impl PartitionLog {
         }
         buf.pad_to_block();
         #[cfg(test)]
-        let (result, mut buf) = fault::write_all_at(&file, buf, position).await;
+        let (result, buf) = fault::write_all_at(&job.file, buf, position).await;
         #[cfg(not(test))]
-        let (result, mut buf) = file.write_all_at(buf, position).await;
+        let (result, buf) = job.file.write_all_at(buf, position).await;
         if let Err(e) = result {
             self.inner.borrow_mut().recycle(buf);
             let path = segment::log_path(&self.dir, segment_base);
             return self.fail(StorageError::io(format!("writing {} at {position}", path.display()), e));
         }
         self.inner.borrow_mut().write_size_hint = buf.len();
-        if self.config().direct_io && self.hot_tail.enabled() {
-            // Fetches at the tail read these bytes from memory: the page cache
-            // does not have them. A buffer sized for a larger write would hold
-            // the budget's memory for nothing.
-            if buf.capacity() > 2 * buf.len() {
-                buf.shrink_to_fit();
-            }
-            let footprint = buf.capacity();
-            let bytes = Bytes::from_owner(buf).slice(..(end - position) as usize);
-            let range = HotRange { segment_base, position, first_batch, first_offset, last_offset, bytes, footprint };
-            self.hot_tail.keep(&self.hot, range);
-        } else {
-            self.inner.borrow_mut().recycle(buf);
-        }
-        self.inner.borrow_mut().sync.note_write(&file, messages, Instant::now());
+        self.inner.borrow_mut().sync.note_write(&job.file, job.messages, Instant::now());
         if self.sync_due() {
             if let Err(error) = self.sync_files().await {
+                self.inner.borrow_mut().recycle(buf);
                 self.go_offline(&error);
                 return self.fail(error);
             }
         }
-        self.advance(segment_base, end, last_offset);
+        self.keep_hot(&job, buf, (end - position) as usize);
+        self.advance(segment_base, end, job.last_offset);
+    }
+
+    /// With O_DIRECT, fetches at the tail read a write's bytes from memory
+    /// (the page cache does not have them): its buffer, `written` bytes of
+    /// it, joins the hot tail. Otherwise the buffer is reused.
+    fn keep_hot(&self, job: &WriteJob, mut buf: AlignedBuf, written: usize) {
+        if !self.config().direct_io || !self.hot_tail.enabled() {
+            return self.inner.borrow_mut().recycle(buf);
+        }
+        // A buffer sized for a larger write would hold the budget for nothing.
+        if buf.capacity() > 2 * buf.len() {
+            buf.shrink_to_fit();
+        }
+        let range = HotRange {
+            segment_base: job.segment_base,
+            position: job.position,
+            first_batch: job.first_batch,
+            first_offset: job.first_offset,
+            last_offset: job.last_offset,
+            footprint: buf.capacity(),
+            bytes: Bytes::from_owner(buf).slice(..written),
+        };
+        self.hot_tail.keep(&self.hot, range);
     }
 
     async fn sync_files(&self) -> Result<(), StorageError> {
@@ -293,6 +305,9 @@ impl PartitionLog {
             );
         }
         let high_watermark = inner.high_watermark;
+        // Hot ranges only hold written bytes, but the offsets after the high
+        // watermark are about to be reused: start the hot tail afresh.
+        self.hot_tail.forget(&self.hot);
         for job in std::mem::take(&mut inner.queue) {
             match job {
                 Job::Write(write) => inner.recycle(write.buf),
