@@ -59,6 +59,10 @@ pub fn open_log_file(path: &Path, create: bool) -> Result<fs::File, StorageError
 /// network file systems): the page cache is used then.
 fn open_direct(path: &Path) -> Result<Option<fs::File>, StorageError> {
     use std::os::unix::fs::OpenOptionsExt;
+    #[cfg(test)]
+    if REFUSE_O_DIRECT.with(|refuse| refuse.get()) {
+        return Ok(None);
+    }
     match fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path) {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -67,6 +71,12 @@ fn open_direct(path: &Path) -> Result<Option<fs::File>, StorageError> {
         }
         Err(e) => Err(StorageError::io(format!("opening {} for O_DIRECT", path.display()), e)),
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes `open_direct` act as on a file system without O_DIRECT.
+    pub static REFUSE_O_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// What the index needs to know about one batch.
@@ -89,6 +99,8 @@ pub struct Segment {
     /// The same file opened with O_DIRECT, when the log is written that way
     /// and the file system allows it: writes, and fetch reads (direct_read.rs).
     pub direct: Option<Rc<File>>,
+    /// The file system refused O_DIRECT for this file: do not ask again.
+    direct_refused: bool,
     /// The bytes of the partial block at the end, `size % DIRECT_IO_ALIGN`
     /// of them: the next write starts with them so it can start on a block.
     pub tail: Vec<u8>,
@@ -112,6 +124,7 @@ impl Segment {
             base_offset,
             file: Rc::new(file_from_std(file)),
             direct: None,
+            direct_refused: false,
             tail: Vec::new(),
             size: 0,
             readable_bytes: 0,
@@ -156,8 +169,9 @@ impl Segment {
     /// The O_DIRECT descriptor, opened on first use (None where the file
     /// system refuses O_DIRECT).
     pub fn open_direct(&mut self, path: &Path) -> Result<Option<Rc<File>>, StorageError> {
-        if self.direct.is_none() {
+        if self.direct.is_none() && !self.direct_refused {
             self.direct = open_direct(path)?.map(|f| Rc::new(file_from_std(f)));
+            self.direct_refused = self.direct.is_none();
         }
         Ok(self.direct.clone())
     }

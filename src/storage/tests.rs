@@ -877,6 +877,25 @@ fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize, clean: bool) -> 
 }
 
 #[test]
+fn without_o_direct_the_log_falls_back_to_the_page_cache() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        segment::REFUSE_O_DIRECT.with(|refuse| refuse.set(true));
+        let log = open_direct(dir.path(), small_segments(5000), 0, true);
+        for i in 0..20 {
+            append(&log, &batch_of(i, 2, 300)).await;
+        }
+        let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
+        assert!(matches!(slice, ReadSlice::File { .. }), "spliced from the page cache");
+        let written = read_all(&log).await;
+        assert_contiguous(&written, 0, 40);
+        drop(log);
+        let log = open_direct(dir.path(), small_segments(5000), 0, false);
+        assert_eq!(read_all(&log).await, written);
+    });
+}
+
+#[test]
 fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
