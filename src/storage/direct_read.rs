@@ -34,6 +34,9 @@ pub async fn read(file: &File, mut from: u64, end: u64, offset: i64, max_bytes: 
                 continue;
             }
             let first_end = at + header.total_bytes() as u64;
+            if first_end > end {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a batch runs past the readable bytes"));
+            }
             let limit = (at + u64::from(max_bytes)).max(first_end).min(end);
             let window = if first_end <= window.end() { window } else { Window::read(file, at, limit).await? };
             return Ok(Some(window.batches(at, first_end, limit)));
