@@ -8,6 +8,7 @@ use std::io;
 
 use bytes::Bytes;
 
+use super::headers::whole_batches_end;
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
 use crate::runtime::{align_down, AlignedBuf, BoundedBuf, File, DIRECT_IO_ALIGN};
 
@@ -89,14 +90,9 @@ impl Window {
     /// The batches from `at` (whose first ends at `first_end`) that end by
     /// `limit` and lie in the window.
     fn batches(&self, at: u64, first_end: u64, limit: u64) -> Bytes {
-        let mut end = first_end;
-        while let Ok(Some(next)) = self.header(end).map(|h| h.map(|h| end + h.total_bytes() as u64)) {
-            if next > limit || next > self.end() {
-                break;
-            }
-            end = next;
-        }
-        debug_assert!(end <= self.end(), "the first batch lies in the window");
-        Bytes::slice(&self.bytes, (at - self.start) as usize..(end - self.start) as usize)
+        debug_assert!(first_end <= self.end(), "the first batch lies in the window");
+        let relative = |position: u64| (position - self.start) as usize;
+        let end = whole_batches_end(&self.bytes, relative(first_end), relative(limit));
+        Bytes::slice(&self.bytes, relative(at)..end)
     }
 }

@@ -10,14 +10,15 @@ use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 
-use crate::model::batch::{BatchHeader, HEADER_BYTES};
+use crate::model::batch::BatchHeader;
+
+use super::headers::whole_batches_end;
 
 /// One write's bytes, from a block boundary of the active segment: the tail
-/// of the write before (`position..first_batch`), then this write's batches.
+/// of the write before (`..first_batch`), then this write's batches.
 pub struct HotRange {
-    pub segment_base: i64,
-    pub position: u64,
-    pub first_batch: u64,
+    /// Where this write's own batches start in `bytes`.
+    pub first_batch: usize,
     pub first_offset: i64,
     pub last_offset: i64,
     pub bytes: Bytes,
@@ -98,35 +99,21 @@ impl LogHotTail {
             return None;
         }
         let bytes = &range.bytes;
-        let mut start = (range.first_batch - range.position) as usize;
-        let mut header = header_at(bytes, start);
-        while header.last_offset() < offset {
-            start += header.total_bytes();
-            header = header_at(bytes, start);
-        }
-        let limit = start + (max_bytes as usize).max(header.total_bytes());
-        let mut end = start + header.total_bytes();
-        while end < bytes.len() {
-            let next = end + header_at(bytes, end).total_bytes();
-            if next > limit {
-                break;
+        // The range holds whole batches the append path checked; should one
+        // not parse, the read falls back to the disk rather than panic.
+        let mut start = range.first_batch;
+        let first = loop {
+            let header = BatchHeader::parse(bytes.get(start..)?).ok()?;
+            if header.last_offset() >= offset {
+                break header;
             }
-            end = next;
-        }
-        Some(bytes.slice(start..end))
+            start += header.total_bytes();
+        };
+        let first_end = start + first.total_bytes();
+        debug_assert!(first_end <= bytes.len(), "a hot range holds whole batches");
+        let end = whole_batches_end(bytes, first_end, start + max_bytes as usize);
+        Some(bytes.slice(start..end.min(bytes.len())))
     }
-
-    /// The base of the segment the ranges belong to, if any are kept.
-    pub fn segment_base(&self) -> Option<i64> {
-        self.ranges.front().map(|(_, r)| r.segment_base)
-    }
-}
-
-/// The header of the batch at `at`: the range holds whole batches from its
-/// first one on, written and checked by the append path.
-fn header_at(bytes: &[u8], at: usize) -> BatchHeader {
-    debug_assert!(at + HEADER_BYTES <= bytes.len(), "a hot range holds whole batches");
-    BatchHeader::parse(&bytes[at..]).expect("hot ranges hold batches the append path checked")
 }
 
 #[cfg(test)]
@@ -144,9 +131,7 @@ mod tests {
             next += BatchHeader::parse(b).unwrap().last_offset_delta as i64 + 1;
         }
         HotRange {
-            segment_base: 0,
-            position: 4096,
-            first_batch: 4096 + lead as u64,
+            first_batch: lead,
             first_offset,
             last_offset: next - 1,
             footprint: bytes.len(),
@@ -161,7 +146,10 @@ mod tests {
         let a = Rc::new(RefCell::new(LogHotTail::default()));
         let b = Rc::new(RefCell::new(LogHotTail::default()));
         hot.keep(&a, range(0, &[two.clone(), two.clone()], 100));
-        assert_eq!(a.borrow().read(3, 1).unwrap().len(), two.len(), "at least the batch holding the offset");
+        let holding_3 = a.borrow().read(3, 1).unwrap();
+        assert_eq!(holding_3.len(), two.len(), "at least the batch holding the offset");
+        assert_eq!(BatchHeader::parse(&holding_3).unwrap().base_offset, 2);
+        assert_eq!(&holding_3[8..], &two[8..], "the stored bytes, past the rewritten base offset");
         assert_eq!(a.borrow().read(0, 1 << 20).unwrap().len(), 2 * two.len());
         assert!(a.borrow().read(4, 1 << 20).is_none());
         hot.keep(&b, range(0, std::slice::from_ref(&two), 0));

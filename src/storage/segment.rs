@@ -153,6 +153,11 @@ impl Segment {
         if direct_io {
             self.open_direct(path)?;
         }
+        if self.size % DIRECT_IO_ALIGN as u64 == 0 {
+            // A new segment (every roll) or one ending on a block: no tail to read.
+            self.tail.clear();
+            return Ok(());
+        }
         let reader = fs::File::open(path).context(|| format!("opening {}", path.display()))?;
         self.reload_tail(&reader).context(|| format!("reading the last block of {}", path.display()))
     }

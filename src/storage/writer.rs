@@ -214,9 +214,7 @@ impl PartitionLog {
             buf.shrink_to_fit();
         }
         let range = HotRange {
-            segment_base: job.segment_base,
-            position: job.position,
-            first_batch: job.first_batch,
+            first_batch: (job.first_batch - job.position) as usize,
             first_offset: job.first_offset,
             last_offset: job.last_offset,
             footprint: buf.capacity(),
