@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from helpers import consume, leaders, unique, watermarks
 
 RUN_TIMEOUT = 120
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PRODUCE_TIME = re.compile(r"produce request time: n=(\d+) p50=(\d+)us p99=(\d+)us p99.9=(\d+)us max=(\d+)us")
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,14 @@ def test_messages_run_produces_and_consumes_exactly(broker, load_bin, tmp_path):
     assert len(got[0]) == wm[0][1]
     assert [o for o, _, _ in got[0]] == list(range(wm[0][1]))
     assert all(len(k) == 8 and len(v) == 100 for _, k, v in got[0])
+
+    # Each shard logs at shutdown how long it held the Produce requests it
+    # answered (frame read to answer written): every request, no other.
+    log = broker.stop()
+    times = [tuple(map(int, m)) for m in PRODUCE_TIME.findall(ANSI.sub("", log))]
+    assert len(times) == 2, f"one produce time line per shard expected:\n{log[-3000:]}"
+    assert sum(n for n, *_ in times) == result["produce"]["requests"], (times, result["produce"])
+    assert all(p50 <= p99 <= p999 <= mx for n, p50, p99, p999, mx in times if n), times
 
 
 def test_timed_run_counts_match_the_log(broker, load_bin, tmp_path):

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Notify};
@@ -88,8 +89,9 @@ enum ConnectionError {
 enum Answer<'a> {
     /// Served alone already: no allocation for the common case.
     Ready(Result<Response, ApiError>),
-    /// A pipelined Produce still waiting for its writes.
-    Pending(Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>),
+    /// A pipelined Produce still waiting for its writes, and when its frame
+    /// was read (for `ShardStats::produce_time`).
+    Pending(Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'a>>, Instant),
 }
 
 /// What the reading and the writing side of a connection share.
@@ -135,10 +137,11 @@ async fn read_requests<'a>(
     let stats = &shard.stats;
     while !shard.stopping.get() {
         let frame = reader.read_frame(shard.config.socket_request_max_bytes).await?;
+        let read_at = Instant::now();
         stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
         progress.unanswered.set(progress.unanswered.get() + 1);
         let answer = match api::begin(shard, client_host, frame)? {
-            Begun::Answer(answer) => Answer::Pending(answer),
+            Begun::Answer(answer) => Answer::Pending(answer, read_at),
             Begun::Alone(frame) => {
                 while progress.unanswered.get() > 1 {
                     progress.answered.notified().await;
@@ -161,14 +164,17 @@ async fn write_answers(
 ) -> Result<(), ConnectionError> {
     let stats = &writer.shard.stats;
     while let Some(answer) = queued.recv().await {
-        let answered = match answer {
-            Answer::Ready(answered) => answered,
-            Answer::Pending(answer) => answer.await,
+        let (answered, produce_read_at) = match answer {
+            Answer::Ready(answered) => (answered, None),
+            Answer::Pending(answer, read_at) => (answer.await, Some(read_at)),
         };
         let written = match answered {
             Ok(response) => writer.write_response(response).await,
             Err(e) => Err(e.into()),
         };
+        if let Some(read_at) = produce_read_at {
+            stats.produce_time.borrow_mut().record(read_at.elapsed());
+        }
         stats.requests_in_flight.set(stats.requests_in_flight.get() - 1);
         progress.unanswered.set(progress.unanswered.get() - 1);
         progress.answered.notify_one();

@@ -116,5 +116,6 @@ impl Shard {
             self.stats.fetch_bytes_from_memory.get(),
             self.stats.fetch_bytes_copied.get()
         );
+        tracing::info!(shard = self.id, "produce request time: {}", self.stats.produce_time.borrow().summary());
     }
 }

@@ -39,6 +39,38 @@ pub struct ShardStats {
     pub fetch_bytes_copied: Cell<u64>,
     pub connections: Cell<usize>,
     pub requests_in_flight: Cell<usize>,
+    /// Produce requests, from the whole frame read to the answer written:
+    /// the broker's share of a producer's ack latency (Kafka's
+    /// RequestMetrics TotalTimeMs), logged at shutdown.
+    pub produce_time: RefCell<LatencyHistogram>,
+}
+
+/// Microseconds, 1 µs to 1 minute, 2 significant digits (a few KiB).
+pub struct LatencyHistogram(hdrhistogram::Histogram<u64>);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds"))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, elapsed: std::time::Duration) {
+        self.0.saturating_record((elapsed.as_micros() as u64).max(1));
+    }
+
+    /// "n=.. p50=..us p99=..us p99.9=..us max=..us", for the shutdown line.
+    pub fn summary(&self) -> String {
+        let h = &self.0;
+        format!(
+            "n={} p50={}us p99={}us p99.9={}us max={}us",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        )
+    }
 }
 
 /// What every shard is started with.
