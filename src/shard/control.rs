@@ -8,8 +8,15 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use super::partitions::Reopened;
 use super::Shard;
 use crate::metadata::{MetadataError, MetadataRecord, Snapshot};
+
+/// How far back from a log's end its producer table is rebuilt at start-up:
+/// what was in flight at a crash (5 requests of a producer, 64 KiB batches
+/// each, several producers), while a start-up reads at most this much per
+/// partition (batches under 4 KiB are read whole).
+const PRODUCER_REBUILD_WINDOW: u64 = 4 << 20;
 
 pub enum Control {
     /// To shard 0: persist and apply one metadata change.
@@ -39,8 +46,31 @@ impl Shard {
 
     /// Adopts the snapshot the broker starts with and opens the local logs.
     pub async fn start(&self, snapshot: Arc<Snapshot>, clean_shutdown: bool) {
-        self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown, &self.written).await;
+        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown, &self.written).await;
+        self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
+    }
+
+    /// Rebuilds the idempotent producer table of logs opened from disk, so
+    /// that a batch stored just before a crash and retried after it is
+    /// answered as a duplicate. Before any request is served: the listener
+    /// starts after `start`.
+    async fn restore_producers(&self, reopened: Vec<Reopened>) {
+        for Reopened { topic, partition, log } in reopened {
+            match log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW).await {
+                Ok(batches) => {
+                    for h in &batches {
+                        self.producers.record(&topic, partition, h, h.base_offset);
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    topic,
+                    partition,
+                    %error,
+                    "cannot rebuild idempotent producer state: a retried batch may be stored twice"
+                ),
+            }
+        }
     }
 
     pub async fn run_control(self: Rc<Self>, mut mailbox: mpsc::Receiver<Control>) {
@@ -76,7 +106,8 @@ impl Shard {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
         for topic in gone {
             self.forget_topic_offsets(&topic).await;

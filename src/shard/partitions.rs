@@ -19,6 +19,13 @@ struct TopicLogs {
     logs: Vec<Option<Rc<PartitionLog>>>,
 }
 
+/// A log opened from the files of an earlier run: its producers are rebuilt.
+pub struct Reopened {
+    pub topic: String,
+    pub partition: i32,
+    pub log: Rc<PartitionLog>,
+}
+
 pub struct Partitions {
     topics: RefCell<HashMap<String, TopicLogs>>,
     /// The memory budget the logs share for their recent writes.
@@ -64,7 +71,7 @@ impl Partitions {
         broker: &BrokerConfig,
         clean: bool,
         written: &Rc<Notify>,
-    ) {
+    ) -> Vec<Reopened> {
         let gone: Vec<String> = {
             let topics = self.topics.borrow();
             topics
@@ -76,12 +83,22 @@ impl Partitions {
         for name in gone {
             self.remove(&name, broker).await;
         }
+        let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
-            self.open_new(shard, meta, broker, clean, written);
+            self.open_new(shard, meta, broker, clean, written, &mut reopened);
         }
+        reopened
     }
 
-    fn open_new(&self, shard: u16, meta: &TopicMeta, broker: &BrokerConfig, clean: bool, written: &Rc<Notify>) {
+    fn open_new(
+        &self,
+        shard: u16,
+        meta: &TopicMeta,
+        broker: &BrokerConfig,
+        clean: bool,
+        written: &Rc<Notify>,
+        reopened: &mut Vec<Reopened>,
+    ) {
         let mut topics = self.topics.borrow_mut();
         let entry = topics.entry(meta.name.clone()).or_insert_with(|| TopicLogs { id: meta.id, logs: Vec::new() });
         let config = match TopicConfig::resolve(&meta.configs, broker) {
@@ -102,6 +119,9 @@ impl Partitions {
                 match PartitionLog::open(&dir, log_config, clean, written.clone(), self.hot_tail.clone()) {
                     Ok((log, report)) => {
                         tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
+                        if !report.created {
+                            reopened.push(Reopened { topic: meta.name.clone(), partition: partition as i32, log: log.clone() });
+                        }
                         Some(log)
                     }
                     Err(e) => {

@@ -3,9 +3,11 @@
 //! with the offset it already got instead of being appended twice, and a gap
 //! in sequence numbers is refused.
 //!
-//! Kept in memory only: after a restart a producer is unknown to the
-//! partition, and its next batch is accepted whatever its sequence, as Kafka
-//! does once a producer's state has expired.
+//! Kept in memory, and rebuilt at start-up from the batch headers of each
+//! log's last 4 MiB (see `PartitionLog::recent_idempotent_batches`): a
+//! producer whose last batch is older is unknown to the partition, and its
+//! next batch is accepted whatever its sequence, as Kafka does once a
+//! producer's state has expired.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

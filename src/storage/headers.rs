@@ -74,6 +74,20 @@ impl<'a> HeaderWalk<'a> {
         Ok(None)
     }
 
+    /// Visits every batch header from the boundary `position` to the end.
+    pub async fn for_each(
+        &mut self,
+        mut position: u64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        while position < self.end {
+            let header = self.header_at(position).await?;
+            visit(&header);
+            position += header.total_bytes() as u64;
+        }
+        Ok(())
+    }
+
     /// The last batch boundary at or below `limit`, walking from the boundary
     /// `position` (itself <= limit).
     pub async fn boundary_at_or_below(&mut self, mut position: u64, limit: u64) -> Result<u64, StorageError> {

@@ -537,6 +537,46 @@ impl PartitionLog {
         walk.boundary_at_or_below(indexed.max(from), limit).await
     }
 
+    /// The headers of the idempotent batches (those with a producer id and a
+    /// sequence) among the last `window` bytes of the log, oldest first: what
+    /// the shard rebuilds its producer table from at start-up, so a batch
+    /// written just before a crash and retried after it is not stored twice.
+    /// Kafka rebuilds from producer snapshots plus the log; a window is
+    /// enough here because a retry follows its original within the
+    /// producer's delivery timeout, and nothing is appended while the broker
+    /// is down.
+    pub async fn recent_idempotent_batches(&self, window: u64) -> Result<Vec<BatchHeader>, StorageError> {
+        let plans: Vec<ReadPlan> = {
+            let inner = self.inner.borrow();
+            let mut left = window;
+            let mut plans = Vec::new();
+            for segment in inner.segments.iter().rev() {
+                if left == 0 {
+                    break;
+                }
+                let end = segment.readable_bytes;
+                let from = segment.index.boundary_at_or_below(end.saturating_sub(left));
+                left = left.saturating_sub(end - from);
+                if from < end {
+                    let file = segment.file.clone();
+                    plans.push(ReadPlan { segment_base: segment.base_offset, file, from, end });
+                }
+            }
+            plans
+        };
+        let mut batches = Vec::new();
+        for plan in plans.into_iter().rev() {
+            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
+            walk.for_each(plan.from, |h| {
+                if h.producer_id >= 0 && h.base_sequence >= 0 {
+                    batches.push(*h);
+                }
+            })
+            .await?;
+        }
+        Ok(batches)
+    }
+
     /// ListOffsets by timestamp: (base offset, max timestamp) of the first
     /// batch below the high watermark whose max_timestamp >= `timestamp`.
     /// Batch granularity. The special timestamps -1/-2 are the caller's.

@@ -931,3 +931,48 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
         assert_contiguous(&read_all(&log).await, 0, next + 1);
     });
 }
+
+/// A batch of an idempotent producer: `records` records from `sequence`.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
+    let mut bytes = batch_of(1, records, 400);
+    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
+    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn the_log_names_its_recent_idempotent_batches_across_segments_and_restarts() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(4096);
+        let (log, _) = open(dir.path(), config, true);
+        append(&log, &batch_of(1, 2, 400)).await; // no producer id: not named
+        let mut sizes = Vec::new();
+        for i in 0..10 {
+            let bytes = idempotent_batch(7, 0, i * 3, 3);
+            sizes.push(bytes.len() as u64);
+            assert_eq!(append(&log, &bytes).await, 2 + 3 * i as i64);
+        }
+        assert!(log_files(dir.path()).len() >= 4, "batches of ~1.3 KB roll 4 KiB segments");
+        let expect_all: Vec<(i32, i64)> = (0..10).map(|i| (i * 3, 2 + 3 * i as i64)).collect();
+        let named = |batches: Vec<BatchHeader>| -> Vec<(i32, i64)> {
+            assert!(batches.iter().all(|h| h.producer_id == 7 && h.producer_epoch == 0 && h.last_offset_delta == 2));
+            batches.iter().map(|h| (h.base_sequence, h.base_offset)).collect()
+        };
+        assert_eq!(named(log.recent_idempotent_batches(1 << 20).await.unwrap()), expect_all);
+        // A window of three batches' bytes names at least those three, the latest last.
+        let window = named(log.recent_idempotent_batches(sizes[7..].iter().sum()).await.unwrap());
+        assert!(window.len() >= 3 && window.ends_with(&expect_all[7..]), "{window:?}");
+
+        drop(log); // a crash
+        let (log, _) = open(dir.path(), config, false);
+        assert_eq!(named(log.recent_idempotent_batches(1 << 20).await.unwrap()), expect_all);
+        log.close().await.unwrap();
+        drop(log);
+        let (log, _) = open(dir.path(), config, true);
+        assert_eq!(named(log.recent_idempotent_batches(1 << 20).await.unwrap()), expect_all);
+    });
+}
