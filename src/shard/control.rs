@@ -17,6 +17,8 @@ use crate::metadata::{MetadataError, MetadataRecord, Snapshot};
 /// each, several producers), while a start-up reads at most this much per
 /// partition (batches under 4 KiB are read whole).
 const PRODUCER_REBUILD_WINDOW: u64 = 4 << 20;
+/// Logs whose producer tables are rebuilt at once.
+const PRODUCER_REBUILD_CONCURRENCY: usize = 8;
 
 pub enum Control {
     /// To shard 0: persist and apply one metadata change.
@@ -56,19 +58,33 @@ impl Shard {
     /// answered as a duplicate. Before any request is served: the listener
     /// starts after `start`.
     async fn restore_producers(&self, reopened: Vec<Reopened>) {
-        for Reopened { topic, partition, log } in reopened {
-            match log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW).await {
-                Ok(batches) => {
-                    for h in &batches {
-                        self.producers.record(&topic, partition, h, h.base_offset);
+        let mut reopened = reopened.into_iter().peekable();
+        while reopened.peek().is_some() {
+            // A few logs at a time: their reads overlap, their buffers do not pile up.
+            let reads: Vec<_> = reopened
+                .by_ref()
+                .take(PRODUCER_REBUILD_CONCURRENCY)
+                .map(|Reopened { topic, partition, log }| {
+                    crate::runtime::spawn(async move {
+                        (topic, partition, log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW).await)
+                    })
+                })
+                .collect();
+            for read in reads {
+                let Ok((topic, partition, batches)) = read.await else { continue };
+                match batches {
+                    Ok(batches) => {
+                        for h in &batches {
+                            self.producers.record(&topic, partition, h, h.base_offset);
+                        }
                     }
+                    Err(error) => tracing::warn!(
+                        topic,
+                        partition,
+                        %error,
+                        "cannot rebuild idempotent producer state: a retried batch may be stored twice"
+                    ),
                 }
-                Err(error) => tracing::warn!(
-                    topic,
-                    partition,
-                    %error,
-                    "cannot rebuild idempotent producer state: a retried batch may be stored twice"
-                ),
             }
         }
     }

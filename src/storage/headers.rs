@@ -15,6 +15,9 @@ use super::segment;
 /// batch larger than this, only a header's worth is read.
 const SCAN_BYTES: usize = 4096;
 
+/// Read size when every header of a range is wanted (`for_each`).
+const BULK_READ_BYTES: u64 = 1 << 20;
+
 /// A forward walk over the batches of one segment below `end` (the readable
 /// bytes: whole batches under the high watermark).
 pub struct HeaderWalk<'a> {
@@ -74,16 +77,37 @@ impl<'a> HeaderWalk<'a> {
         Ok(None)
     }
 
-    /// Visits every batch header from the boundary `position` to the end.
+    /// Visits every batch header from the boundary `position` to the end,
+    /// reading the range in pieces of BULK_READ_BYTES (record bytes too): for
+    /// start-up, where one small read per header would cost more.
     pub async fn for_each(
         &mut self,
         mut position: u64,
         mut visit: impl FnMut(&BatchHeader),
     ) -> Result<(), StorageError> {
+        let mut buf = Vec::new();
         while position < self.end {
-            let header = self.header_at(position).await?;
-            visit(&header);
-            position += header.total_bytes() as u64;
+            let len = (self.end - position).min(BULK_READ_BYTES) as usize;
+            if let Err(e) = segment::read_exact_into(&self.file, &mut buf, position, len).await {
+                let path = segment::log_path(self.dir, self.segment_base);
+                return Err(StorageError::io(format!("reading {} at {position}", path.display()), e));
+            }
+            let mut at = 0;
+            while at + HEADER_BYTES <= buf.len() {
+                let header =
+                    BatchHeader::parse(&buf[at..]).map_err(|e| self.corrupt(position + at as u64, e.to_string()))?;
+                let next = at + header.total_bytes();
+                if position + next as u64 > self.end {
+                    let reason = format!("batch crosses the readable end {}", self.end);
+                    return Err(self.corrupt(position + at as u64, reason));
+                }
+                visit(&header);
+                at = next; // past the buffer when the batch is larger: its body is skipped
+            }
+            if at == 0 {
+                return Err(self.corrupt(position, format!("only {len} bytes left for a batch header")));
+            }
+            position += at as u64;
         }
         Ok(())
     }

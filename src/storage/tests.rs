@@ -934,7 +934,11 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
 
 /// A batch of an idempotent producer: `records` records from `sequence`.
 fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
-    let mut bytes = batch_of(1, records, 400);
+    idempotent_batch_of(producer_id, epoch, sequence, records, 400)
+}
+
+fn idempotent_batch_of(producer_id: i64, epoch: i16, sequence: i32, records: usize, value_bytes: usize) -> Vec<u8> {
+    let mut bytes = batch_of(1, records, value_bytes);
     bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
     bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
     bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
@@ -974,5 +978,32 @@ fn the_log_names_its_recent_idempotent_batches_across_segments_and_restarts() {
         drop(log);
         let (log, _) = open(dir.path(), config, true);
         assert_eq!(named(log.recent_idempotent_batches(1 << 20).await.unwrap()), expect_all);
+    });
+}
+
+#[test]
+fn recent_idempotent_batches_are_read_in_large_pieces_whatever_the_batch_sizes() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig::default(), true);
+        // Batches that straddle the 1 MiB reads, and one larger than a read.
+        let mut expect = Vec::new();
+        let mut sequence = 0;
+        for (i, value_bytes) in [300_000, 700_000, 1_500_000, 90_000, 400_000, 650_000].into_iter().enumerate() {
+            let bytes = idempotent_batch_of(9, 2, sequence, 2, value_bytes);
+            expect.push((sequence, append(&log, &bytes).await));
+            sequence += 2;
+            if i == 3 {
+                append(&log, &batch_of(1, 1, 10)).await; // not idempotent
+            }
+        }
+        let named: Vec<(i32, i64)> = log
+            .recent_idempotent_batches(64 << 20)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| (h.base_sequence, h.base_offset))
+            .collect();
+        assert_eq!(named, expect);
     });
 }
