@@ -47,7 +47,14 @@ fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Want
         .collect()
 }
 
-async fn read_one(log: &PartitionLog, partition: i32, offset: i64, max_bytes: u32) -> Found {
+async fn read_one(
+    ctx: &Context<'_>,
+    topic: &str,
+    log: &PartitionLog,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+) -> Found {
     let mut found = Found {
         partition,
         error: ErrorCode::None,
@@ -57,7 +64,24 @@ async fn read_one(log: &PartitionLog, partition: i32, offset: i64, max_bytes: u3
     };
     match log.read(offset, max_bytes).await {
         Ok(slice) => found.slice = slice,
-        Err(e) => found.error = (&e).into(),
+        Err(e) => {
+            found.error = (&e).into();
+            // An offset out of range is the consumer's to handle; the rest is ours.
+            let held_back = (found.error != ErrorCode::OffsetOutOfRange)
+                .then(|| ctx.shard.stats.fetch_storage_errors.admit(std::time::Instant::now()))
+                .flatten();
+            if let Some(held_back) = held_back {
+                tracing::error!(
+                    shard = ctx.shard.id,
+                    topic,
+                    partition,
+                    offset,
+                    error = %e,
+                    similar_errors_not_logged = held_back,
+                    "fetch failed: the consumer gets KAFKA_STORAGE_ERROR (one such line per 10 s per shard)"
+                );
+            }
+        }
     }
     found
 }
@@ -79,7 +103,7 @@ async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], response_max_bytes: u32)
                 Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
                 Err(code) => error(partition, code),
                 Ok(_) if budget == 0 => error(partition, ErrorCode::None),
-                Ok(log) => read_one(&log, partition, offset, budget).await,
+                Ok(log) => read_one(ctx, &topic.name, &log, partition, offset, budget).await,
             };
             total += found.slice.as_ref().map_or(0, |s| s.len() as u64);
             partitions.push(found);

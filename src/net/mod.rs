@@ -60,6 +60,12 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                         Err(e @ (ConnectionError::TooLarge { .. } | ConnectionError::Rejected(_))) => {
                             tracing::warn!(shard = shard.id, %peer, "closing connection: {e}")
                         }
+                        Err(e @ ConnectionError::Storage(_)) => {
+                            // The consumer reconnects and asks again: one line per interval.
+                            if let Some(held_back) = shard.stats.fetch_storage_errors.admit(Instant::now()) {
+                                tracing::error!(shard = shard.id, %peer, similar_errors_not_logged = held_back, "{e}")
+                            }
+                        }
                         Err(e) => tracing::debug!(shard = shard.id, %peer, "connection closed: {e}"),
                     }
                     shard.stats.connections.set(shard.stats.connections.get() - 1);
@@ -83,6 +89,10 @@ enum ConnectionError {
     TooLarge { size: i64, max: u32 },
     #[error("request rejected: {0}")]
     Rejected(#[from] ApiError),
+    /// A fetch's file range could not be read whole (a segment cut under the
+    /// broker): the response is half sent, so the connection must go.
+    #[error("fetch failed: sending a segment's bytes: {0}; closing the connection mid-response")]
+    Storage(std::io::Error),
 }
 
 /// A begun request's answer, taken in request order by the writing side.
@@ -261,7 +271,12 @@ impl Writer<'_> {
                         self.pipe = Some(Pipe::new()?);
                     }
                     let pipe = self.pipe.as_ref().unwrap();
-                    runtime::splice::send_file_range(pipe, file, position, len as u64, self.stream.as_raw_fd()).await?;
+                    runtime::splice::send_file_range(pipe, file, position, len as u64, self.stream.as_raw_fd())
+                        .await
+                        .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => ConnectionError::Storage(e),
+                        _ => ConnectionError::Io(e),
+                    })?;
                     let spliced = &self.shard.stats.fetch_bytes_spliced;
                     spliced.set(spliced.get() + len as u64);
                 }

@@ -43,6 +43,30 @@ pub struct ShardStats {
     /// the broker's share of a producer's ack latency (Kafka's
     /// RequestMetrics TotalTimeMs), logged at shutdown.
     pub produce_time: RefCell<LatencyHistogram>,
+    /// Fetches that failed on storage (not an offset out of range): logged
+    /// at most once per interval, since a consumer retries them at once.
+    pub fetch_storage_errors: LogEvery,
+}
+
+/// Lets one log line through per interval and counts the ones held back.
+#[derive(Default)]
+pub struct LogEvery {
+    last: Cell<Option<std::time::Instant>>,
+    held_back: Cell<u64>,
+}
+
+impl LogEvery {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Some(lines held back since the last one) if this one is to be logged.
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        if self.last.get().is_some_and(|last| now.duration_since(last) < Self::INTERVAL) {
+            self.held_back.set(self.held_back.get() + 1);
+            return None;
+        }
+        self.last.set(Some(now));
+        Some(self.held_back.replace(0))
+    }
 }
 
 /// Microseconds, 1 µs to 1 minute, 2 significant digits (a few KiB).
@@ -139,5 +163,23 @@ impl Shard {
 
     pub fn is_metadata_owner(&self) -> bool {
         self.store.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::LogEvery;
+
+    #[test]
+    fn log_every_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let limit = LogEvery::default();
+        let t0 = Instant::now();
+        assert_eq!(limit.admit(t0), Some(0));
+        assert_eq!(limit.admit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limit.admit(t0 + Duration::from_secs(9)), None);
+        assert_eq!(limit.admit(t0 + Duration::from_secs(10)), Some(2), "two held back since the last line");
+        assert_eq!(limit.admit(t0 + Duration::from_secs(11)), None);
     }
 }

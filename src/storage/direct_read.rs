@@ -40,6 +40,10 @@ pub async fn read(file: &File, mut from: u64, end: u64, offset: i64, max_bytes: 
             }
             let limit = (at + u64::from(max_bytes)).max(first_end).min(end);
             let window = if first_end <= window.end() { window } else { Window::read(file, at, limit).await? };
+            if first_end > window.end() {
+                // The file is shorter than the log says (cut under the broker).
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than its batches"));
+            }
             return Ok(Some(window.batches(at, first_end, limit)));
         }
         if at == from {
