@@ -1,15 +1,16 @@
 //! Fetch: locate whole batches in the segment files, then answer with a
-//! header built here followed by file ranges that the connection splices to
-//! the socket. Long polling waits on the shard's own appends.
+//! header built here followed by record bytes: file ranges that the
+//! connection splices to the socket, or bytes already in memory (O_DIRECT
+//! logs). Long polling waits on the shard's own appends.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
 
 use super::{local_log, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::metadata::Snapshot;
 use crate::protocol::fetch::{self, PartitionData, Piece, TopicData};
-use crate::storage::{PartitionLog, ReadSlice};
+use crate::storage::{PartitionLog, ReadSlice, StorageError};
 
 /// Longest long poll we honour, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -66,24 +67,28 @@ async fn read_one(
         Ok(slice) => found.slice = slice,
         Err(e) => {
             found.error = (&e).into();
-            // An offset out of range is the consumer's to handle; the rest is ours.
-            let held_back = (found.error != ErrorCode::OffsetOutOfRange)
-                .then(|| ctx.shard.stats.fetch_storage_errors.admit(std::time::Instant::now()))
-                .flatten();
-            if let Some(held_back) = held_back {
-                tracing::error!(
-                    shard = ctx.shard.id,
-                    topic,
-                    partition,
-                    offset,
-                    error = %e,
-                    similar_errors_not_logged = held_back,
-                    "fetch failed: the consumer gets KAFKA_STORAGE_ERROR (one such line per 10 s per shard)"
-                );
-            }
+            log_storage_error(ctx, topic, partition, offset, &e);
         }
     }
     found
+}
+
+/// A failed read, once per interval (a consumer retries at once). An offset
+/// out of range is the consumer's to handle, not ours to log.
+fn log_storage_error(ctx: &Context<'_>, topic: &str, partition: i32, offset: i64, error: &StorageError) {
+    if matches!(error, StorageError::OffsetOutOfRange { .. }) {
+        return;
+    }
+    let Some(held_back) = ctx.shard.stats.fetch_storage_errors.admit(Instant::now()) else { return };
+    tracing::error!(
+        shard = ctx.shard.id,
+        topic,
+        partition,
+        offset,
+        %error,
+        similar_errors_not_logged = held_back,
+        "fetch failed: the consumer gets KAFKA_STORAGE_ERROR (one such line per 10 s per shard)"
+    );
 }
 
 /// One pass over every requested partition. The response's max_bytes counts

@@ -274,10 +274,11 @@ impl Writer<'_> {
                     let pipe = self.pipe.as_ref().unwrap();
                     runtime::splice::send_file_range(pipe, file, position, len as u64, self.stream.as_raw_fd())
                         .await
+                        // send_file_range reports a short file as UnexpectedEof; the rest is the socket's.
                         .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof => ConnectionError::Storage(e),
-                        _ => ConnectionError::Io(e),
-                    })?;
+                            std::io::ErrorKind::UnexpectedEof => ConnectionError::Storage(e),
+                            _ => ConnectionError::Io(e),
+                        })?;
                     let spliced = &self.shard.stats.fetch_bytes_spliced;
                     spliced.set(spliced.get() + len as u64);
                 }

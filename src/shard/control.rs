@@ -71,6 +71,7 @@ impl Shard {
                 })
                 .collect();
             for read in reads {
+                // A read that panicked was reported by the panic hook.
                 let Ok((topic, partition, batches)) = read.await else { continue };
                 match batches {
                     Ok(batches) => {
@@ -158,10 +159,9 @@ impl Shard {
         self.partitions.close_all().await;
         tracing::info!(
             shard = self.id,
-            "shard stopped: fetch_bytes_spliced={} fetch_bytes_from_memory={} fetch_bytes_copied={}",
+            "shard stopped: fetch_bytes_spliced={} fetch_bytes_from_memory={}",
             self.stats.fetch_bytes_spliced.get(),
-            self.stats.fetch_bytes_from_memory.get(),
-            self.stats.fetch_bytes_copied.get()
+            self.stats.fetch_bytes_from_memory.get()
         );
         tracing::info!(shard = self.id, "produce request time: {}", self.stats.produce_time.borrow().summary());
     }

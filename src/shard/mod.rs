@@ -35,8 +35,6 @@ pub struct ShardStats {
     /// Record bytes sent from the shard's memory (O_DIRECT logs: the hot tail
     /// or a direct read), copied only by the kernel into the socket.
     pub fetch_bytes_from_memory: Cell<u64>,
-    /// Record bytes that fetch copied through user space (the design keeps this 0).
-    pub fetch_bytes_copied: Cell<u64>,
     pub connections: Cell<usize>,
     pub requests_in_flight: Cell<usize>,
     /// Produce requests, from the whole frame read to the answer written:

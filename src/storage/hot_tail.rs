@@ -111,8 +111,11 @@ impl LogHotTail {
         };
         let first_end = start + first.total_bytes();
         debug_assert!(first_end <= bytes.len(), "a hot range holds whole batches");
+        if first_end > bytes.len() {
+            return None; // never half a batch: the disk has it whole
+        }
         let end = whole_batches_end(bytes, first_end, start + max_bytes as usize);
-        Some(bytes.slice(start..end.min(bytes.len())))
+        Some(bytes.slice(start..end))
     }
 }
 

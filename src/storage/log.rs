@@ -47,7 +47,8 @@ pub struct LogConfig {
     /// u64::MAX = never).
     pub flush_ms: u64,
     /// Write the active segment with O_DIRECT where the file system allows
-    /// it (see segment.rs); reads go through the page cache either way.
+    /// it (see segment.rs), and read it back from the hot tail or with
+    /// O_DIRECT; false: the page cache and splice.
     pub direct_io: bool,
 }
 

@@ -933,11 +933,8 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
 }
 
 /// A batch of an idempotent producer: `records` records from `sequence`.
-fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
-    idempotent_batch_of(producer_id, epoch, sequence, records, 400)
-}
-
-fn idempotent_batch_of(producer_id: i64, epoch: i16, sequence: i32, records: usize, value_bytes: usize) -> Vec<u8> {
+/// The producer fields sit at bytes 43..57 of a v2 header, under the CRC.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize, value_bytes: usize) -> Vec<u8> {
     let mut bytes = batch_of(1, records, value_bytes);
     bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
     bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
@@ -956,7 +953,7 @@ fn the_log_names_its_recent_idempotent_batches_across_segments_and_restarts() {
         append(&log, &batch_of(1, 2, 400)).await; // no producer id: not named
         let mut sizes = Vec::new();
         for i in 0..10 {
-            let bytes = idempotent_batch(7, 0, i * 3, 3);
+            let bytes = idempotent_batch(7, 0, i * 3, 3, 400);
             sizes.push(bytes.len() as u64);
             assert_eq!(append(&log, &bytes).await, 2 + 3 * i as i64);
         }
@@ -990,7 +987,7 @@ fn recent_idempotent_batches_are_read_in_large_pieces_whatever_the_batch_sizes()
         let mut expect = Vec::new();
         let mut sequence = 0;
         for (i, value_bytes) in [300_000, 700_000, 1_500_000, 90_000, 400_000, 650_000].into_iter().enumerate() {
-            let bytes = idempotent_batch_of(9, 2, sequence, 2, value_bytes);
+            let bytes = idempotent_batch(9, 2, sequence, 2, value_bytes);
             expect.push((sequence, append(&log, &bytes).await));
             sequence += 2;
             if i == 3 {

@@ -189,8 +189,11 @@ impl PartitionLog {
             let path = segment::log_path(&self.dir, segment_base);
             return self.fail(StorageError::io(format!("writing {} at {position}", path.display()), e));
         }
-        self.inner.borrow_mut().write_size_hint = buf.len();
-        self.inner.borrow_mut().sync.note_write(&job.file, job.messages, Instant::now());
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.write_size_hint = buf.len();
+            inner.sync.note_write(&job.file, job.messages, Instant::now());
+        }
         if self.sync_due() {
             if let Err(error) = self.sync_files().await {
                 self.inner.borrow_mut().recycle(buf);
