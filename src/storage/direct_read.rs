@@ -7,11 +7,17 @@
 //! Read buffers are reused (`take_buffer`, `Pooled`): for a fresh buffer the
 //! kernel faults in and zeroes every page while it pins them for the read,
 //! which took half of the shard's time when a consumer read from the disk.
+//! And a consumer reading from the disk is read ahead (`ReadAhead`): the
+//! bytes after an answer are read while it is sent and the consumer asks
+//! again, which otherwise left the device idle a third of the time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
+use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use super::headers::whole_batches_end;
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
@@ -24,6 +30,12 @@ const MIN_READ: u64 = 256 << 10;
 /// How far past an index entry the batch holding the offset may start (the
 /// index has an entry every index.interval.bytes, 4 KiB by default).
 const INDEX_SLACK: u64 = 64 << 10;
+
+/// How long bytes read ahead wait for the fetch that should want them.
+const READ_AHEAD_KEPT: Duration = Duration::from_secs(1);
+
+/// Bytes a shard may hold read ahead at once, over all its logs.
+const READ_AHEAD_BYTES_MAX: usize = 64 << 20;
 
 /// The read buffers a shard keeps for reuse, at most: two 4 MiB fetches'
 /// worth for each of a few consumers reading from the disk at once.
@@ -75,13 +87,36 @@ impl Drop for Pooled {
     }
 }
 
+/// How much one read asks for, for a fetch of up to `max_bytes`.
+fn read_bytes(max_bytes: u32) -> u64 {
+    u64::from(max_bytes).max(MIN_READ) + INDEX_SLACK
+}
+
+/// What a read found: batches, the file position right after them and the
+/// offset a consumer asks for next.
+struct Found {
+    bytes: Bytes,
+    end: u64,
+    next_offset: i64,
+}
+
 /// Whole batches from the one holding `offset`, up to `max_bytes` but at
 /// least one, searched from the batch boundary `from` up to `end` (the
-/// readable end, also a batch boundary). None if the segment ends first.
-pub async fn read(file: &File, mut from: u64, end: u64, offset: i64, max_bytes: u32) -> io::Result<Option<Bytes>> {
-    let want = u64::from(max_bytes).max(MIN_READ) + INDEX_SLACK;
+/// readable end, also a batch boundary), in `window` first when it holds
+/// bytes from `from`. None if the segment ends first.
+async fn read(
+    file: &File,
+    mut from: u64,
+    end: u64,
+    offset: i64,
+    max_bytes: u32,
+    mut window: Option<Window>,
+) -> io::Result<Option<Found>> {
     while from < end {
-        let window = Window::read(file, from, (from + want).min(end)).await?;
+        let window = match window.take() {
+            Some(window) => window,
+            None => Window::read(file, from, (from + read_bytes(max_bytes)).min(end)).await?,
+        };
         let mut at = from;
         while at < end {
             let Some(header) = window.header(at)? else { break };
@@ -99,7 +134,7 @@ pub async fn read(file: &File, mut from: u64, end: u64, offset: i64, max_bytes: 
                 // The file is shorter than the log says (cut under the broker).
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than its batches"));
             }
-            return Ok(Some(window.batches(at, first_end, limit)));
+            return Ok(Some(window.batches(at, &header, limit)));
         }
         if at == from {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than its batches"));
@@ -108,6 +143,116 @@ pub async fn read(file: &File, mut from: u64, end: u64, offset: i64, max_bytes: 
         from = at;
     }
     Ok(None)
+}
+
+/// One log's read-ahead. After an answer read from the disk, the bytes that
+/// follow it in the segment are read while it is sent; the next read uses
+/// them if it asks for the offset after that answer in the same file (a
+/// consumer catching up), and any other read drops them, as does a second
+/// without such a read (`READ_AHEAD_KEPT`).
+#[derive(Default)]
+pub struct ReadAhead {
+    slot: Rc<RefCell<Option<Ahead>>>,
+    started: Cell<u64>,
+}
+
+struct Ahead {
+    file: Rc<File>,
+    from: u64,
+    next_offset: i64,
+    window: oneshot::Receiver<io::Result<Window>>,
+    _budget: Budget,
+    /// Which read-ahead of the log this is, for the one expiring it.
+    number: u64,
+}
+
+impl ReadAhead {
+    /// As [`read`], through the read-ahead, and reads ahead again.
+    pub async fn read(
+        &self,
+        file: &Rc<File>,
+        from: u64,
+        end: u64,
+        offset: i64,
+        max_bytes: u32,
+    ) -> io::Result<Option<Bytes>> {
+        let ahead = self.slot.borrow_mut().take().filter(|a| Rc::ptr_eq(&a.file, file) && a.next_offset == offset);
+        let found = match ahead {
+            // A failed read ahead (say the file was cut) is read again here, to report it.
+            Some(Ahead { from: ahead_from, window, .. }) => match window.await {
+                Ok(Ok(window)) => read(file, ahead_from, end, offset, max_bytes, Some(window)).await?,
+                _ => read(file, from, end, offset, max_bytes, None).await?,
+            },
+            None => read(file, from, end, offset, max_bytes, None).await?,
+        };
+        let Some(found) = found else { return Ok(None) };
+        if found.end < end {
+            self.start(file, found.end, end, found.next_offset, max_bytes);
+        }
+        Ok(Some(found.bytes))
+    }
+
+    /// The offset of the read the read-ahead waits for, if any.
+    #[cfg(test)]
+    pub fn waiting_for(&self) -> Option<i64> {
+        self.slot.borrow().as_ref().map(|ahead| ahead.next_offset)
+    }
+
+    #[cfg(test)]
+    pub fn shard_bytes() -> usize {
+        READ_AHEAD_BYTES.with(Cell::get)
+    }
+
+    fn start(&self, file: &Rc<File>, from: u64, end: u64, next_offset: i64, max_bytes: u32) {
+        let to = (from + read_bytes(max_bytes)).min(end);
+        let Some(budget) = Budget::take((to - align_down(from)) as usize) else { return };
+        let number = self.started.get() + 1;
+        self.started.set(number);
+        let (sender, window) = oneshot::channel();
+        *self.slot.borrow_mut() =
+            Some(Ahead { file: file.clone(), from, next_offset, window, _budget: budget, number });
+        let (file, slot) = (file.clone(), Rc::downgrade(&self.slot));
+        crate::runtime::spawn(async move {
+            let window = Window::read(&file, from, to).await;
+            drop(file);
+            if sender.send(window).is_err() {
+                return; // dropped meanwhile
+            }
+            tokio::time::sleep(READ_AHEAD_KEPT).await;
+            if let Some(slot) = slot.upgrade() {
+                let mut slot = slot.borrow_mut();
+                if slot.as_ref().is_some_and(|ahead| ahead.number == number) {
+                    *slot = None;
+                }
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// Bytes of this shard's logs being read ahead or waiting to be used.
+    static READ_AHEAD_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A share of the shard's read-ahead budget, given back when dropped.
+struct Budget(usize);
+
+impl Budget {
+    fn take(bytes: usize) -> Option<Budget> {
+        READ_AHEAD_BYTES.with(|held| {
+            let after = held.get() + bytes;
+            (after <= READ_AHEAD_BYTES_MAX).then(|| {
+                held.set(after);
+                Budget(bytes)
+            })
+        })
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        let _ = READ_AHEAD_BYTES.try_with(|held| held.set(held.get() - self.0));
+    }
 }
 
 /// File bytes from `start` (a block boundary), as read.
@@ -147,13 +292,18 @@ impl Window {
         Ok(Some(header))
     }
 
-    /// The batches from `at` (whose first ends at `first_end`) that end by
-    /// `limit` and lie in the window.
-    fn batches(&self, at: u64, first_end: u64, limit: u64) -> Bytes {
+    /// The batches from `at` (the first one's `header`) that end by `limit`
+    /// and lie in the window.
+    fn batches(&self, at: u64, header: &BatchHeader, limit: u64) -> Found {
+        let first_end = at + header.total_bytes() as u64;
         debug_assert!(first_end <= self.end(), "the first batch lies in the window");
         let relative = |position: u64| (position - self.start) as usize;
-        let end = whole_batches_end(&self.bytes, relative(first_end), relative(limit));
-        Bytes::slice(&self.bytes, relative(at)..end)
+        let (end, last_offset) = whole_batches_end(&self.bytes, relative(first_end), relative(limit));
+        Found {
+            bytes: Bytes::slice(&self.bytes, relative(at)..end),
+            end: self.start + end as u64,
+            next_offset: last_offset.unwrap_or(header.last_offset()) + 1,
+        }
     }
 }
 

@@ -114,7 +114,7 @@ impl LogHotTail {
         if first_end > bytes.len() {
             return None; // never half a batch: the disk has it whole
         }
-        let end = whole_batches_end(bytes, first_end, start + max_bytes as usize);
+        let (end, _) = whole_batches_end(bytes, first_end, start + max_bytes as usize);
         Some(bytes.slice(start..end))
     }
 }

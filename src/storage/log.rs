@@ -140,6 +140,7 @@ pub struct PartitionLog {
     /// This log's recent writes, while the shard's budget keeps them.
     pub(super) hot: Rc<RefCell<LogHotTail>>,
     pub(super) hot_tail: Rc<HotTail>,
+    pub(super) read_ahead: direct_read::ReadAhead,
 }
 
 pub(super) struct Inner {
@@ -274,6 +275,7 @@ impl PartitionLog {
             checkpoint_lock: Mutex::new(()),
             hot: Rc::default(),
             hot_tail,
+            read_ahead: direct_read::ReadAhead::default(),
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
         Ok((log, report))
@@ -432,7 +434,7 @@ impl PartitionLog {
         loop {
             if let Some(direct) = self.direct_reader(plan.segment_base)? {
                 let what = || format!("reading {}", segment::log_path(&self.dir, plan.segment_base).display());
-                let read = direct_read::read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
+                let read = self.read_ahead.read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
                 if let Some(bytes) = read {
                     return Ok(Some(ReadSlice::Memory(bytes)));
                 }
