@@ -182,17 +182,26 @@ def main() -> int:
     def produce_100b():
         produce("produce 100 B, 1 partition, acks=1", "--record-bytes", 100, "--partitions", 1)
 
-    @scenario
-    def consume_100b():
+    def consume(record_bytes: int, idle_rss: bool = False):
         b = Broker()
         try:
-            record("idle broker RSS", rss_mib=b.status("VmRSS") / 1024)
-            n = load(b, "--topic", "t", "--record-bytes", 100, "--duration", args.duration)["produce"]["messages"]
-            r = load(b, "--topic", "t", "--producers", 0, "--consumers", 1, "--messages", n)
-            record("consume 100 B from the beginning", msgs_per_s=r["consume"]["measured"]["msgs_per_s"],
+            if idle_rss:
+                record("idle broker RSS", rss_mib=b.status("VmRSS") / 1024)
+            n = load(b, "--topic", "t", "--record-bytes", record_bytes, "--duration", args.duration)["produce"]["messages"]
+            r = load(b, "--topic", "t", "--record-bytes", record_bytes, "--producers", 0, "--consumers", 1, "--messages", n)
+            size = "100 B" if record_bytes == 100 else "1 KiB"
+            record(f"consume {size} from the beginning", msgs_per_s=r["consume"]["measured"]["msgs_per_s"],
                    mb_per_s=r["consume"]["measured"]["mb_per_s"])
         finally:
             b.stop()
+
+    @scenario
+    def consume_100b():
+        consume(100, idle_rss=True)
+
+    @scenario
+    def consume_1k():
+        consume(1024)
 
     @scenario
     def produce_1k():
