@@ -50,6 +50,22 @@ def check_latency(lat):
     assert values == sorted(values), lat
 
 
+def test_more_producers_than_partitions_share_them(broker, load_bin, tmp_path):
+    """--producers 3 on 2 partitions: producer i writes partition i % 2, so partition 0 has two
+    writers; the counts still add up exactly, and librdkafka reads every record."""
+    topic, n = unique("shared"), 90_001
+    result, _ = run_load(load_bin, tmp_path, "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                         "--partitions", 2, "--producers", 3, "--consumers", 1, "--messages", n,
+                         "--record-bytes", 100, "--quiet")
+    assert result["ok"], result
+    assert result["produce"]["messages"] == n and result["consume"]["messages"] == n
+    wm = end_offsets(broker.bootstrap, topic, 2)
+    # Quotas 30,001 / 30,000 / 30,000: producers 0 and 2 write partition 0.
+    assert (wm[0][1], wm[1][1]) == (60_001, 30_000), wm
+    got = consume(broker.bootstrap, topic, [0], expect={0: 60_001})
+    assert [o for o, _, _ in got[0]] == list(range(60_001))
+
+
 def test_messages_run_produces_and_consumes_exactly(broker, load_bin, tmp_path):
     """--messages N with 2 producers and 2 consumers over both shards: N produced, N in the log, N consumed."""
     topic, n, parts = unique("load"), 200_003, 4  # N is no multiple of the batch: exercises the tail batch

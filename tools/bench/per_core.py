@@ -215,6 +215,13 @@ def main() -> int:
                 "--batch-bytes", 262144, "--partitions", 1)
 
     @scenario
+    def two_producers():
+        # Two producers' windows on one partition (DESIGN.md compares Iggy's one and two producers).
+        for size, label in ((100, "100 B"), (1024, "1 KiB")):
+            produce(f"produce {label}, 2 producers on 1 partition", "--record-bytes", size, "--partitions", 1,
+                    "--producers", 2)
+
+    @scenario
     def produce_1k_durable():
         produce("produce 1 KiB, durable (flush.messages=1, acks=all)", "--record-bytes", 1024, "--acks", "all",
                 setup=lambda b: create(b, "t", 1, "flush.messages=1"))

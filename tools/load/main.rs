@@ -48,7 +48,8 @@ struct Args {
     /// Replication factor when creating the topic (-1: the broker's default).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     replication_factor: i16,
-    /// Producer threads; producer i writes the partitions p with p % producers == i.
+    /// Producer threads; producer i writes the partitions p with p % producers == i
+    /// (with more producers than partitions: partition i % partitions, shared).
     #[arg(long, default_value_t = 1)]
     producers: usize,
     /// Consumer threads, on assigned partitions (p % consumers == i) unless --group is given.
@@ -167,16 +168,20 @@ fn acks(value: &str) -> i16 {
     }
 }
 
-/// Partitions p with p % n == i, grouped by leader address.
-fn assign<T>(
-    partitions: i32,
-    n: usize,
-    i: usize,
-    leader: impl Fn(i32) -> String,
-    item: impl Fn(i32) -> T,
-) -> Vec<(String, Vec<T>)> {
+/// Worker i of n's partitions: p with p % n == i, or, for producers when
+/// there are more of them than partitions, partition i % partitions (several
+/// producers on one partition).
+fn partitions_of(partitions: i32, n: usize, i: usize, shared: bool) -> Vec<i32> {
+    if shared && n > partitions as usize {
+        return vec![(i % partitions as usize) as i32];
+    }
+    (0..partitions).filter(|p| *p as usize % n == i).collect()
+}
+
+/// `mine`, grouped by leader address.
+fn assign<T>(mine: Vec<i32>, leader: impl Fn(i32) -> String, item: impl Fn(i32) -> T) -> Vec<(String, Vec<T>)> {
     let mut lanes: Vec<(String, Vec<T>)> = Vec::new();
-    for p in (0..partitions).filter(|p| *p as usize % n == i) {
+    for p in mine {
         let addr = leader(p);
         match lanes.iter_mut().find(|(a, _)| *a == addr) {
             Some((_, items)) => items.push(item(p)),
@@ -246,13 +251,8 @@ fn run(args: Args) -> Result<bool> {
     };
 
     // Producers: batch size, open-loop batching, quotas.
-    let active_producers = args.producers.min(partitions as usize);
-    if args.producers > active_producers {
-        eprintln!(
-            "corelog-load: only {partitions} partitions: {} producers will have nothing to write",
-            args.producers - active_producers
-        );
-    }
+    // More producers than partitions share them (producer i writes i % partitions).
+    let active_producers = args.producers;
     let full_batch = batch::records_per_batch(&shape, args.batch_bytes);
     let rate_per_producer = args.rate.map(|r| r / active_producers.max(1) as f64);
     let records_per_batch = match rate_per_producer {
@@ -297,7 +297,7 @@ fn run(args: Args) -> Result<bool> {
         let plan = produce::Plan {
             id: i,
             topic: args.topic.clone(),
-            lanes: assign(partitions, active_producers, i, topology, |p| p),
+            lanes: assign(partitions_of(partitions, active_producers, i, true), topology, |p| p),
             version: versions.map_or(9, |v| v.produce),
             acks,
             shape,
@@ -340,7 +340,7 @@ fn run(args: Args) -> Result<bool> {
             });
             let lanes = match group {
                 Some(_) => Vec::new(),
-                None => assign(partitions, consumers, i, topology, |p| (p, offsets[p as usize])),
+                None => assign(partitions_of(partitions, consumers, i, false), topology, |p| (p, offsets[p as usize])),
             };
             let plan = consume::Plan {
                 topic: args.topic.clone(),
@@ -621,4 +621,16 @@ fn print_side(side: &str, total_label: &str, requests_label: &str, tally: &Tally
         tally.error_count()
     );
     println!("  {latency} (ms): {}", latency_line(&tally.latency_us));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partitions_of;
+
+    #[test]
+    fn producers_share_partitions_only_when_there_are_more_of_them() {
+        assert_eq!(partitions_of(4, 2, 1, true), vec![1, 3]);
+        assert_eq!(partitions_of(2, 3, 2, true), vec![0], "a third producer shares partition 0");
+        assert_eq!(partitions_of(2, 3, 2, false), Vec::<i32>::new(), "a third consumer has nothing to read");
+    }
 }
