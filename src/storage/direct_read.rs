@@ -205,7 +205,7 @@ impl ReadAhead {
 
     fn start(&self, file: &Rc<File>, from: u64, end: u64, next_offset: i64, max_bytes: u32) {
         let to = (from + read_bytes(max_bytes)).min(end);
-        let Some(budget) = Budget::take((to - align_down(from)) as usize) else { return };
+        let Some(budget) = Budget::take(Window::span(from, to).1) else { return };
         let number = self.started.get() + 1;
         self.started.set(number);
         let (sender, window) = oneshot::channel();
@@ -264,8 +264,7 @@ struct Window {
 impl Window {
     /// Reads the blocks that hold `from..to` (fewer at the end of the file).
     async fn read(file: &File, from: u64, to: u64) -> io::Result<Window> {
-        let start = align_down(from);
-        let len = (to.next_multiple_of(DIRECT_IO_ALIGN as u64) - start) as usize;
+        let (start, len) = Window::span(from, to);
         let mut buf = take_buffer(len);
         debug_assert!(buf.is_empty() && buf.capacity() >= len);
         while buf.len() < len {
@@ -277,6 +276,12 @@ impl Window {
             }
         }
         Ok(Window { start, bytes: Bytes::from_owner(Pooled(buf)) })
+    }
+
+    /// The first block and the length of the blocks that hold `from..to`.
+    fn span(from: u64, to: u64) -> (u64, usize) {
+        let start = align_down(from);
+        (start, (to.next_multiple_of(DIRECT_IO_ALIGN as u64) - start) as usize)
     }
 
     fn end(&self) -> u64 {

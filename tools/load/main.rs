@@ -252,9 +252,9 @@ fn run(args: Args) -> Result<bool> {
 
     // Producers: batch size, open-loop batching, quotas.
     // More producers than partitions share them (producer i writes i % partitions).
-    let active_producers = args.producers;
+    let producers = args.producers;
     let full_batch = batch::records_per_batch(&shape, args.batch_bytes);
-    let rate_per_producer = args.rate.map(|r| r / active_producers.max(1) as f64);
+    let rate_per_producer = args.rate.map(|r| r / producers.max(1) as f64);
     let records_per_batch = match rate_per_producer {
         // Open loop: a batch holds what arrives in linger_ms at the producer's rate.
         Some(r) => ((r * args.linger_ms as f64 / 1000.0).round() as usize).clamp(1, full_batch),
@@ -275,7 +275,7 @@ fn run(args: Args) -> Result<bool> {
         _ => None,
     };
 
-    let workers = active_producers + consumers;
+    let workers = producers + consumers;
     let gate = StartGate::new(workers);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = match args.pin.as_str() {
@@ -289,15 +289,15 @@ fn run(args: Args) -> Result<bool> {
 
     let mut producer_live = Vec::new();
     let mut producer_threads: Vec<JoinHandle<Tally>> = Vec::new();
-    for i in 0..active_producers {
+    for i in 0..producers {
         let quota = args.messages.filter(|_| args.producers > 0).map(|n| {
-            let n_p = active_producers as u64;
+            let n_p = producers as u64;
             n / n_p + u64::from((i as u64) < n % n_p)
         });
         let plan = produce::Plan {
             id: i,
             topic: args.topic.clone(),
-            lanes: assign(partitions_of(partitions, active_producers, i, true), topology, |p| p),
+            lanes: assign(partitions_of(partitions, producers, i, true), topology, |p| p),
             version: versions.map_or(9, |v| v.produce),
             acks,
             shape,
@@ -356,7 +356,7 @@ fn run(args: Args) -> Result<bool> {
             let live = Arc::new(Live::default());
             consumer_live.push(live.clone());
             let (gate, targets) = (gate.clone(), targets.clone());
-            let core = core_for(active_producers + i);
+            let core = core_for(producers + i);
             pinned.extend(core.map(|c| c.id));
             consumer_threads.push(
                 std::thread::Builder::new()
@@ -390,7 +390,7 @@ fn run(args: Args) -> Result<bool> {
         };
         eprintln!(
             "corelog-load: {} producers, {} consumers, {} partitions, {} B records, {} records/batch ({} B), {}, acks {}{}",
-            active_producers,
+            producers,
             consumers,
             partitions,
             args.record_bytes,
@@ -421,7 +421,7 @@ fn run(args: Args) -> Result<bool> {
         if producers_done && producers_done_at.is_none() {
             producers_done_at = Some(now);
             if let Some((t, _)) = &start_offsets {
-                if active_producers > 0 {
+                if producers > 0 {
                     // Consumers read up to where the producers left the log.
                     match cluster::list_offsets(t, &args.client_id, &args.topic, cluster::LATEST) {
                         Ok(ends) => *targets.lock().unwrap() = Some(ends),
@@ -434,7 +434,7 @@ fn run(args: Args) -> Result<bool> {
                 }
             }
         }
-        if active_producers == 0 {
+        if producers == 0 {
             // Consume-only: bounded by --messages or the duration.
             let (consumed, _, _) = stats::sum(&consumer_live);
             let enough = args.messages.is_some_and(|n| consumed >= n);
@@ -451,7 +451,7 @@ fn run(args: Args) -> Result<bool> {
             let secs = now.duration_since(last.0).as_secs_f64();
             let rate = |a: u64, b: u64| (a - b) as f64 / secs;
             let mut line = format!("[{:6.1}s] ", now.duration_since(times.start).as_secs_f64());
-            if active_producers > 0 {
+            if producers > 0 {
                 line += &format!(
                     "produce {} msg/s {:.1} MB/s (total {}) ",
                     si(rate(pm, last.1)),
@@ -513,10 +513,8 @@ fn run(args: Args) -> Result<bool> {
     if let Some(e) = target_error {
         failures.push(e);
     }
-    let complete_consume = active_producers == 0
-        || consumers == 0
-        || args.from_latest
-        || consumed.messages_total >= produced.messages_total;
+    let complete_consume =
+        producers == 0 || consumers == 0 || args.from_latest || consumed.messages_total >= produced.messages_total;
     let ok = failures.is_empty() && produced.error_count() == 0 && consumed.error_count() == 0;
 
     // Summary on stdout.
@@ -526,7 +524,7 @@ fn run(args: Args) -> Result<bool> {
         if args.sink { "SINK (no broker)".to_string() } else { args.bootstrap_server.clone() },
         args.topic,
         partitions,
-        active_producers,
+        producers,
         consumers,
         args.record_bytes,
         if args.key_bytes > 0 { format!(" + {} B keys", args.key_bytes) } else { String::new() },
@@ -535,7 +533,7 @@ fn run(args: Args) -> Result<bool> {
         args.compression,
         args.acks
     );
-    if active_producers > 0 {
+    if producers > 0 {
         let latency = if args.sink { "generate latency" } else { "ack latency" };
         print_side("produce", "msgs total incl. warm-up", "requests", &produced, produce_secs, latency);
     }
@@ -581,7 +579,7 @@ fn run(args: Args) -> Result<bool> {
             "config": args,
             "effective": {
                 "partitions": partitions,
-                "producers": active_producers,
+                "producers": producers,
                 "consumers": consumers,
                 "records_per_batch": records_per_batch,
                 "batch_wire_bytes": batch_wire_bytes,
