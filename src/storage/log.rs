@@ -646,36 +646,51 @@ impl Drop for PartitionLog {
 }
 
 /// The queued write for the active segment that appends can still extend,
-/// or a new one (with a recycled buffer) when the last queued job is another
-/// segment's, a seal, or taken by the writer. A new one starts at the block
-/// holding the segment end, with that block's bytes so far.
+/// or a new one (with a recycled buffer) when there is none: the last queued
+/// write is another segment's (a roll), or the writer has taken it. A new one
+/// starts at the block holding the segment end, with that block's bytes so
+/// far (`Segment::tail`, which the writer refreshes when it takes a job).
+///
+/// Deletions of old segments' files (retention, DeleteRecords) may be queued
+/// after the last write: they touch other files, so the write is extended
+/// past them. Starting a new job there instead would take `tail` from before
+/// the queued write's bytes and overwrite them in the file (issue 13: the
+/// acknowledged records of a queued write were cut by the next one).
 fn open_job<'a>(
     queue: &'a mut VecDeque<Job>,
     spare: impl FnOnce() -> AlignedBuf,
     active: &Segment,
     next_offset: i64,
 ) -> &'a mut WriteJob {
-    let extendable = matches!(queue.back(), Some(Job::Write(job)) if job.segment_base == active.base_offset);
-    if !extendable {
-        let mut buf = spare();
-        buf.extend_from_slice(&active.tail);
-        queue.push_back(Job::Write(WriteJob {
-            segment_base: active.base_offset,
-            file: active.write_file(),
-            position: active.write_position(),
-            first_batch: active.size,
-            first_offset: next_offset,
-            buf,
-            last_offset: -1,
-            messages: 0,
-        }));
-    }
-    match queue.back_mut() {
-        Some(Job::Write(job)) => {
-            debug_assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
+    let last_write = queue.iter().rposition(|job| !matches!(job, Job::Delete(_)));
+    let extendable =
+        last_write.is_some_and(|at| matches!(&queue[at], Job::Write(job) if job.segment_base == active.base_offset));
+    let at = match last_write {
+        Some(at) if extendable => at,
+        _ => {
+            let mut buf = spare();
+            buf.extend_from_slice(&active.tail);
+            queue.push_back(Job::Write(WriteJob {
+                segment_base: active.base_offset,
+                file: active.write_file(),
+                position: active.write_position(),
+                first_batch: active.size,
+                first_offset: next_offset,
+                buf,
+                last_offset: -1,
+                messages: 0,
+            }));
+            queue.len() - 1
+        }
+    };
+    match &mut queue[at] {
+        Job::Write(job) => {
+            // Cheap (once per append) and the last line of defence against
+            // writing a job over bytes that another one holds.
+            assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
             job
         }
-        _ => unreachable!("a write job was just ensured"),
+        _ => unreachable!("a write job was just found or queued"),
     }
 }
 

@@ -1036,3 +1036,5 @@ fn recent_idempotent_batches_are_read_in_large_pieces_whatever_the_batch_sizes()
         assert_eq!(named, expect);
     });
 }
+
+mod queued_writes;
