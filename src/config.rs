@@ -18,8 +18,18 @@ const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 /// partition holds open files and a writer task on its shard: a request for
 /// two billion would wedge the shards opening them.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
-/// Segments smaller than this would make the sparse index pointless.
-const SEGMENT_BYTES_MIN: u64 = 14;
+/// The smallest segment.bytes the log format allows (Kafka 3's floor): what
+/// persisted configs are held to, so a topic created before the floor below
+/// was raised still opens.
+const SEGMENT_BYTES_FORMAT_MIN: u64 = 14;
+/// The smallest segment.bytes a new or altered topic may ask for (Kafka 4's
+/// floor, KIP-1030). Every segment holds two descriptors (page cache and
+/// O_DIRECT) and every roll costs an fsync: a client setting 14 bytes made
+/// every produce roll and ran the broker out of descriptors. Tests lower it
+/// with `log_segment_bytes_min`, as Kafka's tests use internal.segment.bytes.
+pub const SEGMENT_BYTES_MIN_DEFAULT: u64 = 1 << 20;
+/// Kafka's `connections.max.idle.ms`: 10 minutes.
+const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Per shard, unlike Kafka's 128 MiB shared by its cleaner threads: every
@@ -44,6 +54,9 @@ pub struct BrokerConfig {
     pub message_max_bytes: u32,
     pub socket_request_max_bytes: u32,
     pub log_segment_bytes: u64,
+    /// The smallest segment.bytes CreateTopics and AlterConfigs accept
+    /// (corelog's own; Kafka 4 fixes it at 1 MiB).
+    pub log_segment_bytes_min: u64,
     pub log_segment_ms: i64,
     pub log_index_interval_bytes: u32,
     pub log_flush_interval_messages: u64,
@@ -58,8 +71,18 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// How often each shard looks for segments that retention deletes.
     pub log_retention_check_interval_ms: u64,
-    /// Connections a shard accepts before it refuses new ones.
-    pub max_connections_per_shard: usize,
+    /// max.connections: connections each shard (a broker to clients) serves
+    /// before it refuses new ones. Whatever it says, a connection is refused
+    /// once descriptors run short (net::limits).
+    pub max_connections: usize,
+    /// max.connections.per.ip: per shard, like max.connections.
+    pub max_connections_per_ip: usize,
+    /// The open-file limit in force, read at start-up (not a setting).
+    #[serde(skip)]
+    pub open_files_max: u64,
+    /// connections.max.idle.ms: a connection that sends no request for this
+    /// long, with nothing left to answer, is closed.
+    pub connections_max_idle_ms: u64,
     pub group_initial_rebalance_delay_ms: i32,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -94,6 +117,7 @@ impl Default for BrokerConfig {
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             log_segment_bytes: SEGMENT_BYTES_DEFAULT,
+            log_segment_bytes_min: SEGMENT_BYTES_MIN_DEFAULT,
             log_segment_ms: SEGMENT_MS_DEFAULT,
             log_index_interval_bytes: 4096,
             log_flush_interval_messages: u64::MAX,
@@ -103,7 +127,10 @@ impl Default for BrokerConfig {
             log_retention_ms: RETENTION_MS_DEFAULT,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
-            max_connections_per_shard: 100_000,
+            max_connections: i32::MAX as usize,
+            open_files_max: 1024,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -134,7 +161,26 @@ impl BrokerConfig {
         .iter()
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
         .collect();
-        TopicConfig::resolve(&overrides, self)?;
+        TopicConfig::resolve_new(&overrides, self)?;
+        if self.log_segment_bytes_min < SEGMENT_BYTES_FORMAT_MIN {
+            return Err(ConfigError::InvalidValue {
+                key: "log.segment.bytes.min".into(),
+                value: self.log_segment_bytes_min.to_string(),
+                why: "must be at least 14",
+            });
+        }
+        let connections_ok =
+            self.max_connections > 0 && self.max_connections_per_ip > 0 && self.connections_max_idle_ms > 0;
+        if !connections_ok {
+            return Err(ConfigError::InvalidValue {
+                key: "max.connections".into(),
+                value: format!(
+                    "{}/{}/{}",
+                    self.max_connections, self.max_connections_per_ip, self.connections_max_idle_ms
+                ),
+                why: "max.connections, max.connections.per.ip and connections.max.idle.ms must be positive",
+            });
+        }
         let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
         if !partitions_ok || self.log_index_interval_bytes == 0 {
             let why = "num.partitions and log.index.interval.bytes must be positive";
@@ -259,6 +305,25 @@ impl TopicConfig {
         self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
     }
 
+    /// What CreateTopics, AlterConfigs and IncrementalAlterConfigs accept:
+    /// `resolve` and also the bounds of what this broker can afford (a
+    /// persisted config is only held to the format's bounds, so topics made
+    /// under older rules keep opening).
+    pub fn resolve_new(
+        overrides: &BTreeMap<String, String>,
+        broker: &BrokerConfig,
+    ) -> Result<TopicConfig, ConfigError> {
+        let config = TopicConfig::resolve(overrides, broker)?;
+        if config.segment_bytes < broker.log_segment_bytes_min {
+            return Err(ConfigError::InvalidValue {
+                key: "segment.bytes".into(),
+                value: config.segment_bytes.to_string(),
+                why: "below the broker's minimum segment size (1 MiB unless log.segment.bytes.min says otherwise)",
+            });
+        }
+        Ok(config)
+    }
+
     /// Applies `overrides` (Kafka topic config names) over the broker defaults.
     pub fn resolve(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> Result<TopicConfig, ConfigError> {
         let mut config = TopicConfig::broker_defaults(broker);
@@ -275,7 +340,7 @@ impl TopicConfig {
             "segment.bytes" => {
                 self.segment_bytes = parse_num(key, value)?;
                 // Kafka's segment.bytes is an int; index positions are 32-bit.
-                if !(SEGMENT_BYTES_MIN..=i32::MAX as u64).contains(&self.segment_bytes) {
+                if !(SEGMENT_BYTES_FORMAT_MIN..=i32::MAX as u64).contains(&self.segment_bytes) {
                     let why = "must be between 14 and 2147483647";
                     return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
                 }
@@ -405,6 +470,21 @@ mod tests {
         assert!(TopicConfig::resolve(&overrides(&[("max.compaction.lag.ms", "0")]), &broker).is_err());
         let c = TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "0.01")]), &broker).unwrap();
         assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+    }
+
+    #[test]
+    fn new_topics_get_no_segments_below_the_broker_floor_but_old_ones_still_open() {
+        let broker = BrokerConfig::default();
+        let tiny = overrides(&[("segment.bytes", "14")]);
+        assert!(matches!(TopicConfig::resolve_new(&tiny, &broker), Err(ConfigError::InvalidValue { .. })));
+        assert_eq!(TopicConfig::resolve(&tiny, &broker).unwrap().segment_bytes, 14, "a persisted config still opens");
+        let floor = overrides(&[("segment.bytes", "1048576")]);
+        assert!(TopicConfig::resolve_new(&floor, &broker).is_ok());
+        let lowered = BrokerConfig { log_segment_bytes_min: 1024, ..BrokerConfig::default() };
+        assert!(TopicConfig::resolve_new(&overrides(&[("segment.bytes", "1024")]), &lowered).is_ok());
+        assert!(TopicConfig::resolve_new(&overrides(&[("segment.bytes", "1023")]), &lowered).is_err());
+        let small_default = BrokerConfig { log_segment_bytes: 4096, ..BrokerConfig::default() };
+        assert!(small_default.validate().is_err(), "log.segment.bytes is held to the floor too");
     }
 
     #[test]

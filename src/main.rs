@@ -73,6 +73,10 @@ struct ServeArgs {
     /// log.segment.bytes [default: 1073741824].
     #[arg(long)]
     log_segment_bytes: Option<u64>,
+    /// Smallest segment.bytes a topic may be created or altered with (Kafka 4
+    /// fixes it at 1 MiB; lower it only for tests) [default: 1048576].
+    #[arg(long)]
+    log_segment_bytes_min: Option<u64>,
     /// log.segment.ms [default: 7 days].
     #[arg(long)]
     log_segment_ms: Option<i64>,
@@ -91,6 +95,17 @@ struct ServeArgs {
     /// log.retention.check.interval.ms: how often old segments are looked for [default: 300000].
     #[arg(long)]
     log_retention_check_interval_ms: Option<u64>,
+    /// max.connections: connections each shard serves (every shard is a
+    /// broker to clients); connections are also refused once descriptors run
+    /// short, whatever this says [default: 2147483647].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// max.connections.per.ip: connections one client address may hold to each shard [default: 2147483647].
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// connections.max.idle.ms: close connections silent this long [default: 600000].
+    #[arg(long)]
+    connections_max_idle_ms: Option<u64>,
     /// group.initial.rebalance.delay.ms: how long a new group's first rebalance waits for more members [default: 3000].
     #[arg(long)]
     group_initial_rebalance_delay_ms: Option<i32>,
@@ -155,6 +170,7 @@ impl ServeArgs {
             message_max_bytes,
             socket_request_max_bytes,
             log_segment_bytes,
+            log_segment_bytes_min,
             log_segment_ms,
             log_flush_interval_messages,
             log_flush_interval_ms,
@@ -173,7 +189,10 @@ impl ServeArgs {
             group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
-            offsets_retention_minutes
+            offsets_retention_minutes,
+            max_connections_per_ip,
+            connections_max_idle_ms,
+            max_connections
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);

@@ -90,11 +90,12 @@ fn take_clean_marker(data_dir: &Path) -> Result<bool, StartError> {
 }
 
 /// Runs the broker until SIGINT or SIGTERM, then shuts down cleanly.
-pub fn run(config: BrokerConfig) -> Result<(), StartError> {
+pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     config.validate()?;
     runtime::check_io_uring().map_err(StartError::IoUring)?;
     let open_files_max = runtime::raise_open_file_limit();
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
+    config.open_files_max = open_files_max;
     let listeners = bind(&config, shard_count)?;
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
     let mut store = MetadataStore::open(&config.data_dir)?;

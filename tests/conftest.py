@@ -234,6 +234,10 @@ def _make_factory(binary, base: Path, created: list):
     def make(shards=2, start=True, **args):
         """make(shards=2, **{'auto-create-topics-enable': 'false'}) -> started Broker."""
         args = {k.replace("_", "-"): v for k, v in args.items()}
+        # Tests roll tiny segments: lower the 1 MiB floor on segment.bytes, as
+        # Kafka's own tests use internal.segment.bytes. A test of the floor
+        # passes log_segment_bytes_min itself.
+        args.setdefault("log-segment-bytes-min", 1024)
         idx = len(created)
         b = Broker(binary, base / f"data{idx}", base / f"corelog{idx}.stderr.log", shards=shards, args=args)
         created.append(b)

@@ -86,7 +86,7 @@ pub(super) async fn commit(
     record: MetadataRecord,
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    TopicConfig::resolve(overrides, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    TopicConfig::resolve_new(overrides, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
     if validate_only {
         return Ok(());
     }

@@ -57,7 +57,7 @@ fn check(shard: &Shard, topic: &CreatableTopic) -> Result<(i32, BTreeMap<String,
     }
     let configs: BTreeMap<String, String> =
         topic.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-    TopicConfig::resolve(&configs, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    TopicConfig::resolve_new(&configs, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
     metadata::validate_topic_name(&topic.name).map_err(|e| Refusal((&e).into(), e.to_string()))?;
     Ok((partitions, configs))
 }

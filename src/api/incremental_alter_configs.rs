@@ -48,7 +48,7 @@ fn change(
         (DELETE, _) => Ok(None),
         (SET, Some(value)) => Ok(Some(value.to_string())),
         (APPEND | SUBTRACT, Some(items)) if LIST_CONFIG_KEYS.contains(&key) => {
-            let effective = TopicConfig::resolve(overrides, &shard.config)
+            let effective = TopicConfig::resolve_new(overrides, &shard.config)
                 .map_err(|e| Refusal::invalid_config(e.to_string()))?
                 .value_of(key)
                 .unwrap_or_default();

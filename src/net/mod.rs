@@ -25,6 +25,8 @@ use crate::runtime::splice::Pipe;
 use crate::runtime::{self, BoundedBuf, TcpListener, TcpStream};
 use crate::shard::Shard;
 
+pub mod limits;
+
 /// Smallest read per connection. The buffer starts this small (most
 /// requests but Produce fit), so 10,000 idle connections cost 10 MiB of it
 /// (4 KiB cost 30 MiB more, measured), and reads then ask for the largest
@@ -48,18 +50,28 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
         }
         match accepted {
             Ok((stream, peer)) => {
-                if shard.stats.connections.get() >= shard.config.max_connections_per_shard {
-                    tracing::warn!(shard = shard.id, %peer, "connection limit reached; refusing");
-                    continue;
-                }
+                let slot = match shard.connections.admit(peer.ip(), stream.as_raw_fd()) {
+                    Ok(slot) => slot,
+                    Err(refused) => {
+                        // Dropping the stream closes it: the client backs off and retries.
+                        if let Some(held_back) = shard.refused_connections.admit(Instant::now()) {
+                            tracing::warn!(shard = shard.id, %peer, similar_not_logged = held_back, "connection refused: {refused}");
+                        }
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let shard = shard.clone();
                 runtime::spawn(async move {
-                    shard.stats.connections.set(shard.stats.connections.get() + 1);
+                    // Given back however the task ends, a panic included.
+                    let _slot = slot;
                     match serve_connection(stream, &shard, format!("/{}", peer.ip())).await {
                         Ok(()) | Err(ConnectionError::Closed) => {}
                         Err(e @ (ConnectionError::TooLarge { .. } | ConnectionError::Rejected(_))) => {
-                            tracing::warn!(shard = shard.id, %peer, "closing connection: {e}")
+                            // A hostile client can send these in a loop: one line per interval.
+                            if let Some(held_back) = shard.rejected_frames.admit(Instant::now()) {
+                                tracing::warn!(shard = shard.id, %peer, similar_not_logged = held_back, "closing connection: {e}")
+                            }
                         }
                         Err(e @ ConnectionError::Storage(_)) => {
                             // The consumer reconnects and asks again: one line per interval.
@@ -69,11 +81,13 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                         }
                         Err(e) => tracing::debug!(shard = shard.id, %peer, "connection closed: {e}"),
                     }
-                    shard.stats.connections.set(shard.stats.connections.get() - 1);
                 });
             }
             Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                // Out of descriptors (EMFILE) or memory: wait for connections to close.
+                if let Some(held_back) = shard.refused_connections.admit(Instant::now()) {
+                    tracing::warn!(shard = shard.id, error = %e, similar_not_logged = held_back, "accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
@@ -84,6 +98,8 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
 enum ConnectionError {
     #[error("peer closed the connection")]
     Closed,
+    #[error("no request for connections.max.idle.ms ({0} ms)")]
+    Idle(u64),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("request of {size} bytes exceeds socket.request.max.bytes ({max})")]
@@ -146,8 +162,23 @@ async fn read_requests<'a>(
     answers: mpsc::Sender<Answer<'a>>,
 ) -> Result<(), ConnectionError> {
     let stats = &shard.stats;
+    let idle_ms = shard.config.connections_max_idle_ms;
     while !shard.stopping.get() {
-        let frame = reader.read_frame(shard.config.socket_request_max_bytes).await?;
+        // The read stays the same future while the timer re-arms: dropping
+        // an io_uring read in flight would drop the bytes it receives.
+        let read = reader.read_frame(shard.config.socket_request_max_bytes);
+        tokio::pin!(read);
+        let frame = loop {
+            tokio::select! {
+                frame = &mut read => break frame?,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(idle_ms)) => {
+                    // Idle means silent with nothing left to answer (a long poll is not idle).
+                    if progress.unanswered.get() == 0 {
+                        return Err(ConnectionError::Idle(idle_ms));
+                    }
+                }
+            }
+        };
         let read_at = Instant::now();
         stats.requests_in_flight.set(stats.requests_in_flight.get() + 1);
         progress.unanswered.set(progress.unanswered.get() + 1);

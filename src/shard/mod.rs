@@ -35,7 +35,6 @@ pub struct ShardStats {
     /// Record bytes sent from the shard's memory (O_DIRECT logs: the hot tail
     /// or a direct read), copied only by the kernel into the socket.
     pub fetch_bytes_from_memory: Cell<u64>,
-    pub connections: Cell<usize>,
     pub requests_in_flight: Cell<usize>,
     /// Produce requests, from the whole frame read to the answer written:
     /// the broker's share of a producer's ack latency (Kafka's
@@ -120,6 +119,11 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Shard 0 only: the metadata log it owns.
     store: Option<RefCell<MetadataStore>>,
+    /// Connections served now, in all and per client address.
+    pub connections: Rc<crate::net::limits::ConnectionLimits>,
+    /// Refused connections and rejected frames: logged at most once per interval.
+    pub refused_connections: LogEvery,
+    pub rejected_frames: LogEvery,
     /// Set when shutdown starts; listeners stop accepting.
     pub stopping: Cell<bool>,
     pub stop: Notify,
@@ -149,6 +153,13 @@ impl Shard {
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
             store: store.map(RefCell::new),
+            connections: crate::net::limits::ConnectionLimits::new(
+                boot.config.max_connections,
+                boot.config.max_connections_per_ip,
+                boot.config.open_files_max,
+            ),
+            refused_connections: LogEvery::default(),
+            rejected_frames: LogEvery::default(),
             stopping: Cell::new(false),
             stop: Notify::new(),
         }

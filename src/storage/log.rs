@@ -129,6 +129,8 @@ const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
 /// One partition's log, owned by exactly one shard thread.
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
+    /// The partition directory, held open for its fsyncs (writer.rs).
+    pub(super) dir_file: File,
     /// Changed at run time by topic config changes (see `set_config`).
     config: Cell<LogConfig>,
     pub(super) inner: RefCell<Inner>,
@@ -141,7 +143,13 @@ pub struct PartitionLog {
     pub(super) hot: Rc<RefCell<LogHotTail>>,
     pub(super) hot_tail: Rc<HotTail>,
     pub(super) read_ahead: direct_read::ReadAhead,
+    /// When a failed roll was last logged: a producer retries at once, so
+    /// one line per interval says the partition is refusing appends.
+    roll_failure_logged: Cell<Option<std::time::Instant>>,
 }
+
+/// At most one "segment roll failed" line per log per this interval.
+const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) struct Inner {
     /// Oldest first; the last is the active segment. Never empty.
@@ -250,8 +258,10 @@ impl PartitionLog {
         let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config)?;
         let log_end_offset = segments.last().expect("at least one segment").next_offset;
         let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
+        let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
+            dir_file: crate::runtime::file_from_std(dir_file),
             config: Cell::new(config),
             inner: RefCell::new(Inner {
                 segments,
@@ -276,6 +286,7 @@ impl PartitionLog {
             hot: Rc::default(),
             hot_tail,
             read_ahead: direct_read::ReadAhead::default(),
+            roll_failure_logged: Cell::new(None),
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
         Ok((log, report))
@@ -363,7 +374,15 @@ impl PartitionLog {
     /// stay queued for the old file, then its seal (fsync + index files).
     pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
         let base_offset = inner.log_end_offset;
-        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io)?;
+        // Nothing has changed yet if this fails (out of descriptors, say):
+        // the append is refused and the next one tries again.
+        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io).inspect_err(|error| {
+            let now = std::time::Instant::now();
+            if self.roll_failure_logged.get().is_none_or(|at| now.duration_since(at) >= ROLL_FAILURE_LOG_INTERVAL) {
+                self.roll_failure_logged.set(Some(now));
+                tracing::error!(dir = %self.dir.display(), %error, "segment roll failed: appends are refused (KAFKA_STORAGE_ERROR) until one succeeds");
+            }
+        })?;
         let old = inner.active();
         old.seal_time_index();
         let old_base = old.base_offset;

@@ -128,6 +128,12 @@ impl PartitionLog {
             self.roll(inner)?;
         }
         let gone: Vec<Segment> = inner.segments.drain(..count).collect();
+        for segment in &gone {
+            // Nothing of theirs needs syncing any more, and the list must not
+            // keep their descriptors (and disk space) once they are unlinked.
+            inner.sync.forget(&segment.file);
+            inner.sync.forget(&segment.write_file());
+        }
         inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
         debug_assert!(inner.log_start_offset <= inner.high_watermark);
         let deletion = HeadDeletion {

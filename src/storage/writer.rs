@@ -84,7 +84,7 @@ impl SyncState {
         self.oldest.get_or_insert(now);
     }
 
-    fn forget(&mut self, file: &Rc<File>) {
+    pub fn forget(&mut self, file: &Rc<File>) {
         self.files.retain(|f| !Rc::ptr_eq(f, file));
         if self.files.is_empty() {
             *self = SyncState { new_segment: self.new_segment, ..SyncState::default() };
@@ -237,16 +237,40 @@ impl PartitionLog {
             sync_journal::note_synced(&**file);
         }
         if unsynced.new_segment {
-            segment::sync_dir(&self.dir).await?;
+            self.sync_own_dir().await?;
         }
         Ok(())
     }
 
+    /// fsync of the partition directory through the descriptor the log
+    /// holds for it, so that new segments' entries can be made durable even
+    /// when the process is out of descriptors (opening the directory then
+    /// failed, and that took the partition offline until a restart).
+    async fn sync_own_dir(&self) -> Result<(), StorageError> {
+        self.dir_file.sync_all().await.context(|| format!("fsync of directory {}", self.dir.display()))
+    }
+
+    /// A new log: its directory, then its entry in the parent. Opening the
+    /// parent can fail for want of a descriptor, which loses nothing: it is
+    /// retried, with one log line per interval, and the first
+    /// acknowledgements wait for it.
     async fn sync_new_dir(&self) -> Result<(), StorageError> {
-        segment::sync_dir(&self.dir).await?;
-        match self.dir.parent() {
-            Some(parent) => segment::sync_dir(parent).await,
-            None => Ok(()),
+        self.sync_own_dir().await?;
+        let Some(parent) = self.dir.parent() else { return Ok(()) };
+        let mut pause = Duration::from_millis(10);
+        let mut logged: Option<Instant> = None;
+        loop {
+            match segment::sync_dir(parent).await {
+                Err(StorageError::Io { source, context }) if is_out_of_descriptors(&source) => {
+                    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(%context, error = %source, "out of file descriptors: retrying");
+                        logged = Some(Instant::now());
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
         }
     }
 
@@ -357,10 +381,10 @@ impl PartitionLog {
             let mut inner = self.inner.borrow_mut();
             inner.segment_mut(base_offset).map(|s| {
                 s.close_writer();
-                (s.file.clone(), s.size, s.encoded_indexes())
+                (s.file.clone(), s.write_file(), s.size, s.encoded_indexes())
             })
         };
-        let Some((file, size, indexes)) = sealed else {
+        let Some((file, written, size, indexes)) = sealed else {
             return;
         };
         let path = segment::log_path(&self.dir, base_offset);
@@ -368,11 +392,19 @@ impl PartitionLog {
         let synced = match cut.and(file.sync_data().await) {
             Ok(()) => {
                 sync_journal::note_synced(&*file);
-                segment::sync_dir(&self.dir).await
+                self.sync_own_dir().await
             }
             Err(e) => Err(StorageError::io(format!("fdatasync of {}", path.display()), e)),
         };
-        self.inner.borrow_mut().sync.forget(&file);
+        // Writes went through `written` (the O_DIRECT descriptor where there
+        // is one): the unsynced list must let go of it too, or every rolled
+        // segment's descriptor, and the disk space of every deleted one,
+        // stays held until a flush that the default policy never makes.
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.sync.forget(&file);
+            inner.sync.forget(&written);
+        }
         if let Err(error) = synced {
             // Writes to the next segment may be in flight, so nothing is
             // rolled back here; refusing appends from now on is what is left.
@@ -408,6 +440,11 @@ impl PartitionLog {
         sync_journal::note_synced(&*file);
         segment::write_index_files(&self.dir, base_offset, indexes).await
     }
+}
+
+/// EMFILE / ENFILE: a descriptor could not be had, nothing was written.
+pub(super) fn is_out_of_descriptors(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Fault injection for the tests: each test runs its own runtime on its own

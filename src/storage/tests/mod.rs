@@ -1037,4 +1037,5 @@ fn recent_idempotent_batches_are_read_in_large_pieces_whatever_the_batch_sizes()
     });
 }
 
+mod descriptors;
 mod queued_writes;

@@ -1,0 +1,202 @@
+"""What one client may make the broker hold (issue 13): connections in all
+and per address, silent connections, descriptors, and segment sizes.
+
+Each limit has a tested behaviour: a refusal with Kafka's error or a closed
+connection, one log line per interval however often it is hit, and the
+broker serving everyone else (and every partition) throughout."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+
+import kafka_wire as kw
+from helpers import QUIET, admin, consume, create_topic, produce, unique, wait_until
+
+SEGMENT_FLOOR = 1 << 20  # Kafka 4's segment.bytes minimum (KIP-1030), corelog's default floor
+
+
+def served(b, shard=0, source=None) -> bool:
+    """Does the shard answer ApiVersions on a new connection (from `source`)?"""
+    try:
+        sock = socket.create_connection((b.host, b.port + shard), timeout=3,
+                                        source_address=(source, 0) if source else None)
+        with kw.Conn(b.host, b.port + shard, sock=sock, timeout=3) as c:
+            return c.api_versions()[0] == 0
+    except (OSError, kw.ConnectionClosed):
+        return False
+
+
+def open_served(b, n, shard=0, source=None):
+    conns = []
+    for _ in range(n):
+        sock = socket.create_connection((b.host, b.port + shard), timeout=3,
+                                        source_address=(source, 0) if source else None)
+        c = kw.Conn(b.host, b.port + shard, sock=sock, timeout=3)
+        assert c.api_versions()[0] == 0
+        conns.append(c)
+    return conns
+
+
+def log_lines(b, text):
+    return [line for line in b.run_log().splitlines() if text in line]
+
+
+def test_segment_bytes_below_the_floor_is_refused_with_invalid_config(broker_factory):
+    b = broker_factory(shards=1, log_segment_bytes_min=SEGMENT_FLOOR)
+    a = admin(b.bootstrap)
+    tiny = unique("tiny")
+    fs = a.create_topics([NewTopic(tiny, 1, 1, config={"segment.bytes": "14"})], request_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        fs[tiny].result(10)
+    assert refused.value.args[0].code() == 40  # INVALID_CONFIG
+    topic = create_topic(b.bootstrap, unique("floor"), partitions=1, config={"segment.bytes": str(SEGMENT_FLOOR)})
+    for value in ("14", str(SEGMENT_FLOOR - 1)):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry("segment.bytes", value, incremental_operation=AlterConfigOpType.SET)])
+        with pytest.raises(KafkaException) as refused:
+            a.incremental_alter_configs([res])[res].result(10)
+        assert refused.value.args[0].code() == 40
+    # The topic kept its segments: records still go in and come out.
+    produce(b.bootstrap, topic, [(0, None, b"v%d" % i) for i in range(100)])
+    assert len(consume(b.bootstrap, topic, [0])[0]) == 100
+
+
+def test_max_connections_refuses_the_next_one_with_one_log_line(broker_factory):
+    b = broker_factory(shards=2, max_connections=8)
+    held = open_served(b, 8, shard=0)
+    for _ in range(30):
+        assert not served(b, shard=0), "a ninth connection to shard 0 was served"
+    assert served(b, shard=1), "shard 1 counts its own connections"
+    assert len(log_lines(b, "connection refused")) == 1, "one line per interval, not one per refusal"
+    held.pop().close()
+    wait_until(lambda: served(b, shard=0), 5, what="a slot given back by a closed connection")
+    for c in held:
+        c.close()
+
+
+def test_max_connections_per_ip_refuses_one_address_and_serves_another(broker_factory):
+    b = broker_factory(shards=1, max_connections_per_ip=3)
+    held = open_served(b, 3, source="127.0.0.1")
+    assert not served(b, source="127.0.0.1")
+    others = open_served(b, 3, source="127.0.0.2")
+    assert not served(b, source="127.0.0.2")
+    for c in held + others:
+        c.close()
+    wait_until(lambda: served(b, source="127.0.0.1"), 5, what="slots given back")
+
+
+def test_silent_connections_are_closed_after_connections_max_idle_ms(broker_factory):
+    b = broker_factory(shards=1, connections_max_idle_ms=600)
+    silent = open_served(b, 1)[0]
+    busy = open_served(b, 1)[0]
+    start = time.monotonic()
+    while time.monotonic() - start < 2.0:
+        assert busy.api_versions()[0] == 0, "a connection sending requests is never idle"
+        time.sleep(0.2)
+    assert silent.wait_closed(3), "a silent connection outlived connections.max.idle.ms"
+    busy.close()
+    assert served(b)
+
+
+def test_a_long_poll_is_not_idle(broker_factory):
+    """A fetch waiting longer than connections.max.idle.ms is answered, not cut."""
+    b = broker_factory(shards=1, connections_max_idle_ms=500)
+    topic = create_topic(b.bootstrap, unique("poll"), partitions=1)
+    conf = {"fetch.wait.max.ms": 2000, "fetch.min.bytes": 1 << 20}
+    got = consume(b.bootstrap, topic, [0], conf=conf, timeout=15)
+    assert got == {0: []}
+    assert not log_lines(b, "panicked")
+
+
+def prlimited(b, nofile):
+    """Runs the broker under `prlimit --nofile`: its hard limit is `nofile` descriptors."""
+    binary = b.binary
+    command = b.command
+
+    def limited():
+        cmd = command()
+        return ["prlimit", f"--nofile={nofile}:{nofile}", "--", binary] + cmd[1:]
+    b.command = limited
+
+
+def test_connections_are_refused_before_descriptors_run_short(broker_factory):
+    """Under a small open-file limit, a flood of connections is refused while a
+    quarter of the descriptors is left, so segment rolls keep working."""
+    b = broker_factory(shards=1, start=False)
+    prlimited(b, 256)
+    b.start()
+    topic = create_topic(b.bootstrap, unique("budget"), partitions=1, config={"segment.bytes": "4096"})
+    # The producer connects before the flood, as a running application would.
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0, "batch.num.messages": 5, **QUIET})
+    p.produce(topic, value=b"before", partition=0)
+    assert p.flush(10) == 0
+    flood = []
+    try:
+        for _ in range(400):
+            try:
+                flood.append(socket.create_connection((b.host, b.port), timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)
+        refused = log_lines(b, "connection refused")
+        assert len(refused) == 1 and "open-file limit" in refused[0], refused
+        values = [b"r%05d" % i + b"x" * 200 for i in range(300)]
+        for v in values:
+            p.produce(topic, value=v, partition=0)
+            p.poll(0)
+        assert p.flush(30) == 0, "segment rolls had descriptors left"
+        assert not log_lines(b, "accept failed"), "descriptors never ran out"
+    finally:
+        for s in flood:
+            s.close()
+    assert [v for _, _, v in consume(b.bootstrap, topic, [0])[0]] == [b"before"] + values
+    assert not log_lines(b, "offline"), "no partition went offline"
+
+
+def test_a_partition_out_of_descriptors_recovers_without_a_restart(broker_factory):
+    """Tiny segments under a small open-file limit: rolls run out of
+    descriptors and produce fails (KAFKA_STORAGE_ERROR, which the producer
+    retries). Once retention frees segments the same producer finishes, no
+    restart; every acknowledged record above the log start reads back."""
+    b = broker_factory(shards=1, start=False, log_retention_check_interval_ms=100)
+    prlimited(b, 320)
+    b.start()
+    topic = create_topic(b.bootstrap, unique("emfile"), partitions=1, config={"segment.bytes": "4096"})
+    # Connected before the descriptors run out, as an operator's tool would be.
+    a = admin(b.bootstrap)
+    a.list_topics(topic, timeout=10)
+    values = [b"r%05d" % i + b"x" * 200 for i in range(2000)]
+    acked, failed = {}, []
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked[msg.offset()] = msg.value()
+        else:
+            failed.append(err)
+
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0, "batch.num.messages": 5,
+                  "enable.idempotence": True, "message.timeout.ms": 120000, **QUIET})
+    for v in values:
+        p.produce(topic, value=v, partition=0, on_delivery=on_delivery)
+        p.poll(0)
+    wait_until(lambda: p.poll(0.1) is not None and log_lines(b, "segment roll failed"), 60,
+               what="segment rolls running out of descriptors")
+    assert len(log_lines(b, "segment roll failed")) == 1, "one line per interval, not one per produce"
+    assert p.flush(1) > 0, "produce is held up while no segment can be opened"
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.bytes", "20000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(10)
+    assert p.flush(90) == 0, "the producer finished once retention freed descriptors"
+    assert not failed, failed[:3]
+    assert sorted(acked.values()) == values, "every record acknowledged once"
+    got = consume(b.bootstrap, topic, [0], offsets={0: 0})[0]
+    assert got, "records above the log start"
+    start = got[0][0]
+    assert [o for o, _, _ in got] == list(range(start, max(acked) + 1))
+    assert all(acked[o] == v for o, _, v in got)
+    assert not log_lines(b, "offline"), "the partition never went offline"
