@@ -208,6 +208,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .init();
+    // A panic in a shard's task ends that task only (the connection closes,
+    // a background loop restarts): say so in the log, in the log's format.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(thread = thread.name().unwrap_or("?"), "panicked: {info}\n{backtrace}");
+    }));
     match Cli::parse().command.unwrap_or(Command::Serve(Box::default())) {
         Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
         Command::Topics { command } => cli::topics::run(command),

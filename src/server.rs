@@ -124,8 +124,14 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
             runtime::spawn(shard.clone().run_group_timers());
-            runtime::spawn(shard.clone().run_cleaner());
-            runtime::spawn(shard.clone().run_retention());
+            runtime::supervise("cleaner", id, {
+                let shard = shard.clone();
+                move || shard.clone().run_cleaner()
+            });
+            runtime::supervise("retention", id, {
+                let shard = shard.clone();
+                move || shard.clone().run_retention()
+            });
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");

@@ -37,3 +37,29 @@ pub fn set_len(file: &File, len: u64) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Runs a shard's background loop (retention, the cleaner) as a task, and
+/// starts it again when it panics: a bug met on one partition must not stop
+/// that work for every partition of the shard until a restart. The panic
+/// itself is reported by the panic hook; this logs the restart. A loop that
+/// returns is done.
+pub fn supervise<F, Fut>(name: &'static str, shard: usize, mut start: F)
+where
+    F: FnMut() -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    /// Pause before a restart, so a loop that panics at once does not spin.
+    const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+    spawn(async move {
+        loop {
+            match spawn(start()).await {
+                Ok(()) => return,
+                Err(error) if error.is_panic() => {
+                    tracing::error!(shard, task = name, "background task panicked: restarting it");
+                    tokio::time::sleep(RESTART_PAUSE).await;
+                }
+                Err(_) => return, // cancelled: the runtime is stopping
+            }
+        }
+    });
+}
