@@ -63,6 +63,8 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// Members (and pending MEMBER_ID_REQUIRED joins) one group may hold.
+    pub group_max_size: usize,
     /// How long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
     /// Compacted topics are cleaned by a background task on each shard.
@@ -107,6 +109,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_max_size: crate::group::GROUP_SIZE_MAX_DEFAULT,
             offsets_retention_minutes: 7 * 24 * 60,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
@@ -142,6 +145,14 @@ impl BrokerConfig {
                 key: "num.partitions".into(),
                 value: self.num_partitions.to_string(),
                 why,
+            });
+        }
+        let at_least_one = [("group.max.size", self.group_max_size as i64)];
+        if let Some((key, value)) = at_least_one.into_iter().find(|(_, value)| *value < 1) {
+            return Err(ConfigError::InvalidValue {
+                key: key.into(),
+                value: value.to_string(),
+                why: "must be at least 1",
             });
         }
         Ok(())

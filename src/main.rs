@@ -100,6 +100,9 @@ struct ServeArgs {
     /// group.max.session.timeout.ms [default: 1800000].
     #[arg(long)]
     group_max_session_timeout_ms: Option<i32>,
+    /// group.max.size: members one consumer group may hold [default: 1000].
+    #[arg(long)]
+    group_max_size: Option<usize>,
     /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
@@ -173,6 +176,7 @@ impl ServeArgs {
             group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
+            group_max_size,
             offsets_retention_minutes
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);

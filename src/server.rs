@@ -122,7 +122,8 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             // A copy per shard, so the snapshot's reference count is never shared across cores.
             shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
-            runtime::spawn(shard.clone().run_group_timers());
+            let timers = shard.clone();
+            runtime::spawn(runtime::supervise("group timers", move || timers.clone().run_group_timers()));
             runtime::spawn(shard.clone().run_cleaner());
             runtime::spawn(shard.clone().run_retention());
             let control = runtime::spawn(shard.clone().run_control(mailbox));

@@ -114,7 +114,9 @@ impl From<&GroupError> for ErrorCode {
             GroupError::MemberIdRequired { .. } => ErrorCode::MemberIdRequired,
             GroupError::GroupMaxSizeReached => ErrorCode::GroupMaxSizeReached,
             GroupError::FencedInstanceId { .. } => ErrorCode::FencedInstanceId,
-            GroupError::UnknownServerError => ErrorCode::UnknownServerError,
+            GroupError::UnknownServerError | GroupError::PendingMemberWithInstanceId { .. } => {
+                ErrorCode::UnknownServerError
+            }
         }
     }
 }

@@ -130,6 +130,7 @@ fn group_config(config: &BrokerConfig) -> crate::group::GroupConfig {
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
         group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+        group_size_max: config.group_max_size,
         ..Default::default()
     }
 }
