@@ -20,6 +20,8 @@ const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Segments smaller than this would make the sparse index pointless.
 const SEGMENT_BYTES_MIN: u64 = 14;
+/// Kafka's `producer.id.expiration.ms` default: one day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Per shard, unlike Kafka's 128 MiB shared by its cleaner threads: every
@@ -65,6 +67,8 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// Members (and pending MEMBER_ID_REQUIRED joins) one group may hold.
     pub group_max_size: usize,
+    /// An idempotent producer silent this long is forgotten by its partitions.
+    pub producer_id_expiration_ms: i64,
     /// How long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
     /// Compacted topics are cleaned by a background task on each shard.
@@ -110,6 +114,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: crate::group::GROUP_SIZE_MAX_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             offsets_retention_minutes: 7 * 24 * 60,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
@@ -147,7 +152,10 @@ impl BrokerConfig {
                 why,
             });
         }
-        let at_least_one = [("group.max.size", self.group_max_size as i64)];
+        let at_least_one = [
+            ("group.max.size", self.group_max_size as i64),
+            ("producer.id.expiration.ms", self.producer_id_expiration_ms),
+        ];
         if let Some((key, value)) = at_least_one.into_iter().find(|(_, value)| *value < 1) {
             return Err(ConfigError::InvalidValue {
                 key: key.into(),

@@ -103,6 +103,9 @@ struct ServeArgs {
     /// group.max.size: members one consumer group may hold [default: 1000].
     #[arg(long)]
     group_max_size: Option<usize>,
+    /// producer.id.expiration.ms: an idempotent producer silent this long is forgotten [default: 86400000].
+    #[arg(long)]
+    producer_id_expiration_ms: Option<i64>,
     /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
@@ -177,6 +180,7 @@ impl ServeArgs {
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             group_max_size,
+            producer_id_expiration_ms,
             offsets_retention_minutes
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);

@@ -124,6 +124,8 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             shard.load_groups().await;
             let timers = shard.clone();
             runtime::spawn(runtime::supervise("group timers", move || timers.clone().run_group_timers()));
+            let expiry = shard.clone();
+            runtime::spawn(runtime::supervise("producer expiry", move || expiry.clone().run_producer_expiry()));
             runtime::spawn(shard.clone().run_cleaner());
             runtime::spawn(shard.clone().run_retention());
             let control = runtime::spawn(shard.clone().run_control(mailbox));

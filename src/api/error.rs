@@ -71,7 +71,11 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
             MetadataError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
             MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-            MetadataError::Io { .. } | MetadataError::Corrupt { .. } => ErrorCode::KafkaStorageError,
+            MetadataError::Io { .. } | MetadataError::Corrupt { .. } | MetadataError::CorruptFile { .. } => {
+                ErrorCode::KafkaStorageError
+            }
+            // Kafka's controller: UnknownServerException("Exhausted all producerIds ...").
+            MetadataError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
         }
     }
 }
