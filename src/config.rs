@@ -30,6 +30,8 @@ const SEGMENT_BYTES_FORMAT_MIN: u64 = 14;
 pub const SEGMENT_BYTES_MIN_DEFAULT: u64 = 1 << 20;
 /// Kafka's `connections.max.idle.ms`: 10 minutes.
 const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Kafka's `producer.id.expiration.ms` default: one day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Per shard, unlike Kafka's 128 MiB shared by its cleaner threads: every
@@ -86,6 +88,10 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// Members (and pending MEMBER_ID_REQUIRED joins) one group may hold.
+    pub group_max_size: usize,
+    /// An idempotent producer silent this long is forgotten by its partitions.
+    pub producer_id_expiration_ms: i64,
     /// How long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
     /// Compacted topics are cleaned by a background task on each shard.
@@ -134,6 +140,8 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_max_size: crate::group::GROUP_SIZE_MAX_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             offsets_retention_minutes: 7 * 24 * 60,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
@@ -188,6 +196,17 @@ impl BrokerConfig {
                 key: "num.partitions".into(),
                 value: self.num_partitions.to_string(),
                 why,
+            });
+        }
+        let at_least_one = [
+            ("group.max.size", self.group_max_size as i64),
+            ("producer.id.expiration.ms", self.producer_id_expiration_ms),
+        ];
+        if let Some((key, value)) = at_least_one.into_iter().find(|(_, value)| *value < 1) {
+            return Err(ConfigError::InvalidValue {
+                key: key.into(),
+                value: value.to_string(),
+                why: "must be at least 1",
             });
         }
         Ok(())

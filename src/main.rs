@@ -115,6 +115,12 @@ struct ServeArgs {
     /// group.max.session.timeout.ms [default: 1800000].
     #[arg(long)]
     group_max_session_timeout_ms: Option<i32>,
+    /// group.max.size: members one consumer group may hold [default: 1000].
+    #[arg(long)]
+    group_max_size: Option<usize>,
+    /// producer.id.expiration.ms: an idempotent producer silent this long is forgotten [default: 86400000].
+    #[arg(long)]
+    producer_id_expiration_ms: Option<i64>,
     /// offsets.retention.minutes: committed offsets of an empty group are kept this long [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
@@ -192,7 +198,9 @@ impl ServeArgs {
             offsets_retention_minutes,
             max_connections_per_ip,
             connections_max_idle_ms,
-            max_connections
+            max_connections,
+            group_max_size,
+            producer_id_expiration_ms
         );
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);

@@ -123,15 +123,14 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             // A copy per shard, so the snapshot's reference count is never shared across cores.
             shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
-            runtime::spawn(shard.clone().run_group_timers());
-            runtime::supervise("cleaner", id, {
-                let shard = shard.clone();
-                move || shard.clone().run_cleaner()
-            });
-            runtime::supervise("retention", id, {
-                let shard = shard.clone();
-                move || shard.clone().run_retention()
-            });
+            let timers = shard.clone();
+            runtime::spawn(runtime::supervise("group timers", move || timers.clone().run_group_timers()));
+            let expiry = shard.clone();
+            runtime::spawn(runtime::supervise("producer expiry", move || expiry.clone().run_producer_expiry()));
+            let cleaner = shard.clone();
+            runtime::spawn(runtime::supervise("cleaner", move || cleaner.clone().run_cleaner()));
+            let retention = shard.clone();
+            runtime::spawn(runtime::supervise("retention", move || retention.clone().run_retention()));
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");

@@ -71,7 +71,11 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
             MetadataError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
             MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-            MetadataError::Io { .. } | MetadataError::Corrupt { .. } => ErrorCode::KafkaStorageError,
+            MetadataError::Io { .. } | MetadataError::Corrupt { .. } | MetadataError::CorruptFile { .. } => {
+                ErrorCode::KafkaStorageError
+            }
+            // Kafka's controller: UnknownServerException("Exhausted all producerIds ...").
+            MetadataError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
         }
     }
 }
@@ -114,7 +118,9 @@ impl From<&GroupError> for ErrorCode {
             GroupError::MemberIdRequired { .. } => ErrorCode::MemberIdRequired,
             GroupError::GroupMaxSizeReached => ErrorCode::GroupMaxSizeReached,
             GroupError::FencedInstanceId { .. } => ErrorCode::FencedInstanceId,
-            GroupError::UnknownServerError => ErrorCode::UnknownServerError,
+            GroupError::UnknownServerError | GroupError::PendingMemberWithInstanceId { .. } => {
+                ErrorCode::UnknownServerError
+            }
         }
     }
 }

@@ -208,7 +208,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::DeleteTopics => delete_topics::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::DescribeConfigs => describe_configs::handle(&ctx, decode(body, key, version)?),
         ApiKey::CreatePartitions => create_partitions::handle(&ctx, decode(body, key, version)?).await,
-        ApiKey::InitProducerId => init_producer_id::handle(&ctx, decode(body, key, version)?),
+        ApiKey::InitProducerId => init_producer_id::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::FindCoordinator => find_coordinator::handle(&ctx, decode(body, key, version)?),
         ApiKey::JoinGroup => join_group::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::SyncGroup => sync_group::handle(&ctx, decode(body, key, version)?).await,

@@ -150,7 +150,7 @@ impl TopicAppend<'_> {
         };
         let stored = again.as_deref().unwrap_or(records);
         let info = log.append(stored, now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
-        shard.producers.record(topic, data.index, &first, info.base_offset);
+        shard.producers.record(topic, data.index, &first, info.base_offset, now_ms());
         Ok((log, info))
     }
 }

@@ -52,6 +52,12 @@ pub enum GroupError {
     /// FENCED_INSTANCE_ID (82): another member now holds this group.instance.id.
     #[error("group instance id {instance_id:?} is held by another member")]
     FencedInstanceId { instance_id: String },
+    /// UNKNOWN_SERVER_ERROR (-1), as Kafka answers (its IllegalStateException):
+    /// a join by a member id handed out with MEMBER_ID_REQUIRED that names a
+    /// group.instance.id. Only dynamic members are asked for a member id; a
+    /// static member joins with its instance id and no member id.
+    #[error("member id {member_id:?} was handed out to a dynamic member; a static member joins without one")]
+    PendingMemberWithInstanceId { member_id: String },
     /// UNKNOWN_SERVER_ERROR (-1).
     #[error("unknown server error")]
     UnknownServerError,

@@ -8,8 +8,8 @@ use indexmap::IndexMap;
 use tracing::debug;
 
 use super::member::Member;
-use super::types::{GroupState, JoinGroup, JoinedMember, OffsetAndMetadata};
-use super::{Ctx, GroupError};
+use super::types::{GroupState, JoinGroup, JoinedMember, OffsetAndMetadata, Protocol};
+use super::{Ctx, GroupConfig, GroupError};
 use crate::model::TopicPartition;
 
 /// When the current join phase ends if not every member has rejoined.
@@ -21,6 +21,13 @@ pub(crate) enum JoinTimer {
     Initial { deadline_ms: i64, remaining_ms: i64 },
     /// The rebalance timeout; ends early once everyone has rejoined.
     Rebalance { deadline_ms: i64 },
+}
+
+/// The generation after `generation_id`. Generations are compared only for
+/// equality, so past i32::MAX they start again at 1 rather than overflow
+/// (a client that rejoins with changed protocols makes one per request).
+pub(crate) fn next_generation(generation_id: i32) -> i32 {
+    generation_id.checked_add(1).unwrap_or(1)
 }
 
 #[derive(Debug)]
@@ -114,6 +121,26 @@ impl Group {
         }
     }
 
+    /// What `Coordinator::guarded` does to a group an operation left broken:
+    /// every member goes (answering its waiters UNKNOWN_MEMBER_ID, so that
+    /// clients rejoin afresh), the generation moves on (fencing the old one's
+    /// commits), and the group is Empty with its committed offsets.
+    pub fn reset_after_bug(&mut self, now_ms: i64) {
+        for (member_id, mut member) in std::mem::take(&mut self.members) {
+            member.fail_waiters(&GroupError::unknown_member(&member_id));
+        }
+        self.static_members.clear();
+        self.pending_members.clear();
+        self.pending_sync.clear();
+        self.leader_id = None;
+        self.protocol_name = None;
+        self.sync_deadline_ms = None;
+        self.join_timer = None;
+        self.new_member_added = false;
+        self.generation_id = next_generation(self.generation_id);
+        self.transition(GroupState::Empty, now_ms);
+    }
+
     /// Gives a static member a new member id; the old id's waiters are fenced.
     pub fn replace_static_member(&mut self, old_id: &str, new_id: &str) {
         let mut member = self.members.shift_remove(old_id).expect("static member exists");
@@ -176,14 +203,24 @@ impl Group {
         join.protocols.iter().any(|p| others.iter().all(|m| m.supports(&p.name)))
     }
 
-    /// Kafka's acceptJoiningMember (group.max.size): existing members are let
-    /// back in, new ones up to the limit (counting joiners while rebalancing).
+    /// Kafka's acceptJoiningMember (group.max.size), with one bound more: a
+    /// join that adds a member or a MEMBER_ID_REQUIRED pending id also needs
+    /// members plus pending ids below the limit. Kafka counts neither pending
+    /// ids nor, while rebalancing, members yet to rejoin, so a flood of first
+    /// joins could grow a group without bound. Members already in (by member
+    /// id, or a static member by its instance id) are let back as in Kafka;
+    /// a pending id holds its place already.
     pub fn accepts_joiner(&self, join: &JoinGroup, ctx: Ctx) -> bool {
         let known = self.members.get(&join.member_id).or_else(|| {
             let instance_id = join.group_instance_id.as_ref()?;
             self.members.get(self.static_members.get(instance_id)?)
         });
         let size_max = ctx.config.group_size_max;
+        let holds_place = self.pending_members.contains_key(&join.member_id);
+        let occupied = self.members.len() + self.pending_members.len() - usize::from(holds_place);
+        if known.is_none() && occupied >= size_max {
+            return false;
+        }
         match self.state {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance => {
@@ -239,24 +276,57 @@ impl Group {
         self.members.values().map(joined).collect()
     }
 
-    /// Invariants between the fields, checked after every operation in debug
-    /// builds.
-    pub fn check_invariants(&self) {
-        debug_assert_eq!(self.leader_id.is_some(), !self.members.is_empty(), "leader iff members");
-        debug_assert!(self.leader_id.as_ref().is_none_or(|l| self.members.contains_key(l)), "leader is a member");
-        debug_assert!(self.static_members.iter().all(|(i, m)| {
-            self.members.get(m).is_some_and(|member| member.instance_id.as_deref() == Some(i.as_str()))
-        }));
-        debug_assert!(self.pending_sync.iter().all(|m| self.members.contains_key(m)), "pending syncs are members");
-        debug_assert!(self.members.values().all(|m| self.protocol_type.as_deref() == Some(m.protocol_type.as_str())));
-        match self.state {
-            GroupState::Empty | GroupState::Dead => {
-                debug_assert!(self.members.is_empty(), "an empty group has no members")
-            }
-            GroupState::PreparingRebalance => debug_assert!(self.join_timer.is_some()),
-            GroupState::CompletingRebalance | GroupState::Stable => {
-                debug_assert!(!self.members.is_empty() && self.protocol_name.is_some());
-            }
+    /// The first broken invariant between the fields, if any. The
+    /// coordinator checks them after every operation, in release builds too:
+    /// a broken one is a bug, and the group is reset rather than left to
+    /// panic a later timer (see `Coordinator::guarded`).
+    pub fn broken_invariant(&self, config: &GroupConfig) -> Option<&'static str> {
+        let members = &self.members;
+        if self.leader_id.is_some() == members.is_empty() {
+            return Some("a group has a leader if and only if it has members");
         }
+        if self.leader_id.as_ref().is_some_and(|l| !members.contains_key(l)) {
+            return Some("the leader is a member");
+        }
+        let static_ok = |(i, m): (&String, &String)| members.get(m).is_some_and(|m| m.instance_id.as_ref() == Some(i));
+        if self.static_members.len() != members.values().filter(|m| m.instance_id.is_some()).count()
+            || !self.static_members.iter().all(static_ok)
+        {
+            return Some("static_members maps each instance id to the one member holding it");
+        }
+        if !self.pending_sync.iter().all(|m| members.contains_key(m)) {
+            return Some("pending syncs are members");
+        }
+        if self.pending_members.keys().any(|m| members.contains_key(m)) {
+            return Some("a pending member id is not yet a member");
+        }
+        if members.len() + self.pending_members.len() > config.group_size_max {
+            return Some("members and pending members fit group.max.size");
+        }
+        if !members.values().all(|m| self.protocol_type.as_deref() == Some(m.protocol_type.as_str())) {
+            return Some("every member has the group's protocol type");
+        }
+        let common = |p: &Protocol| members.values().all(|m| m.supports(&p.name));
+        if members.values().next().is_some_and(|first| !first.protocols.iter().any(common)) {
+            return Some("the members have a protocol in common");
+        }
+        if self.state != GroupState::PreparingRebalance && members.values().any(Member::is_awaiting_join) {
+            return Some("joins wait only while the group prepares a rebalance");
+        }
+        if self.state != GroupState::CompletingRebalance && members.values().any(|m| m.sync_waiter.is_some()) {
+            return Some("syncs wait only while the group completes a rebalance");
+        }
+        let chosen = self.protocol_name.as_deref();
+        let ok = match self.state {
+            GroupState::Empty | GroupState::Dead => members.is_empty() && self.join_timer.is_none(),
+            GroupState::PreparingRebalance => self.join_timer.is_some(),
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                chosen.is_some_and(|p| !members.is_empty() && members.values().all(|m| m.supports(p)))
+            }
+        };
+        if !ok {
+            return Some("the state agrees with the members, the join timer and the chosen protocol");
+        }
+        None
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::group::Group;
 use super::member::Member;
 use super::types::{GroupState, JoinGroup, JoinResponse, Reply};
-use super::{Coordinator, Ctx, GroupError};
+use super::{guarded, Check, Coordinator, Ctx, GroupError};
 
 impl Coordinator {
     /// Handles a JoinGroup. The answer usually waits for the join phase to
@@ -32,9 +32,8 @@ impl Coordinator {
                 None => return Reply::Ready(Err(GroupError::unknown_member(&join.member_id))),
             }
         };
-        let reply = group.join(join, ctx);
-        group.check_invariants();
-        reply
+        let reply = guarded(group, ctx, Check::Invariants, &mut self.groups_reset, |g, ctx| g.join(join, ctx));
+        reply.unwrap_or(Reply::Ready(Err(GroupError::UnknownServerError)))
     }
 }
 
@@ -76,7 +75,14 @@ impl Group {
     }
 
     fn join_known(&mut self, join: JoinGroup, ctx: Ctx) -> Reply<JoinResponse> {
-        if self.pending_members.remove(&join.member_id).is_some() {
+        if self.pending_members.contains_key(&join.member_id) {
+            if join.group_instance_id.is_some() {
+                // Taking an instance id here would leave its holder in the
+                // group beside us, with protocols that need not match ours:
+                // the next join phase would find no common protocol.
+                return Reply::Ready(Err(GroupError::PendingMemberWithInstanceId { member_id: join.member_id }));
+            }
+            self.pending_members.remove(&join.member_id);
             let member_id = join.member_id.clone();
             return self.add_member_and_rebalance(member_id, join, ctx);
         }

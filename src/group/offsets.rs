@@ -6,7 +6,7 @@
 
 use super::group::Group;
 use super::types::{GroupState, OffsetAndMetadata, RemovedOffsets};
-use super::{Coordinator, Ctx, GroupError};
+use super::{guarded, Check, Coordinator, Ctx, GroupError};
 use crate::model::TopicPartition;
 
 impl Coordinator {
@@ -31,7 +31,9 @@ impl Coordinator {
             }
             None => self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now_ms)),
         };
-        group.validate_commit(generation_id, member_id, group_instance_id, ctx)
+        let validate = |g: &mut Group, ctx: Ctx| g.validate_commit(generation_id, member_id, group_instance_id, ctx);
+        guarded(group, ctx, Check::PanicsOnly, &mut self.groups_reset, validate)
+            .unwrap_or(Err(GroupError::UnknownServerError))
     }
 
     /// OFFSET_METADATA_TOO_LARGE check for one partition of a commit.

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use tracing::info;
 
-use super::group::{Group, JoinTimer};
+use super::group::{next_generation, Group, JoinTimer};
 use super::types::{GroupState, JoinResponse, SyncResponse};
 use super::{Ctx, GroupError};
 
@@ -85,9 +85,7 @@ impl Group {
     }
 
     fn start_next_generation(&mut self, ctx: Ctx) {
-        let previous = self.generation_id;
-        self.generation_id += 1;
-        debug_assert!(self.generation_id > previous, "generations only increase");
+        self.generation_id = next_generation(self.generation_id);
         self.join_timer = None;
         self.new_member_added = false;
         if self.members.is_empty() {

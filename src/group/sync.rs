@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 
 use super::group::Group;
 use super::types::{GroupState, Heartbeat, LeaveGroup, LeavingMember, MemberLeave, Reply, SyncGroup, SyncResponse};
-use super::{Coordinator, Ctx, GroupError};
+use super::{guarded, Check, Coordinator, Ctx, GroupError};
 
 impl Coordinator {
     /// Handles a SyncGroup. Followers that sync before the leader wait for
@@ -18,20 +18,22 @@ impl Coordinator {
         let Some(group) = self.groups.get_mut(&sync.group_id) else {
             return Reply::Ready(Err(GroupError::unknown_member(&sync.member_id)));
         };
-        let reply = group.sync(sync, ctx);
-        group.check_invariants();
-        reply
+        let reply = guarded(group, ctx, Check::Invariants, &mut self.groups_reset, |g, ctx| g.sync(sync, ctx));
+        reply.unwrap_or(Reply::Ready(Err(GroupError::UnknownServerError)))
     }
 
     /// Handles a Heartbeat. REBALANCE_IN_PROGRESS tells the member to rejoin.
     pub fn heartbeat(&mut self, heartbeat: Heartbeat, now_ms: i64) -> Result<(), GroupError> {
+        let ctx = Ctx { config: &self.config, now_ms };
         if heartbeat.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
         let Some(group) = self.groups.get_mut(&heartbeat.group_id) else {
             return Err(GroupError::unknown_member(&heartbeat.member_id));
         };
-        group.heartbeat(&heartbeat, now_ms)
+        let beat = |g: &mut Group, ctx: Ctx| g.heartbeat(&heartbeat, ctx.now_ms);
+        guarded(group, ctx, Check::PanicsOnly, &mut self.groups_reset, beat)
+            .unwrap_or(Err(GroupError::UnknownServerError))
     }
 
     /// Handles a (batch) LeaveGroup: one answer per leaving member.
@@ -45,10 +47,11 @@ impl Coordinator {
                 |m: LeavingMember| MemberLeave { result: Err(GroupError::unknown_member(&m.member_id)), member: m };
             return Ok(leave.members.into_iter().map(unknown).collect());
         };
-        let answers =
-            leave.members.into_iter().map(|m| MemberLeave { result: group.leave(&m, ctx), member: m }).collect();
-        group.check_invariants();
-        Ok(answers)
+        let leave_all = |g: &mut Group, ctx: Ctx| {
+            let answers = leave.members.into_iter().map(|m| MemberLeave { result: g.leave(&m, ctx), member: m });
+            answers.collect()
+        };
+        guarded(group, ctx, Check::Invariants, &mut self.groups_reset, leave_all).ok_or(GroupError::UnknownServerError)
     }
 }
 

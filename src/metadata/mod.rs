@@ -2,6 +2,7 @@
 //! and config overrides. Shard 0 owns the [`MetadataStore`]; every shard holds
 //! an immutable [`Snapshot`] that shard 0 broadcasts after each change.
 
+mod producer_ids;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 pub use store::MetadataStore;
 
 /// Longest topic name Kafka accepts.
@@ -30,6 +32,11 @@ pub enum MetadataError {
     Io { context: String, source: std::io::Error },
     #[error("metadata log line {line} is corrupt: {why}")]
     Corrupt { line: usize, why: String },
+    #[error("{file} is corrupt: {why}")]
+    CorruptFile { file: &'static str, why: String },
+    /// Every producer id (up to i64::MAX) has been handed out; ids never wrap.
+    #[error("every producer id has been handed out")]
+    ProducerIdsExhausted,
 }
 
 /// One change to the cluster's metadata, as stored in the metadata log.

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
+use super::producer_ids::{ProducerIdBlock, ProducerIdStore};
 use super::{MetadataError, MetadataRecord, Snapshot};
 
 const FILE_NAME: &str = "__cluster_metadata.log";
@@ -14,6 +15,7 @@ const FILE_NAME: &str = "__cluster_metadata.log";
 pub struct MetadataStore {
     file: File,
     snapshot: Snapshot,
+    producer_ids: ProducerIdStore,
 }
 
 fn io_error(context: &str, source: std::io::Error) -> MetadataError {
@@ -47,7 +49,8 @@ impl MetadataStore {
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error("open", e))?;
         file.set_len(good_bytes.min(file.metadata().map_err(|e| io_error("stat", e))?.len()))
             .map_err(|e| io_error("truncate", e))?;
-        Ok(MetadataStore { file, snapshot })
+        let producer_ids = ProducerIdStore::open(data_dir)?;
+        Ok(MetadataStore { file, snapshot, producer_ids })
     }
 
     pub fn snapshot(&self) -> &Snapshot {
@@ -64,6 +67,12 @@ impl MetadataStore {
         self.file.sync_data().map_err(|e| io_error("fdatasync", e))?;
         self.snapshot.apply(&record);
         Ok(&self.snapshot)
+    }
+
+    /// The next block of producer ids, durable before it is returned
+    /// (blocking, like `append`: once per block of ids).
+    pub fn allocate_producer_ids(&mut self) -> Result<ProducerIdBlock, MetadataError> {
+        self.producer_ids.allocate()
     }
 }
 

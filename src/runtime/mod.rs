@@ -20,6 +20,31 @@ pub fn spawn<F: std::future::Future + 'static>(task: F) -> tokio::task::JoinHand
     tokio_uring::spawn(task)
 }
 
+/// How long a panicked task waits before `supervise` starts it again, so a
+/// task that panics at once every time costs a log line a second, not a core.
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs a shard's background task until it returns, starting it again
+/// (after `RESTART_DELAY`) whenever it panics: a panic is a bug, but one
+/// task's bug must not silently stop what the task drives for the whole
+/// shard. The panic hook has printed the panic; the restart is logged here.
+pub async fn supervise<F, Fut>(name: &'static str, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        match spawn(start()).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(task = name, "BUG: the task panicked; starting it again");
+                tokio::time::sleep(RESTART_DELAY).await;
+            }
+            // Returned, or cancelled because the shard's loop is ending.
+            _ => return,
+        }
+    }
+}
+
 /// Wraps a std file so its reads and writes go through the shard's io_uring.
 pub fn file_from_std(file: std::fs::File) -> File {
     File::from_std(file)
@@ -38,28 +63,25 @@ pub fn set_len(file: &File, len: u64) -> std::io::Result<()> {
     }
 }
 
-/// Runs a shard's background loop (retention, the cleaner) as a task, and
-/// starts it again when it panics: a bug met on one partition must not stop
-/// that work for every partition of the shard until a restart. The panic
-/// itself is reported by the panic hook; this logs the restart. A loop that
-/// returns is done.
-pub fn supervise<F, Fut>(name: &'static str, shard: usize, mut start: F)
-where
-    F: FnMut() -> Fut + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    /// Pause before a restart, so a loop that panics at once does not spin.
-    const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
-    spawn(async move {
-        loop {
-            match spawn(start()).await {
-                Ok(()) => return,
-                Err(error) if error.is_panic() => {
-                    tracing::error!(shard, task = name, "background task panicked: restarting it");
-                    tokio::time::sleep(RESTART_PAUSE).await;
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn a_supervised_task_that_panics_is_started_again() {
+        tokio_uring::start(async {
+            let runs = Rc::new(Cell::new(0));
+            let counted = runs.clone();
+            super::supervise("test", move || {
+                let runs = counted.clone();
+                async move {
+                    runs.set(runs.get() + 1);
+                    assert!(runs.get() > 1, "the first run panics");
                 }
-                Err(_) => return, // cancelled: the runtime is stopping
-            }
-        }
-    });
+            })
+            .await;
+            assert_eq!(runs.get(), 2);
+        });
+    }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::partitions::Reopened;
 use super::Shard;
-use crate::metadata::{MetadataError, MetadataRecord, Snapshot};
+use crate::metadata::{MetadataError, MetadataRecord, ProducerIdBlock, Snapshot};
 
 /// How far back from a log's end its producer table is rebuilt at start-up:
 /// what was in flight at a crash (5 requests of a producer, 64 KiB batches
@@ -23,6 +23,8 @@ const PRODUCER_REBUILD_CONCURRENCY: usize = 8;
 pub enum Control {
     /// To shard 0: persist and apply one metadata change.
     Change { record: MetadataRecord, reply: oneshot::Sender<Result<(), MetadataError>> },
+    /// To shard 0: the next block of producer ids, durable before it is answered.
+    AllocateProducerIds { reply: oneshot::Sender<Result<ProducerIdBlock, MetadataError>> },
     /// To every shard: adopt this snapshot (open or remove logs).
     Apply { snapshot: Arc<Snapshot>, reply: oneshot::Sender<()> },
     /// To every shard: finish in-flight requests, close logs, stop.
@@ -75,8 +77,10 @@ impl Shard {
                 let Ok((topic, partition, batches)) = read.await else { continue };
                 match batches {
                     Ok(batches) => {
+                        // Their appends' times are unknown: they count from the restart.
+                        let now_ms = crate::model::now_ms();
                         for h in &batches {
-                            self.producers.record(&topic, partition, h, h.base_offset);
+                            self.producers.record(&topic, partition, h, h.base_offset, now_ms);
                         }
                     }
                     Err(error) => tracing::warn!(
@@ -95,6 +99,10 @@ impl Shard {
             match message {
                 Control::Change { record, reply } => {
                     let _ = reply.send(self.persist_and_broadcast(record).await);
+                }
+                Control::AllocateProducerIds { reply } => {
+                    let block = self.allocate_producer_ids().expect("producer ids are asked of shard 0 only");
+                    let _ = reply.send(block);
                 }
                 Control::Apply { snapshot, reply } => {
                     // A snapshot already applied locally (shard 0 applies its own first) is skipped.

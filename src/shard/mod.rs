@@ -7,6 +7,7 @@ mod cleaner;
 mod control;
 mod groups;
 mod partitions;
+mod producer_ids;
 mod producers;
 mod retention;
 
@@ -22,6 +23,7 @@ use crate::metadata::{MetadataStore, Snapshot};
 pub use control::{Control, ControlError};
 pub use groups::OffsetRecord;
 pub use partitions::Partitions;
+pub use producer_ids::LocalProducerIds;
 pub use producers::{ProducerStates, SequenceCheck};
 
 /// Control messages a shard's mailbox holds before senders wait.
@@ -112,6 +114,8 @@ pub struct Shard {
     snapshot: RefCell<Arc<Snapshot>>,
     pub partitions: Partitions,
     pub producers: ProducerStates,
+    /// The rest of the block of producer ids this shard hands out.
+    pub producer_ids: LocalProducerIds,
     /// The consumer groups whose offsets partition this shard owns.
     pub groups: RefCell<crate::group::Coordinator>,
     /// Notified whenever any local log's high watermark moves: wakes long polls.
@@ -134,6 +138,7 @@ fn group_config(config: &BrokerConfig) -> crate::group::GroupConfig {
         group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         group_min_session_timeout_ms: config.group_min_session_timeout_ms,
         group_max_session_timeout_ms: config.group_max_session_timeout_ms,
+        group_size_max: config.group_max_size,
         ..Default::default()
     }
 }
@@ -148,7 +153,8 @@ impl Shard {
             mailboxes: boot.mailboxes.clone(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             partitions: Partitions::new(&boot.config),
-            producers: ProducerStates::new(),
+            producers: ProducerStates::default(),
+            producer_ids: LocalProducerIds::default(),
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),

@@ -1,7 +1,9 @@
 //! Unit tests of the coordinator, driven with explicit times.
 
+mod hostile;
 mod membership;
 mod offsets;
+mod random;
 mod rebalance;
 mod static_members;
 
