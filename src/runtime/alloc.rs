@@ -11,7 +11,7 @@
 //! no memory is committed until it is touched, so the decoder runs into the
 //! end of the frame, returns an error, and the mapping is unmapped. Nothing
 //! the broker allocates on purpose comes near this size (requests are bounded
-//! by socket.request.max.bytes, segments by 2 GiB).
+//! by socket.request.max.bytes, write and read buffers by a few MiB).
 //!
 //! With `vm.overcommit_memory = 2` the kernel refuses such mappings too and
 //! the abort remains; remove this guard once kafka-protocol bounds its
@@ -19,8 +19,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-/// Allocations from this size up are reserved lazily.
-const HUGE_BYTES: usize = 4 << 30;
+/// Allocations from this size up are reserved lazily. Low enough that the
+/// kernel's heuristic overcommit (which refuses a single reservation larger
+/// than RAM + swap) cannot refuse one on any host with 256 MiB or more; high
+/// enough that nothing the broker sizes on purpose reaches it (requests stop
+/// at socket.request.max.bytes, 100 MiB by default; read and write buffers
+/// are a few MiB). It was 4 GiB, which left hosts with less memory than that
+/// open to the abort.
+const HUGE_BYTES: usize = 256 << 20;
 const PAGE_BYTES: usize = 4096;
 
 pub struct GuardedAllocator;
