@@ -45,6 +45,9 @@ pub struct ShardStats {
     /// Fetches that failed on storage (not an offset out of range): logged
     /// at most once per interval, since a consumer retries them at once.
     pub fetch_storage_errors: LogEvery,
+    /// Retention passes that failed on a partition (every check interval
+    /// would log the same error again).
+    pub retention_errors: LogEvery,
 }
 
 /// Lets one log line through per interval and counts the ones held back.

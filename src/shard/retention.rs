@@ -56,7 +56,11 @@ impl Shard {
                         "retention deleted old segments"
                     ),
                     Ok(None) => {}
-                    Err(error) => tracing::warn!(topic = %topic.name, partition, %error, "retention failed"),
+                    Err(error) => {
+                        if let Some(held_back) = self.stats.retention_errors.admit(std::time::Instant::now()) {
+                            tracing::warn!(topic = %topic.name, partition, %error, similar_not_logged = held_back, "retention failed");
+                        }
+                    }
                 }
                 tokio::task::yield_now().await;
             }

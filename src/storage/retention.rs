@@ -118,14 +118,21 @@ impl PartitionLog {
             high_watermark: inner.high_watermark,
             log_end_offset: inner.log_end_offset,
         };
-        let count = deletable_segments(&views, bounds, policy, now_ms);
-        if count == 0 {
-            return Ok(None);
-        }
+        let mut count = deletable_segments(&views, bounds, policy, now_ms);
         if count == inner.segments.len() {
             // Everything is written (the high watermark is the log end), so
-            // the new active segment starts where the next append will.
-            self.roll(inner)?;
+            // the new active segment starts where the next append will. If
+            // it cannot be created (out of descriptors, say), the others go
+            // anyway: that frees what the next roll needs.
+            if let Err(error) = self.roll(inner) {
+                count -= 1;
+                if count == 0 {
+                    return Err(error);
+                }
+            }
+        }
+        if count == 0 {
+            return Ok(None);
         }
         let gone: Vec<Segment> = inner.segments.drain(..count).collect();
         for segment in &gone {
