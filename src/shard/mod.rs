@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataStore, Snapshot};
+use crate::model::compression::Decompressor;
 
 pub use control::{Control, ControlError};
 pub use groups::OffsetRecord;
@@ -118,6 +119,9 @@ pub struct Shard {
     /// Notified whenever any local log's high watermark moves: wakes long polls.
     pub written: Rc<Notify>,
     pub stats: ShardStats,
+    /// Decompresses produced batches to validate their records, and batches
+    /// ListOffsets looks into: one bounded buffer reused by the whole shard.
+    pub decompressor: RefCell<Decompressor>,
     /// Shard 0 only: the metadata log it owns.
     store: Option<RefCell<MetadataStore>>,
     /// Set when shutdown starts; listeners stop accepting.
@@ -148,6 +152,7 @@ impl Shard {
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
+            decompressor: RefCell::new(Decompressor::new()),
             store: store.map(RefCell::new),
             stopping: Cell::new(false),
             stop: Notify::new(),
