@@ -192,7 +192,7 @@ impl Decompressor {
             .ok_or(CompressionError::Truncated { available: batch.len(), needed: header.total_bytes() })?;
         let filled = match Codec::try_from(header.compression())? {
             Codec::None => return Ok(f(payload)),
-            Codec::Gzip => read_bounded(&mut self.buf, Codec::Gzip, &mut flate2::read::MultiGzDecoder::new(payload)),
+            Codec::Gzip => read_bounded(&mut self.buf, Codec::Gzip, &mut flate2::bufread::MultiGzDecoder::new(payload)),
             Codec::Snappy => snappy(&mut self.buf, payload),
             Codec::Lz4 => lz4(&mut self.buf, payload),
             Codec::Zstd => match zstd_context(&mut self.zstd) {
