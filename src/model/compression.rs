@@ -48,6 +48,11 @@ pub const DECOMPRESSED_KEPT_BYTES: usize = 4 << 20;
 /// The first allocation of the buffer; it doubles from there up to the bound.
 const DECOMPRESSED_FIRST_BYTES: usize = 64 << 10;
 
+const _: () = assert!(
+    DECOMPRESSED_FIRST_BYTES <= DECOMPRESSED_KEPT_BYTES && DECOMPRESSED_KEPT_BYTES < RECORDS_SECTION_BYTES_MAX,
+    "the buffer starts below what it keeps, and keeps less than the bound"
+);
+
 /// zstd's own default limit on a frame's window (2^27 = 128 MiB), which
 /// Kafka's decoder also applies: zstd level 22 writes such frames. The window
 /// is reserved, not touched: a frame touches only as much as it outputs.

@@ -12,11 +12,12 @@
 //! - Every closed segment below the mapped end is then rewritten without the
 //!   records the map supersedes (see `filter.rs`) and swapped in crash-safely
 //!   (see `files.rs`); offsets never move, so a cleaned log has gaps.
-//! - A batch the round cannot read (a CRC that fails, a payload that does not
-//!   decompress or decompresses past the bound, malformed records) is kept as
-//!   it is and its keys left out of the map, which only keeps more records;
-//!   a segment whose batches cannot even be told apart is kept whole. The
-//!   round counts them for one log line and goes on: retrying cannot mend them.
+//! - A batch the round cannot read (a payload that does not decompress or
+//!   decompresses past the bound, malformed records) is kept as it is and its
+//!   keys left out of the map, which only keeps more records; a segment
+//!   holding a batch whose CRC fails, or whose batches cannot be told apart,
+//!   is kept whole. The round counts them for one log line and goes on:
+//!   retrying cannot mend them.
 //! - The checkpoint is advanced before the first swap of a round: recovery
 //!   takes a gap below it as compaction's, not as a lost tail. A round cut
 //!   short after that (a segment removed by retention meanwhile, shutdown)

@@ -321,8 +321,10 @@ struct CleanedSegment {
 }
 
 /// Writes the cleaned copy of `closed`. None when the log began closing.
-/// A batch it cannot read is copied as it is; a segment whose batches cannot
-/// be told apart is left as it is.
+/// A batch whose records it cannot read is copied as it is. A segment holding
+/// a batch whose header does not hold (a CRC that fails, batches that cannot
+/// be told apart) is left as it is, indexes included: that batch's offsets
+/// cannot be trusted to index a copy.
 async fn clean_segment(
     log: &PartitionLog,
     closed: &Closed,
@@ -349,17 +351,21 @@ async fn clean_segment(
             Ok(None) => break,
             Err(e @ StorageError::Corrupt { .. }) => {
                 stats.unreadable(|| e.to_string());
-                stats.bytes_before += closed.bytes;
-                stats.bytes_after += closed.bytes;
-                std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
-                return Ok(Some(CleanedSegment { changed: false, ..cleaned }));
+                return keep_whole(&path, closed, cleaned, stats);
             }
             Err(e) => return Err(e.into()),
         };
-        let outcome = filter::filter_batch(bytes, rules, decompressor).unwrap_or_else(|e| {
-            stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
-            Outcome::unchanged()
-        });
+        let outcome = match filter::filter_batch(bytes, rules, decompressor) {
+            Ok(outcome) => outcome,
+            Err(e @ CleanerError::Batch(_)) => {
+                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                return keep_whole(&path, closed, cleaned, stats);
+            }
+            Err(e) => {
+                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                Outcome::unchanged()
+            }
+        };
         stats.records_removed += outcome.records_removed as u64;
         cleaned.tombstone_horizon_ms = min_some(cleaned.tombstone_horizon_ms, outcome.tombstone_horizon_ms);
         let kept = match &outcome.batch {
@@ -403,6 +409,19 @@ async fn clean_segment(
     cleaned.segment.readable_bytes = cleaned.segment.size;
     stats.bytes_after += cleaned.segment.size;
     Ok(Some(cleaned))
+}
+
+/// Gives up the cleaned copy of `closed`: the segment stays as it is.
+fn keep_whole(
+    path: &Path,
+    closed: &Closed,
+    cleaned: CleanedSegment,
+    stats: &mut CleanStats,
+) -> Result<Option<CleanedSegment>, CleanerError> {
+    stats.bytes_before += closed.bytes;
+    stats.bytes_after += closed.bytes;
+    std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
+    Ok(Some(CleanedSegment { changed: false, ..cleaned }))
 }
 
 /// Where a batch the round cannot read lies, and what is wrong with it.
