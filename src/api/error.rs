@@ -4,6 +4,9 @@ use crate::config::ConfigError;
 use crate::group::GroupError;
 use crate::metadata::MetadataError;
 use crate::model::batch::BatchError;
+use crate::model::compression::CompressionError;
+use crate::model::recompress::RecompressError;
+use crate::model::validate::ValidateError;
 use crate::shard::ControlError;
 use crate::storage::StorageError;
 
@@ -92,6 +95,45 @@ impl From<&ControlError> for ErrorCode {
 impl From<&BatchError> for ErrorCode {
     fn from(_: &BatchError) -> Self {
         ErrorCode::CorruptMessage
+    }
+}
+
+/// As Kafka answers a client's append: a batch that fails its CRC or cannot
+/// be decompressed is CORRUPT_MESSAGE (Kafka's CorruptRecordException), a
+/// malformed record or a forbidden batch INVALID_RECORD (its
+/// InvalidRecordException), and a batch too large, before or after
+/// decompression, MESSAGE_TOO_LARGE (which the Java producer answers by
+/// splitting the batch).
+impl From<&ValidateError> for ErrorCode {
+    fn from(e: &ValidateError) -> Self {
+        match e {
+            ValidateError::Batch(e) => e.into(),
+            ValidateError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            ValidateError::NoRecords | ValidateError::ControlBatch | ValidateError::Record(_) => {
+                ErrorCode::InvalidRecord
+            }
+            ValidateError::Compression(e) => e.into(),
+        }
+    }
+}
+
+impl From<&CompressionError> for ErrorCode {
+    fn from(e: &CompressionError) -> Self {
+        match e {
+            CompressionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            _ => ErrorCode::CorruptMessage,
+        }
+    }
+}
+
+impl From<&RecompressError> for ErrorCode {
+    fn from(e: &RecompressError) -> Self {
+        match e {
+            RecompressError::InvalidBatch(e) => e.into(),
+            RecompressError::Compression(e) => e.into(),
+            RecompressError::Record(_) => ErrorCode::InvalidRecord,
+            RecompressError::TooLarge(_) => ErrorCode::MessageTooLarge,
+        }
     }
 }
 

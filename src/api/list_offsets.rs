@@ -1,17 +1,21 @@
 //! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a
 //! timestamp.
 
+use std::cell::RefCell;
+
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{local_log, ApiError, Context, ErrorCode, Response};
-use crate::model::{batch, recompress, records};
+use crate::model::compression::Decompressor;
+use crate::model::{batch, records};
+use crate::shard::Shard;
 use crate::storage::PartitionLog;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
-async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
+async fn lookup(shard: &Shard, log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
     match timestamp {
         LATEST => Ok((-1, log.high_watermark())),
         EARLIEST => Ok((-1, log.log_start_offset())),
@@ -20,7 +24,7 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorC
             // DeleteRecords may have put the log start inside the batch found.
             Ok(Some((batch_offset, batch_max))) => {
                 let from = batch_offset.max(log.log_start_offset());
-                match first_record_at(log, from, t).await {
+                match first_record_at(&shard.decompressor, log, from, t).await {
                     Some((offset, timestamp)) => Ok((timestamp, offset)),
                     None => Ok((batch_max, from)),
                 }
@@ -34,17 +38,25 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorC
 
 /// Narrows a batch found by timestamp to its first record at or after
 /// `timestamp` and at or after offset `from`, as Kafka answers. Cold path:
-/// reads the batch into memory and decompresses it if need be. None when the
-/// batch cannot be read.
-async fn first_record_at(log: &PartitionLog, from: i64, timestamp: i64) -> Option<(i64, i64)> {
+/// reads the batch into memory and decompresses it if need be, with the
+/// shard's bounded decompressor (a stored bomb gets no further than its
+/// bound). None when the batch cannot be read.
+async fn first_record_at(
+    decompressor: &RefCell<Decompressor>,
+    log: &PartitionLog,
+    from: i64,
+    timestamp: i64,
+) -> Option<(i64, i64)> {
     let bytes = log.read(from, 1).await.ok()??.into_bytes().await.ok()?;
-    let header = batch::BatchHeader::parse(&bytes).ok()?;
-    let plain = match header.compression() {
-        batch::Compression::None => bytes.to_vec(),
-        _ => recompress::recompress(&bytes, recompress::Codec::None).ok()?,
-    };
-    let records = records::records(&plain).ok()?;
-    records.iter().find(|r| r.timestamp >= timestamp && r.offset >= from).map(|r| (r.offset, r.timestamp))
+    let header = batch::validate_stored(&bytes).ok()?;
+    let found = decompressor.borrow_mut().with_records(&header, &bytes, |section| {
+        records::walk(header, section)
+            .map_while(Result::ok)
+            .map(|raw| raw.record)
+            .find(|r| r.timestamp >= timestamp && r.offset >= from)
+            .map(|r| (r.offset, r.timestamp))
+    });
+    found.ok()?
 }
 
 pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Response, ApiError> {
@@ -55,7 +67,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
         for p in &topic.partitions {
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let outcome = match local_log(ctx.shard, &snapshot, &topic.name, p.partition_index) {
-                Ok(log) => lookup(&log, p.timestamp).await,
+                Ok(log) => lookup(ctx.shard, &log, p.timestamp).await,
                 Err(code) => Err(code),
             };
             partitions.push(match outcome {

@@ -14,25 +14,35 @@ use super::{local_log, ApiError, Context, ErrorCode, Response};
 use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::metadata::{Snapshot, TopicMeta};
 use crate::model::batch::{self, BatchHeader};
+use crate::model::compression::{Codec, Decompressor};
 use crate::model::now_ms;
-use crate::model::recompress::{self, Codec};
+use crate::model::{recompress, validate};
 use crate::shard::{SequenceCheck, Shard};
 use crate::storage::{AppendInfo, PartitionLog};
 
 struct Refusal(ErrorCode, String);
 
-/// Checks the partition's record batches: v2 only, whole, CRC-valid, counts
-/// consistent, each no larger than the topic's max.message.bytes. Returns the
-/// first batch's header (idempotent producers send one batch per partition).
-fn validate_records(records: &[u8], max_message_bytes: u32) -> Result<BatchHeader, Refusal> {
+/// Validates the partition's record batches (`model::validate`: framing,
+/// CRC, size against max.message.bytes, every record, decompressing with a
+/// bound) and, in a compacted topic, that every record has a key (Kafka's
+/// INVALID_RECORD). Returns the first batch's header (idempotent producers
+/// send one batch per partition).
+fn validate_records(
+    records: &[u8],
+    rules: &TopicRules,
+    decompressor: &mut Decompressor,
+) -> Result<BatchHeader, Refusal> {
     let mut first = None;
-    for header in batch::validate_all(records) {
-        let header = header.map_err(|e| Refusal((&e).into(), e.to_string()))?;
-        if header.total_bytes() > max_message_bytes as usize {
-            let why = format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", header.total_bytes());
-            return Err(Refusal(ErrorCode::MessageTooLarge, why));
+    let mut rest = records;
+    while !rest.is_empty() {
+        let batch = validate::produced_batch(rest, rules.max_message_bytes as usize, decompressor)
+            .map_err(|e| Refusal((&e).into(), e.to_string()))?;
+        if rules.compacted && batch.keyless {
+            let why = "compacted topic cannot accept a record without a key".to_string();
+            return Err(Refusal(ErrorCode::InvalidRecord, why));
         }
-        first.get_or_insert(header);
+        rest = &rest[batch.header.total_bytes()..];
+        first.get_or_insert(batch.header);
     }
     first.ok_or_else(|| Refusal(ErrorCode::CorruptMessage, "no record batch".into()))
 }
@@ -61,7 +71,7 @@ impl TopicRules {
 
 /// Re-encodes every batch whose codec is not the topic's. Cold path: only
 /// topics that set compression.type to a codec get here.
-fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal> {
+fn recompressed(records: &[u8], codec: Codec, decompressor: &mut Decompressor) -> Result<Option<Vec<u8>>, Refusal> {
     let mut out: Option<Vec<u8>> = None;
     let mut rest = records;
     while !rest.is_empty() {
@@ -69,7 +79,7 @@ fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal
         let (one, tail) = rest.split_at(header.total_bytes());
         if Codec::try_from(header.compression()).ok() != Some(codec) {
             let again =
-                recompress::recompress(one, codec).map_err(|e| Refusal(ErrorCode::CorruptMessage, e.to_string()))?;
+                recompress::recompress(one, codec, decompressor).map_err(|e| Refusal((&e).into(), e.to_string()))?;
             out.get_or_insert_with(|| records[..records.len() - rest.len()].to_vec()).extend_from_slice(&again);
         } else if let Some(out) = out.as_mut() {
             out.extend_from_slice(one);
@@ -77,29 +87,6 @@ fn recompressed(records: &[u8], codec: Codec) -> Result<Option<Vec<u8>>, Refusal
         rest = tail;
     }
     Ok(out)
-}
-
-/// Kafka refuses records without a key in a compacted topic (INVALID_RECORD):
-/// compaction keeps one record per key. Decompresses, so only compacted
-/// topics pay for it.
-fn check_keys(records: &[u8]) -> Result<(), Refusal> {
-    let corrupt = |e: &dyn std::fmt::Display| Refusal(ErrorCode::CorruptMessage, e.to_string());
-    let mut rest = records;
-    while !rest.is_empty() {
-        let header = BatchHeader::parse(rest).map_err(|e| corrupt(&e))?;
-        let (one, tail) = rest.split_at(header.total_bytes());
-        if !header.is_control() {
-            let section = recompress::records_section(&header, one).map_err(|e| corrupt(&e))?;
-            for record in crate::model::records::walk(header, &section) {
-                if record.map_err(|e| corrupt(&e))?.record.key.is_none() {
-                    let why = "compacted topic cannot accept a record without a key".to_string();
-                    return Err(Refusal(ErrorCode::InvalidRecord, why));
-                }
-            }
-        }
-        rest = tail;
-    }
-    Ok(())
 }
 
 /// One topic of a Produce request: what every partition's append needs,
@@ -119,14 +106,10 @@ impl TopicAppend<'_> {
         }
         let log = local_log(shard, self.snapshot, topic, data.index).map_err(|code| Refusal(code, String::new()))?;
         let records = data.records.as_deref().unwrap_or_default();
-        let first = validate_records(records, self.rules.max_message_bytes).inspect_err(|refusal| {
+        let mut decompressor = shard.decompressor.borrow_mut();
+        let first = validate_records(records, &self.rules, &mut decompressor).inspect_err(|refusal| {
             tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
         })?;
-        if self.rules.compacted {
-            check_keys(records).inspect_err(|refusal| {
-                tracing::warn!(shard = shard.id, topic, partition = data.index, "produce refused: {}", refusal.1);
-            })?;
-        }
         match shard.producers.check(topic, data.index, &first) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate { base_offset } => {
@@ -145,9 +128,10 @@ impl TopicAppend<'_> {
             }
         }
         let again = match self.rules.codec {
-            Some(codec) => recompressed(records, codec)?,
+            Some(codec) => recompressed(records, codec, &mut decompressor)?,
             None => None,
         };
+        drop(decompressor);
         let stored = again.as_deref().unwrap_or(records);
         let info = log.append(stored, now_ms()).map_err(|e| Refusal((&e).into(), e.to_string()))?;
         shard.producers.record(topic, data.index, &first, info.base_offset, now_ms());

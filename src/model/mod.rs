@@ -1,8 +1,12 @@
 //! Domain types shared by every layer. Depends on nothing else in the crate.
 
 pub mod batch;
+pub mod compression;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod recompress;
 pub mod records;
+pub mod validate;
 
 /// A partition's identity: the topic name and the partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,11 +1,14 @@
-//! Records inside an uncompressed RecordBatch v2: building a batch of keyed
-//! records (the broker's own internal topics) and walking one back. The hot
-//! path never looks inside batches; this is for the broker's own data.
+//! Records inside a RecordBatch v2's records section: checking that a
+//! section is well formed (every produced batch, see `validate.rs`), walking
+//! its records (the cleaner, ListOffsets by timestamp, the offsets topic's
+//! replay), and building a batch of keyed records (the broker's own internal
+//! topics). The section is uncompressed here: see `compression.rs` for the
+//! bounded way to get there from a compressed batch.
 //!
 //! ```text
-//! record: length varint, attributes i8, timestamp_delta varint, offset_delta varint,
+//! record: length varint, attributes i8, timestamp_delta varlong, offset_delta varint,
 //!         key_length varint (-1 = null), key, value_length varint (-1 = null), value,
-//!         headers_count varint, headers…
+//!         headers_count varint, headers (key_length varint, key, value_length varint, value)…
 //! ```
 
 use super::batch::{self, BatchHeader, HEADER_BYTES};
@@ -86,6 +89,7 @@ pub struct RawRecord<'a> {
     pub record: Record<'a>,
     pub attributes: u8,
     pub timestamp_delta: i64,
+    pub offset_delta: i32,
     pub tail: &'a [u8],
 }
 
@@ -99,6 +103,9 @@ impl RawRecord<'_> {
     }
 }
 
+/// Reads a records section as Kafka's `DefaultRecord.readFrom` does: varints
+/// of at most 5 bytes that fit 32 bits, varlongs of at most 10, every length
+/// inside the bytes it is read from. Allocates nothing.
 struct Cursor<'a> {
     bytes: &'a [u8],
     index: usize,
@@ -109,28 +116,53 @@ impl<'a> Cursor<'a> {
         RecordError { index: self.index, why }
     }
 
-    fn varint(&mut self) -> Result<i64, RecordError> {
+    /// An unsigned LEB128 value of at most `max_bytes` bytes.
+    #[inline]
+    fn unsigned(&mut self, max_bytes: usize) -> Result<u64, RecordError> {
+        // Most varints in a record (attributes-sized deltas, short lengths) are one byte.
+        if let Some((&byte, rest)) = self.bytes.split_first() {
+            if byte & 0x80 == 0 {
+                self.bytes = rest;
+                return Ok(byte as u64);
+            }
+        }
         let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
+        for i in 0..max_bytes {
             let (&byte, rest) = self.bytes.split_first().ok_or_else(|| self.error("truncated varint"))?;
             self.bytes = rest;
-            value |= ((byte & 0x7f) as u64) << shift;
+            value |= ((byte & 0x7f) as u64) << (7 * i);
             if byte & 0x80 == 0 {
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(value);
             }
         }
         Err(self.error("varint too long"))
     }
 
+    /// A zigzag varint (Kafka's 32-bit varint).
+    #[inline]
+    fn varint(&mut self) -> Result<i32, RecordError> {
+        let raw = u32::try_from(self.unsigned(5)?).map_err(|_| self.error("varint overflows 32 bits"))?;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// A zigzag varlong (Kafka's 64-bit varint).
+    fn varlong(&mut self) -> Result<i64, RecordError> {
+        let raw = self.unsigned(10)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    #[inline]
     fn take(&mut self, len: usize) -> Result<&'a [u8], RecordError> {
         if len > self.bytes.len() {
-            return Err(self.error("length runs past the batch"));
+            return Err(self.error("length runs past its record"));
         }
         let (head, rest) = self.bytes.split_at(len);
         self.bytes = rest;
         Ok(head)
     }
 
+    /// A varint length, then that many bytes; -1 is null.
+    #[inline]
     fn nullable(&mut self) -> Result<Option<&'a [u8]>, RecordError> {
         match self.varint()? {
             -1 => Ok(None),
@@ -141,14 +173,12 @@ impl<'a> Cursor<'a> {
 
     fn record(&mut self, header: &BatchHeader) -> Result<RawRecord<'a>, RecordError> {
         let length = self.varint()?;
-        let mut inner = Cursor {
-            bytes: self.take(usize::try_from(length).map_err(|_| self.error("negative length"))?)?,
-            index: self.index,
-        };
+        let body = self.take(usize::try_from(length).map_err(|_| self.error("negative record length"))?)?;
+        let mut inner = Cursor { bytes: body, index: self.index };
         let attributes = inner.take(1)?[0];
-        let timestamp_delta = inner.varint()?;
+        let timestamp_delta = inner.varlong()?;
         let tail = inner.bytes;
-        let offset = header.base_offset + inner.varint()?;
+        let offset_delta = inner.varint()?;
         // LogAppendTime batches carry the broker's time in max_timestamp only.
         let timestamp = match header.attributes & 0x8 {
             0 => header.base_timestamp.wrapping_add(timestamp_delta),
@@ -156,12 +186,22 @@ impl<'a> Cursor<'a> {
         };
         let key = inner.nullable()?;
         let value = inner.nullable()?;
-        for _ in 0..inner.varint()? {
-            inner.nullable()?; // header key (never null, same encoding)
+        let headers = inner.varint()?;
+        if headers < 0 {
+            return Err(inner.error("negative header count"));
+        }
+        // Each header takes at least two bytes, so a false count ends at the record's end.
+        for _ in 0..headers {
+            let key_length = inner.varint()?;
+            inner.take(usize::try_from(key_length).map_err(|_| inner.error("negative header key length"))?)?;
             inner.nullable()?; // header value
         }
+        if !inner.bytes.is_empty() {
+            return Err(inner.error("bytes left over after the record's headers"));
+        }
+        let offset = header.base_offset.wrapping_add(offset_delta as i64);
         let record = Record { offset, timestamp, key, value };
-        Ok(RawRecord { record, attributes, timestamp_delta, tail })
+        Ok(RawRecord { record, attributes, timestamp_delta, offset_delta, tail })
     }
 }
 
@@ -173,6 +213,41 @@ pub fn walk(header: BatchHeader, section: &[u8]) -> impl Iterator<Item = Result<
         cursor.index = index;
         cursor.record(&header)
     })
+}
+
+/// What [`check`] learned of a batch's records beyond their being well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsSummary {
+    /// Some record has a null key (a compacted topic refuses the batch).
+    pub keyless: bool,
+}
+
+/// Checks a records section (uncompressed) against its batch header: exactly
+/// `records_count` well-formed records, offset deltas increasing and within
+/// `last_offset_delta`, nothing after the last. With a produced batch's
+/// `records_count == last_offset_delta + 1` the deltas are then exactly
+/// 0, 1, 2, …; a compacted batch may skip some. Allocates nothing.
+pub fn check(header: &BatchHeader, section: &[u8]) -> Result<RecordsSummary, RecordError> {
+    let mut cursor = Cursor { bytes: section, index: 0 };
+    let mut summary = RecordsSummary { keyless: false };
+    let mut previous_delta = -1i64;
+    for index in 0..header.records_count.max(0) as usize {
+        cursor.index = index;
+        if cursor.bytes.is_empty() {
+            return Err(cursor.error("the section ends before records_count records"));
+        }
+        let raw = cursor.record(header)?;
+        let delta = raw.offset_delta as i64;
+        if delta <= previous_delta || delta > header.last_offset_delta as i64 {
+            return Err(cursor.error("offset delta out of order or past last_offset_delta"));
+        }
+        previous_delta = delta;
+        summary.keyless |= raw.record.key.is_none();
+    }
+    if !cursor.bytes.is_empty() {
+        return Err(RecordError { index: header.records_count.max(0) as usize, why: "bytes after the last record" });
+    }
+    Ok(summary)
 }
 
 /// The records of one uncompressed batch (`bytes` starts with its header).

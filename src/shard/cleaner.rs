@@ -6,7 +6,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::Shard;
+use super::{LogEvery, Shard};
 use crate::config::TopicConfig;
 use crate::model::now_ms;
 use crate::storage::{CleanSettings, Cleaner};
@@ -18,6 +18,7 @@ impl Shard {
             return;
         }
         let mut cleaner = Cleaner::new(self.config.log_cleaner_dedupe_buffer_size);
+        let unreadable = LogEvery::default();
         let backoff = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(1));
         loop {
             tokio::select! {
@@ -27,11 +28,13 @@ impl Shard {
             if self.stopping.get() {
                 return;
             }
-            self.clean_compacted_logs(&mut cleaner).await;
+            self.clean_compacted_logs(&mut cleaner, &unreadable).await;
         }
     }
 
-    async fn clean_compacted_logs(&self, cleaner: &mut Cleaner) {
+    /// `unreadable` limits the lines about batches a round had to keep as
+    /// they were: each round of a log meets them again.
+    async fn clean_compacted_logs(&self, cleaner: &mut Cleaner, unreadable: &LogEvery) {
         cleaner.forget_dropped_logs();
         let snapshot = self.snapshot();
         for (topic, partition, log) in self.partitions.all() {
@@ -48,19 +51,35 @@ impl Shard {
             };
             match cleaner.clean(&log, &settings, now_ms()).await {
                 Ok(None) => {}
-                Ok(Some(stats)) => tracing::info!(
-                    shard = self.id,
-                    %topic,
-                    partition,
-                    dirty_ratio = stats.dirty_ratio,
-                    checkpoint = stats.map_end,
-                    segments_rewritten = stats.segments_rewritten,
-                    segments_removed = stats.segments_removed,
-                    records_removed = stats.records_removed,
-                    bytes_before = stats.bytes_before,
-                    bytes_after = stats.bytes_after,
-                    "cleaned log"
-                ),
+                Ok(Some(stats)) => {
+                    tracing::info!(
+                        shard = self.id,
+                        %topic,
+                        partition,
+                        dirty_ratio = stats.dirty_ratio,
+                        checkpoint = stats.map_end,
+                        segments_rewritten = stats.segments_rewritten,
+                        segments_removed = stats.segments_removed,
+                        records_removed = stats.records_removed,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        batches_unreadable = stats.batches_unreadable,
+                        "cleaned log"
+                    );
+                    if stats.batches_unreadable > 0 {
+                        if let Some(held_back) = unreadable.admit(std::time::Instant::now()) {
+                            tracing::warn!(
+                                shard = self.id,
+                                %topic,
+                                partition,
+                                batches = stats.batches_unreadable,
+                                first = stats.unreadable_reason.as_deref().unwrap_or_default(),
+                                held_back,
+                                "cleaner kept batches it cannot read as they are"
+                            );
+                        }
+                    }
+                }
                 Err(e) => tracing::error!(shard = self.id, %topic, partition, error = %e, "cleaning log failed"),
             }
         }

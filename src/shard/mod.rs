@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataStore, Snapshot};
+use crate::model::compression::Decompressor;
 
 pub use control::{Control, ControlError};
 pub use groups::OffsetRecord;
@@ -124,6 +125,9 @@ pub struct Shard {
     /// Notified whenever any local log's high watermark moves: wakes long polls.
     pub written: Rc<Notify>,
     pub stats: ShardStats,
+    /// Decompresses produced batches to validate their records, and batches
+    /// ListOffsets looks into: one bounded buffer reused by the whole shard.
+    pub decompressor: RefCell<Decompressor>,
     /// Shard 0 only: the metadata log it owns.
     store: Option<RefCell<MetadataStore>>,
     /// Connections served now, in all and per client address.
@@ -161,6 +165,7 @@ impl Shard {
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
+            decompressor: RefCell::new(Decompressor::new()),
             store: store.map(RefCell::new),
             connections: crate::net::limits::ConnectionLimits::new(
                 boot.config.max_connections,

@@ -14,7 +14,8 @@
 //! than flattering.
 
 use corelog::model::batch::{HEADER_BYTES, LOG_OVERHEAD};
-use corelog::model::recompress::{self, Codec};
+use corelog::model::compression::{Codec, Decompressor};
+use corelog::model::recompress;
 use corelog::model::records::put_varint;
 
 /// Where the CRC sits and where the bytes it covers begin.
@@ -154,7 +155,7 @@ pub fn build(shape: &Shape, records: usize, seed: u64) -> Result<Batch, recompre
     if shape.codec != Codec::None {
         // Compressed once here; per send only the header (outside the
         // compressed payload) is stamped, so the value stamp is not used.
-        out = recompress::recompress(&out, shape.codec)?;
+        out = recompress::recompress(&out, shape.codec, &mut Decompressor::new())?;
         stamp_at = None;
     }
     Ok(Batch { bytes: out, stamp_at })

@@ -354,7 +354,7 @@ mod tests {
     use super::*;
     use crate::batch::{build, stamp, Shape};
     use corelog::model::batch::set_base_offset;
-    use corelog::model::recompress::Codec;
+    use corelog::model::compression::Codec;
 
     #[test]
     fn counts_whole_batches_from_position() {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use corelog::model::recompress::Codec;
+use corelog::model::compression::Codec;
 use serde::Serialize;
 use serde_json::json;
 

@@ -23,7 +23,7 @@
 //! becomes removable.
 
 use crate::model::batch::{self, BatchHeader, DELETE_HORIZON_FLAG, HEADER_BYTES, LOG_OVERHEAD};
-use crate::model::recompress::{self, Codec};
+use crate::model::compression::{self, Codec, Decompressor};
 use crate::model::records::{self, RawRecord};
 
 use super::offset_map::OffsetMap;
@@ -64,6 +64,13 @@ pub struct Outcome {
     pub tombstone_horizon_ms: Option<i64>,
 }
 
+impl Outcome {
+    /// The batch stays as it is, and tells nothing of tombstones.
+    pub fn unchanged() -> Outcome {
+        Outcome { batch: Filtered::Keep, records_removed: 0, tombstone_horizon_ms: None }
+    }
+}
+
 impl Rules<'_> {
     fn keeps(&self, record: &records::Record<'_>, horizon_ms: Option<i64>) -> bool {
         if record.offset >= self.map_end {
@@ -75,17 +82,30 @@ impl Rules<'_> {
     }
 }
 
-/// Filters one whole, CRC-checked batch (`bytes` is exactly the batch).
-pub fn filter_batch(bytes: &[u8], rules: &Rules<'_>) -> Result<Outcome, CleanerError> {
+/// Filters one whole batch (`bytes` is exactly the batch), decompressing it
+/// with `decompressor` if need be. An error means the batch cannot be read:
+/// the caller keeps it as it is.
+pub fn filter_batch(bytes: &[u8], rules: &Rules<'_>, decompressor: &mut Decompressor) -> Result<Outcome, CleanerError> {
     let header = batch::validate_stored(bytes)?;
     debug_assert_eq!(header.total_bytes(), bytes.len());
     if header.is_control() || header.base_offset >= rules.map_end {
-        return Ok(Outcome { batch: Filtered::Keep, records_removed: 0, tombstone_horizon_ms: None });
+        return Ok(Outcome::unchanged());
     }
-    let section = recompress::records_section(&header, bytes)?;
+    decompressor.with_records(&header, bytes, |section| filter_records(bytes, &header, section, rules))?
+}
+
+/// Filters the records of a batch, given its uncompressed records section.
+fn filter_records(
+    bytes: &[u8],
+    header: &BatchHeader,
+    section: &[u8],
+    rules: &Rules<'_>,
+) -> Result<Outcome, CleanerError> {
+    // The whole section first: nothing is dropped from a batch only partly readable.
+    records::check(header, section)?;
     let horizon = header.delete_horizon_ms();
     let mut kept: Vec<RawRecord<'_>> = Vec::with_capacity(header.records_count.max(0) as usize);
-    for record in records::walk(header, &section) {
+    for record in records::walk(*header, section) {
         let record = record?;
         if rules.keeps(&record.record, horizon) {
             kept.push(record);
@@ -100,7 +120,7 @@ pub fn filter_batch(bytes: &[u8], rules: &Rules<'_>) -> Result<Outcome, CleanerE
     } else if records_removed == 0 && !stamp {
         Filtered::Keep
     } else {
-        Filtered::Rebuilt(rebuild(bytes, &header, &kept, tombstone_horizon_ms.filter(|_| stamp))?)
+        Filtered::Rebuilt(rebuild(bytes, header, &kept, tombstone_horizon_ms.filter(|_| stamp))?)
     };
     Ok(Outcome { batch, records_removed, tombstone_horizon_ms })
 }
@@ -134,7 +154,7 @@ fn rebuild(
     out[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
     out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
     let codec = Codec::try_from(header.compression())?;
-    recompress::compress_records(codec, &section, &mut out)?;
+    compression::compress(codec, &section, &mut out)?;
     let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| CleanerError::BatchTooLarge)?;
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     let crc = crc32c::crc32c(&out[CRC_START..]);

@@ -12,6 +12,12 @@
 //! - Every closed segment below the mapped end is then rewritten without the
 //!   records the map supersedes (see `filter.rs`) and swapped in crash-safely
 //!   (see `files.rs`); offsets never move, so a cleaned log has gaps.
+//! - A batch the round cannot read (a payload that does not decompress or
+//!   decompresses past the bound, malformed records) is kept as it is and its
+//!   keys left out of the map, which only keeps more records; a segment
+//!   holding a batch whose CRC fails, or whose batches cannot be told apart,
+//!   is kept whole. The round counts them for one log line and goes on:
+//!   retrying cannot mend them.
 //! - The checkpoint is advanced before the first swap of a round: recovery
 //!   takes a gap below it as compaction's, not as a lost tail. A round cut
 //!   short after that (a segment removed by retention meanwhile, shutdown)
@@ -30,7 +36,7 @@ mod round;
 use thiserror::Error;
 
 use crate::model::batch::BatchError;
-use crate::model::recompress::RecompressError;
+use crate::model::compression::CompressionError;
 use crate::model::records::RecordError;
 
 use super::error::StorageError;
@@ -47,7 +53,7 @@ pub enum CleanerError {
     #[error("corrupt records in a closed segment: {0}")]
     Records(#[from] RecordError),
     #[error("cannot decompress or recompress a batch: {0}")]
-    Recompress(#[from] RecompressError),
+    Compression(#[from] CompressionError),
     #[error("a cleaned batch would not fit a batch's 32-bit length")]
     BatchTooLarge,
     #[error("log.cleaner.dedupe.buffer.size holds {keys} keys, too few for one batch of {records} records")]

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use crate::model::batch::{self, BatchHeader, HEADER_BYTES};
-use crate::model::{recompress, records};
+use crate::model::compression::Decompressor;
+use crate::model::records;
 use crate::runtime::File;
 
 use super::super::error::{IoContext, StorageError};
@@ -13,7 +14,7 @@ use super::super::log::PartitionLog;
 use super::super::segment::{self, BatchMeta, Segment};
 use super::super::writer::Job;
 use super::files;
-use super::filter::{self, Filtered, Rules};
+use super::filter::{self, Filtered, Outcome, Rules};
 use super::offset_map::OffsetMap;
 use super::CleanerError;
 
@@ -41,6 +42,20 @@ pub struct CleanStats {
     pub records_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Batches the round could not read and kept as they were (a segment
+    /// whose batches cannot be told apart counts once).
+    pub batches_unreadable: u64,
+    /// Why the first of them could not be read.
+    pub unreadable_reason: Option<String>,
+}
+
+impl CleanStats {
+    fn unreadable(&mut self, why: impl FnOnce() -> String) {
+        self.batches_unreadable += 1;
+        if self.unreadable_reason.is_none() {
+            self.unreadable_reason = Some(why());
+        }
+    }
 }
 
 /// What the cleaner remembers of a log between rounds.
@@ -53,9 +68,11 @@ struct LogMemory {
     tombstone_horizon_ms: Option<i64>,
 }
 
-/// One shard's cleaner: one bounded key map reused for every log.
+/// One shard's cleaner: one bounded key map and one bounded decompression
+/// buffer, reused for every log.
 pub struct Cleaner {
     map: OffsetMap,
+    decompressor: Decompressor,
     logs: HashMap<PathBuf, LogMemory>,
 }
 
@@ -115,7 +132,8 @@ impl Plan {
         let (result, head) = first.file.read_exact_at(Vec::with_capacity(HEADER_BYTES), 0).await;
         let path = segment::log_path(&log.dir, first.base_offset);
         result.context(|| format!("cleaner reading {}", path.display()))?;
-        let header = BatchHeader::parse(&head)?;
+        // An unreadable header tells no age: the dirty ratio alone decides.
+        let Ok(header) = BatchHeader::parse(&head) else { return Ok(false) };
         Ok(now_ms.saturating_sub(header.max_timestamp) > settings.max_compaction_lag_ms)
     }
 }
@@ -123,7 +141,11 @@ impl Plan {
 impl Cleaner {
     /// A cleaner whose key map takes at most `dedupe_buffer_bytes`.
     pub fn new(dedupe_buffer_bytes: u64) -> Cleaner {
-        Cleaner { map: OffsetMap::with_bytes(dedupe_buffer_bytes), logs: HashMap::new() }
+        Cleaner {
+            map: OffsetMap::with_bytes(dedupe_buffer_bytes),
+            decompressor: Decompressor::new(),
+            logs: HashMap::new(),
+        }
     }
 
     /// Forgets logs that are gone (deleted topics).
@@ -139,7 +161,9 @@ impl Cleaner {
         now_ms: i64,
     ) -> Result<Option<CleanStats>, CleanerError> {
         let Some(plan) = self.plan(log, settings, now_ms).await? else { return Ok(None) };
+        let mut stats = CleanStats { dirty_ratio: plan.dirty_ratio, ..CleanStats::default() };
         let map_end = self.build_map(log, &plan).await?;
+        stats.map_end = map_end;
         let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
         if map_end != memory.checkpoint {
             // Before any swap: recovery reads gaps below it as compaction's.
@@ -147,10 +171,10 @@ impl Cleaner {
             memory.checkpoint = map_end;
         }
         let rules = Rules { map: &self.map, map_end, now_ms, delete_retention_ms: settings.delete_retention_ms };
-        let mut stats = CleanStats { dirty_ratio: plan.dirty_ratio, map_end, ..CleanStats::default() };
         let mut horizon: Option<i64> = None;
         for closed in plan.closed.iter().take_while(|c| c.base_offset < map_end) {
-            let Some(cleaned) = clean_segment(log, closed, &rules, &mut stats).await? else { break };
+            let cleaned = clean_segment(log, closed, &rules, &mut self.decompressor, &mut stats).await?;
+            let Some(cleaned) = cleaned else { break };
             horizon = min_some(horizon, cleaned.tombstone_horizon_ms);
             if cleaned.changed && !install(log, closed, cleaned.segment, &mut stats).await? {
                 break;
@@ -213,6 +237,8 @@ impl Cleaner {
     }
 
     /// Maps the dirty section's keys; returns the offset the map ends at.
+    /// Keys of batches it cannot read stay out of the map (see the module);
+    /// `clean_segment` meets them again and counts them.
     async fn build_map(&mut self, log: &PartitionLog, plan: &Plan) -> Result<i64, CleanerError> {
         self.map.clear();
         let mut end = plan.first_dirty;
@@ -220,31 +246,63 @@ impl Cleaner {
             plan.closed.iter().filter(|c| c.next_base > plan.first_dirty && c.base_offset < plan.first_uncleanable);
         for closed in dirty {
             let mut reader = BatchReader::new(&log.dir, closed);
-            while let Some(bytes) = reader.next().await? {
-                let header = batch::validate_stored(bytes)?;
-                if header.last_offset() < plan.first_dirty || header.is_control() {
-                    continue;
-                }
-                if !self.map.has_room(header.records_count.max(0) as usize) {
-                    if end == plan.first_dirty {
-                        return Err(CleanerError::MapTooSmall { keys: self.map.len(), records: header.records_count });
+            loop {
+                let bytes = match reader.next().await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => break,
+                    // The rest of the segment stays unmapped.
+                    Err(StorageError::Corrupt { .. }) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                match self.map_batch(bytes, plan.first_dirty) {
+                    Ok(Mapped::Yes(last_offset)) => end = last_offset + 1,
+                    Ok(Mapped::Skipped) => {}
+                    Ok(Mapped::NoRoom { records }) if end == plan.first_dirty => {
+                        return Err(CleanerError::MapTooSmall { keys: self.map.len(), records });
                     }
-                    return Ok(end);
+                    Ok(Mapped::NoRoom { .. }) => return Ok(end),
+                    // Unreadable: its keys stay out of the map.
+                    Err(_) => {}
                 }
-                let section = recompress::records_section(&header, bytes)?;
-                for record in records::walk(header, &section) {
-                    let record = record?.record;
-                    if let (Some(key), true) = (record.key, record.offset >= plan.first_dirty) {
-                        self.map.put(key, record.offset);
-                    }
-                }
-                end = header.last_offset() + 1;
                 tokio::task::yield_now().await;
             }
             end = closed.next_base;
         }
         Ok(end)
     }
+
+    /// Puts the keys of one batch of the dirty section in the map.
+    fn map_batch(&mut self, bytes: &[u8], first_dirty: i64) -> Result<Mapped, CleanerError> {
+        let header = batch::validate_stored(bytes)?;
+        if header.last_offset() < first_dirty || header.is_control() {
+            return Ok(Mapped::Skipped);
+        }
+        let map = &mut self.map;
+        self.decompressor.with_records(&header, bytes, |section| {
+            // Counted, not claimed: only a checked section's records_count is true.
+            records::check(&header, section)?;
+            if !map.has_room(header.records_count.max(0) as usize) {
+                return Ok(Mapped::NoRoom { records: header.records_count });
+            }
+            for record in records::walk(header, section) {
+                let record = record?.record;
+                if let (Some(key), true) = (record.key, record.offset >= first_dirty) {
+                    map.put(key, record.offset);
+                }
+            }
+            Ok(Mapped::Yes(header.last_offset()))
+        })?
+    }
+}
+
+/// What became of one batch while the map was built.
+enum Mapped {
+    /// Its keys are in the map; its last offset.
+    Yes(i64),
+    /// Below the dirty section, or a control batch: nothing to map.
+    Skipped,
+    /// The map cannot take its records.
+    NoRoom { records: i32 },
 }
 
 fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -263,10 +321,15 @@ struct CleanedSegment {
 }
 
 /// Writes the cleaned copy of `closed`. None when the log began closing.
+/// A batch whose records it cannot read is copied as it is. A segment holding
+/// a batch whose header does not hold (a CRC that fails, batches that cannot
+/// be told apart) is left as it is, indexes included: that batch's offsets
+/// cannot be trusted to index a copy.
 async fn clean_segment(
     log: &PartitionLog,
     closed: &Closed,
     rules: &Rules<'_>,
+    decompressor: &mut Decompressor,
     stats: &mut CleanStats,
 ) -> Result<Option<CleanedSegment>, CleanerError> {
     if log.inner.borrow().closing {
@@ -281,8 +344,28 @@ async fn clean_segment(
     let mut pending: Vec<u8> = Vec::with_capacity(IO_BYTES);
     let mut written = 0u64;
     let mut reader = BatchReader::new(&log.dir, closed);
-    while let Some(bytes) = reader.next().await? {
-        let outcome = filter::filter_batch(bytes, rules)?;
+    loop {
+        let position = reader.position();
+        let bytes = match reader.next().await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => break,
+            Err(e @ StorageError::Corrupt { .. }) => {
+                stats.unreadable(|| e.to_string());
+                return keep_whole(&path, closed, cleaned, stats);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let outcome = match filter::filter_batch(bytes, rules, decompressor) {
+            Ok(outcome) => outcome,
+            Err(e @ CleanerError::Batch(_)) => {
+                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                return keep_whole(&path, closed, cleaned, stats);
+            }
+            Err(e) => {
+                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                Outcome::unchanged()
+            }
+        };
         stats.records_removed += outcome.records_removed as u64;
         cleaned.tombstone_horizon_ms = min_some(cleaned.tombstone_horizon_ms, outcome.tombstone_horizon_ms);
         let kept = match &outcome.batch {
@@ -326,6 +409,24 @@ async fn clean_segment(
     cleaned.segment.readable_bytes = cleaned.segment.size;
     stats.bytes_after += cleaned.segment.size;
     Ok(Some(cleaned))
+}
+
+/// Gives up the cleaned copy of `closed`: the segment stays as it is.
+fn keep_whole(
+    path: &Path,
+    closed: &Closed,
+    cleaned: CleanedSegment,
+    stats: &mut CleanStats,
+) -> Result<Option<CleanedSegment>, CleanerError> {
+    stats.bytes_before += closed.bytes;
+    stats.bytes_after += closed.bytes;
+    std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
+    Ok(Some(CleanedSegment { changed: false, ..cleaned }))
+}
+
+/// Where a batch the round cannot read lies, and what is wrong with it.
+fn unreadable_batch(dir: &Path, closed: &Closed, position: u64, error: &CleanerError) -> String {
+    format!("{} at {position}: {error}", segment::log_path(dir, closed.base_offset).display())
 }
 
 /// Writes `buf` at `*written` and hands the buffer back, emptied.
@@ -448,6 +549,11 @@ impl<'a> BatchReader<'a> {
             return Err(StorageError::io(format!("cleaner reading {} at {position}", path.display()), e));
         }
         Ok(())
+    }
+
+    /// Where in the segment the batch `next` returns next begins.
+    fn position(&self) -> u64 {
+        self.buf_start + self.at as u64
     }
 
     fn corrupt(&self, position: u64, reason: String) -> StorageError {

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use tokio::sync::Notify;
 
 use crate::model::batch::{self, BatchHeader, Compression, DELETE_HORIZON_FLAG};
-use crate::model::recompress::{self, Codec};
+use crate::model::compression::{Codec, Decompressor};
+use crate::model::recompress;
 use crate::model::records;
 
 use super::filter::{filter_batch, Filtered, Rules};
@@ -29,14 +30,16 @@ fn keyed(base_offset: i64, timestamp: i64, pairs: &[(Option<&str>, Option<&str>)
 
 fn contents(bytes: &[u8]) -> Contents {
     let header = batch::validate_stored(bytes).expect("a valid batch");
-    let section = recompress::records_section(&header, bytes).unwrap();
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
-    records::walk(header, &section)
-        .map(|r| {
-            let r = r.unwrap().record;
-            (r.offset, text(r.key), text(r.value), r.timestamp)
-        })
-        .collect()
+    let walk = |section: &[u8]| -> Contents {
+        records::walk(header, section)
+            .map(|r| {
+                let r = r.unwrap().record;
+                (r.offset, text(r.key), text(r.value), r.timestamp)
+            })
+            .collect()
+    };
+    Decompressor::new().with_records(&header, bytes, walk).unwrap()
 }
 
 fn map_of(batches: &[&[u8]]) -> OffsetMap {
@@ -65,18 +68,22 @@ fn latest_per_key_survives_with_offsets_and_crc_intact() {
     let map = map_of(&[&original, &later]);
     let rules = Rules { map: &map, map_end: 104, now_ms: NOW, delete_retention_ms: 500 };
 
-    let outcome = filter_batch(&original, &rules).unwrap();
+    let outcome = filter_batch(&original, &rules, &mut Decompressor::new()).unwrap();
     assert_eq!(outcome.records_removed, 2);
     assert_eq!(outcome.tombstone_horizon_ms, None);
     let cleaned = rebuilt(outcome.batch);
     let header = batch::validate_stored(&cleaned).expect("CRC recomputed");
     assert_eq!((header.base_offset, header.last_offset_delta, header.records_count), (100, 2, 1));
     assert_eq!(contents(&cleaned), vec![(102, Some("a".into()), Some("a2".into()), 5_000)]);
-    assert_eq!(filter_batch(&later, &rules).unwrap().batch, Filtered::Keep, "nothing to remove: bytes copied");
+    assert_eq!(
+        filter_batch(&later, &rules, &mut Decompressor::new()).unwrap().batch,
+        Filtered::Keep,
+        "nothing to remove: bytes copied"
+    );
 
     // Past the mapped section everything stays, whatever the map says.
     let rules = Rules { map_end: 101, ..rules };
-    let outcome = filter_batch(&original, &rules).unwrap();
+    let outcome = filter_batch(&original, &rules, &mut Decompressor::new()).unwrap();
     assert_eq!(contents(&rebuilt(outcome.batch)).iter().map(|r| r.0).collect::<Vec<_>>(), vec![101, 102]);
 }
 
@@ -86,7 +93,7 @@ fn tombstones_get_a_delete_horizon_and_go_after_it() {
     let map = map_of(&[&original]);
     let rules = Rules { map: &map, map_end: 10, now_ms: NOW, delete_retention_ms: 500 };
 
-    let outcome = filter_batch(&original, &rules).unwrap();
+    let outcome = filter_batch(&original, &rules, &mut Decompressor::new()).unwrap();
     assert_eq!(outcome.tombstone_horizon_ms, Some(NOW + 500));
     let stamped = rebuilt(outcome.batch);
     let header = BatchHeader::parse(&stamped).unwrap();
@@ -100,12 +107,12 @@ fn tombstones_get_a_delete_horizon_and_go_after_it() {
     );
 
     let before = Rules { now_ms: NOW + 499, ..rules };
-    let outcome = filter_batch(&stamped, &before).unwrap();
+    let outcome = filter_batch(&stamped, &before, &mut Decompressor::new()).unwrap();
     assert_eq!(outcome.batch, Filtered::Keep, "already stamped, horizon not reached");
     assert_eq!(outcome.tombstone_horizon_ms, Some(NOW + 500));
 
     let after = Rules { now_ms: NOW + 500, ..rules };
-    let outcome = filter_batch(&stamped, &after).unwrap();
+    let outcome = filter_batch(&stamped, &after, &mut Decompressor::new()).unwrap();
     assert_eq!(outcome.tombstone_horizon_ms, None);
     let cleaned = rebuilt(outcome.batch);
     assert_eq!(contents(&cleaned), vec![(9, Some("kept".into()), Some("k".into()), 5_000)]);
@@ -113,8 +120,12 @@ fn tombstones_get_a_delete_horizon_and_go_after_it() {
 
     let only_tombstone = keyed(20, 5_000, &[(Some("x"), None)]);
     let map = map_of(&[&only_tombstone]);
-    let stamped = rebuilt(filter_batch(&only_tombstone, &Rules { map: &map, map_end: 21, ..rules }).unwrap().batch);
-    let outcome = filter_batch(&stamped, &Rules { map: &map, map_end: 21, ..after }).unwrap();
+    let stamped = rebuilt(
+        filter_batch(&only_tombstone, &Rules { map: &map, map_end: 21, ..rules }, &mut Decompressor::new())
+            .unwrap()
+            .batch,
+    );
+    let outcome = filter_batch(&stamped, &Rules { map: &map, map_end: 21, ..after }, &mut Decompressor::new()).unwrap();
     assert_eq!(outcome.batch, Filtered::Drop);
 }
 
@@ -123,14 +134,14 @@ fn keyless_records_are_dropped_and_control_batches_kept() {
     let original = keyed(0, 1, &[(None, Some("no key")), (Some("k"), Some("v"))]);
     let map = map_of(&[&keyed(1, 1, &[(Some("k"), Some("v"))])]);
     let rules = Rules { map: &map, map_end: 2, now_ms: NOW, delete_retention_ms: 0 };
-    let cleaned = rebuilt(filter_batch(&original, &rules).unwrap().batch);
+    let cleaned = rebuilt(filter_batch(&original, &rules, &mut Decompressor::new()).unwrap().batch);
     assert_eq!(contents(&cleaned), vec![(1, Some("k".into()), Some("v".into()), 1)]);
 
     let mut control = keyed(0, 1, &[(None, Some("marker"))]);
     control[21..23].copy_from_slice(&0x20i16.to_be_bytes());
     let crc = crc32c::crc32c(&control[21..]);
     control[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert_eq!(filter_batch(&control, &rules).unwrap().batch, Filtered::Keep);
+    assert_eq!(filter_batch(&control, &rules, &mut Decompressor::new()).unwrap().batch, Filtered::Keep);
 }
 
 #[test]
@@ -138,10 +149,10 @@ fn compressed_batches_are_recompressed_with_their_codec() {
     let plain = keyed(50, 3_000, &[(Some("a"), Some("1")), (Some("b"), Some("2")), (Some("a"), Some("3"))]);
     let map = map_of(&[&plain]);
     let rules = Rules { map: &map, map_end: 53, now_ms: NOW, delete_retention_ms: 0 };
-    let expected = contents(&rebuilt(filter_batch(&plain, &rules).unwrap().batch));
+    let expected = contents(&rebuilt(filter_batch(&plain, &rules, &mut Decompressor::new()).unwrap().batch));
     for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
-        let compressed = recompress::recompress(&plain, codec).unwrap();
-        let cleaned = rebuilt(filter_batch(&compressed, &rules).unwrap().batch);
+        let compressed = recompress::recompress(&plain, codec, &mut Decompressor::new()).unwrap();
+        let cleaned = rebuilt(filter_batch(&compressed, &rules, &mut Decompressor::new()).unwrap().batch);
         let header = batch::validate_stored(&cleaned).unwrap();
         assert_eq!(header.compression(), Compression::from(codec), "{codec}");
         assert_eq!(header.base_offset, 50);
@@ -347,6 +358,108 @@ fn a_small_key_map_cleans_over_several_rounds() {
         let active_base = log.inner.borrow().segments.last().unwrap().base_offset;
         let closed = after.iter().filter(|r| r.0 < active_base).count();
         assert!(closed <= 10, "one record per key below the active segment: {closed}");
+        log.close().await.unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every batch of the log, as stored.
+async fn raw_batches(log: &PartitionLog) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while let Some(slice) = log.read(offset, 1 << 20).await.unwrap() {
+        let buf = slice.into_bytes().await.unwrap();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let header = BatchHeader::parse(rest).unwrap();
+            out.push(rest[..header.total_bytes()].to_vec());
+            offset = header.last_offset() + 1;
+            rest = &rest[header.total_bytes()..];
+        }
+    }
+    out
+}
+
+/// The records of every batch that can be read.
+fn readable(batches: &[Vec<u8>]) -> Contents {
+    let mut decompressor = Decompressor::new();
+    let mut out = Contents::new();
+    for bytes in batches {
+        let Ok(header) = batch::validate_stored(bytes) else { continue };
+        let _ = decompressor.with_records(&header, bytes, |section| {
+            if records::check(&header, section).is_ok() {
+                out.extend(contents(bytes));
+            }
+        });
+    }
+    out
+}
+
+/// Issue 13: a batch the cleaner cannot read (random records with a valid
+/// CRC, a decompression bomb, a CRC that fails on disk) used to fail every
+/// round, retried forever. Now each is kept as it is (the segment with the
+/// failing CRC whole), counted, and the round compacts everything around it.
+#[test]
+fn unreadable_batches_are_kept_as_they_are_and_the_round_goes_on() {
+    use crate::model::fixtures::{noise_batch, with_codec, with_payload, zstd_rle_bomb};
+    let dir = temp_dir("unreadable");
+    let bomb = with_codec(with_payload(&batch::build(1, &[b"x"]), &zstd_rle_bomb(300)), Codec::Zstd);
+    let noise = noise_batch(2, 120, 7);
+    let crc_victim = keyed(0, 1, &[(Some("k1"), Some("crc-victim"))]);
+    tokio_uring::start(async {
+        let log = open(&dir);
+        for update in 0..12 {
+            for key in 0..3 {
+                let value = format!("v{update}");
+                let batch = keyed(0, 1, &[(Some(&format!("k{key}")), Some(&value))]);
+                let info = log.append(&batch, 0).unwrap();
+                log.wait_appended(&info).await.unwrap();
+            }
+            let odd = match update {
+                2 => &noise,
+                5 => &bomb,
+                8 => &crc_victim,
+                _ => continue,
+            };
+            let info = log.append(odd, 0).unwrap();
+            log.wait_appended(&info).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        log.close().await.unwrap();
+    });
+    // Disk corruption: one byte of the CRC victim's value flipped in its closed segment.
+    let mut flipped = None;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap_or_default();
+        if let Some(at) = bytes.windows(10).position(|w| w == b"crc-victim") {
+            bytes[at] ^= 0x20;
+            std::fs::write(&path, &bytes).unwrap();
+            flipped = Some(path);
+        }
+    }
+    let flipped = flipped.expect("the victim is in a segment file");
+    let flipped_bytes = std::fs::read(&flipped).unwrap();
+    tokio_uring::start(async {
+        let log = open(&dir);
+        let before = raw_batches(&log).await;
+        let odd: Vec<Vec<u8>> = before.iter().filter(|b| readable(&[b.to_vec()]).is_empty()).cloned().collect();
+        assert_eq!(odd.len(), 3, "noise, bomb and CRC victim");
+
+        let mut cleaner = Cleaner::new(1 << 20);
+        let stats = cleaner.clean(&log, &SETTINGS, NOW).await.expect("the round does not fail").expect("due");
+        assert_eq!(stats.batches_unreadable, 3, "{stats:?}");
+        assert!(stats.unreadable_reason.as_deref().unwrap_or_default().contains(".log at "), "{stats:?}");
+        assert!(stats.records_removed >= 20, "{stats:?}");
+        let after = raw_batches(&log).await;
+        for bad in &odd {
+            assert!(after.contains(bad), "an unreadable batch is kept byte for byte");
+        }
+        assert_eq!(latest(&readable(&after)), latest(&readable(&before)));
+        assert_eq!(std::fs::read(&flipped).unwrap(), flipped_bytes, "the CRC victim's segment is kept whole");
+        assert!(after.len() < before.len() / 2, "{} batches of {}", after.len(), before.len());
+        // Nothing is left dirty below the active segment: the next round has nothing to do.
+        assert_eq!(cleaner.clean(&log, &SETTINGS, NOW).await.unwrap(), None);
         log.close().await.unwrap();
     });
     std::fs::remove_dir_all(&dir).unwrap();
