@@ -44,6 +44,13 @@ pub struct ShardStats {
     /// Fetches that failed on storage (not an offset out of range): logged
     /// at most once per interval, since a consumer retries them at once.
     pub fetch_storage_errors: LogEvery,
+    /// Requests refused for asking more than the broker's bounds allow (a
+    /// group id too long to store, a config change to an internal topic…):
+    /// logged at most once per interval, since a hostile client repeats them.
+    pub refused_requests: LogEvery,
+    /// Fetches that answered partitions without records because the shard's
+    /// unsent fetch answers already held `fetch_memory_bytes`.
+    pub fetch_memory_exhausted: LogEvery,
 }
 
 /// Lets one log line through per interval and counts the ones held back.
