@@ -11,6 +11,14 @@ use thiserror::Error;
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1_048_588;
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 104_857_600;
+/// Kafka's `fetch.max.bytes` default: 55 MiB.
+pub const FETCH_MAX_BYTES_DEFAULT: u32 = 57_671_680;
+/// Kafka's `fetch.max.bytes` minimum.
+const FETCH_MAX_BYTES_MIN: u32 = 1024;
+/// Per shard: what unsent fetch answers may hold, four answers of
+/// fetch.max.bytes and some. A client that does not read its socket keeps
+/// its answer's memory as long as its connection lasts.
+pub const FETCH_MEMORY_BYTES_DEFAULT: usize = 256 << 20;
 const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
@@ -58,6 +66,14 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// How often each shard looks for segments that retention deletes.
     pub log_retention_check_interval_ms: u64,
+    /// fetch.max.bytes: most record bytes one Fetch answer carries, whatever
+    /// the request asks, and most memory it may hold until sent (past its
+    /// first batch).
+    pub fetch_max_bytes: u32,
+    /// Per shard: memory all unsent fetch answers may hold (O_DIRECT read
+    /// windows, hot-tail buffers); past it, partitions are answered without
+    /// records until clients read (corelog's own).
+    pub fetch_memory_bytes: usize,
     /// Connections a shard accepts before it refuses new ones.
     pub max_connections_per_shard: usize,
     pub group_initial_rebalance_delay_ms: i32,
@@ -103,6 +119,8 @@ impl Default for BrokerConfig {
             log_retention_ms: RETENTION_MS_DEFAULT,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            fetch_memory_bytes: FETCH_MEMORY_BYTES_DEFAULT,
             max_connections_per_shard: 100_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
@@ -135,6 +153,19 @@ impl BrokerConfig {
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
         .collect();
         TopicConfig::resolve(&overrides, self)?;
+        if !(FETCH_MAX_BYTES_MIN..=i32::MAX as u32).contains(&self.fetch_max_bytes) {
+            let why = "fetch.max.bytes must be at least 1024 and fit an i32";
+            return Err(ConfigError::InvalidValue {
+                key: "fetch.max.bytes".into(),
+                value: self.fetch_max_bytes.to_string(),
+                why,
+            });
+        }
+        if self.fetch_memory_bytes < self.fetch_max_bytes as usize {
+            let why = "must be at least fetch.max.bytes, or a full fetch answer could never be read";
+            let value = self.fetch_memory_bytes.to_string();
+            return Err(ConfigError::InvalidValue { key: "fetch_memory_bytes".into(), value, why });
+        }
         let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
         if !partitions_ok || self.log_index_interval_bytes == 0 {
             let why = "num.partitions and log.index.interval.bytes must be positive";
