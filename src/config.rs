@@ -15,6 +15,10 @@ pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 104_857_600;
 pub const FETCH_MAX_BYTES_DEFAULT: u32 = 57_671_680;
 /// Kafka's `fetch.max.bytes` minimum.
 const FETCH_MAX_BYTES_MIN: u32 = 1024;
+/// A Fetch answer's size is an i32: its records (fetch.max.bytes) and the
+/// header of every partition a request of socket.request.max.bytes can name
+/// must fit in it together.
+const FETCH_MAX_BYTES_MAX: u32 = 1 << 30;
 /// Per shard: what unsent fetch answers may hold, four answers of
 /// fetch.max.bytes and some. A client that does not read its socket keeps
 /// its answer's memory as long as its connection lasts.
@@ -153,8 +157,8 @@ impl BrokerConfig {
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
         .collect();
         TopicConfig::resolve(&overrides, self)?;
-        if !(FETCH_MAX_BYTES_MIN..=i32::MAX as u32).contains(&self.fetch_max_bytes) {
-            let why = "fetch.max.bytes must be at least 1024 and fit an i32";
+        if !(FETCH_MAX_BYTES_MIN..=FETCH_MAX_BYTES_MAX).contains(&self.fetch_max_bytes) {
+            let why = "fetch.max.bytes must be at least 1 KiB and at most 1 GiB";
             return Err(ConfigError::InvalidValue {
                 key: "fetch.max.bytes".into(),
                 value: self.fetch_max_bytes.to_string(),
@@ -436,6 +440,20 @@ mod tests {
         assert!(TopicConfig::resolve(&overrides(&[("max.compaction.lag.ms", "0")]), &broker).is_err());
         let c = TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "0.01")]), &broker).unwrap();
         assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+    }
+
+    #[test]
+    fn fetch_bounds_are_checked_at_start_up() {
+        assert!(BrokerConfig::default().validate().is_ok());
+        let config = |fetch_max_bytes, fetch_memory_bytes| BrokerConfig {
+            fetch_max_bytes,
+            fetch_memory_bytes,
+            ..BrokerConfig::default()
+        };
+        assert!(config(1 << 20, 1 << 20).validate().is_ok());
+        assert!(config(1023, 1 << 20).validate().is_err(), "Kafka's minimum");
+        assert!(config(2 << 30, 4 << 30).validate().is_err(), "an answer's size must fit an i32");
+        assert!(config(8 << 20, 4 << 20).validate().is_err(), "one whole answer must fit the shard's memory");
     }
 
     #[test]
