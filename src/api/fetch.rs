@@ -50,15 +50,20 @@ struct Found {
 /// in Kafka's answer.
 fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Wanted> {
     let mut out: Vec<Wanted> = Vec::new();
-    let mut seen: HashMap<(uuid::Uuid, String, i32), (usize, usize)> = HashMap::new();
+    // Topics by (id, name), then partitions by (topic number, partition):
+    // one name copied per topic of the request, none per partition.
+    let mut topics: HashMap<(uuid::Uuid, String), usize> = HashMap::new();
+    let mut seen: HashMap<(usize, i32), (usize, usize)> = HashMap::new();
     for t in &request.topics {
         let name = match version >= 13 {
             true => snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(),
             false => t.topic.to_string(),
         };
+        let known = topics.len();
+        let topic_number = *topics.entry((t.topic_id, name.clone())).or_insert(known);
         for p in &t.partitions {
             let entry = (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u32);
-            match seen.get(&(t.topic_id, name.clone(), p.partition)) {
+            match seen.get(&(topic_number, p.partition)) {
                 Some(&(topic, at)) => out[topic].partitions[at] = entry,
                 None => {
                     let same_topic = out.last().is_some_and(|last| last.id == t.topic_id && last.name == name);
@@ -66,7 +71,7 @@ fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Want
                         out.push(Wanted { name: name.clone(), id: t.topic_id, partitions: Vec::new() });
                     }
                     let topic = out.len() - 1;
-                    seen.insert((t.topic_id, name.clone(), p.partition), (topic, out[topic].partitions.len()));
+                    seen.insert((topic_number, p.partition), (topic, out[topic].partitions.len()));
                     out[topic].partitions.push(entry);
                 }
             }
