@@ -164,6 +164,29 @@ def test_offset_fetch_of_many_topics_is_not_quadratic(broker):
     assert_serving(b)
 
 
+def test_describe_groups_describes_each_group_once(broker):
+    """A group's members and assignments can take many KiB: naming the group
+    5,000 times bought 5,000 copies of them."""
+    b = broker
+    topic = create_topic(b.bootstrap, unique("amp-desc"), partitions=2)
+    group = unique("g")
+    member = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        wait_until(lambda: member.poll(timeout_ms=200) is not None and member.assignment(), 60,
+                   what="the consumer joined the group")
+        with b.wire(0, timeout=60) as probe:
+            shard = wr.coordinator_shard(probe, group)
+        with b.wire(shard, timeout=60) as c:
+            single, described = wr.describe_groups_v0(c, [group])
+            assert described == [(0, group, "Stable", 1)]
+            size, described = wr.describe_groups_v0(c, [group] * 5000 + ["other"] * 5000)
+        assert described == [(0, group, "Stable", 1), (0, "other", "Dead", 0)], "each group once"
+        assert size < single + 100
+    finally:
+        member.close()
+    assert_serving(b)
+
+
 # ---------------------------------------------------------------- group ids ---
 
 def test_a_group_id_longer_than_an_i16_is_refused_and_stored_offsets_survive(broker):

@@ -14,6 +14,7 @@ from kafka_wire import array, i8, i16, i32, i64, nbytes, string, uvarint
 
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
+API_DESCRIBE_GROUPS = 15
 API_DELETE_TOPICS = 20
 API_DELETE_RECORDS = 21
 API_DESCRIBE_CONFIGS = 32
@@ -185,6 +186,22 @@ def offset_fetch_v1(conn: kw.Conn, group, topics):
     assert r.i32() == corr
     part = lambda r: (r.i32(), r.i64(), r.string(), r.i16())  # noqa: E731
     return len(data), r.array(lambda r: (r.string(), r.array(part)))
+
+
+def describe_groups_v0(conn: kw.Conn, groups):
+    """DescribeGroups v0 -> (answer bytes, [(error, group, state, member count)])."""
+    corr, frame = conn.frame(API_DESCRIBE_GROUPS, 0, array(groups, string))
+    conn.send_raw(frame)
+    data = conn.recv_frame()
+    r = kw.Reader(data)
+    assert r.i32() == corr
+    member = lambda r: (r.string(), r.string(), r.string(), r.bytes(), r.bytes())  # noqa: E731
+
+    def group(r):
+        err, group_id, state, _ptype, _pdata = r.i16(), r.string(), r.string(), r.string(), r.string()
+        return err, group_id, state, len(r.array(member))
+
+    return len(data), r.array(group)
 
 
 def alter_configs_v0(conn: kw.Conn, resources, validate_only=False):
