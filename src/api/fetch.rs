@@ -135,38 +135,73 @@ struct Limits {
 /// One pass over every requested partition, within `limits` (see the module).
 async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits) -> (Vec<Vec<Found>>, u64) {
     let snapshot = ctx.shard.snapshot();
-    let (mut total, mut held) = (0u64, 0usize);
+    let mut spent = Spent::default();
     let mut out = Vec::with_capacity(wanted.len());
     for topic in wanted {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for &(partition, offset, max_bytes) in &topic.partitions {
-            let budget = u64::from(max_bytes).min(limits.response_bytes_max.saturating_sub(total)) as u32;
             let found = match local_log(ctx.shard, &snapshot, &topic.name, partition) {
                 Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
                 Err(code) => error(partition, code),
-                // Until a partition gave records, a read gets one batch whatever its budget (Kafka's minOneMessage).
-                Ok(_) if budget == 0 && total > 0 => error(partition, ErrorCode::None),
-                Ok(log) => {
-                    let reading = log.read_bytes_max(budget);
-                    if held > 0 && held + reading > limits.request_memory_bytes_max {
-                        error(partition, ErrorCode::None)
-                    } else if let Some(reservation) = Reservation::take(reading, limits.shard_memory_bytes_max) {
-                        let found = read_one(ctx, &topic.name, &log, partition, offset, budget).await;
-                        drop(reservation);
-                        found
-                    } else {
-                        note_memory_spent(ctx);
-                        error(partition, ErrorCode::None)
-                    }
-                }
+                Ok(log) => read_within(ctx, &topic.name, &log, (partition, offset, max_bytes), &spent, limits).await,
             };
-            total += found.slice.as_ref().map_or(0, |s| u64::from(s.len()));
-            held += found.slice.as_ref().map_or(0, ReadSlice::held_bytes);
+            spent.response_bytes += found.slice.as_ref().map_or(0, |s| u64::from(s.len()));
+            spent.memory_bytes += found.slice.as_ref().map_or(0, ReadSlice::held_bytes);
             partitions.push(found);
         }
         out.push(partitions);
     }
-    (out, total)
+    (out, spent.response_bytes)
+}
+
+/// What a pass has spent so far.
+#[derive(Default)]
+struct Spent {
+    response_bytes: u64,
+    memory_bytes: usize,
+}
+
+/// One partition's read, if what is left of `limits` allows it; else the
+/// partition without records.
+async fn read_within(
+    ctx: &Context<'_>,
+    topic: &str,
+    log: &PartitionLog,
+    (partition, offset, max_bytes): (i32, i64, u32),
+    spent: &Spent,
+    limits: &Limits,
+) -> Found {
+    let budget = u64::from(max_bytes).min(limits.response_bytes_max.saturating_sub(spent.response_bytes)) as u32;
+    // Until a partition gave records, a read gets one batch whatever its budget (Kafka's minOneMessage).
+    if budget == 0 && spent.response_bytes > 0 {
+        return unread(partition, log);
+    }
+    let reading = log.read_bytes_max(budget);
+    if reading == 0 {
+        // Spliced from the page cache: no memory of the shard's.
+        return read_one(ctx, topic, log, partition, offset, budget).await;
+    }
+    if spent.memory_bytes > 0 && spent.memory_bytes + reading > limits.request_memory_bytes_max {
+        return unread(partition, log);
+    }
+    let Some(reservation) = Reservation::take(reading, limits.shard_memory_bytes_max) else {
+        note_memory_spent(ctx);
+        return unread(partition, log);
+    };
+    let found = read_one(ctx, topic, log, partition, offset, budget).await;
+    drop(reservation); // what the read holds is counted from here on
+    found
+}
+
+/// A partition answered without records, as Kafka answers one past max_bytes.
+fn unread(partition: i32, log: &PartitionLog) -> Found {
+    Found {
+        partition,
+        error: ErrorCode::None,
+        high_watermark: log.high_watermark(),
+        log_start_offset: log.log_start_offset(),
+        slice: None,
+    }
 }
 
 /// The shard's unsent answers hold all the memory they may: once per interval.
