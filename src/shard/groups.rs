@@ -135,7 +135,7 @@ impl Shard {
     pub async fn load_groups(&self) {
         for partition in 0..OFFSETS_TOPIC_PARTITIONS {
             let Some(log) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
-            if let Err(e) = self.replay(&log).await {
+            if let Err(e) = self.replay(partition, &log).await {
                 tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed");
             }
         }
@@ -145,35 +145,48 @@ impl Shard {
         }
     }
 
-    async fn replay(&self, log: &PartitionLog) -> Result<(), StorageError> {
+    async fn replay(&self, partition: i32, log: &PartitionLog) -> Result<(), StorageError> {
         let mut offset = log.log_start_offset();
+        let mut skipped = 0;
         while let Some(slice) = log.read(offset, REPLAY_READ_BYTES).await? {
             let buf = slice.into_bytes().await;
             let buf = buf.map_err(|source| StorageError::Io { context: "replaying offsets".into(), source })?;
             let mut rest = &buf[..];
             while let Ok(header) = BatchHeader::parse(rest) {
-                self.load_batch(&rest[..header.total_bytes().min(rest.len())]);
+                skipped += self.load_batch(&rest[..header.total_bytes().min(rest.len())]);
                 offset = header.last_offset() + 1;
                 rest = &rest[header.total_bytes().min(rest.len())..];
             }
         }
+        if skipped > 0 {
+            // Such as a commit for a group id too long for its i16 length,
+            // acknowledged before those were refused: no group's offset.
+            tracing::warn!(shard = self.id, partition, skipped, "skipped unreadable records of the offsets topic");
+        }
         Ok(())
     }
 
-    fn load_batch(&self, batch: &[u8]) {
+    /// Replays one batch of the offsets topic; returns how many of its
+    /// records could not be read (and were skipped).
+    fn load_batch(&self, batch: &[u8]) -> usize {
         let Ok(records) = records::records(batch) else {
             tracing::warn!(shard = self.id, "skipping an unreadable batch in the offsets topic");
-            return;
+            return 0;
         };
         let mut coordinator = self.groups.borrow_mut();
+        let mut skipped = 0;
         for record in records {
-            let Some((group, tp)) = record.key.and_then(offsets_topic::decode_key) else { continue };
+            let Some((group, tp)) = record.key.and_then(offsets_topic::decode_key) else {
+                skipped += 1;
+                continue;
+            };
             match record.value.map(offsets_topic::decode_value) {
                 None => coordinator.load_tombstone(&group, &tp),
                 Some(Some(offset)) => coordinator.load_commit(&group, tp, offset),
-                Some(None) => tracing::warn!(shard = self.id, group, "skipping an unreadable offset record"),
+                Some(None) => skipped += 1,
             }
         }
+        skipped
     }
 
     /// Drives the coordinator's timeouts until the shard stops.
