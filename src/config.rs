@@ -11,6 +11,18 @@ use thiserror::Error;
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1_048_588;
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: u32 = 104_857_600;
+/// Kafka's `fetch.max.bytes` default: 55 MiB.
+pub const FETCH_MAX_BYTES_DEFAULT: u32 = 57_671_680;
+/// Kafka's `fetch.max.bytes` minimum.
+const FETCH_MAX_BYTES_MIN: u32 = 1024;
+/// A Fetch answer's size is an i32: its records (fetch.max.bytes) and the
+/// header of every partition a request of socket.request.max.bytes can name
+/// must fit in it together.
+const FETCH_MAX_BYTES_MAX: u32 = 1 << 30;
+/// Per shard: what unsent fetch answers may hold, four answers of
+/// fetch.max.bytes and some. A client that does not read its socket keeps
+/// its answer's memory as long as its connection lasts.
+pub const FETCH_MEMORY_BYTES_DEFAULT: usize = 256 << 20;
 const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
@@ -85,6 +97,14 @@ pub struct BrokerConfig {
     /// connections.max.idle.ms: a connection that sends no request for this
     /// long, with nothing left to answer, is closed.
     pub connections_max_idle_ms: u64,
+    /// fetch.max.bytes: most record bytes one Fetch answer carries, whatever
+    /// the request asks, and most memory it may hold until sent (past its
+    /// first batch).
+    pub fetch_max_bytes: u32,
+    /// Per shard: memory all unsent fetch answers may hold (O_DIRECT read
+    /// windows, hot-tail buffers); past it, partitions are answered without
+    /// records until clients read (corelog's own).
+    pub fetch_memory_bytes: usize,
     pub group_initial_rebalance_delay_ms: i32,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -137,6 +157,8 @@ impl Default for BrokerConfig {
             open_files_max: 1024,
             max_connections_per_ip: i32::MAX as usize,
             connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            fetch_memory_bytes: FETCH_MEMORY_BYTES_DEFAULT,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -188,6 +210,19 @@ impl BrokerConfig {
                 ),
                 why: "max.connections, max.connections.per.ip and connections.max.idle.ms must be positive",
             });
+        }
+        if !(FETCH_MAX_BYTES_MIN..=FETCH_MAX_BYTES_MAX).contains(&self.fetch_max_bytes) {
+            let why = "fetch.max.bytes must be at least 1 KiB and at most 1 GiB";
+            return Err(ConfigError::InvalidValue {
+                key: "fetch.max.bytes".into(),
+                value: self.fetch_max_bytes.to_string(),
+                why,
+            });
+        }
+        if self.fetch_memory_bytes < self.fetch_max_bytes as usize {
+            let why = "must be at least fetch.max.bytes, or a full fetch answer could never be read";
+            let value = self.fetch_memory_bytes.to_string();
+            return Err(ConfigError::InvalidValue { key: "fetch_memory_bytes".into(), value, why });
         }
         let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
         if !partitions_ok || self.log_index_interval_bytes == 0 {
@@ -504,6 +539,20 @@ mod tests {
         assert!(TopicConfig::resolve_new(&overrides(&[("segment.bytes", "1023")]), &lowered).is_err());
         let small_default = BrokerConfig { log_segment_bytes: 4096, ..BrokerConfig::default() };
         assert!(small_default.validate().is_err(), "log.segment.bytes is held to the floor too");
+    }
+
+    #[test]
+    fn fetch_bounds_are_checked_at_start_up() {
+        assert!(BrokerConfig::default().validate().is_ok());
+        let config = |fetch_max_bytes, fetch_memory_bytes| BrokerConfig {
+            fetch_max_bytes,
+            fetch_memory_bytes,
+            ..BrokerConfig::default()
+        };
+        assert!(config(1 << 20, 1 << 20).validate().is_ok());
+        assert!(config(1023, 1 << 20).validate().is_err(), "Kafka's minimum");
+        assert!(config(2 << 30, 4 << 30).validate().is_err(), "an answer's size must fit an i32");
+        assert!(config(8 << 20, 4 << 20).validate().is_err(), "one whole answer must fit the shard's memory");
     }
 
     #[test]

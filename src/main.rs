@@ -86,6 +86,12 @@ struct ServeArgs {
     /// log.flush.interval.ms [default: never].
     #[arg(long)]
     log_flush_interval_ms: Option<u64>,
+    /// fetch.max.bytes: most record bytes in one Fetch answer, and most memory it may hold until sent [default: 57671680].
+    #[arg(long)]
+    fetch_max_bytes: Option<u32>,
+    /// Per shard: memory all unsent Fetch answers may hold; past it, partitions are answered without records [default: 268435456].
+    #[arg(long)]
+    fetch_memory_bytes: Option<usize>,
     /// log.retention.ms [default: 7 days].
     #[arg(long)]
     log_retention_ms: Option<i64>,
@@ -175,6 +181,8 @@ impl ServeArgs {
             auto_create_topics_enable,
             message_max_bytes,
             socket_request_max_bytes,
+            fetch_max_bytes,
+            fetch_memory_bytes,
             log_segment_bytes,
             log_segment_bytes_min,
             log_segment_ms,

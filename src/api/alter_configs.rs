@@ -4,15 +4,17 @@
 //! overrides and the metadata change that makes them take effect on every
 //! shard at run time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{ApiError, Context, ErrorCode, Response};
+use super::{ApiError, Context, ErrorCode, Response, STEPS_PER_YIELD};
 use crate::config::{TopicConfig, TOPIC_CONFIG_KEYS};
-use crate::metadata::MetadataRecord;
+use crate::metadata::{self, MetadataRecord};
+use crate::runtime::YieldEvery;
 use crate::shard::Shard;
 
 // Kafka's ConfigResource types.
@@ -29,17 +31,24 @@ impl Refusal {
     }
 }
 
+/// The resources a request has named so far: a second change to one is
+/// refused, as Kafka's ConfigAdminManager refuses duplicates.
+pub(super) type Seen = HashSet<(i8, String)>;
+
 /// The topic a change is for, after the checks every config API shares.
-pub(super) fn target_topic<'a>(
-    resource_type: i8,
-    name: &'a str,
-    seen: &mut Vec<(i8, String)>,
-) -> Result<&'a str, Refusal> {
-    if seen.iter().any(|(t, n)| *t == resource_type && n == name) {
+pub(super) fn target_topic<'a>(resource_type: i8, name: &'a str, seen: &mut Seen) -> Result<&'a str, Refusal> {
+    if !seen.insert((resource_type, name.to_string())) {
         return Err(Refusal(ErrorCode::InvalidRequest, format!("resource {name} appears twice in the request")));
     }
-    seen.push((resource_type, name.to_string()));
     match resource_type {
+        // Kafka 4 itself lets an admin reconfigure __consumer_offsets, and
+        // `cleanup.policy=delete` with `retention.ms=0` then deletes every
+        // committed offset. corelog refuses it as a broker-side policy would
+        // (alter.config.policy.class.name): POLICY_VIOLATION.
+        RESOURCE_TOPIC if metadata::is_internal(name) => Err(Refusal(
+            ErrorCode::PolicyViolation,
+            format!("topic {name} is internal: its configs are the broker's, not to be altered"),
+        )),
         RESOURCE_TOPIC => Ok(name),
         RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => Err(Refusal(
             ErrorCode::InvalidRequest,
@@ -59,12 +68,11 @@ pub(super) fn known_key(key: &str) -> Result<(), Refusal> {
 
 /// Refuses a request that names one config twice.
 pub(super) fn distinct_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), Refusal> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen = HashSet::new();
     for key in keys {
-        if seen.contains(&key) {
+        if !seen.insert(key) {
             return Err(Refusal(ErrorCode::InvalidRequest, format!("config '{key}' appears twice")));
         }
-        seen.push(key);
     }
     Ok(())
 }
@@ -94,12 +102,20 @@ pub(super) async fn commit(
     shard.change_metadata(record).await.map_err(|e| Refusal((&e).into(), e.to_string()))
 }
 
-/// (error code, message) for a response.
-pub(super) fn outcome(result: Result<(), Refusal>, resource: &str) -> (i16, Option<StrBytes>) {
+/// (error code, message) for a response. Refusals are logged at most once
+/// per interval: a request may hold thousands of them.
+pub(super) fn outcome(shard: &Shard, result: Result<(), Refusal>, resource: &str) -> (i16, Option<StrBytes>) {
     match result {
         Ok(()) => (ErrorCode::None.code(), None),
         Err(Refusal(code, why)) => {
-            tracing::warn!(resource, code = code.code(), "config change refused: {why}");
+            if let Some(held_back) = shard.stats.refused_requests.admit(Instant::now()) {
+                tracing::warn!(
+                    resource,
+                    code = code.code(),
+                    similar_not_logged = held_back,
+                    "config change refused: {why}"
+                );
+            }
             (code.code(), Some(StrBytes::from_string(why)))
         }
     }
@@ -108,7 +124,7 @@ pub(super) fn outcome(result: Result<(), Refusal>, resource: &str) -> (i16, Opti
 async fn alter(
     shard: &Shard,
     resource: &kafka_protocol::messages::alter_configs_request::AlterConfigsResource,
-    seen: &mut Vec<(i8, String)>,
+    seen: &mut Seen,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     let topic = target_topic(resource.resource_type, &resource.resource_name, seen)?;
@@ -127,11 +143,13 @@ async fn alter(
 }
 
 pub async fn handle(ctx: &Context<'_>, request: AlterConfigsRequest) -> Result<Response, ApiError> {
-    let mut seen = Vec::new();
+    let mut seen = Seen::new();
+    let mut pace = YieldEvery::new(STEPS_PER_YIELD);
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let result = alter(ctx.shard, resource, &mut seen, request.validate_only).await;
-        let (error_code, error_message) = outcome(result, &resource.resource_name);
+        pace.step().await;
+        let (error_code, error_message) = outcome(ctx.shard, result, &resource.resource_name);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(error_code)
@@ -141,4 +159,27 @@ pub async fn handle(ctx: &Context<'_>, request: AlterConfigsRequest) -> Result<R
         );
     }
     ctx.respond(&AlterConfigsResponse::default().with_responses(responses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_topics_and_repeated_resources_are_refused() {
+        let mut seen = Seen::new();
+        assert_eq!(target_topic(RESOURCE_TOPIC, "clicks", &mut seen).ok(), Some("clicks"));
+        let again = target_topic(RESOURCE_TOPIC, "clicks", &mut seen).err().map(|r| r.0);
+        assert_eq!(again, Some(ErrorCode::InvalidRequest));
+        let internal = target_topic(RESOURCE_TOPIC, "__consumer_offsets", &mut seen).err().map(|r| r.0);
+        assert_eq!(internal, Some(ErrorCode::PolicyViolation));
+        assert_eq!(
+            target_topic(RESOURCE_TOPIC, "__mine", &mut seen).ok(),
+            Some("__mine"),
+            "only Kafka's internal topics"
+        );
+        let many: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
+        assert!(distinct_keys(many.iter().map(String::as_str)).is_ok());
+        assert_eq!(distinct_keys(["a", "b", "a"].into_iter()).err().map(|r| r.0), Some(ErrorCode::InvalidRequest));
+    }
 }

@@ -15,6 +15,14 @@ async fn grow(
     validate_only: bool,
 ) -> Result<(), (ErrorCode, String)> {
     let name = topic.name.as_str();
+    if metadata::is_internal(name) {
+        // Kafka 4 would grow it; corelog's groups are placed by
+        // `hash % 50` over its partitions, so more would move every group's
+        // offsets away from its coordinator. Refused as a broker-side policy
+        // refuses a change: POLICY_VIOLATION.
+        let why = format!("topic {name} is internal: its partition count is the broker's");
+        return Err((ErrorCode::PolicyViolation, why));
+    }
     let current = ctx
         .shard
         .snapshot()

@@ -5,8 +5,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
-use crate::group::offsets_topic::OFFSETS_TOPIC;
-use crate::metadata::MetadataRecord;
+use crate::metadata::{self, MetadataRecord};
 
 pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Result<Response, ApiError> {
     let snapshot = ctx.shard.snapshot();
@@ -23,7 +22,10 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Result<R
             continue;
         };
         let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-        if name == OFFSETS_TOPIC {
+        // Kafka 4 would delete it (and every committed offset with it); as for
+        // Produce and DeleteRecords on internal topics, Kafka's refusal there
+        // is INVALID_TOPIC_EXCEPTION, so that is the answer here too.
+        if metadata::is_internal(&name) {
             let message = format!("topic {name} is internal and cannot be deleted");
             let refused = result.with_error_code(ErrorCode::InvalidTopicException.code());
             responses.push(refused.with_error_message(Some(StrBytes::from_string(message))));

@@ -1,6 +1,8 @@
 //! DescribeConfigs for topics (their overrides over the broker defaults) and
 //! for brokers (the broker-wide settings, read-only).
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -78,7 +80,12 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfig
     }
 }
 
+/// Each distinct resource is described once: a topic named 10,000 times in
+/// a request would otherwise buy 10,000 copies of its configs. (Kafka answers
+/// every entry; clients key the results by resource, so none sends repeats.)
 pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Result<Response, ApiError> {
-    let results = request.resources.iter().map(|r| describe(ctx.shard, r)).collect();
+    let mut seen = HashSet::new();
+    let distinct = request.resources.iter().filter(|r| seen.insert((r.resource_type, r.resource_name.as_str())));
+    let results = distinct.map(|r| describe(ctx.shard, r)).collect();
     ctx.respond(&DescribeConfigsResponse::default().with_results(results))
 }

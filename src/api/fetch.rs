@@ -2,7 +2,19 @@
 //! header built here followed by record bytes: file ranges that the
 //! connection splices to the socket, or bytes already in memory (O_DIRECT
 //! logs). Long polling waits on the shard's own appends.
+//!
+//! What one fetch may cost is bounded. A partition named twice is read once
+//! (Kafka keeps one entry per topic-partition: the first one's place, the
+//! last one's offsets). The answer's record bytes stay within the request's
+//! max_bytes and the broker's fetch.max.bytes. The memory the answer holds
+//! until its client has read it (O_DIRECT read windows, hot-tail buffers)
+//! stays within fetch.max.bytes for the request and `fetch_memory_bytes`
+//! for all the shard's unsent answers. Past a bound, the remaining
+//! partitions are answered without records, as Kafka answers past
+//! max_bytes; the first partition read gets at least one batch unless the
+//! shard's memory is spent.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
@@ -10,11 +22,14 @@ use kafka_protocol::messages::FetchRequest;
 use super::{local_log, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::metadata::Snapshot;
 use crate::protocol::fetch::{self, PartitionData, Piece, TopicData};
+use crate::storage::read_memory::Reservation;
 use crate::storage::{PartitionLog, ReadSlice, StorageError};
 
 /// Longest long poll we honour, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
+/// One topic of the answer: its partitions, each with (partition, fetch
+/// offset, partition max bytes).
 struct Wanted {
     name: String,
     id: uuid::Uuid,
@@ -29,23 +44,40 @@ struct Found {
     slice: Option<ReadSlice>,
 }
 
+/// The requested partitions, each once: in the place of its first entry,
+/// with its last entry's offset and max bytes (Kafka's LinkedHashMap of
+/// fetch data). Consecutive partitions of one topic share a topic entry, as
+/// in Kafka's answer.
 fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Wanted> {
-    request
-        .topics
-        .iter()
-        .map(|t| {
-            let name = match version >= 13 {
-                true => snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(),
-                false => t.topic.to_string(),
-            };
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u32))
-                .collect();
-            Wanted { name, id: t.topic_id, partitions }
-        })
-        .collect()
+    let mut out: Vec<Wanted> = Vec::new();
+    // Topics by (id, name), then partitions by (topic number, partition):
+    // one name copied per topic of the request, none per partition.
+    let mut topics: HashMap<(uuid::Uuid, String), usize> = HashMap::new();
+    let mut seen: HashMap<(usize, i32), (usize, usize)> = HashMap::new();
+    for t in &request.topics {
+        let name = match version >= 13 {
+            true => snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(),
+            false => t.topic.to_string(),
+        };
+        let known = topics.len();
+        let topic_number = *topics.entry((t.topic_id, name.clone())).or_insert(known);
+        for p in &t.partitions {
+            let entry = (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u32);
+            match seen.get(&(topic_number, p.partition)) {
+                Some(&(topic, at)) => out[topic].partitions[at] = entry,
+                None => {
+                    let same_topic = out.last().is_some_and(|last| last.id == t.topic_id && last.name == name);
+                    if !same_topic {
+                        out.push(Wanted { name: name.clone(), id: t.topic_id, partitions: Vec::new() });
+                    }
+                    let topic = out.len() - 1;
+                    seen.insert((topic_number, p.partition), (topic, out[topic].partitions.len()));
+                    out[topic].partitions.push(entry);
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn read_one(
@@ -91,31 +123,97 @@ fn log_storage_error(ctx: &Context<'_>, topic: &str, partition: i32, offset: i64
     );
 }
 
-/// One pass over every requested partition. The response's max_bytes counts
-/// across partitions, but the first partition with data always gets a batch.
-async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], response_max_bytes: u32) -> (Vec<Vec<Found>>, u64) {
+/// What one pass may spend: record bytes in the answer, memory it holds.
+struct Limits {
+    response_bytes_max: u64,
+    /// For this answer (fetch.max.bytes), past its first read.
+    request_memory_bytes_max: usize,
+    /// For all the shard's answers not yet sent.
+    shard_memory_bytes_max: usize,
+}
+
+/// One pass over every requested partition, within `limits` (see the module).
+async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits) -> (Vec<Vec<Found>>, u64) {
     let snapshot = ctx.shard.snapshot();
-    let mut total = 0u64;
+    let mut spent = Spent::default();
     let mut out = Vec::with_capacity(wanted.len());
     for topic in wanted {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for &(partition, offset, max_bytes) in &topic.partitions {
-            let budget = match total {
-                0 => max_bytes,
-                _ => max_bytes.min(response_max_bytes.saturating_sub(total as u32)),
-            };
             let found = match local_log(ctx.shard, &snapshot, &topic.name, partition) {
                 Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
                 Err(code) => error(partition, code),
-                Ok(_) if budget == 0 => error(partition, ErrorCode::None),
-                Ok(log) => read_one(ctx, &topic.name, &log, partition, offset, budget).await,
+                Ok(log) => read_within(ctx, &topic.name, &log, (partition, offset, max_bytes), &spent, limits).await,
             };
-            total += found.slice.as_ref().map_or(0, |s| s.len() as u64);
+            spent.response_bytes += found.slice.as_ref().map_or(0, |s| u64::from(s.len()));
+            spent.memory_bytes += found.slice.as_ref().map_or(0, ReadSlice::held_bytes);
             partitions.push(found);
         }
         out.push(partitions);
     }
-    (out, total)
+    (out, spent.response_bytes)
+}
+
+/// What a pass has spent so far.
+#[derive(Default)]
+struct Spent {
+    response_bytes: u64,
+    memory_bytes: usize,
+}
+
+/// One partition's read, if what is left of `limits` allows it; else the
+/// partition without records.
+async fn read_within(
+    ctx: &Context<'_>,
+    topic: &str,
+    log: &PartitionLog,
+    (partition, offset, max_bytes): (i32, i64, u32),
+    spent: &Spent,
+    limits: &Limits,
+) -> Found {
+    let budget = u64::from(max_bytes).min(limits.response_bytes_max.saturating_sub(spent.response_bytes)) as u32;
+    // Until a partition gave records, a read gets one batch whatever its budget (Kafka's minOneMessage).
+    if budget == 0 && spent.response_bytes > 0 {
+        return unread(partition, log);
+    }
+    let reading = log.read_bytes_max(budget);
+    if reading == 0 {
+        // Spliced from the page cache: no memory of the shard's.
+        return read_one(ctx, topic, log, partition, offset, budget).await;
+    }
+    if spent.memory_bytes > 0 && spent.memory_bytes + reading > limits.request_memory_bytes_max {
+        return unread(partition, log);
+    }
+    let Some(reservation) = Reservation::take(reading, limits.shard_memory_bytes_max) else {
+        note_memory_spent(ctx);
+        return unread(partition, log);
+    };
+    let found = read_one(ctx, topic, log, partition, offset, budget).await;
+    drop(reservation); // what the read holds is counted from here on
+    found
+}
+
+/// A partition answered without records, as Kafka answers one past max_bytes.
+fn unread(partition: i32, log: &PartitionLog) -> Found {
+    Found {
+        partition,
+        error: ErrorCode::None,
+        high_watermark: log.high_watermark(),
+        log_start_offset: log.log_start_offset(),
+        slice: None,
+    }
+}
+
+/// The shard's unsent answers hold all the memory they may: once per interval.
+fn note_memory_spent(ctx: &Context<'_>) {
+    let Some(held_back) = ctx.shard.stats.fetch_memory_exhausted.admit(Instant::now()) else { return };
+    tracing::warn!(
+        shard = ctx.shard.id,
+        held_bytes = crate::storage::read_memory::held_bytes(),
+        fetch_memory_bytes = ctx.shard.config.fetch_memory_bytes,
+        similar_not_logged = held_back,
+        "unsent fetch answers hold the shard's fetch memory: partitions answered without records until clients read"
+    );
 }
 
 fn error(partition: i32, error: ErrorCode) -> Found {
@@ -134,17 +232,24 @@ impl ErrorCode {
 
 pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response, ApiError> {
     let wanted = wanted(&request, ctx.version, &ctx.shard.snapshot());
-    let max_bytes = request.max_bytes.max(0) as u32;
+    let config = &ctx.shard.config;
+    let limits = Limits {
+        response_bytes_max: u64::from(request.max_bytes.max(0) as u32).min(u64::from(config.fetch_max_bytes)),
+        request_memory_bytes_max: config.fetch_max_bytes as usize,
+        shard_memory_bytes_max: config.fetch_memory_bytes,
+    };
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
-    let (mut found, mut total) = read_all(ctx, &wanted, max_bytes).await;
+    let (mut found, mut total) = read_all(ctx, &wanted, &limits).await;
     while total < request.min_bytes.max(0) as u64 && !has_errors(&found) && !ctx.shard.stopping.get() {
         // Registered before re-reading, so an append in between is not missed.
         let written = ctx.shard.written.notified();
         if tokio::time::timeout_at(deadline, written).await.is_err() {
             break;
         }
-        (found, total) = read_all(ctx, &wanted, max_bytes).await;
+        // What the last pass read is let go before the next one reads.
+        drop(std::mem::take(&mut found));
+        (found, total) = read_all(ctx, &wanted, &limits).await;
     }
     Ok(Response::Chunks(encode(ctx, &wanted, found)))
 }
@@ -181,7 +286,38 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
         .map(|piece| match piece {
             Piece::Inline(bytes) => Chunk::Inline(bytes),
             Piece::Records(ReadSlice::File { file, position, bytes }, _) => Chunk::File { file, position, len: bytes },
-            Piece::Records(ReadSlice::Memory(bytes), _) => Chunk::Records(bytes),
+            Piece::Records(ReadSlice::Memory { bytes, .. }, _) => Chunk::Records(bytes),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn topic(name: &'static str, partitions: &[(i32, i64)]) -> FetchTopic {
+        let partitions = partitions.iter().map(|&(p, offset)| {
+            FetchPartition::default().with_partition(p).with_fetch_offset(offset).with_partition_max_bytes(100)
+        });
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(name)))
+            .with_partitions(partitions.collect())
+    }
+
+    #[test]
+    fn a_partition_named_many_times_is_read_once_where_first_named_with_its_last_offset() {
+        let mut topics = vec![topic("a", &[(0, 1), (1, 1)]), topic("b", &[(0, 5)])];
+        topics.extend((0..3000).map(|i| topic("a", &[(0, i)])));
+        topics.push(topic("c", &[(0, 0)]));
+        let request = FetchRequest::default().with_topics(topics);
+        let wanted = wanted(&request, 12, &Snapshot::default());
+        let shape: Vec<(&str, Vec<(i32, i64)>)> = wanted
+            .iter()
+            .map(|w| (w.name.as_str(), w.partitions.iter().map(|&(p, offset, _)| (p, offset)).collect()))
+            .collect();
+        assert_eq!(shape, vec![("a", vec![(0, 2999), (1, 1)]), ("b", vec![(0, 5)]), ("c", vec![(0, 0)])]);
+    }
 }

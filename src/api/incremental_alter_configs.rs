@@ -9,10 +9,11 @@ use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsRe
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::alter_configs::{commit, current_overrides, distinct_keys, known_key, outcome, target_topic, Refusal};
-use super::{ApiError, Context, Response};
+use super::alter_configs::{commit, current_overrides, distinct_keys, known_key, outcome, target_topic, Refusal, Seen};
+use super::{ApiError, Context, Response, STEPS_PER_YIELD};
 use crate::config::{TopicConfig, LIST_CONFIG_KEYS};
 use crate::metadata::MetadataRecord;
+use crate::runtime::YieldEvery;
 use crate::shard::Shard;
 
 // Kafka's AlterConfigOp types.
@@ -65,7 +66,7 @@ fn change(
 async fn alter(
     shard: &Shard,
     resource: &AlterConfigsResource,
-    seen: &mut Vec<(i8, String)>,
+    seen: &mut Seen,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     let topic = target_topic(resource.resource_type, &resource.resource_name, seen)?;
@@ -81,17 +82,21 @@ async fn alter(
         }
     }
     overrides.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-    overrides.retain(|k, _| !remove.contains(k));
+    for key in &remove {
+        overrides.remove(key);
+    }
     let record = MetadataRecord::UpdateConfigs { name: topic.to_string(), set, remove };
     commit(shard, &overrides, record, validate_only).await
 }
 
 pub async fn handle(ctx: &Context<'_>, request: IncrementalAlterConfigsRequest) -> Result<Response, ApiError> {
-    let mut seen = Vec::new();
+    let mut seen = Seen::new();
+    let mut pace = YieldEvery::new(STEPS_PER_YIELD);
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let result = alter(ctx.shard, resource, &mut seen, request.validate_only).await;
-        let (error_code, error_message) = outcome(result, &resource.resource_name);
+        pace.step().await;
+        let (error_code, error_message) = outcome(ctx.shard, result, &resource.resource_name);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(error_code)

@@ -2,6 +2,8 @@
 //! port = base port + shard), and each partition's leader is the shard that
 //! owns it, so clients send data straight to the right core.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -57,17 +59,31 @@ fn missing(name: &str, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic
         .with_topic_id(id)
 }
 
-/// Names requested, or None for "all topics" (v0 spells that as an empty list).
+/// Names requested, each once in first-seen order (Kafka reads them into a
+/// set), or None for "all topics" (v0 spells that as an empty list). A topic
+/// named 8,000 times is described once, not 8,000 times.
 fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Option<Vec<(String, uuid::Uuid)>> {
     let topics = request.topics.as_ref()?;
     if version == 0 && topics.is_empty() {
         return None;
     }
-    let names = topics.iter().map(|t| match &t.name {
-        Some(name) => (name.to_string(), t.topic_id),
-        None => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
-    });
-    Some(names.collect())
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut wanted = Vec::new();
+    for t in topics {
+        let first = match &t.name {
+            Some(name) => names.insert(name.as_str()),
+            None => ids.insert(t.topic_id),
+        };
+        if !first {
+            continue;
+        }
+        wanted.push(match &t.name {
+            Some(name) => (name.to_string(), t.topic_id),
+            None => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
+        });
+    }
+    Some(wanted)
 }
 
 pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Response, ApiError> {
@@ -106,4 +122,29 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
         .with_controller_id(BrokerId(0))
         .with_topics(topics);
     ctx.respond(&response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    fn named(name: &'static str) -> MetadataRequestTopic {
+        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(name))))
+    }
+
+    #[test]
+    fn a_topic_named_many_times_is_described_once() {
+        let id = uuid::Uuid::from_u128(7);
+        let mut topics: Vec<_> = (0..8000).map(|i| named(if i % 2 == 0 { "a" } else { "b" })).collect();
+        topics.push(MetadataRequestTopic::default().with_topic_id(id));
+        topics.push(MetadataRequestTopic::default().with_topic_id(id));
+        let request = MetadataRequest::default().with_topics(Some(topics));
+        let wanted = requested(&request, 12, &Snapshot::default()).unwrap();
+        let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", ""], "each name once, then the unknown id once");
+        assert_eq!(wanted[2].1, id);
+        let all = MetadataRequest::default().with_topics(Some(Vec::new()));
+        assert_eq!(requested(&all, 0, &Snapshot::default()), None, "v0: an empty list is every topic");
+    }
 }

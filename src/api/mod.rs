@@ -78,6 +78,11 @@ pub enum ApiError {
     Encode(String),
 }
 
+/// Entries of a request a handler goes through before it lets the shard's
+/// other tasks run: a request may name millions (socket.request.max.bytes),
+/// and no other connection should wait for all of them.
+const STEPS_PER_YIELD: usize = 4096;
+
 pub struct Handler {
     pub key: ApiKey,
     pub versions: RangeInclusive<i16>,
@@ -136,7 +141,14 @@ impl Context<'_> {
             .encode(&mut buf, self.key.response_header_version(self.version))
             .and_then(|_| body.encode(&mut buf, self.version));
         encoded.map_err(|e| ApiError::Encode(format!("{:?} v{}: {e}", self.key, self.version)))?;
-        let size = (buf.len() - 4) as i32;
+        let size = i32::try_from(buf.len() - 4).map_err(|_| {
+            ApiError::Encode(format!(
+                "{:?} v{}: an answer of {} bytes exceeds a frame",
+                self.key,
+                self.version,
+                buf.len()
+            ))
+        })?;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         Ok(Response::Frame(buf.freeze()))
     }
@@ -215,7 +227,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::Heartbeat => heartbeat::handle(&ctx, decode(body, key, version)?),
         ApiKey::LeaveGroup => leave_group::handle(&ctx, decode(body, key, version)?),
         ApiKey::OffsetCommit => offset_commit::handle(&ctx, decode(body, key, version)?).await,
-        ApiKey::OffsetFetch => offset_fetch::handle(&ctx, decode(body, key, version)?),
+        ApiKey::OffsetFetch => offset_fetch::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::ListGroups => list_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DescribeGroups => describe_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DeleteGroups => delete_groups::handle(&ctx, decode(body, key, version)?).await,

@@ -11,8 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
 use super::{local_log, ApiError, Context, ErrorCode, Response};
-use crate::group::offsets_topic::OFFSETS_TOPIC;
-use crate::metadata::{Snapshot, TopicMeta};
+use crate::metadata::{self, Snapshot, TopicMeta};
 use crate::model::batch::{self, BatchHeader};
 use crate::model::compression::{Codec, Decompressor};
 use crate::model::now_ms;
@@ -101,7 +100,8 @@ struct TopicAppend<'a> {
 impl TopicAppend<'_> {
     fn append(&self, data: &PartitionProduceData) -> Result<(Rc<PartitionLog>, AppendInfo), Refusal> {
         let (shard, topic) = (self.shard, self.name);
-        if topic == OFFSETS_TOPIC {
+        // Kafka's ReplicaManager refuses appends to internal topics from clients.
+        if metadata::is_internal(topic) {
             return Err(Refusal(ErrorCode::InvalidTopicException, format!("cannot append to internal topic {topic}")));
         }
         let log = local_log(shard, self.snapshot, topic, data.index).map_err(|code| Refusal(code, String::new()))?;

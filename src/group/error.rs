@@ -27,6 +27,15 @@ pub enum GroupError {
     /// INVALID_GROUP_ID (24): empty group id on a group-management request.
     #[error("the group id is empty")]
     InvalidGroupId,
+    /// INVALID_GROUP_ID (24) too: a group id longer than the offsets topic can
+    /// store (its keys hold it as an i16-length string, as Kafka's do).
+    #[error("the group id is {bytes} bytes long; at most {bytes_max} can be stored")]
+    GroupIdTooLong { bytes: usize, bytes_max: usize },
+    /// INVALID_COMMIT_OFFSET_SIZE (28): the commit's records would make a
+    /// batch larger than the offsets topic accepts (message.max.bytes), as
+    /// Kafka answers when its offsets append is too large.
+    #[error("the commit's records take {bytes} bytes; the offsets topic accepts batches of {bytes_max}")]
+    CommitTooLarge { bytes: usize, bytes_max: usize },
     /// UNKNOWN_MEMBER_ID (25): the member (or the group) is not known.
     #[error("unknown member id {member_id:?}")]
     UnknownMemberId { member_id: String },

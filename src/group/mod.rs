@@ -103,6 +103,8 @@ impl Coordinator {
     pub fn new(config: GroupConfig) -> Self {
         assert!(config.group_min_session_timeout_ms <= config.group_max_session_timeout_ms);
         assert!(config.group_initial_rebalance_delay_ms >= 0 && config.group_size_max >= 1);
+        // Commit metadata is stored as an i16-length string in the offsets topic.
+        assert!(config.offset_metadata_bytes_max <= offsets_topic::STRING_BYTES_MAX);
         Coordinator { config, groups: HashMap::new(), groups_reset: 0 }
     }
 

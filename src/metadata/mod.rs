@@ -72,7 +72,7 @@ impl TopicMeta {
     }
 
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal(&self.name)
     }
 }
 
@@ -146,6 +146,16 @@ impl Snapshot {
 }
 
 /// Kafka's topic name rule: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// Kafka's internal topics (`Topic.INTERNAL_TOPICS`): the broker's own
+/// state lives there, so clients may read them but not write, delete, grow
+/// or reconfigure them. Other names starting with "__" are ordinary topics,
+/// as in Kafka.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state", "__share_group_state"];
+
+pub fn is_internal(topic: &str) -> bool {
+    INTERNAL_TOPICS.contains(&topic)
+}
+
 pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
     let invalid = |why| Err(MetadataError::InvalidTopicName { name: name.into(), why });
     if name.is_empty() {

@@ -72,6 +72,8 @@ impl<R> Writer<R> {
         if self.flexible() {
             put_uvarint(&mut self.current, s.len() as u64 + 1);
         } else {
+            // Before v12 the name came in the request with an i16 length.
+            debug_assert!(s.len() <= i16::MAX as usize);
             self.current.put_i16(s.len() as i16);
         }
         self.current.put_slice(s.as_bytes());
@@ -158,6 +160,9 @@ fn finish<R>(mut w: Writer<R>) -> Vec<Piece<R>> {
     w.pieces.push((tail, None));
     let inline: usize = w.pieces.iter().map(|(b, _)| b.len()).sum();
     let size = inline as u64 + w.records_bytes - 4;
+    // Records are bounded by fetch.max.bytes (at most 1 GiB) and the rest by
+    // the request's size (socket.request.max.bytes): together under 2 GiB.
+    debug_assert!(size <= i32::MAX as u64);
     w.pieces[0].0[..4].copy_from_slice(&(size as i32).to_be_bytes());
     let mut out = Vec::with_capacity(w.pieces.len() * 2);
     for (bytes, records) in w.pieces {

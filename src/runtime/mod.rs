@@ -45,6 +45,28 @@ where
     }
 }
 
+/// Gives the shard's other tasks a turn once every `steps` calls to
+/// [`YieldEvery::step`], so a loop over a large request does not hold up
+/// every other connection of the shard until it ends.
+pub struct YieldEvery {
+    steps: usize,
+    taken: usize,
+}
+
+impl YieldEvery {
+    pub fn new(steps: usize) -> YieldEvery {
+        assert!(steps > 0);
+        YieldEvery { steps, taken: 0 }
+    }
+
+    pub async fn step(&mut self) {
+        self.taken += 1;
+        if self.taken % self.steps == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// Wraps a std file so its reads and writes go through the shard's io_uring.
 pub fn file_from_std(file: std::fs::File) -> File {
     File::from_std(file)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Shard;
 use crate::group::offsets_topic::{self, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::group::{GroupError, OffsetAndMetadata};
-use crate::model::batch::BatchHeader;
+use crate::model::batch::{BatchHeader, HEADER_BYTES};
 use crate::model::{now_ms, records, TopicPartition};
 use crate::storage::{PartitionLog, StorageError};
 
@@ -20,8 +20,33 @@ const OFFSET_EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
 /// Bytes read per step while replaying an offsets partition at start-up.
 const REPLAY_READ_BYTES: u32 = 1 << 20;
 
+/// Most bytes a record adds around its key and value: its length, attributes,
+/// timestamp and offset deltas, key and value lengths (varints of at most 5
+/// bytes each) and its header count.
+const RECORD_FRAMING_BYTES_MAX: usize = 5 + 1 + 5 + 5 + 5 + 5 + 1;
+
 /// One offsets-topic record: a commit, or a tombstone (None) for a deleted offset.
 pub type OffsetRecord = (TopicPartition, Option<OffsetAndMetadata>);
+
+fn record_bytes_max(group_id: &str, (partition, offset): &OffsetRecord) -> usize {
+    let metadata = offset.as_ref().map(|o| o.metadata.as_str());
+    offsets_topic::record_bytes(group_id, partition, metadata) + RECORD_FRAMING_BYTES_MAX
+}
+
+/// Most bytes one batch of `records` takes.
+fn batch_bytes(group_id: &str, records: &[OffsetRecord]) -> usize {
+    HEADER_BYTES + records.iter().map(|r| record_bytes_max(group_id, r)).sum::<usize>()
+}
+
+/// How many of `records` (at least one) go in the next batch of at most `bytes_max`.
+fn batch_len(group_id: &str, records: &[OffsetRecord], bytes_max: usize) -> usize {
+    let mut bytes = HEADER_BYTES;
+    let fitting = records.iter().take_while(|r| {
+        bytes += record_bytes_max(group_id, r);
+        bytes <= bytes_max
+    });
+    fitting.count().max(1)
+}
 
 impl Shard {
     /// The shard coordinating `group_id`, if the offsets topic exists.
@@ -29,8 +54,16 @@ impl Shard {
         self.snapshot().topic(OFFSETS_TOPIC)?.owner(offsets_topic::partition_for(group_id))
     }
 
-    /// The offsets log of `group_id`, or the error telling the client to look elsewhere.
+    /// The offsets log of `group_id`, or the error telling the client to look
+    /// elsewhere. Every group request passes here first, so a group id the
+    /// offsets topic could not store never reaches the coordinator.
     pub fn group_log(&self, group_id: &str) -> Result<Rc<PartitionLog>, GroupError> {
+        if group_id.len() > offsets_topic::GROUP_ID_BYTES_MAX {
+            return Err(GroupError::GroupIdTooLong {
+                bytes: group_id.len(),
+                bytes_max: offsets_topic::GROUP_ID_BYTES_MAX,
+            });
+        }
         match self.group_coordinator(group_id) {
             Some(shard) if shard == self.id => {}
             Some(_) => return Err(GroupError::NotCoordinator),
@@ -40,25 +73,44 @@ impl Shard {
         self.partitions.get(OFFSETS_TOPIC, partition).ok_or(GroupError::CoordinatorNotAvailable)
     }
 
+    /// INVALID_COMMIT_OFFSET_SIZE unless `records` fit one batch of the
+    /// offsets topic (message.max.bytes), checked before a byte is encoded:
+    /// each record repeats the group id, so a commit of many partitions for
+    /// a long group id would otherwise write far more than it was sent.
+    pub fn check_commit_size(&self, group_id: &str, records: &[OffsetRecord]) -> Result<(), GroupError> {
+        let bytes = batch_bytes(group_id, records);
+        let bytes_max = self.config.message_max_bytes as usize;
+        match bytes <= bytes_max {
+            true => Ok(()),
+            false => Err(GroupError::CommitTooLarge { bytes, bytes_max }),
+        }
+    }
+
     /// Appends `records` for one group to its offsets partition and waits
     /// until they are written: only then may the coordinator apply them.
+    /// They go in batches of at most message.max.bytes: a commit is one batch
+    /// (`check_commit_size`); tombstones for many offsets may take several.
     pub async fn persist_offsets(
         &self,
         log: &PartitionLog,
         group_id: &str,
         records: &[OffsetRecord],
     ) -> Result<(), StorageError> {
-        if records.is_empty() {
-            return Ok(());
+        let mut rest = records;
+        while !rest.is_empty() {
+            let count = batch_len(group_id, rest, self.config.message_max_bytes as usize);
+            let (batch, after) = rest.split_at(count);
+            rest = after;
+            let keys: Vec<Vec<u8>> = batch.iter().map(|(tp, _)| offsets_topic::encode_key(group_id, tp)).collect();
+            let values: Vec<Option<Vec<u8>>> =
+                batch.iter().map(|(_, o)| o.as_ref().map(offsets_topic::encode_value)).collect();
+            let pairs: Vec<records::KeyValue<'_>> =
+                keys.iter().zip(&values).map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
+            let batch = records::build_keyed(now_ms(), &pairs);
+            let info = log.append(&batch, now_ms())?;
+            log.wait_appended(&info).await?;
         }
-        let keys: Vec<Vec<u8>> = records.iter().map(|(tp, _)| offsets_topic::encode_key(group_id, tp)).collect();
-        let values: Vec<Option<Vec<u8>>> =
-            records.iter().map(|(_, o)| o.as_ref().map(offsets_topic::encode_value)).collect();
-        let pairs: Vec<records::KeyValue<'_>> =
-            keys.iter().zip(&values).map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let batch = records::build_keyed(now_ms(), &pairs);
-        let info = log.append(&batch, now_ms())?;
-        log.wait_appended(&info).await
+        Ok(())
     }
 
     /// Writes tombstones for offsets the coordinator dropped (topic deleted,
@@ -83,7 +135,7 @@ impl Shard {
     pub async fn load_groups(&self) {
         for partition in 0..OFFSETS_TOPIC_PARTITIONS {
             let Some(log) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
-            if let Err(e) = self.replay(&log).await {
+            if let Err(e) = self.replay(partition, &log).await {
                 tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed");
             }
         }
@@ -93,35 +145,48 @@ impl Shard {
         }
     }
 
-    async fn replay(&self, log: &PartitionLog) -> Result<(), StorageError> {
+    async fn replay(&self, partition: i32, log: &PartitionLog) -> Result<(), StorageError> {
         let mut offset = log.log_start_offset();
+        let mut skipped = 0;
         while let Some(slice) = log.read(offset, REPLAY_READ_BYTES).await? {
             let buf = slice.into_bytes().await;
             let buf = buf.map_err(|source| StorageError::Io { context: "replaying offsets".into(), source })?;
             let mut rest = &buf[..];
             while let Ok(header) = BatchHeader::parse(rest) {
-                self.load_batch(&rest[..header.total_bytes().min(rest.len())]);
+                skipped += self.load_batch(&rest[..header.total_bytes().min(rest.len())]);
                 offset = header.last_offset() + 1;
                 rest = &rest[header.total_bytes().min(rest.len())..];
             }
         }
+        if skipped > 0 {
+            // Such as a commit for a group id too long for its i16 length,
+            // acknowledged before those were refused: no group's offset.
+            tracing::warn!(shard = self.id, partition, skipped, "skipped unreadable records of the offsets topic");
+        }
         Ok(())
     }
 
-    fn load_batch(&self, batch: &[u8]) {
+    /// Replays one batch of the offsets topic; returns how many of its
+    /// records could not be read (and were skipped).
+    fn load_batch(&self, batch: &[u8]) -> usize {
         let Ok(records) = records::records(batch) else {
             tracing::warn!(shard = self.id, "skipping an unreadable batch in the offsets topic");
-            return;
+            return 0;
         };
         let mut coordinator = self.groups.borrow_mut();
+        let mut skipped = 0;
         for record in records {
-            let Some((group, tp)) = record.key.and_then(offsets_topic::decode_key) else { continue };
+            let Some((group, tp)) = record.key.and_then(offsets_topic::decode_key) else {
+                skipped += 1;
+                continue;
+            };
             match record.value.map(offsets_topic::decode_value) {
                 None => coordinator.load_tombstone(&group, &tp),
                 Some(Some(offset)) => coordinator.load_commit(&group, tp, offset),
-                Some(None) => tracing::warn!(shard = self.id, group, "skipping an unreadable offset record"),
+                Some(None) => skipped += 1,
             }
         }
+        skipped
     }
 
     /// Drives the coordinator's timeouts until the shard stops.
@@ -143,5 +208,35 @@ impl Shard {
     pub async fn forget_topic_offsets(&self, topic: &str) {
         let removed = self.groups.borrow_mut().delete_topic_offsets(topic);
         self.persist_tombstones(removed.offsets).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_batches_are_bounded_and_estimates_are_upper_bounds() {
+        let offset =
+            OffsetAndMetadata { offset: 1 << 40, leader_epoch: 3, metadata: "m".repeat(300), commit_timestamp_ms: 9 };
+        let group = "g".repeat(20_000);
+        let records: Vec<OffsetRecord> =
+            (0..100).map(|p| (TopicPartition::new("clicks", p), (p % 3 != 0).then(|| offset.clone()))).collect();
+        let keys: Vec<Vec<u8>> = records.iter().map(|(tp, _)| offsets_topic::encode_key(&group, tp)).collect();
+        let values: Vec<Option<Vec<u8>>> =
+            records.iter().map(|(_, o)| o.as_ref().map(offsets_topic::encode_value)).collect();
+        let pairs: Vec<records::KeyValue<'_>> =
+            keys.iter().zip(&values).map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
+        let built = records::build_keyed(0, &pairs);
+        assert!(built.len() <= batch_bytes(&group, &records), "{} > {}", built.len(), batch_bytes(&group, &records));
+        let bytes_max = 200_000;
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let count = batch_len(&group, rest, bytes_max);
+            assert!(batch_bytes(&group, &rest[..count]) <= bytes_max);
+            assert!(count == rest.len() || batch_bytes(&group, &rest[..count + 1]) > bytes_max, "as many as fit");
+            rest = &rest[count..];
+        }
+        assert_eq!(batch_len(&group, &records, 10), 1, "a record larger than the bound still goes, alone");
     }
 }

@@ -49,6 +49,13 @@ pub struct ShardStats {
     /// Retention passes that failed on a partition (every check interval
     /// would log the same error again).
     pub retention_errors: LogEvery,
+    /// Requests refused for asking more than the broker's bounds allow (a
+    /// group id too long to store, a config change to an internal topic…):
+    /// logged at most once per interval, since a hostile client repeats them.
+    pub refused_requests: LogEvery,
+    /// Fetches that answered partitions without records because the shard's
+    /// unsent fetch answers already held `fetch_memory_bytes`.
+    pub fetch_memory_exhausted: LogEvery,
 }
 
 /// Lets one log line through per interval and counts the ones held back.

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::headers::whole_batches_end;
+use super::read_memory;
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
 use crate::runtime::{align_down, AlignedBuf, BoundedBuf, File, DIRECT_IO_ALIGN};
 
@@ -92,10 +93,19 @@ fn read_bytes(max_bytes: u32) -> u64 {
     u64::from(max_bytes).max(MIN_READ) + INDEX_SLACK
 }
 
+/// The most memory a read for a fetch of up to `max_bytes` takes: its
+/// window's blocks, from an unaligned start. (A first batch larger than
+/// `max_bytes` takes a second window of its own size.)
+pub fn window_bytes_max(max_bytes: u32) -> usize {
+    Window::span(1, 1 + read_bytes(max_bytes)).1
+}
+
 /// What a read found: batches, the file position right after them and the
-/// offset a consumer asks for next.
+/// offset a consumer asks for next. The bytes hold their window's buffer,
+/// `held_bytes` of memory, until dropped (see `read_memory`).
 struct Found {
     bytes: Bytes,
+    held_bytes: usize,
     end: u64,
     next_offset: i64,
 }
@@ -167,7 +177,8 @@ struct Ahead {
 }
 
 impl ReadAhead {
-    /// As [`read`], through the read-ahead, and reads ahead again.
+    /// As [`read`], through the read-ahead, and reads ahead again. The bytes
+    /// come with the memory they hold.
     pub async fn read(
         &self,
         file: &Rc<File>,
@@ -175,7 +186,7 @@ impl ReadAhead {
         end: u64,
         offset: i64,
         max_bytes: u32,
-    ) -> io::Result<Option<Bytes>> {
+    ) -> io::Result<Option<(Bytes, usize)>> {
         let ahead = self.slot.borrow_mut().take().filter(|a| Rc::ptr_eq(&a.file, file) && a.next_offset == offset);
         let found = match ahead {
             // A failed read ahead (say the file was cut) is read again here, to report it.
@@ -189,7 +200,7 @@ impl ReadAhead {
         if found.end < end {
             self.start(file, found.end, end, found.next_offset, max_bytes);
         }
-        Ok(Some(found.bytes))
+        Ok(Some((found.bytes, found.held_bytes)))
     }
 
     /// The offset of the read the read-ahead waits for, if any.
@@ -255,10 +266,12 @@ impl Drop for Budget {
     }
 }
 
-/// File bytes from `start` (a block boundary), as read.
+/// File bytes from `start` (a block boundary), as read, in a buffer of
+/// `footprint` bytes.
 struct Window {
     start: u64,
     bytes: Bytes,
+    footprint: usize,
 }
 
 impl Window {
@@ -275,7 +288,8 @@ impl Window {
                 break;
             }
         }
-        Ok(Window { start, bytes: Bytes::from_owner(Pooled(buf)) })
+        let footprint = buf.capacity();
+        Ok(Window { start, bytes: Bytes::from_owner(Pooled(buf)), footprint })
     }
 
     /// The first block and the length of the blocks that hold `from..to`.
@@ -304,8 +318,10 @@ impl Window {
         debug_assert!(first_end <= self.end(), "the first batch lies in the window");
         let relative = |position: u64| (position - self.start) as usize;
         let (end, last_offset) = whole_batches_end(&self.bytes, relative(first_end), relative(limit));
+        let slice = Bytes::slice(&self.bytes, relative(at)..end);
         Found {
-            bytes: Bytes::slice(&self.bytes, relative(at)..end),
+            bytes: read_memory::hold(slice, self.bytes.as_ptr(), self.footprint),
+            held_bytes: self.footprint,
             end: self.start + end as u64,
             next_offset: last_offset.unwrap_or(header.last_offset()) + 1,
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crate::model::batch::BatchHeader;
 
 use super::headers::whole_batches_end;
+use super::read_memory;
 
 /// One write's bytes, from a block boundary of the active segment: the tail
 /// of the write before (`..first_batch`), then this write's batches.
@@ -91,8 +92,10 @@ impl HotTail {
 
 impl LogHotTail {
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at
-    /// least one, all in one range; None when no range holds `offset`.
-    pub fn read(&self, offset: i64, max_bytes: u32) -> Option<Bytes> {
+    /// least one, all in one range, and the bytes of the buffer they hold
+    /// (counted in `read_memory` until dropped); None when no range holds
+    /// `offset`.
+    pub fn read(&self, offset: i64, max_bytes: u32) -> Option<(Bytes, usize)> {
         let at = self.ranges.partition_point(|(_, r)| r.first_offset <= offset).checked_sub(1)?;
         let range = &self.ranges[at].1;
         if offset > range.last_offset {
@@ -115,7 +118,8 @@ impl LogHotTail {
             return None; // never half a batch: the disk has it whole
         }
         let (end, _) = whole_batches_end(bytes, first_end, start + max_bytes as usize);
-        Some(bytes.slice(start..end))
+        let held = read_memory::hold(bytes.slice(start..end), bytes.as_ptr(), range.footprint);
+        Some((held, range.footprint))
     }
 }
 
@@ -149,17 +153,18 @@ mod tests {
         let a = Rc::new(RefCell::new(LogHotTail::default()));
         let b = Rc::new(RefCell::new(LogHotTail::default()));
         hot.keep(&a, range(0, &[two.clone(), two.clone()], 100));
-        let holding_3 = a.borrow().read(3, 1).unwrap();
+        let (holding_3, held) = a.borrow().read(3, 1).unwrap();
+        assert_eq!(held, 2 * two.len() + 100, "the range's whole buffer");
         assert_eq!(holding_3.len(), two.len(), "at least the batch holding the offset");
         assert_eq!(BatchHeader::parse(&holding_3).unwrap().base_offset, 2);
         assert_eq!(&holding_3[8..], &two[8..], "the stored bytes, past the rewritten base offset");
-        assert_eq!(a.borrow().read(0, 1 << 20).unwrap().len(), 2 * two.len());
+        assert_eq!(a.borrow().read(0, 1 << 20).unwrap().0.len(), 2 * two.len());
         assert!(a.borrow().read(4, 1 << 20).is_none());
         hot.keep(&b, range(0, std::slice::from_ref(&two), 0));
         // Over budget: a's range (the oldest) goes, b's stays.
         hot.keep(&b, range(2, std::slice::from_ref(&two), 0));
         assert!(a.borrow().read(0, 1 << 20).is_none());
-        assert_eq!(b.borrow().read(2, 1 << 20).unwrap().len(), two.len());
+        assert_eq!(b.borrow().read(2, 1 << 20).unwrap().0.len(), two.len());
         hot.forget(&b);
         assert_eq!(hot.used(), 0);
     }

@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use tokio::sync::{oneshot, Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
@@ -24,6 +23,7 @@ use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
 use super::hot_tail::{HotTail, LogHotTail};
+use super::read_slice::ReadSlice;
 use super::recovery;
 use super::retention;
 use super::segment::{self, BatchMeta, Segment};
@@ -74,38 +74,6 @@ pub struct AppendInfo {
     /// write rolls the log end back, and later appends reuse the offsets, so
     /// the offsets alone cannot say whose bytes landed.
     pub write_epoch: u64,
-}
-
-/// Whole batches, as a fetch sends them.
-#[derive(Debug, Clone)]
-pub enum ReadSlice {
-    /// `bytes` long from `position` of a segment file, to be spliced to a
-    /// socket. They stay valid while the `Rc<File>` is held.
-    File { file: Rc<File>, position: u64, bytes: u32 },
-    /// In memory: the hot tail, or an O_DIRECT read.
-    Memory(Bytes),
-}
-
-impl ReadSlice {
-    #[allow(clippy::len_without_is_empty)] // never empty: at least one batch
-    pub fn len(&self) -> u32 {
-        match self {
-            ReadSlice::File { bytes, .. } => *bytes,
-            ReadSlice::Memory(bytes) => bytes.len() as u32,
-        }
-    }
-
-    /// The bytes in memory, read from the file if need be (cold paths:
-    /// ListOffsets by timestamp, replaying committed offsets).
-    pub async fn into_bytes(self) -> std::io::Result<Bytes> {
-        match self {
-            ReadSlice::File { file, position, bytes } => {
-                let (read, buf) = file.read_exact_at(Vec::with_capacity(bytes as usize), position).await;
-                read.map(|()| Bytes::from(buf))
-            }
-            ReadSlice::Memory(bytes) => Ok(bytes),
-        }
-    }
 }
 
 /// What `open` found and fixed, for a log line.
@@ -447,15 +415,15 @@ impl PartitionLog {
         let Some(mut plan) = self.plan_read(offset)? else {
             return Ok(None);
         };
-        if let Some(bytes) = self.hot.borrow().read(offset, max_bytes) {
-            return Ok(Some(ReadSlice::Memory(bytes)));
+        if let Some((bytes, held_bytes)) = self.hot.borrow().read(offset, max_bytes) {
+            return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
         }
         loop {
             if let Some(direct) = self.direct_reader(plan.segment_base)? {
                 let what = || format!("reading {}", segment::log_path(&self.dir, plan.segment_base).display());
                 let read = self.read_ahead.read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
-                if let Some(bytes) = read {
-                    return Ok(Some(ReadSlice::Memory(bytes)));
+                if let Some((bytes, held_bytes)) = read {
+                    return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
                 }
             } else if let Some(slice) = self.read_from_page_cache(&plan, offset, max_bytes).await? {
                 return Ok(Some(slice));
@@ -465,6 +433,16 @@ impl PartitionLog {
                 Some(next) => plan = next,
                 None => return Ok(None),
             }
+        }
+    }
+
+    /// The most memory a `read` of up to `max_bytes` allocates: an O_DIRECT
+    /// read's window (a read from the hot tail or through the page cache
+    /// allocates none).
+    pub fn read_bytes_max(&self, max_bytes: u32) -> usize {
+        match self.config().direct_io {
+            true => direct_read::window_bytes_max(max_bytes),
+            false => 0,
         }
     }
 

@@ -48,7 +48,7 @@ async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
 fn slice_bytes(slice: &ReadSlice) -> Vec<u8> {
     let (file, position, len) = match slice {
         ReadSlice::File { file, position, bytes } => (file, *position, *bytes),
-        ReadSlice::Memory(bytes) => return bytes.to_vec(),
+        ReadSlice::Memory { bytes, .. } => return bytes.to_vec(),
     };
     // SAFETY: the fd stays open (owned by slice.file); ManuallyDrop never closes it.
     let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(file.as_raw_fd()) });
@@ -61,7 +61,7 @@ fn slice_bytes(slice: &ReadSlice) -> Vec<u8> {
 fn position(slice: &ReadSlice) -> u64 {
     match slice {
         ReadSlice::File { position, .. } => *position,
-        ReadSlice::Memory(_) => panic!("a log written through the page cache reads from its file"),
+        ReadSlice::Memory { .. } => panic!("a log written through the page cache reads from its file"),
     }
 }
 
@@ -916,7 +916,7 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
         assert_contiguous(&written, 0, next);
         for offset in 0..next {
             let slice = log.read(offset, 1).await.unwrap().unwrap();
-            assert!(matches!(slice, ReadSlice::Memory(_)), "O_DIRECT logs answer from memory");
+            assert!(matches!(slice, ReadSlice::Memory { .. }), "O_DIRECT logs answer from memory");
             let found = headers(&slice_bytes(&slice));
             assert_eq!(found.len(), 1, "one batch under a 1-byte max");
             assert!(found[0].base_offset <= offset && offset <= found[0].last_offset());
