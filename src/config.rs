@@ -40,6 +40,10 @@ const SEGMENT_BYTES_FORMAT_MIN: u64 = 14;
 /// every produce roll and ran the broker out of descriptors. Tests lower it
 /// with `log_segment_bytes_min`, as Kafka's tests use internal.segment.bytes.
 pub const SEGMENT_BYTES_MIN_DEFAULT: u64 = 1 << 20;
+/// Kafka 4's `log.message.timestamp.after.max.ms` (KIP-1030): 1 hour. A
+/// batch stamped far in the future would keep its segment from time
+/// retention until that time comes.
+const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 /// Kafka's `connections.max.idle.ms`: 10 minutes.
 const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// Kafka's `producer.id.expiration.ms` default: one day.
@@ -128,6 +132,11 @@ pub struct BrokerConfig {
     pub log_cleaner_min_compaction_lag_ms: i64,
     /// Default max.compaction.lag.ms.
     pub log_cleaner_max_compaction_lag_ms: i64,
+    /// Default message.timestamp.after.max.ms: how far in the future a
+    /// batch's timestamps may be (Kafka 4: 1 hour).
+    pub log_message_timestamp_after_max_ms: i64,
+    /// Default message.timestamp.before.max.ms: how far in the past.
+    pub log_message_timestamp_before_max_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -172,6 +181,8 @@ impl Default for BrokerConfig {
             log_cleaner_min_cleanable_ratio: 0.5,
             log_cleaner_min_compaction_lag_ms: 0,
             log_cleaner_max_compaction_lag_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            log_message_timestamp_before_max_ms: i64::MAX,
         }
     }
 }
@@ -285,6 +296,10 @@ pub struct TopicConfig {
     /// A log whose oldest dirty record is older than this is cleaned
     /// whatever its dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// A produced batch stamped later than now + this is refused (INVALID_TIMESTAMP).
+    pub message_timestamp_after_max_ms: i64,
+    /// A produced batch stamped earlier than now - this is refused.
+    pub message_timestamp_before_max_ms: i64,
 }
 
 /// Topic config names corelog knows, in the order `describe` lists them.
@@ -296,6 +311,8 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "flush.ms",
     "max.compaction.lag.ms",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "retention.bytes",
@@ -351,6 +368,8 @@ impl TopicConfig {
             min_cleanable_dirty_ratio: broker.log_cleaner_min_cleanable_ratio,
             min_compaction_lag_ms: broker.log_cleaner_min_compaction_lag_ms,
             max_compaction_lag_ms: broker.log_cleaner_max_compaction_lag_ms,
+            message_timestamp_after_max_ms: broker.log_message_timestamp_after_max_ms,
+            message_timestamp_before_max_ms: broker.log_message_timestamp_before_max_ms,
         }
     }
 
@@ -431,6 +450,8 @@ impl TopicConfig {
                 self.compression_type = value.into();
             }
             "max.message.bytes" => self.max_message_bytes = parse_num(key, value)?,
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms = parse_non_negative(key, value)?,
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms = parse_non_negative(key, value)?,
             "flush.messages" => self.flush_messages = parse_limit(key, value)?.max(1),
             "flush.ms" => self.flush_ms = parse_limit(key, value)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_non_negative(key, value)?,
@@ -466,6 +487,8 @@ impl TopicConfig {
             "cleanup.policy" => self.cleanup_policy.clone(),
             "compression.type" => self.compression_type.clone(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
             "flush.messages" => limit(self.flush_messages),
             "flush.ms" => limit(self.flush_ms),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),

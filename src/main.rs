@@ -159,6 +159,12 @@ struct ServeArgs {
     /// log.cleaner.max.compaction.lag.ms: default max.compaction.lag.ms [default: never].
     #[arg(long)]
     log_cleaner_max_compaction_lag_ms: Option<i64>,
+    /// log.message.timestamp.after.max.ms: default message.timestamp.after.max.ms [default: 3600000].
+    #[arg(long)]
+    log_message_timestamp_after_max_ms: Option<i64>,
+    /// log.message.timestamp.before.max.ms: default message.timestamp.before.max.ms [default: never].
+    #[arg(long)]
+    log_message_timestamp_before_max_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -200,6 +206,8 @@ impl ServeArgs {
             log_cleaner_min_cleanable_ratio,
             log_cleaner_min_compaction_lag_ms,
             log_cleaner_max_compaction_lag_ms,
+            log_message_timestamp_after_max_ms,
+            log_message_timestamp_before_max_ms,
             group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,

@@ -198,3 +198,21 @@ def test_a_partition_out_of_descriptors_recovers_without_a_restart(broker_factor
     assert [o for o, _, _ in got] == list(range(start, end))
     assert all(acked[o] == v for o, _, v in got)
     assert not log_lines(b, "offline"), "the partition never went offline"
+
+
+def test_batches_stamped_far_from_the_broker_clock_get_invalid_timestamp(broker_factory):
+    """message.timestamp.after.max.ms (Kafka 4: 1 hour): a batch from the far
+    future would keep its segment from time retention until then."""
+    b = broker_factory(shards=1)
+    topic = create_topic(b.bootstrap, unique("stamp"), partitions=1)
+    old = create_topic(b.bootstrap, unique("stamp-old"), partitions=1,
+                       config={"message.timestamp.before.max.ms": "86400000"})
+    now = int(time.time() * 1000)
+    year = 365 * 86_400_000
+    with b.wire(0) as c:
+        assert c.produce(topic, 0, kw.record_batch([(None, b"future")], timestamp_ms=now + 2 * 3_600_000))[0] == 32
+        assert c.produce(topic, 0, kw.record_batch([(None, b"soon")], timestamp_ms=now + 60_000)) == (kw.NONE, 0)
+        assert c.produce(topic, 0, kw.record_batch([(None, b"old")], timestamp_ms=now - year)) == (kw.NONE, 1)
+        assert c.produce(old, 0, kw.record_batch([(None, b"old")], timestamp_ms=now - year))[0] == 32
+    assert [v for _, _, v in consume(b.bootstrap, topic, [0])[0]] == [b"soon", b"old"]
+    assert consume(b.bootstrap, old, [0])[0] == []

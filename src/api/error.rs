@@ -34,6 +34,7 @@ pub enum ErrorCode {
     RebalanceInProgress = 27,
     InvalidCommitOffsetSize = 28,
     InvalidRequiredAcks = 21,
+    InvalidTimestamp = 32,
     TopicAuthorizationFailed = 29,
     UnsupportedVersion = 35,
     TopicAlreadyExists = 36,

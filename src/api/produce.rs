@@ -36,6 +36,7 @@ fn validate_records(
     while !rest.is_empty() {
         let batch = validate::produced_batch(rest, rules.max_message_bytes as usize, decompressor)
             .map_err(|e| Refusal((&e).into(), e.to_string()))?;
+        rules.check_timestamps(&batch.header, now_ms())?;
         if rules.compacted && batch.keyless {
             let why = "compacted topic cannot accept a record without a key".to_string();
             return Err(Refusal(ErrorCode::InvalidRecord, why));
@@ -53,6 +54,9 @@ struct TopicRules {
     codec: Option<Codec>,
     /// cleanup.policy includes compact: every record needs a key.
     compacted: bool,
+    /// message.timestamp.after.max.ms / before.max.ms.
+    timestamp_after_max_ms: i64,
+    timestamp_before_max_ms: i64,
 }
 
 impl TopicRules {
@@ -64,7 +68,39 @@ impl TopicRules {
                 .unwrap_or(shard.config.message_max_bytes),
             codec: setting("compression.type").and_then(|v| recompress::target_codec(v)),
             compacted: setting("cleanup.policy").is_some_and(|v| v.split(',').any(|p| p.trim() == "compact")),
+            timestamp_after_max_ms: setting("message.timestamp.after.max.ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(shard.config.log_message_timestamp_after_max_ms),
+            timestamp_before_max_ms: setting("message.timestamp.before.max.ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(shard.config.log_message_timestamp_before_max_ms),
         }
+    }
+
+    /// Kafka's LogValidator: a batch stamped too far from the broker's clock
+    /// is refused with INVALID_TIMESTAMP. Retention goes by the largest
+    /// timestamp of a segment, so one batch from the far future would keep
+    /// its segment, and every later one, for ever. Batches without a
+    /// timestamp (-1) pass.
+    fn check_timestamps(&self, header: &BatchHeader, now_ms: i64) -> Result<(), Refusal> {
+        let latest = now_ms.saturating_add(self.timestamp_after_max_ms);
+        let earliest = now_ms.saturating_sub(self.timestamp_before_max_ms);
+        let stamped = |t: i64| t >= 0;
+        if stamped(header.max_timestamp) && header.max_timestamp > latest {
+            let why = format!(
+                "timestamp {} is more than message.timestamp.after.max.ms ({}) after the broker's clock ({now_ms})",
+                header.max_timestamp, self.timestamp_after_max_ms
+            );
+            return Err(Refusal(ErrorCode::InvalidTimestamp, why));
+        }
+        if stamped(header.base_timestamp) && header.base_timestamp < earliest {
+            let why = format!(
+                "timestamp {} is more than message.timestamp.before.max.ms ({}) before the broker's clock ({now_ms})",
+                header.base_timestamp, self.timestamp_before_max_ms
+            );
+            return Err(Refusal(ErrorCode::InvalidTimestamp, why));
+        }
+        Ok(())
     }
 }
 

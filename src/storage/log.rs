@@ -137,6 +137,9 @@ pub(super) struct Inner {
     pub closing: bool,
     /// The writer task has finished.
     pub writer_done: bool,
+    /// The writer task is doing a job it took from the queue (tests wait
+    /// for it to be idle).
+    pub writer_busy: bool,
     /// Failed writes so far; each rolled the log end back to the high watermark.
     pub rollbacks: u64,
     /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
@@ -242,6 +245,7 @@ impl PartitionLog {
                 sync: SyncState::default(),
                 closing: false,
                 writer_done: false,
+                writer_busy: false,
                 rollbacks: 0,
                 offline: None,
                 out_of_space: false,

@@ -116,7 +116,12 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
     let mut seals: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let Some(log) = log.upgrade() else { return };
-        let job = log.inner.borrow_mut().queue.pop_front();
+        let job = {
+            let mut inner = log.inner.borrow_mut();
+            let job = inner.queue.pop_front();
+            inner.writer_busy = job.is_some();
+            job
+        };
         seals.retain(|seal| !seal.is_finished());
         if matches!(job, Some(Job::Delete(_) | Job::Close(_))) {
             // Deleted files and a clean close come after every seal.

@@ -692,16 +692,19 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
     });
 }
 
-/// Lets the writer task run the queued deletions (the last one may still be
-/// running when the queue is empty, hence the grace period).
+/// Lets the writer task run the queued jobs (deletions included) until it
+/// is idle: a loaded machine can take far longer than a fixed grace period.
 async fn settle(log: &PartitionLog) {
-    for _ in 0..100 {
-        if log.inner.borrow().queue.is_empty() {
+    for _ in 0..10_000 {
+        let idle = {
+            let inner = log.inner.borrow();
+            inner.queue.is_empty() && !inner.writer_busy
+        };
+        if idle {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 #[test]
