@@ -18,6 +18,9 @@
 
 mod admin;
 mod error;
+/// The coordinator driven by a sequence of choices (unit tests and fuzz targets).
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 #[allow(clippy::module_inception)]
 mod group;
 mod join;
