@@ -209,7 +209,7 @@ def consume_all(bootstrap, topic, partitions, expected_count, timeout=60.0):
 
 
 def test_protocol_fuzz_keeps_broker_serving_with_bounded_memory(broker_factory):
-    broker = broker_factory(shards=2).start()
+    broker = broker_factory(shards=2)
     bootstrap = broker.bootstrap
     ports = [broker.shard_port(s) for s in range(broker.shards)]
 
@@ -246,6 +246,8 @@ def test_protocol_fuzz_keeps_broker_serving_with_bounded_memory(broker_factory):
     for t in helpers:
         t.join(CANARY_TIMEOUT_S * 2 + 5)
 
+    print(f"protocol fuzz: seed {SEED}, {stats}, peak RSS {peak_rss[0] >> 20} MiB, "
+          f"{len(canary_failures)} canary failures")
     last_frames = "\n".join(f"worker {i}: port {port} {wire}" for i, h in enumerate(histories) for port, wire in h)
     context = f"seed {SEED}, {stats}; last frames per worker (hex, first 200 bytes):\n{last_frames}"
     assert broker.running(), f"the broker died ({context}):\n{broker.run_log()[-5000:]}"
