@@ -130,6 +130,19 @@ def drain(sock, seconds):
         return False
 
 
+def framing(rng, frame):
+    """The frame with its size prefix, usually honest."""
+    style = rng.randrange(100)
+    if style < 85:
+        return struct.pack(">i", len(frame)) + frame
+    if style < 90:  # the size prefix promises more than comes
+        return struct.pack(">i", len(frame) + rng.randrange(1, 1 << 20)) + frame
+    if style < 95:  # a huge or negative size prefix
+        return struct.pack(">i", rng.choice([0x7FFFFFFF, -1, -0x80000000, 104857601, 0])) + frame[:32]
+    full = struct.pack(">i", len(frame)) + frame  # cut anywhere, even inside the size prefix
+    return full[:rng.randrange(len(full) + 1)]
+
+
 def worker(index, host, ports, seeds, versions, deadline, history, stats):
     rng = random.Random(SEED * 1000 + index)
     mutator = Mutator(rng, seeds, versions)
@@ -141,26 +154,20 @@ def worker(index, host, ports, seeds, versions, deadline, history, stats):
             stats["connect_failed"] += 1
             time.sleep(0.05)
             continue
+        # Everything this connection sends is drawn before it sends: which
+        # frames a seed makes does not depend on the broker's timing.
+        wires = [framing(rng, mutator.frame()) for _ in range(rng.randrange(1, 12))]
+        pauses = [rng.random() < 0.3 for _ in wires]
+        read_at_end = rng.random() < 0.7
         with sock:
-            for _ in range(rng.randrange(1, 12)):
-                frame = mutator.frame()
-                style = rng.randrange(100)
-                if style < 85:
-                    wire = struct.pack(">i", len(frame)) + frame
-                elif style < 90:  # the size prefix promises more than comes
-                    wire = struct.pack(">i", len(frame) + rng.randrange(1, 1 << 20)) + frame
-                elif style < 95:  # a huge or negative size prefix
-                    wire = struct.pack(">i", rng.choice([0x7FFFFFFF, -1, -0x80000000, 104857601, 0])) + frame[:32]
-                else:  # cut anywhere, even inside the size prefix
-                    full = struct.pack(">i", len(frame)) + frame
-                    wire = full[:rng.randrange(len(full) + 1)]
+            for wire, pause in zip(wires, pauses):
                 history.append((port, wire[:200].hex()))
                 stats["frames"] += 1
                 if not send_all(sock, wire):
                     break
-                if rng.random() < 0.3 and not drain(sock, 0.02):
+                if pause and not drain(sock, 0.02):
                     break
-            if rng.random() < 0.7:
+            if read_at_end:
                 drain(sock, 0.05)  # else close without reading the answers
 
 
