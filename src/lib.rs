@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod group;
 pub mod metadata;
 pub mod model;
@@ -13,3 +15,9 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod storage;
+
+/// Unit tests decode hostile frames too (`fuzz`), so they run under the
+/// broker's allocator, as `main.rs` sets it.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: runtime::alloc::GuardedAllocator = runtime::alloc::GuardedAllocator;

@@ -76,6 +76,47 @@ cargo build --release "${LOCKED[@]}"
 say "cargo test --release"
 cargo test --release "${LOCKED[@]}"
 
+# ---- 2b. fuzzing: a short coverage-guided run of each target (fuzz/README.md) -----
+# cargo-fuzz needs nightly flags: stable Rust takes them with RUSTC_BOOTSTRAP=1.
+# Without it (no network, no C++ compiler), `cargo test` above already replayed
+# the corpus and 300 seeded mutations of each input (src/fuzz.rs).
+CARGO_FUZZ_VERSION=0.12.0
+FUZZ_SECONDS=${FUZZ_SECONDS:-5}
+FUZZ_TARGETS=(request_frame record_batch group_events)
+fuzz_ready() {
+    cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"
+}
+if [ "${CORELOG_SKIP_FUZZ:-0}" = 1 ]; then
+    say "fuzzing skipped (CORELOG_SKIP_FUZZ=1)"
+else
+    if ! fuzz_ready; then
+        if ! command -v c++ >/dev/null 2>&1; then
+            say "installing a C++ compiler for libFuzzer (Debian package)"
+            apt_install g++ || true
+        fi
+        say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+        run_quiet cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked || true
+    fi
+    if ! fuzz_ready; then
+        say "cargo-fuzz $CARGO_FUZZ_VERSION unavailable: the fuzz targets ran only as cargo test's corpus replay"
+    elif ! (cd fuzz && run_quiet env RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none --release); then
+        say "the fuzz targets did not build: they ran only as cargo test's corpus replay"
+    else
+        for target in "${FUZZ_TARGETS[@]}"; do
+            say "fuzzing $target for ${FUZZ_SECONDS}s"
+            # New inputs go to a scratch directory; the committed corpus is only read.
+            scratch=$(mktemp -d)
+            if ! (cd fuzz && run_quiet env RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none --release "$target" \
+                    "$scratch" "corpus/$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10); then
+                rm -rf "$scratch"
+                say "fuzz target $target crashed: the input is in fuzz/artifacts/$target/ (fuzz/README.md says how to replay it)"
+                exit 1
+            fi
+            rm -rf "$scratch"
+        done
+    fi
+fi
+
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
 export CORELOG_BIN="$TARGET_DIR/release/corelog"

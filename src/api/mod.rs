@@ -190,25 +190,85 @@ pub fn begin<'a>(shard: &'a Shard, client_host: &'a str, frame: Bytes) -> Result
     Ok(Begun::Answer(Box::pin(async move { appended.answer(&ctx).await })))
 }
 
-/// Serves one request frame (without its size prefix).
-pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Result<Response, ApiError> {
-    let prefix = HeaderPrefix::peek(&frame).map_err(|e| ApiError::Malformed(e.to_string()))?;
+/// A request's header, decoded and checked against [`HANDLERS`].
+enum Header {
+    Served {
+        key: ApiKey,
+        version: i16,
+        header: RequestHeader,
+    },
+    /// An ApiVersions of a version not served: answered in v0 (KIP-511).
+    UnsupportedApiVersions {
+        correlation_id: i32,
+    },
+}
+
+/// Decodes the header of a request frame (without its size prefix), leaving
+/// `frame` at the body.
+fn decode_header(frame: &mut Bytes) -> Result<Header, ApiError> {
+    let prefix = HeaderPrefix::peek(frame).map_err(|e| ApiError::Malformed(e.to_string()))?;
     let key = ApiKey::try_from(prefix.api_key).map_err(|_| ApiError::UnknownApiKey(prefix.api_key))?;
     let Some(versions) = supported_versions(key) else {
         return Err(ApiError::UnknownApiKey(prefix.api_key));
     };
     if !versions.contains(&prefix.api_version) {
         if key == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 so any client can read which versions we serve.
-            return api_versions::unsupported_version(prefix.correlation_id);
+            return Ok(Header::UnsupportedApiVersions { correlation_id: prefix.correlation_id });
         }
         let (min, max) = (*versions.start(), *versions.end());
         return Err(ApiError::UnsupportedVersion { key, version: prefix.api_version, min, max });
     }
     let version = prefix.api_version;
-    let header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
+    let header = decode(frame, key, key.request_header_version(version))?;
+    Ok(Header::Served { key, version, header })
+}
+
+/// Decodes a whole request frame as [`handle`] does, without serving it:
+/// what the request decoder's fuzz target runs. The arms mirror `handle`'s
+/// (kafka-protocol's `RequestKind` would need its `messages_enums` feature,
+/// which compiles every message of every API).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
+    use kafka_protocol::messages::*;
+    let Header::Served { key, version, .. } = decode_header(&mut frame)? else { return Ok(()) };
+    let body = &mut frame;
+    match key {
+        ApiKey::ApiVersions => decode::<ApiVersionsRequest>(body, key, version).map(drop),
+        ApiKey::Metadata => decode::<MetadataRequest>(body, key, version).map(drop),
+        ApiKey::Produce => decode::<ProduceRequest>(body, key, version).map(drop),
+        ApiKey::Fetch => decode::<FetchRequest>(body, key, version).map(drop),
+        ApiKey::ListOffsets => decode::<ListOffsetsRequest>(body, key, version).map(drop),
+        ApiKey::CreateTopics => decode::<CreateTopicsRequest>(body, key, version).map(drop),
+        ApiKey::DeleteTopics => decode::<DeleteTopicsRequest>(body, key, version).map(drop),
+        ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, key, version).map(drop),
+        ApiKey::CreatePartitions => decode::<CreatePartitionsRequest>(body, key, version).map(drop),
+        ApiKey::InitProducerId => decode::<InitProducerIdRequest>(body, key, version).map(drop),
+        ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>(body, key, version).map(drop),
+        ApiKey::JoinGroup => decode::<JoinGroupRequest>(body, key, version).map(drop),
+        ApiKey::SyncGroup => decode::<SyncGroupRequest>(body, key, version).map(drop),
+        ApiKey::Heartbeat => decode::<HeartbeatRequest>(body, key, version).map(drop),
+        ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(body, key, version).map(drop),
+        ApiKey::OffsetCommit => decode::<OffsetCommitRequest>(body, key, version).map(drop),
+        ApiKey::OffsetFetch => decode::<OffsetFetchRequest>(body, key, version).map(drop),
+        ApiKey::ListGroups => decode::<ListGroupsRequest>(body, key, version).map(drop),
+        ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, key, version).map(drop),
+        ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, key, version).map(drop),
+        ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, key, version).map(drop),
+        ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, key, version).map(drop),
+        ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
+        _ => unreachable!("every key in HANDLERS has an arm"),
+    }
+}
+
+/// Serves one request frame (without its size prefix).
+pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Result<Response, ApiError> {
+    let (key, version, header) = match decode_header(&mut frame)? {
+        Header::Served { key, version, header } => (key, version, header),
+        Header::UnsupportedApiVersions { correlation_id } => return api_versions::unsupported_version(correlation_id),
+    };
+    let correlation_id = header.correlation_id;
     let client_id = header.client_id.unwrap_or_default();
-    let ctx = Context { shard, key, version, correlation_id: prefix.correlation_id, client_id, client_host };
+    let ctx = Context { shard, key, version, correlation_id, client_id, client_host };
     let body = &mut frame;
     match key {
         ApiKey::ApiVersions => api_versions::handle(&ctx, decode(body, key, version)?),

@@ -18,6 +18,9 @@
 
 mod admin;
 mod error;
+/// The coordinator driven by a sequence of choices (unit tests and fuzz targets).
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 #[allow(clippy::module_inception)]
 mod group;
 mod join;
@@ -137,13 +140,13 @@ impl Coordinator {
     }
 
     /// Every group's first broken invariant (none, unless there is a bug).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn broken_invariants(&self) -> Vec<(String, &'static str)> {
         let broken = self.groups.values().filter_map(|g| Some((g.id.clone(), g.broken_invariant(&self.config)?)));
         broken.collect()
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn groups_reset(&self) -> u64 {
         self.groups_reset
     }
