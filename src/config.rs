@@ -95,6 +95,15 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// max.connections.per.ip: per shard, like max.connections.
     pub max_connections_per_ip: usize,
+    /// Partitions of all topics the broker may hold (corelog's own, after
+    /// KIP-578's max.broker.partitions). None: a sixth of the open-file
+    /// limit, since each partition holds at least three descriptors (its
+    /// active segment twice, its directory) and rolled segments two more.
+    #[serde(rename = "max_partitions")]
+    pub max_partitions_setting: Option<usize>,
+    /// What `server::run` resolved max_partitions to (not a setting).
+    #[serde(skip)]
+    pub max_partitions: usize,
     /// The open-file limit in force, read at start-up (not a setting).
     #[serde(skip)]
     pub open_files_max: u64,
@@ -164,6 +173,8 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             max_connections: i32::MAX as usize,
             open_files_max: 1024,
+            max_partitions_setting: None,
+            max_partitions: usize::MAX,
             max_connections_per_ip: i32::MAX as usize,
             connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,

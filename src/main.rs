@@ -106,6 +106,11 @@ struct ServeArgs {
     /// short, whatever this says [default: 2147483647].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Partitions of all topics this broker may hold (KIP-578's
+    /// max.broker.partitions); past it CreateTopics and CreatePartitions get
+    /// POLICY_VIOLATION [default: a sixth of the open-file limit].
+    #[arg(long)]
+    max_partitions: Option<usize>,
     /// max.connections.per.ip: connections one client address may hold to each shard [default: 2147483647].
     #[arg(long)]
     max_connections_per_ip: Option<usize>,
@@ -218,6 +223,7 @@ impl ServeArgs {
             group_max_size,
             producer_id_expiration_ms
         );
+        c.max_partitions_setting = self.max_partitions.or(c.max_partitions_setting);
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);
         Ok(c)

@@ -216,3 +216,26 @@ def test_batches_stamped_far_from_the_broker_clock_get_invalid_timestamp(broker_
         assert c.produce(old, 0, kw.record_batch([(None, b"old")], timestamp_ms=now - year))[0] == 32
     assert [v for _, _, v in consume(b.bootstrap, topic, [0])[0]] == [b"soon", b"old"]
     assert consume(b.bootstrap, old, [0])[0] == []
+
+
+def test_max_partitions_bounds_what_the_broker_holds(broker_factory):
+    """Each partition holds descriptors and a writer task: CreateTopics and
+    CreatePartitions past max.partitions (50 of them are __consumer_offsets)
+    get POLICY_VIOLATION, and nothing is created."""
+    from confluent_kafka.admin import NewPartitions
+
+    b = broker_factory(shards=2, max_partitions=60)
+    a = admin(b.bootstrap)
+    topic = create_topic(b.bootstrap, unique("held"), partitions=8)
+    big = unique("big")
+    fs = a.create_topics([NewTopic(big, 3, 1)], request_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        fs[big].result(10)
+    assert refused.value.args[0].code() == 44  # POLICY_VIOLATION
+    fs = a.create_partitions([NewPartitions(topic, 11)], request_timeout=10)
+    with pytest.raises(KafkaException) as refused:
+        fs[topic].result(10)
+    assert refused.value.args[0].code() == 44
+    assert len(a.list_topics(topic, timeout=5).topics[topic].partitions) == 8
+    assert big not in a.list_topics(timeout=5).topics
+    create_topic(b.bootstrap, unique("fits"), partitions=2)

@@ -28,6 +28,9 @@ pub enum MetadataError {
     InvalidTopicName { name: String, why: &'static str },
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// The broker would hold more partitions than `max.partitions`.
+    #[error("the broker holds {held} partitions and may hold at most {max} (max.partitions); {asked} more refused")]
+    TooManyPartitions { held: usize, asked: usize, max: usize },
     #[error("metadata log {context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("metadata log line {line} is corrupt: {why}")]
@@ -37,6 +40,25 @@ pub enum MetadataError {
     /// Every producer id (up to i64::MAX) has been handed out; ids never wrap.
     #[error("every producer id has been handed out")]
     ProducerIdsExhausted,
+}
+
+impl MetadataRecord {
+    /// Partitions this change adds to the broker.
+    pub fn added_partitions(&self) -> usize {
+        match self {
+            MetadataRecord::CreateTopic { shards, .. } | MetadataRecord::CreatePartitions { shards, .. } => {
+                shards.len()
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Partitions of every topic, internal ones included.
+    pub fn partitions_held(&self) -> usize {
+        self.topics.values().map(|t| t.shards.len()).sum()
+    }
 }
 
 /// One change to the cluster's metadata, as stored in the metadata log.

@@ -141,6 +141,14 @@ impl Shard {
 
     async fn persist_and_broadcast(&self, record: MetadataRecord) -> Result<(), MetadataError> {
         let store = self.store.as_ref().expect("metadata changes are sent to shard 0 only");
+        // Every partition holds descriptors and a writer task: checked here,
+        // where all changes are made one at a time, so no two creations can
+        // pass it together.
+        let (held, asked, max) =
+            (self.snapshot().partitions_held(), record.added_partitions(), self.config.max_partitions);
+        if asked > 0 && held + asked > max {
+            return Err(MetadataError::TooManyPartitions { held, asked, max });
+        }
         let snapshot = Arc::new(store.borrow_mut().append(record)?.clone());
         // Apply locally first (the mailbox loop is busy running this very call).
         self.adopt(snapshot.clone()).await;
