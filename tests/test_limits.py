@@ -127,7 +127,8 @@ def prlimited(b, nofile):
 def test_connections_are_refused_before_descriptors_run_short(broker_factory):
     """Under a small open-file limit, a flood of connections is refused while a
     quarter of the descriptors is left, so segment rolls keep working."""
-    b = broker_factory(shards=1, start=False)
+    # max.partitions would default to a sixth of 256 descriptors, fewer than __consumer_offsets has.
+    b = broker_factory(shards=1, start=False, max_partitions=100)
     prlimited(b, 256)
     b.start()
     topic = create_topic(b.bootstrap, unique("budget"), partitions=1, config={"segment.bytes": "4096"})
@@ -164,7 +165,7 @@ def test_a_partition_out_of_descriptors_recovers_without_a_restart(broker_factor
     retries). As retention (3 s) frees segments the same producer finishes,
     no restart; every record is acknowledged once, and what is left above the
     log start reads back as acknowledged."""
-    b = broker_factory(shards=1, start=False, log_retention_check_interval_ms=100)
+    b = broker_factory(shards=1, start=False, log_retention_check_interval_ms=100, max_partitions=100)
     prlimited(b, 320)
     b.start()
     topic = create_topic(b.bootstrap, unique("emfile"), partitions=1, config={"segment.bytes": "4096", "retention.ms": "3000"})
