@@ -26,6 +26,33 @@ def wait_until(pred, timeout=10.0, interval=0.1, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def delivery_recorder():
+    """-> (acked {offset: value}, failed [error], on_delivery callback) for a Producer."""
+    acked, failed = {}, []
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked[msg.offset()] = msg.value()
+        else:
+            failed.append(err)
+
+    return acked, failed, on_delivery
+
+
+def leader_conn(b, topic, partition):
+    """A raw wire connection (kafka_wire.Conn) to the shard leading `partition`."""
+    import kafka_wire as kw
+
+    with b.wire(0) as c:
+        brokers, topics = c.metadata([topic])
+    err, parts = topics[topic]
+    assert err == 0, f"metadata error {err} for {topic}"
+    perr, leader = parts[partition]
+    assert perr == 0 and leader in brokers, (perr, leader, brokers)
+    host, port = brokers[leader]
+    return kw.Conn(host, port)
+
+
 def admin(bootstrap) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, **QUIET})
 

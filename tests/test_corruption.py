@@ -8,18 +8,7 @@ import pytest
 from confluent_kafka import Producer
 
 import kafka_wire as kw
-from helpers import QUIET, consume, create_topic, produce, unique, watermarks
-
-
-def leader_conn(b, topic, partition):
-    with b.wire(0) as c:
-        brokers, topics = c.metadata([topic])
-    err, parts = topics[topic]
-    assert err == 0, f"metadata error {err} for {topic}"
-    perr, leader = parts[partition]
-    assert perr == 0 and leader in brokers, (perr, leader, brokers)
-    host, port = brokers[leader]
-    return kw.Conn(host, port)
+from helpers import QUIET, consume, create_topic, leader_conn, produce, unique, watermarks
 
 
 def recs(prefix, n):

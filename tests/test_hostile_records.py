@@ -19,7 +19,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition as KTopicPartition
 
 import kafka_wire as kw
-from helpers import consume, create_topic, produce, unique, wait_until, watermarks
+from helpers import consume, create_topic, leader_conn, produce, unique, wait_until, watermarks
 
 MIB = 1 << 20
 # What the broker may add to its peak RSS while refusing bombs: its bound on
@@ -74,17 +74,6 @@ def recs(prefix, n):
 
 
 # ------------------------------------------------------------ the broker ---
-
-def leader_conn(b, topic, partition):
-    with b.wire(0) as c:
-        brokers, topics = c.metadata([topic])
-    err, parts = topics[topic]
-    assert err == 0, f"metadata error {err} for {topic}"
-    perr, leader = parts[partition]
-    assert perr == 0 and leader in brokers, (perr, leader, brokers)
-    host, port = brokers[leader]
-    return kw.Conn(host, port)
-
 
 def status_kib(pid, field) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

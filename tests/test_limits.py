@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import kafka_wire as kw
-from helpers import QUIET, admin, consume, create_topic, produce, unique, wait_until, watermarks
+from helpers import QUIET, admin, consume, create_topic, delivery_recorder, leader_conn, produce, unique, wait_until, watermarks
 
 SEGMENT_FLOOR = 1 << 20  # Kafka 4's segment.bytes minimum (KIP-1030), corelog's default floor
 
@@ -104,13 +104,20 @@ def test_silent_connections_are_closed_after_connections_max_idle_ms(broker_fact
 
 
 def test_a_long_poll_is_not_idle(broker_factory):
-    """A fetch waiting longer than connections.max.idle.ms is answered, not cut."""
+    """A fetch waiting longer than connections.max.idle.ms is answered, not
+    cut: the same connection gets the answer after the whole wait, then is
+    closed once it has been silent for the idle time."""
+    from wire_requests import fetch_v4
+
     b = broker_factory(shards=1, connections_max_idle_ms=500)
     topic = create_topic(b.bootstrap, unique("poll"), partitions=1)
-    conf = {"fetch.wait.max.ms": 2000, "fetch.min.bytes": 1 << 20}
-    got = consume(b.bootstrap, topic, [0], conf=conf, timeout=15)
-    assert got == {0: []}
-    assert not log_lines(b, "panicked")
+    with leader_conn(b, topic, 0) as c:
+        start = time.monotonic()
+        _, topics = fetch_v4(c, [(topic, [(0, 0, 1 << 20)])], max_wait_ms=2000, min_bytes=1 << 20)
+        waited = time.monotonic() - start
+        assert topics == [(topic, [(0, 0, 0, b"")])], topics
+        assert waited >= 1.8, f"answered after {waited:.2f}s: the long poll did not wait"
+        assert c.wait_closed(3), "silent after its answer, the connection is idle"
 
 
 def prlimited(b, nofile):
@@ -170,14 +177,7 @@ def test_a_partition_out_of_descriptors_recovers_without_a_restart(broker_factor
     b.start()
     topic = create_topic(b.bootstrap, unique("emfile"), partitions=1, config={"segment.bytes": "4096", "retention.ms": "3000"})
     values = [b"r%05d" % i + b"x" * 200 for i in range(2000)]
-    acked, failed = {}, []
-
-    def on_delivery(err, msg):
-        if err is None:
-            acked[msg.offset()] = msg.value()
-        else:
-            failed.append(err)
-
+    acked, failed, on_delivery = delivery_recorder()
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0, "batch.num.messages": 5,
                   "enable.idempotence": True, "message.timeout.ms": 120000, **QUIET})
     for v in values:
@@ -199,6 +199,11 @@ def test_a_partition_out_of_descriptors_recovers_without_a_restart(broker_factor
     assert [o for o, _, _ in got] == list(range(start, end))
     assert all(acked[o] == v for o, _, v in got)
     assert not log_lines(b, "offline"), "the partition never went offline"
+    # A crash after all that keeps every acknowledged record still above the log start.
+    b.kill()
+    b.start()
+    again = consume(b.bootstrap, topic, [0], offsets={0: start}, expect={0: end - start})[0]
+    assert again == got
 
 
 def test_batches_stamped_far_from_the_broker_clock_get_invalid_timestamp(broker_factory):

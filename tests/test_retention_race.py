@@ -16,21 +16,14 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from helpers import QUIET, admin, consume, create_topic, unique, watermarks
+from helpers import QUIET, admin, consume, create_topic, delivery_recorder, unique, watermarks
 
 PRODUCE_SECONDS = 8
 
 
 def produce_pipelined(bootstrap, topic, seconds):
     """acks=1, linger 0, five requests in flight: {offset: value} acknowledged."""
-    acked, failed = {}, []
-
-    def on_delivery(err, msg):
-        if err is None:
-            acked[msg.offset()] = msg.value()
-        else:
-            failed.append(err)
-
+    acked, failed, on_delivery = delivery_recorder()
     p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 0,
                   "max.in.flight.requests.per.connection": 5, "enable.idempotence": False, **QUIET})
     deadline = time.monotonic() + seconds
