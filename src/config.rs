@@ -96,14 +96,8 @@ pub struct BrokerConfig {
     /// max.connections.per.ip: per shard, like max.connections.
     pub max_connections_per_ip: usize,
     /// Partitions of all topics the broker may hold (corelog's own, after
-    /// KIP-578's max.broker.partitions). None: a sixth of the open-file
-    /// limit, since each partition holds at least three descriptors (its
-    /// active segment twice, its directory) and rolled segments two more.
-    #[serde(rename = "max_partitions")]
-    pub max_partitions_setting: Option<usize>,
-    /// What `server::run` resolved max_partitions to (not a setting).
-    #[serde(skip)]
-    pub max_partitions: usize,
+    /// KIP-578's max.broker.partitions); None: see `partitions_max`.
+    pub max_partitions: Option<usize>,
     /// The open-file limit in force, read at start-up (not a setting).
     #[serde(skip)]
     pub open_files_max: u64,
@@ -173,8 +167,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             max_connections: i32::MAX as usize,
             open_files_max: 1024,
-            max_partitions_setting: None,
-            max_partitions: usize::MAX,
+            max_partitions: None,
             max_connections_per_ip: i32::MAX as usize,
             connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
@@ -267,6 +260,13 @@ impl BrokerConfig {
             });
         }
         Ok(())
+    }
+
+    /// max.partitions, or a sixth of the open-file limit: each partition
+    /// holds at least three descriptors (its active segment twice, its
+    /// directory) and rolled segments two more.
+    pub fn partitions_max(&self) -> usize {
+        self.max_partitions.unwrap_or((self.open_files_max / 6).max(1) as usize)
     }
 
     pub fn advertised_host(&self) -> String {

@@ -223,7 +223,7 @@ impl ServeArgs {
             group_max_size,
             producer_id_expiration_ms
         );
-        c.max_partitions_setting = self.max_partitions.or(c.max_partitions_setting);
+        c.max_partitions = self.max_partitions.or(c.max_partitions);
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);
         Ok(c)

@@ -96,7 +96,6 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let open_files_max = runtime::raise_open_file_limit();
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     config.open_files_max = open_files_max;
-    config.max_partitions = config.max_partitions_setting.unwrap_or((open_files_max / 6).max(1) as usize);
     let listeners = bind(&config, shard_count)?;
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
     let mut store = MetadataStore::open(&config.data_dir)?;
@@ -111,7 +110,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     });
     tracing::info!(
         host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
-        clean_shutdown, topics = boot.snapshot.topics.len(), open_files_max, max_partitions = config.max_partitions, "corelog starting"
+        clean_shutdown, topics = boot.snapshot.topics.len(), open_files_max, max_partitions = config.partitions_max(), "corelog starting"
     );
     let (listeners, receivers, store) = (slots(listeners), slots(receivers), slots([store]));
     let threads = runtime::spawn_shards(shard_count, move |id| {

@@ -75,7 +75,8 @@ impl ConnectionLimits {
     }
 
     /// Connections being served now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.total.get()
     }
 }

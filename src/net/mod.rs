@@ -54,7 +54,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                     Ok(slot) => slot,
                     Err(refused) => {
                         // Dropping the stream closes it: the client backs off and retries.
-                        if let Some(held_back) = shard.refused_connections.admit(Instant::now()) {
+                        if let Some(held_back) = shard.stats.refused_connections.admit(Instant::now()) {
                             tracing::warn!(shard = shard.id, %peer, similar_not_logged = held_back, "connection refused: {refused}");
                         }
                         continue;
@@ -69,7 +69,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
                         Ok(()) | Err(ConnectionError::Closed) => {}
                         Err(e @ (ConnectionError::TooLarge { .. } | ConnectionError::Rejected(_))) => {
                             // A hostile client can send these in a loop: one line per interval.
-                            if let Some(held_back) = shard.rejected_frames.admit(Instant::now()) {
+                            if let Some(held_back) = shard.stats.rejected_frames.admit(Instant::now()) {
                                 tracing::warn!(shard = shard.id, %peer, similar_not_logged = held_back, "closing connection: {e}")
                             }
                         }
@@ -85,7 +85,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
             }
             Err(e) => {
                 // Out of descriptors (EMFILE) or memory: wait for connections to close.
-                if let Some(held_back) = shard.refused_connections.admit(Instant::now()) {
+                if let Some(held_back) = shard.stats.refused_connections.admit(Instant::now()) {
                     tracing::warn!(shard = shard.id, error = %e, similar_not_logged = held_back, "accept failed");
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -145,7 +145,7 @@ impl Shard {
         // where all changes are made one at a time, so no two creations can
         // pass it together.
         let (held, asked, max) =
-            (self.snapshot().partitions_held(), record.added_partitions(), self.config.max_partitions);
+            (self.snapshot().partitions_held(), record.added_partitions(), self.config.partitions_max());
         if asked > 0 && held + asked > max {
             return Err(MetadataError::TooManyPartitions { held, asked, max });
         }

@@ -46,6 +46,9 @@ pub struct ShardStats {
     /// Fetches that failed on storage (not an offset out of range): logged
     /// at most once per interval, since a consumer retries them at once.
     pub fetch_storage_errors: LogEvery,
+    /// Refused connections and rejected frames: a hostile client repeats them.
+    pub refused_connections: LogEvery,
+    pub rejected_frames: LogEvery,
     /// Retention passes that failed on a partition (every check interval
     /// would log the same error again).
     pub retention_errors: LogEvery,
@@ -139,9 +142,6 @@ pub struct Shard {
     store: Option<RefCell<MetadataStore>>,
     /// Connections served now, in all and per client address.
     pub connections: Rc<crate::net::limits::ConnectionLimits>,
-    /// Refused connections and rejected frames: logged at most once per interval.
-    pub refused_connections: LogEvery,
-    pub rejected_frames: LogEvery,
     /// Set when shutdown starts; listeners stop accepting.
     pub stopping: Cell<bool>,
     pub stop: Notify,
@@ -179,8 +179,6 @@ impl Shard {
                 boot.config.max_connections_per_ip,
                 boot.config.open_files_max,
             ),
-            refused_connections: LogEvery::default(),
-            rejected_frames: LogEvery::default(),
             stopping: Cell::new(false),
             stop: Notify::new(),
         }
