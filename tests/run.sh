@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit tests, then the integration tests that drive
-# the real broker binary with real Kafka clients (kafka-python, confluent-kafka, kcat).
+# the real broker binary with real Kafka clients (kafka-python, confluent-kafka, kcat,
+# Apache Kafka's own tools and Java client).
 #
 # Installs what it needs (idempotent, quiet), builds once, runs everything.
 # Exits non-zero on any failure.  Extra arguments go to pytest, e.g.
@@ -67,6 +68,19 @@ then
         run_quiet "${PIP[@]}" --break-system-packages
     fi
 fi
+
+# Apache Kafka's tools, server and Java client (pinned in tests/java/pom.xml),
+# from Maven Central into ~/.m2; tests/kafka_java.py runs them.
+if ! command -v java >/dev/null 2>&1; then
+    say "installing a Java runtime (Debian package)"
+    apt_install openjdk-17-jdk-headless
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+    say "installing Maven (Debian package)"
+    apt_install maven
+fi
+say "resolving Apache Kafka's jars (tests/java/setup.sh)"
+run_quiet bash tests/java/setup.sh
 
 # ---- 2. build once -------------------------------------------------------------
 LOCKED=()
