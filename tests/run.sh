@@ -90,6 +90,17 @@ cargo build --release "${LOCKED[@]}"
 say "cargo test --release"
 cargo test --release "${LOCKED[@]}"
 
+# ---- 2a. the habits that keep the tree clean: formatted, no clippy warnings -----
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        say "installing the $component component"
+        run_quiet rustup component add "$component"
+    fi
+done
+say "cargo fmt --check; cargo clippy --all-targets -D warnings"
+cargo fmt --all --check
+cargo clippy --release --all-targets "${LOCKED[@]}" -- -D warnings
+
 # ---- 2b. fuzzing: a short coverage-guided run of each target (fuzz/README.md) -----
 # cargo-fuzz needs nightly flags: stable Rust takes them with RUSTC_BOOTSTRAP=1.
 # Without it (no network, no C++ compiler), `cargo test` above already replayed
