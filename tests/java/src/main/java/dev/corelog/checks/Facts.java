@@ -18,6 +18,8 @@ final class Facts {
     }
 
     static final class CheckFailed extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
         CheckFailed(String message) {
             super(message);
         }
