@@ -9,15 +9,33 @@ use kafka_protocol::protocol::StrBytes;
 use super::{ApiError, Context, ErrorCode, Response};
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// (node id, error) for one key.
-fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode) {
-    if key_type != KEY_TYPE_GROUP {
-        return (-1, ErrorCode::CoordinatorNotAvailable);
+/// The coordinators corelog has: group ones only. Asking for a transaction
+/// coordinator gets UNSUPPORTED_VERSION, as Redpanda answers with
+/// transactions disabled: it is not retriable, so the Java producer's
+/// initTransactions (and the AdminClient's fenceProducers) fail at once
+/// with this message instead of retrying COORDINATOR_NOT_AVAILABLE until
+/// max.block.ms. Kafka refuses an unknown key type as INVALID_REQUEST.
+fn served(key_type: i8) -> Result<(), (ErrorCode, &'static str)> {
+    match key_type {
+        KEY_TYPE_GROUP => Ok(()),
+        KEY_TYPE_TRANSACTION => Err((
+            ErrorCode::UnsupportedVersion,
+            "transactions are not supported: corelog has no transaction coordinator",
+        )),
+        _ => Err((ErrorCode::InvalidRequest, "unknown coordinator key type")),
+    }
+}
+
+/// (node id, error, error message) for one key.
+fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode, Option<&'static str>) {
+    if let Err((error, message)) = served(key_type) {
+        return (-1, error, Some(message));
     }
     match ctx.shard.group_coordinator(key) {
-        Some(shard) => (shard as i32, ErrorCode::None),
-        None => (-1, ErrorCode::CoordinatorNotAvailable),
+        Some(shard) => (shard as i32, ErrorCode::None, None),
+        None => (-1, ErrorCode::CoordinatorNotAvailable, None),
     }
 }
 
@@ -32,9 +50,10 @@ fn port(ctx: &Context<'_>, node: i32) -> i32 {
 pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Response, ApiError> {
     let host = StrBytes::from_string(ctx.shard.config.advertised_host());
     if ctx.version < 4 {
-        let (node, error) = find(ctx, &request.key, request.key_type);
+        let (node, error, message) = find(ctx, &request.key, request.key_type);
         let response = FindCoordinatorResponse::default()
             .with_error_code(error.code())
+            .with_error_message(message.map(StrBytes::from_static_str))
             .with_node_id(BrokerId(node))
             .with_host(host)
             .with_port(port(ctx, node));
@@ -44,14 +63,28 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Resp
         .coordinator_keys
         .iter()
         .map(|key| {
-            let (node, error) = find(ctx, key, request.key_type);
+            let (node, error, message) = find(ctx, key, request.key_type);
             Coordinator::default()
                 .with_key(key.clone())
                 .with_node_id(BrokerId(node))
                 .with_host(host.clone())
                 .with_port(port(ctx, node))
                 .with_error_code(error.code())
+                .with_error_message(message.map(StrBytes::from_static_str))
         })
         .collect();
     ctx.respond(&FindCoordinatorResponse::default().with_coordinators(coordinators))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_group_coordinators_are_served() {
+        assert_eq!(served(KEY_TYPE_GROUP), Ok(()));
+        // Not COORDINATOR_NOT_AVAILABLE, which clients retry until they time out.
+        assert_eq!(served(KEY_TYPE_TRANSACTION).map_err(|(code, _)| code), Err(ErrorCode::UnsupportedVersion));
+        assert_eq!(served(2).map_err(|(code, _)| code), Err(ErrorCode::InvalidRequest));
+    }
 }

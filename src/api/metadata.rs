@@ -62,6 +62,10 @@ fn missing(name: &str, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic
 /// Names requested, each once in first-seen order (Kafka reads them into a
 /// set), or None for "all topics" (v0 spells that as an empty list). A topic
 /// named 8,000 times is described once, not 8,000 times.
+///
+/// An entry with a topic id (v12+) is looked up by its id whatever its name
+/// says, as Kafka does: the Java AdminClient's describeTopics by id sends
+/// the name as "", not null.
 fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Option<Vec<(String, uuid::Uuid)>> {
     let topics = request.topics.as_ref()?;
     if version == 0 && topics.is_empty() {
@@ -71,16 +75,17 @@ fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Op
     let mut ids = HashSet::new();
     let mut wanted = Vec::new();
     for t in topics {
+        let by_id = !t.topic_id.is_nil() || t.name.is_none();
         let first = match &t.name {
-            Some(name) => names.insert(name.as_str()),
-            None => ids.insert(t.topic_id),
+            Some(name) if !by_id => names.insert(name.as_str()),
+            _ => ids.insert(t.topic_id),
         };
         if !first {
             continue;
         }
         wanted.push(match &t.name {
-            Some(name) => (name.to_string(), t.topic_id),
-            None => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
+            Some(name) if !by_id => (name.to_string(), t.topic_id),
+            _ => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
         });
     }
     Some(wanted)
@@ -146,5 +151,26 @@ mod tests {
         assert_eq!(wanted[2].1, id);
         let all = MetadataRequest::default().with_topics(Some(Vec::new()));
         assert_eq!(requested(&all, 0, &Snapshot::default()), None, "v0: an empty list is every topic");
+    }
+
+    /// The Java AdminClient's describeTopics(TopicCollection.ofTopicIds(..))
+    /// names each topic "" beside its id (the name is not null).
+    #[test]
+    fn a_topic_id_is_looked_up_whatever_the_name_says() {
+        let mut snapshot = Snapshot::default();
+        let id = uuid::Uuid::from_u128(42);
+        let configs = std::collections::BTreeMap::new();
+        snapshot.apply(&metadata::MetadataRecord::CreateTopic { name: "clicks".into(), id, shards: vec![0], configs });
+        let by_id = |name: Option<&'static str>, id| {
+            MetadataRequestTopic::default()
+                .with_name(name.map(|n| TopicName(StrBytes::from_static_str(n))))
+                .with_topic_id(id)
+        };
+        let unknown = uuid::Uuid::from_u128(43);
+        let topics = vec![by_id(Some(""), id), by_id(None, id), by_id(Some(""), unknown)];
+        let request = MetadataRequest::default().with_topics(Some(topics));
+        let wanted = requested(&request, 12, &snapshot).unwrap();
+        let found = [("clicks".to_string(), id), (String::new(), unknown)];
+        assert_eq!(wanted, found, "the id found once (named \"\" or null), then the unknown id");
     }
 }
