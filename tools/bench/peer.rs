@@ -24,6 +24,7 @@ const LOAD_SLACK: Duration = Duration::from_secs(300);
 const PERF_TIMEOUT: Duration = Duration::from_secs(1800);
 const TOPIC: &str = "peer";
 const CONSUME_TOPIC: &str = "peer-consume";
+const WARM_TOPIC: &str = "peer-warm";
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct PeerArgs {
@@ -95,7 +96,8 @@ pub enum CaseKind {
     /// Closed-loop produce; with one producer, then also --consume-mb written
     /// to a second topic and read from the beginning by one consumer.
     Throughput { record_bytes: usize, partitions: i32, producers: usize },
-    /// Open loop at --latency-pct of the lower maximum of `base`, one producer and one consumer.
+    /// Open loop at --latency-pct of the lower maximum of `base`, one producer
+    /// and one consumer, after --warmup seconds of closed-loop load.
     Latency { record_bytes: usize, base: String },
     /// Kafka's ProducerPerformance, one partition.
     ProducerPerf { record_bytes: usize },
@@ -341,8 +343,10 @@ fn method(args: &PeerArgs, r: &PeerResults) -> String {
     s += &format!(
         "- **Load:** corelog-load (the same binary and flags for both), {} s measured after {} s warm-up, acks=1, \
          64 KiB batches, 5 requests in flight per connection; consume cases first write {} MB and read them \
-         from the beginning with one consumer; fixed rates are {}% of the lower of both brokers' maxima in the \
-         first round; ProducerPerformance: {} records ({} warm-up), acks={}, the Java producer's other defaults\n",
+         from the beginning with one consumer; fixed-rate cases (one producer, one consumer) run open loop at {}% \
+         of the lower of both brokers' maxima in the first round, after as many seconds of closed-loop load as \
+         the warm-up lasts (a cold JVM would carry its backlog into the measured window); broker CPU per \
+         million messages is taken over the measured window; ProducerPerformance: {} records ({} warm-up), acks={}, the Java producer's other defaults\n",
         args.duration,
         args.warmup,
         args.consume_mb,
@@ -544,6 +548,29 @@ impl Runner<'_> {
 
     fn latency(&self, on: &On, r: &mut PeerRun, record_bytes: usize, rate: f64) -> Result<()> {
         let a = &self.args;
+        // A fresh JVM runs its produce path interpreted until the JIT has
+        // compiled it; an open-loop run that starts cold carries the backlog
+        // of those seconds into its measured window. So both brokers first
+        // take --warmup seconds of closed-loop load on another topic.
+        if a.warmup > 0.0 {
+            self.load(
+                on,
+                r,
+                "prewarm",
+                &[
+                    "--topic",
+                    WARM_TOPIC,
+                    "--partitions",
+                    "1",
+                    "--consumers",
+                    "1",
+                    "--record-bytes",
+                    &record_bytes.to_string(),
+                    "--duration",
+                    &a.warmup.to_string(),
+                ],
+            )?;
+        }
         let (v, cpu) = self.load(
             on,
             r,
