@@ -11,6 +11,7 @@ mod compare;
 mod kafka;
 mod matrix;
 mod peer;
+mod peer_cases;
 mod peer_report;
 mod perf;
 mod probe;

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::peer::{Case, CaseKind};
+use crate::peer_cases::{Case, CaseKind};
 use crate::report::{num, si};
 
 /// Names of the figures a run records (keys of `PeerRun::figures`); the
@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn headline_names_every_case_and_the_fixed_rates() {
-        let cases = crate::peer::cases();
+        let cases = crate::peer_cases::cases();
         let rates = BTreeMap::from([("latency-100B".to_string(), 150_000.0)]);
         let specs = headline(&cases, &rates, 500.0, "all");
         let labels: Vec<&str> = specs.iter().map(|s| s.label.as_str()).collect();
