@@ -390,7 +390,9 @@ pub fn write(path: &Path, r: &PeerResults, method: &str) -> Result<()> {
         md,
         "\nEach cell is the median over the rounds (every start for the start time and RSS after start), \
          with the lowest and highest in brackets. For msgs/s, records/s and MB/s a ratio above 1 favours \
-         corelog; for latency, CPU, RSS and start time a ratio below 1 does."
+         corelog; for latency, CPU, RSS and start time a ratio below 1 does. A fixed-rate case's latency \
+         and CPU mean something only where its achieved rate is the rate asked: a broker that falls behind \
+         an open-loop schedule shows it there, and its latency then grows with the run."
     );
     let _ = writeln!(md, "\n## Every figure\n");
     md += &markdown(&r.every_figure);
