@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -19,6 +20,8 @@ from helpers import admin, watermarks
 from confluent_kafka.admin import ConfigResource
 
 RUN_TIMEOUT = 120
+# peer formats Kafka's storage once and starts Kafka twice (several seconds each on a busy core)
+PEER_TIMEOUT = 240
 SVGS = ["throughput.svg", "latency.svg", "partitions.svg"]
 
 
@@ -170,3 +173,94 @@ def test_compare_prints_ratios(bench_bin, tmp_path):
     assert "geometric mean of produce msgs/s B/A over 1 throughput scenario(s): 2.00x" in out, out
     r = subprocess.run([bench_bin, "compare", str(a), str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert r.returncode != 0 and "missing.json" in r.stderr
+
+
+
+JAVA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java")
+
+
+def run_peer(bench_bin, load_bin, corelog, out, *args):
+    if not shutil.which("java"):
+        pytest.skip("no java: tests/run.sh installs it")
+    r = subprocess.run([bench_bin, "peer", "--rounds", "1", "--duration", "1", "--warmup", "0", "--out", str(out),
+                        "--corelog", corelog, "--load", load_bin, "--java-dir", JAVA_DIR, *map(str, args)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=PEER_TIMEOUT)
+    assert r.returncode == 0, f"corelog-bench peer exited {r.returncode}:\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    results = json.loads((out / "results.json").read_text())
+    for run in results["runs"]:
+        assert run["ok"], run
+        figures = run["figures"]
+        assert figures["start_ms"] > 0 and figures["idle_rss_mib"] > 0
+        assert figures["peak_rss_mib"] >= figures["idle_rss_mib"]
+        with pytest.raises(ProcessLookupError):  # stopped, not left running
+            os.kill(run["pid"], 0)
+    assert not (out / "broker-data").exists()
+    return r, results, (out / "peer.md").read_text()
+
+
+def check_ratio_rows(report, labels):
+    """Each row has both brokers' medians and their ratio."""
+    rows = table_rows(report)
+    for label in labels:
+        cells = rows[label]
+        assert len(cells) == 4 and "–" not in cells, cells
+        corelog_v, kafka_v, ratio = (parse_si(c) for c in cells[1:])
+        assert ratio == pytest.approx(corelog_v / kafka_v, rel=0.05), cells
+
+
+def test_peer_runs_corelog_and_kafka_side_by_side(bench_bin, load_bin, corelog, tmp_path):
+    """`peer` in its smallest shape: one produce/consume case, one round, on corelog and on Apache Kafka
+    (started from tests/java's jars with Kafka's default flush policy, answered Metadata, stopped). The
+    consume step reads back exactly what the fill step had acknowledged, and the table holds both
+    columns and their ratio. 16 partitions: Kafka names a new partition's leader before that leader
+    serves it, which corelog-load must wait out (it failed with NOT_LEADER_OR_FOLLOWER before)."""
+    out = tmp_path / "peer"
+    consume_mb = 2  # 20,000 records of 100 B
+    r, results, report = run_peer(bench_bin, load_bin, corelog, out, "--only", "produce-100B-p16-x1",
+                                  "--consume-mb", consume_mb)
+    assert results["brokers"]["kafka"]["version"] == "4.4.0"
+    assert "-Xmx1G" in results["brokers"]["kafka"]["jvm_args"]
+    assert [(x["case"], x["broker"]) for x in results["runs"]] == [
+        ("produce-100B-p16-x1", "corelog"), ("produce-100B-p16-x1", "kafka")]
+    n = consume_mb * 1_000_000 // 100
+    for run in results["runs"]:
+        figures = run["figures"]
+        steps = {s["step"]: s["load"] for s in run["raw"]}
+        assert figures["produce_msgs_per_s"] > 0 and figures["produce_cpu_s_per_million"] > 0
+        assert steps["produce"]["produce"]["measured"]["msgs_per_s"] == figures["produce_msgs_per_s"]
+        assert steps["fill"]["produce"]["messages"] == n
+        assert steps["consume"]["consume"]["messages"] == n
+        assert figures["consume_msgs_per_s"] > 0 and figures["consume_cpu_s_per_million"] >= 0  # 10 ms ticks
+    # Kafka's default flush policy: the server.properties it ran with sets nothing about flushing.
+    props = (out / "logs" / "r0-produce-100B-p16-x1-kafka.server.properties").read_text()
+    assert "process.roles=broker,controller" in props and "flush" not in props
+    check_ratio_rows(report, ["produce 100 B, 16 partitions, 1 producer: msgs/s",
+                              "consume 100 B, 16 partitions from the beginning (2 MB): msgs/s",
+                              "time to start (spawn until a Metadata answer), every start: ms"])
+    assert "| produce 100 B, 16 partitions, 1 producer: msgs/s |" in r.stdout  # the table is printed too
+    assert "`taskset -c 0`" in report and "4.4.0" in report and "**Command:**" in report
+
+
+def test_peer_runs_kafkas_producer_performance(bench_bin, load_bin, corelog, tmp_path):
+    """Kafka's ProducerPerformance, pinned like the load, against corelog alone (--brokers corelog:
+    no Kafka start, to keep this short): its steady-state line is what the figures hold."""
+    records = 20_000
+    _, results, report = run_peer(bench_bin, load_bin, corelog, tmp_path / "peer", "--brokers", "corelog",
+                                  "--only", "producer-perf", "--perf-records", records)
+    [run] = results["runs"]
+    assert (run["case"], run["broker"]) == ("producer-perf-100B", "corelog")
+    summary = run["raw"][-1]["summary"]
+    assert summary["steady_state"] and summary["records"] == records - records // 5
+    figures = run["figures"]
+    assert figures["perf_records_per_s"] == summary["records_per_s"] > 0
+    assert figures["perf_mb_per_s"] == pytest.approx(summary["records_per_s"] * 100 / 1e6)
+    assert figures["perf_p99_ms"] >= figures["perf_p50_ms"] > 0
+    assert results["brokers"]["kafka"] is None and results["brokers"]["producer_performance"]["version"] == "4.4.0"
+    row = table_rows(report)["Kafka's ProducerPerformance, 100 B, acks=all: records/s"]
+    assert row[1] != "–" and row[2] == "–" and row[3] == "–", row
+
+
+def parse_si(cell):
+    """'2.35M' -> 2.35e6, '93.3k' -> 93300.0, '0.0039' -> 0.0039."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}
+    return float(cell[:-1]) * scale[cell[-1]] if cell[-1] in scale else float(cell)

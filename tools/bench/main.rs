@@ -3,10 +3,18 @@
 //! broker), drives it with corelog-load over a scenario matrix, samples the
 //! broker's CPU time and peak RSS, and writes `report.md` (machine, command
 //! line, results table, SVG plots) and `results.json`. `compare A.json
-//! B.json` prints two runs side by side with their ratios.
+//! B.json` prints two runs side by side with their ratios. `peer` runs the
+//! same cases against corelog and Apache Kafka, interleaved, and writes the
+//! two side by side with the ratio corelog / Kafka.
 
 mod compare;
+mod kafka;
 mod matrix;
+mod peer;
+mod peer_cases;
+mod peer_report;
+mod perf;
+mod probe;
 mod proc;
 mod report;
 mod svg;
@@ -39,6 +47,9 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Print two results.json files side by side with the ratio B/A per scenario.
     Compare { a: PathBuf, b: PathBuf },
+    /// Run the same cases against corelog and Apache Kafka (started from its
+    /// Maven Central jars), interleaved; write DIR/peer.md and DIR/results.json.
+    Peer(Box<peer::PeerArgs>),
 }
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
@@ -168,6 +179,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Run(args) => run(*args),
         Cmd::Compare { a, b } => compare::compare(&a, &b).map(|_| true),
+        Cmd::Peer(args) => peer::run(*args),
     };
     match r {
         Ok(true) => {}

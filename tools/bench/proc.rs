@@ -2,15 +2,20 @@
 //! machine description, and a child-with-timeout helper.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde::Serialize;
 
-const HOST: &str = "127.0.0.1";
+use crate::probe;
+
+pub const HOST: &str = "127.0.0.1";
 
 /// utime + stime of a process (all its threads), in seconds.
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
@@ -25,10 +30,87 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     Some((utime + stime) as f64 / tick)
 }
 
+/// How often `CpuSampler` reads a process's CPU time.
+const CPU_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Reads a process's CPU time every CPU_SAMPLE_INTERVAL on a thread of its
+/// own, so that the CPU spent within a window known only afterwards (a load
+/// generator's measured window, after its warm-up) can be read back.
+pub struct CpuSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<CpuSamples>,
+}
+
+impl CpuSampler {
+    pub fn start(pid: i32) -> CpuSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                let last = stopped.load(Ordering::Relaxed);
+                if let Some(cpu) = cpu_seconds(pid) {
+                    samples.push((unix_ms(), cpu));
+                }
+                if last {
+                    return CpuSamples(samples);
+                }
+                std::thread::sleep(CPU_SAMPLE_INTERVAL);
+            }
+        });
+        CpuSampler { stop, thread }
+    }
+
+    /// Takes a last sample and returns them all.
+    pub fn finish(self) -> CpuSamples {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(CpuSamples(Vec::new()))
+    }
+}
+
+/// (Unix time in ms, CPU seconds so far) pairs, in time order.
+pub struct CpuSamples(pub Vec<(f64, f64)>);
+
+impl CpuSamples {
+    /// CPU seconds from the first sample to the last.
+    pub fn total(&self) -> Option<f64> {
+        Some(self.0.last()?.1 - self.0.first()?.1)
+    }
+
+    /// CPU seconds between two Unix times (ms), interpolated linearly between
+    /// samples; None unless the samples cover the window.
+    pub fn between(&self, from_ms: f64, to_ms: f64) -> Option<f64> {
+        Some(self.at(to_ms)? - self.at(from_ms)?)
+    }
+
+    fn at(&self, t: f64) -> Option<f64> {
+        let i = self.0.iter().position(|(ts, _)| *ts >= t)?;
+        let (t1, c1) = self.0[i];
+        if i == 0 {
+            return (t1 == t).then_some(c1);
+        }
+        let (t0, c0) = self.0[i - 1];
+        Some(c0 + (c1 - c0) * (t - t0) / (t1 - t0))
+    }
+}
+
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+}
+
 /// VmHWM (peak resident set size) in KiB.
 pub fn peak_rss_kib(pid: i32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// VmRSS (resident set size now) in KiB.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: i32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -39,7 +121,7 @@ pub fn reset_peak_rss(pid: i32) -> bool {
 }
 
 /// A base port P with P..P+n-1 all free right now.
-fn free_port_range(n: usize) -> Result<u16> {
+pub fn free_port_range(n: usize) -> Result<u16> {
     for _ in 0..200 {
         let base = TcpListener::bind((HOST, 0))?.local_addr()?.port();
         if base as usize + n > 65536 {
@@ -52,12 +134,31 @@ fn free_port_range(n: usize) -> Result<u16> {
     bail!("no free range of {n} ports found")
 }
 
-/// A corelog broker started for one scenario, on a fresh data directory.
+/// How long a corelog broker may take to serve.
+const CORELOG_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a broker may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between two readiness probes; bounds the error of the start time.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Removes `dir` and creates it empty.
+pub fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// A broker started for one run on a fresh data directory: corelog (`start`)
+/// or Apache Kafka (kafka.rs, through `spawn`).
 pub struct Broker {
     child: Child,
+    name: &'static str,
     pub port: u16,
     pub data_dir: PathBuf,
     log: PathBuf,
+    /// From spawn until every listener answered a Metadata request.
+    pub start_time: Duration,
 }
 
 impl Broker {
@@ -69,12 +170,8 @@ impl Broker {
         extra: &[String],
         log: &Path,
     ) -> Result<Broker> {
-        if data_dir.exists() {
-            std::fs::remove_dir_all(data_dir).with_context(|| format!("clearing {}", data_dir.display()))?;
-        }
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        fresh_dir(data_dir)?;
         let port = free_port_range(shards)?;
-        let logf = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = on_cpus(corelog, cpus);
         cmd.arg("serve")
             .arg("--data-dir")
@@ -82,13 +179,36 @@ impl Broker {
             .args(["--host", HOST, "--advertised-host", HOST])
             .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
             .args(extra)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf);
-        let child = cmd.spawn().with_context(|| format!("starting {}", corelog.display()))?;
-        let mut b = Broker { child, port, data_dir: data_dir.to_path_buf(), log: log.to_path_buf() };
-        b.wait_ready(shards, Duration::from_secs(20))?;
+            .env("NO_COLOR", "1");
+        let listeners: Vec<u16> = (0..shards as u16).map(|s| port + s).collect();
+        Broker::spawn("corelog", &mut cmd, &listeners, data_dir, log, CORELOG_READY_TIMEOUT)
+    }
+
+    /// Spawns `cmd` with its output going to `log` and waits until each of
+    /// `listeners` (the first is the bootstrap port) answers Metadata. The
+    /// data directory is removed again when the broker is stopped.
+    pub fn spawn(
+        name: &'static str,
+        cmd: &mut Command,
+        listeners: &[u16],
+        data_dir: &Path,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<Broker> {
+        let logf = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(logf.try_clone()?).stderr(logf);
+        let spawned = Instant::now();
+        let child = cmd.spawn().with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        let mut b = Broker {
+            child,
+            name,
+            port: listeners[0],
+            data_dir: data_dir.to_path_buf(),
+            log: log.to_path_buf(),
+            start_time: Duration::ZERO,
+        };
+        b.wait_ready(listeners, spawned + timeout)?;
+        b.start_time = spawned.elapsed();
         Ok(b)
     }
 
@@ -100,42 +220,41 @@ impl Broker {
         format!("{HOST}:{}", self.port)
     }
 
-    fn wait_ready(&mut self, shards: usize, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut pending: Vec<u16> = (0..shards as u16).map(|s| self.port + s).collect();
+    fn wait_ready(&mut self, listeners: &[u16], deadline: Instant) -> Result<()> {
+        let mut pending = listeners.to_vec();
         while let Some(&port) = pending.first() {
             if let Some(status) = self.child.try_wait()? {
-                bail!("corelog exited with {status} during start-up:\n{}", tail(&self.log));
+                bail!("{} exited with {status} during start-up:\n{}", self.name, tail(&self.log));
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                bail!("corelog not ready within {timeout:?} (port {port}):\n{}", tail(&self.log));
+                bail!("{} did not answer Metadata on port {port} in time:\n{}", self.name, tail(&self.log));
             }
             let addr = SocketAddr::from((HOST.parse::<Ipv4Addr>().unwrap(), port));
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                pending.remove(0);
-            } else {
-                std::thread::sleep(Duration::from_millis(50));
+            match probe::metadata_brokers(addr, Duration::from_millis(500)) {
+                Ok(n) if n > 0 => {
+                    pending.remove(0);
+                }
+                _ => std::thread::sleep(PROBE_INTERVAL),
             }
         }
         Ok(())
     }
 
-    /// SIGTERM, wait up to 20 s for a clean exit (then SIGKILL), remove the data directory.
+    /// SIGTERM, wait for a clean exit (SIGKILL after STOP_TIMEOUT), remove the data directory.
     pub fn stop(mut self) -> Result<ExitStatus> {
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let status = match wait_timeout(&mut self.child, Duration::from_secs(20))? {
-            Some(s) => s,
+        let waited = wait_timeout(&mut self.child, STOP_TIMEOUT);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        match waited? {
+            Some(s) => Ok(s),
             None => {
                 let _ = self.child.kill();
                 let s = self.child.wait()?;
-                let _ = std::fs::remove_dir_all(&self.data_dir);
-                return Err(anyhow!("corelog did not exit within 20 s of SIGTERM ({s})"));
+                Err(anyhow!("{} did not exit within {STOP_TIMEOUT:?} of SIGTERM ({s})", self.name))
             }
-        };
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-        Ok(status)
+        }
     }
 }
 
@@ -257,6 +376,32 @@ mod tests {
         assert_eq!(super::utc_string(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(super::utc_string(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(super::utc_string(1_735_689_599), "2024-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn cpu_within_a_window_is_interpolated() {
+        let s = super::CpuSamples(vec![(1000.0, 1.0), (1100.0, 1.5), (1200.0, 1.5), (1300.0, 2.5)]);
+        assert_eq!(s.total(), Some(1.5));
+        assert_eq!(s.between(1000.0, 1300.0), Some(1.5));
+        assert_eq!(s.between(1050.0, 1250.0), Some(1.0 - 0.25));
+        assert_eq!(s.between(1100.0, 1200.0), Some(0.0));
+        // Outside the samples: unknown.
+        assert_eq!(s.between(999.0, 1200.0), None);
+        assert_eq!(s.between(1000.0, 1301.0), None);
+        assert_eq!(super::CpuSamples(Vec::new()).total(), None);
+    }
+
+    #[test]
+    fn sampler_sees_its_own_process_work() {
+        let sampler = super::CpuSampler::start(std::process::id() as i32);
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let samples = sampler.finish();
+        assert!(samples.0.len() >= 3, "{} samples", samples.0.len());
+        assert!(samples.total().unwrap() > 0.1, "{:?}", samples.total());
     }
 
     #[test]

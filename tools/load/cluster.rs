@@ -84,7 +84,11 @@ pub fn discover(
                             leaders.len()
                         );
                     }
-                    return Ok(Topology { versions, brokers, leaders });
+                    let topology = Topology { versions, brokers, leaders };
+                    if created {
+                        wait_served(&topology, client_id, topic, deadline)?;
+                    }
+                    return Ok(topology);
                 }
             }
             3 if !created => {
@@ -133,13 +137,52 @@ fn create_topic(
     Ok(())
 }
 
+/// Kafka names a new partition's leader in Metadata before that leader
+/// serves it: its metadata cache takes the change before its replica manager
+/// does, and produce in between gets NOT_LEADER_OR_FOLLOWER. Every client
+/// retries that; this tool counts it as an error, so after creating a topic
+/// it waits until every leader answers ListOffsets for its partitions.
+fn wait_served(topology: &Topology, client_id: &str, topic: &str, deadline: Instant) -> Result<()> {
+    loop {
+        let answers = offsets_at(topology, client_id, topic, LATEST)?;
+        let Some((p, code)) = answers.iter().enumerate().find_map(|(p, (code, _))| (*code != 0).then_some((p, *code)))
+        else {
+            return Ok(());
+        };
+        if !LEADER_PENDING.contains(&code) {
+            bail!("ListOffsets {topic}/{p}: {}", error_name(code));
+        }
+        if Instant::now() > deadline {
+            bail!("{topic}/{p} is not served by its leader after 30 s: {}", error_name(code));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Error codes of a partition whose leader has not taken it up yet:
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+const LEADER_PENDING: [i16; 3] = [3, 5, 6];
+
 /// The offset of each partition at `timestamp` (EARLIEST or LATEST), asking each leader.
 pub fn list_offsets(topology: &Topology, client_id: &str, topic: &str, timestamp: i64) -> Result<Vec<i64>> {
+    let answers = offsets_at(topology, client_id, topic, timestamp)?;
+    if let Some((p, (code, _))) = answers.iter().enumerate().find(|(_, (code, _))| *code != 0) {
+        bail!("ListOffsets {topic}/{p}: {}", error_name(*code));
+    }
+    if let Some(p) = answers.iter().position(|(_, o)| *o < 0) {
+        bail!("ListOffsets gave no offset for {topic}/{p}");
+    }
+    Ok(answers.into_iter().map(|(_, o)| o).collect())
+}
+
+/// Each partition's (error code, offset at `timestamp`), asking each leader;
+/// a partition its leader did not mention has offset -1.
+fn offsets_at(topology: &Topology, client_id: &str, topic: &str, timestamp: i64) -> Result<Vec<(i16, i64)>> {
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for (p, leader) in topology.leaders.iter().enumerate() {
         by_leader.entry(*leader).or_default().push(p as i32);
     }
-    let mut offsets = vec![-1i64; topology.leaders.len()];
+    let mut answers = vec![(0i16, -1i64); topology.leaders.len()];
     for (leader, partitions) in by_leader {
         let mut client = Client::connect(&topology.brokers[&leader], client_id)?;
         let request =
@@ -155,17 +198,11 @@ pub fn list_offsets(topology: &Topology, client_id: &str, topic: &str, timestamp
             client.call(ApiKey::ListOffsets, topology.versions.list_offsets, &request)?;
         for t in &response.topics {
             for p in &t.partitions {
-                if p.error_code != 0 {
-                    bail!("ListOffsets {topic}/{}: {}", p.partition_index, error_name(p.error_code));
-                }
-                if let Some(slot) = offsets.get_mut(p.partition_index as usize) {
-                    *slot = p.offset;
+                if let Some(slot) = answers.get_mut(p.partition_index as usize) {
+                    *slot = (p.error_code, p.offset);
                 }
             }
         }
     }
-    if let Some(p) = offsets.iter().position(|o| *o < 0) {
-        bail!("ListOffsets gave no offset for {topic}/{p}");
-    }
-    Ok(offsets)
+    Ok(answers)
 }
