@@ -57,6 +57,9 @@ class Run:
     def __getitem__(self, key):
         return self.answer[key]
 
+    def __contains__(self, key):
+        return key in self.answer
+
 
 def franzgo(broker, command: str, *args: str, timeout: float = 90) -> Run:
     cmd = [franzgo_bin(), command, "--brokers", broker.bootstrap, "--timeout", f"{timeout - 10:.0f}s", *args]
@@ -140,6 +143,9 @@ def test_produce_consume_every_codec(broker, codec):
     assert picked(got["records"]) == picked(produced)
     # franz-go sends a batch uncompressed where compressing would not make it smaller
     # (a record alone); of the async run's many-record batches nearly all are compressed.
+    # The broker stamps its leader epoch on each batch (the producer sent -1), as Metadata says.
+    md = admin(broker, "metadata", topic)["topics"][topic]["partitions"]
+    assert {p["leader_epoch"] for p in md.values()} == {r["leader_epoch"] for r in got["records"]} == {0}
     assert {r["codec"] for r in got["records"]} <= {0, CODECS[codec]}
     async_values = {r["value"] for r in sent_async["records"]}
     compressed = sum(r["codec"] == CODECS[codec] for r in got["records"] if r["value"] in async_values)
@@ -167,3 +173,170 @@ def test_idempotent_producer_five_in_flight_per_shard(broker):
     got = franzgo(broker, "consume", "--topic", topic)
     assert got["errors"] == []
     assert picked(got["records"]) == picked(sent["records"])
+
+
+# ------------------------------------------------------------------ consumer group ---
+
+def test_group_two_members_commit_what_they_consumed_and_a_new_member_resumes(broker):
+    """Two kgo.ConsumerGroup members share the partitions and commit each poll before a
+    rebalance may go on; after they stop, the committed offsets are exactly what they
+    consumed, and a new member of the group reads on from there: nothing lost, nothing twice."""
+    topic, group, partitions = unique("fg-group"), unique("fg-g"), 4
+    create_topic(broker, topic, partitions)
+    first_n = 2000
+    assert franzgo(broker, "produce", "--topic", topic, "--n", str(first_n), "--partitions", str(partitions))["errors"] == []
+
+    first = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "2", "--stop-after", "1000")
+    assert not first["timed_out"]
+    for m in first["members"]:
+        assert m["commit_errors"] == [] and m["fetch_errors"] == [], m
+        assert m["records"], "both members consumed"
+    consumed = [tuple(r) for m in first["members"] for r in m["records"]]
+    assert len(consumed) == len(set(consumed)) >= 1000
+    consumed_to = {p: 0 for p in range(partitions)}  # partition -> offset after the last consumed
+    for p, offsets in by_partition({"partition": p, "offset": o} for p, o in consumed).items():
+        assert sorted(offsets) == list(range(len(offsets))), f"partition {p} consumed with a gap"
+        consumed_to[p] = len(offsets)
+
+    # While both members were in the group (kadm DescribeGroups, ListGroups, FindCoordinator):
+    described = first["described"]
+    assert (described["state"], described["protocol_type"], described["protocol"], described["err"]) == \
+        ("Stable", "consumer", "cooperative-sticky", "")
+    assert described["coordinator"] == first["coordinator"]
+    assigned = [p for m in described["members"] for p in m["assigned"][topic]]
+    assert sorted(assigned) == list(range(partitions)) and len(described["members"]) == 2
+    assert {m["client_host"] for m in described["members"]} == {"/127.0.0.1"}
+    assert {m["client_id"] for m in described["members"]} == {"franzgo-check"}
+    listed = {g["group"]: g for g in first["listed"]}
+    assert (listed[group]["state"], listed[group]["protocol_type"], listed[group]["coordinator"]) == \
+        ("Stable", "consumer", first["coordinator"])
+    assert len([g for g in first["listed"] if g["group"] == group]) == 1
+
+    # What was committed is what was consumed, also once the members have left.
+    committed = {p: o for p, o in consumed_to.items() if o > 0}
+    assert {int(p): o for p, o in first["committed"].items()} == committed
+    end = first_n // partitions
+    for p, lag in first["lag"].items():
+        assert (lag["committed"], lag["end"], lag["lag"], lag["err"]) == (committed.get(int(p), -1), end,
+                                                                         end - committed.get(int(p), 0), ""), p
+    fetched = admin(broker, "fetch-offsets", group)
+    assert {int(p): c["offset"] for p, c in fetched[topic].items()} == committed
+    # franz-go commits the leader epoch of the last record consumed (KIP-320).
+    assert {c["leader_epoch"] for c in fetched[topic].values()} == {0}
+    after = admin(broker, "describe-groups", group)[group]
+    assert (after["state"], after["members"]) == ("Empty", [])
+
+    # A new member, after more records arrive, reads exactly the rest.
+    more_n = 400
+    assert franzgo(broker, "produce", "--topic", topic, "--n", str(more_n), "--partitions", str(partitions),
+                   "--prefix", "more")["errors"] == []
+    rest = first_n + more_n - len(consumed)
+    second = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "1",
+                     "--stop-after", str(rest))
+    assert not second["timed_out"]
+    (member,) = second["members"]
+    assert member["commit_errors"] == [] and member["fetch_errors"] == []
+    resumed = by_partition({"partition": p, "offset": o} for p, o in member["records"])
+    for p in range(partitions):
+        assert resumed[p] == list(range(consumed_to[p], end + more_n // partitions)), f"partition {p}"
+    assert {int(p): o for p, o in second["committed"].items()} == {p: end + more_n // partitions
+                                                                   for p in range(partitions)}
+
+
+# ------------------------------------------------------------------ kadm ---
+
+def test_admin_topics_configs_offsets_delete(broker):
+    topic = unique("fg-admin")
+    created = create_topic(broker, topic, 3, "retention.ms=86400000", "cleanup.policy=delete")
+    assert (created["num_partitions"], created["replication_factor"]) == (3, 1)
+    again = admin(broker, "create-topics", "--partitions", "3", topic)[topic]
+    assert "TOPIC_ALREADY_EXISTS" in again["err"]
+
+    md = admin(broker, "metadata", topic)
+    assert md["brokers"] == [{"node_id": s, "host": broker.host, "port": broker.shard_port(s)} for s in range(2)]
+    assert md["cluster"] and md["controller"] in (0, 1)
+    t = md["topics"][topic]
+    assert (t["err"], t["internal"], sorted(t["partitions"])) == ("", False, ["0", "1", "2"])
+    for p in t["partitions"].values():
+        assert p["err"] == "" and p["leader"] in (0, 1) and p["replicas"] == p["isr"] == [p["leader"]]
+    assert t["id"] == created["id"]
+    listed = admin(broker, "list-topics")
+    assert topic in listed and "__consumer_offsets" not in listed
+    assert admin(broker, "list-topics", "--internal")["__consumer_offsets"]["internal"] is True
+
+    def configs():
+        described = admin(broker, "describe-topic-configs", topic)[topic]
+        assert described["err"] == ""
+        return {k: (v["value"], v["source"]) for k, v in described["configs"].items()}
+
+    before = configs()
+    assert before["retention.ms"] == ("86400000", "DYNAMIC_TOPIC_CONFIG")
+    assert before["cleanup.policy"] == ("delete", "DYNAMIC_TOPIC_CONFIG")
+    assert before["segment.bytes"] == ("1073741824", "DEFAULT_CONFIG")
+    assert before["max.message.bytes"] == ("1048588", "DEFAULT_CONFIG")
+    # IncrementalAlterConfigs: set one, set another, remove a third (back to its default).
+    altered = admin(broker, "alter-topic-configs", topic, "set:retention.ms=3600000",
+                    "set:max.message.bytes=2000000", "delete:cleanup.policy")
+    assert altered.answer == {topic: ""}
+    after = configs()
+    assert after["retention.ms"] == ("3600000", "DYNAMIC_TOPIC_CONFIG")
+    assert after["max.message.bytes"] == ("2000000", "DYNAMIC_TOPIC_CONFIG")
+    assert after["cleanup.policy"] == ("delete", "DEFAULT_CONFIG")
+    assert {k: v for k, v in after.items() if k not in ("retention.ms", "max.message.bytes", "cleanup.policy")} == \
+        {k: v for k, v in before.items() if k not in ("retention.ms", "max.message.bytes", "cleanup.policy")}
+    bad = admin(broker, "alter-topic-configs", topic, "set:retention.ms=soon")
+    assert "INVALID_CONFIG" in bad[topic]
+
+    sent = franzgo(broker, "produce", "--topic", topic, "--n", "300", "--partitions", "3")
+    assert sent["errors"] == []
+    first_ts = min(r["timestamp_ms"] for r in sent["records"])
+    last_ts = max(r["timestamp_ms"] for r in sent["records"])
+    offsets = admin(broker, "list-offsets", "--after-ms", str(first_ts), topic)
+    assert {p: o["offset"] for p, o in offsets["start"].items()} == {"0": 0, "1": 0, "2": 0}
+    assert {p: o["offset"] for p, o in offsets["end"].items()} == {"0": 100, "1": 100, "2": 100}
+    assert {p: o["offset"] for p, o in offsets["after"].items()} == {"0": 0, "1": 0, "2": 0}
+    # Past the last record: kadm answers the end offset (Kafka answered -1 for "none").
+    later = admin(broker, "list-offsets", "--after-ms", str(last_ts + 1), topic)
+    assert {p: o["offset"] for p, o in later["after"].items()} == {"0": 100, "1": 100, "2": 100}
+
+    deleted = admin(broker, "delete-records", topic, "0=40", "1=100")
+    assert deleted.answer == {"0": {"low_watermark": 40, "err": ""}, "1": {"low_watermark": 100, "err": ""}}
+    beyond = admin(broker, "delete-records", topic, "2=101")
+    assert "OFFSET_OUT_OF_RANGE" in beyond["2"]["err"]
+    starts = admin(broker, "list-offsets", topic)["start"]
+    assert {p: o["offset"] for p, o in starts.items()} == {"0": 40, "1": 100, "2": 0}
+    got = franzgo(broker, "consume", "--topic", topic)
+    assert got["errors"] == []
+    assert {p: offsets for p, offsets in by_partition(got["records"]).items()} == \
+        {0: list(range(40, 100)), 2: list(range(100))}
+
+    assert admin(broker, "delete-topics", topic).answer == {topic: ""}
+    assert topic not in admin(broker, "list-topics").answer
+    gone = admin(broker, "metadata", topic)["topics"][topic]
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in gone["err"]
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in admin(broker, "delete-topics", topic)[topic]
+
+
+def test_admin_commit_offsets_then_a_member_starts_there(broker):
+    """kadm CommitOffsets for a group with no members (an operator resetting it), FetchOffsets
+    reads them back with their metadata, and the group's next member starts from them."""
+    topic, group = unique("fg-commit"), unique("fg-g")
+    create_topic(broker, topic, 2)
+    assert franzgo(broker, "produce", "--topic", topic, "--n", "100", "--partitions", "2")["errors"] == []
+    committed = admin(broker, "commit-offsets", group, topic, "0=10", "1=20")
+    assert committed[topic] == {
+        "0": {"offset": 10, "leader_epoch": -1, "metadata": "committed by franzgo admin", "err": ""},
+        "1": {"offset": 20, "leader_epoch": -1, "metadata": "committed by franzgo admin", "err": ""},
+    }
+    assert admin(broker, "fetch-offsets", group)[topic] == committed[topic]
+    listed = {g["group"]: g for g in admin(broker, "list-groups").answer}
+    assert listed[group]["state"] == "Empty"
+    described = admin(broker, "describe-groups", group)[group]
+    assert (described["state"], described["members"], described["err"]) == ("Empty", [], "")
+
+    run = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "1", "--stop-after", "70")
+    (member,) = run["members"]
+    assert member["commit_errors"] == [] and member["fetch_errors"] == [] and not run["timed_out"]
+    assert by_partition({"partition": p, "offset": o} for p, o in member["records"]) == \
+        {0: list(range(10, 50)), 1: list(range(20, 50))}
+    assert {p: o for p, o in run["committed"].items()} == {"0": 50, "1": 50}
