@@ -249,6 +249,10 @@ def test_admin_topics_configs_offsets_delete(broker):
     topic = unique("fg-admin")
     created = create_topic(broker, topic, 3, "retention.ms=86400000", "cleanup.policy=delete")
     assert (created["num_partitions"], created["replication_factor"]) == (3, 1)
+    # CreateTopics v5+ answers the new topic's configs, as DescribeConfigs would (KIP-525).
+    assert created["configs"]["retention.ms"] == "86400000"
+    assert created["configs"]["cleanup.policy"] == "delete"
+    assert created["configs"]["segment.bytes"] == "1073741824"
     again = admin(broker, "create-topics", "--partitions", "3", topic)[topic]
     assert "TOPIC_ALREADY_EXISTS" in again["err"]
 
@@ -270,6 +274,7 @@ def test_admin_topics_configs_offsets_delete(broker):
         return {k: (v["value"], v["source"]) for k, v in described["configs"].items()}
 
     before = configs()
+    assert created["configs"] == {k: value for k, (value, _source) in before.items()}
     assert before["retention.ms"] == ("86400000", "DYNAMIC_TOPIC_CONFIG")
     assert before["cleanup.policy"] == ("delete", "DYNAMIC_TOPIC_CONFIG")
     assert before["segment.bytes"] == ("1073741824", "DEFAULT_CONFIG")
