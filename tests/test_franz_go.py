@@ -243,6 +243,39 @@ def test_group_two_members_commit_what_they_consumed_and_a_new_member_resumes(br
                                                                    for p in range(partitions)}
 
 
+def test_static_members_restart_without_a_rebalance(broker):
+    """Static members (KIP-345) stop without leaving; restarted under the same instance ids
+    they get their partitions back in the same generation, and read on from their commits."""
+    topic, group, partitions = unique("fg-static"), unique("fg-g"), 4
+    create_topic(broker, topic, partitions)
+    static = ("--members", "2", "--instance-prefix", "instance-")
+    runs = []
+    for batch in range(2):
+        assert franzgo(broker, "produce", "--topic", topic, "--n", "400", "--partitions", str(partitions),
+                       "--prefix", f"static{batch}")["errors"] == []
+        run = franzgo(broker, "group", "--topic", topic, "--group", group, *static, "--stop-after", "400")
+        assert not run["timed_out"]
+        for m in run["members"]:
+            assert m["commit_errors"] == [] and m["fetch_errors"] == [], m
+        runs.append(run)
+        # The members are gone but the group keeps them: still Stable with both instances.
+        described = admin(broker, "describe-groups", group)[group]
+        assert described["state"] == "Stable"
+        assert sorted(m["instance_id"] for m in described["members"]) == ["instance-0", "instance-1"]
+
+    first, second = runs
+    # One generation, each instance with the same partitions (assigned once per run), new member ids.
+    assert [m["generation"] for m in first["members"] + second["members"]] == [1, 1, 1, 1]
+    assert [m["assigned"] for m in second["members"]] == [m["assigned"] for m in first["members"]]
+    assert all(len(m["assigned"]) == 1 for m in second["members"])
+    assert {m["member_id"] for m in first["members"]}.isdisjoint(m["member_id"] for m in second["members"])
+    # Each run read its 400 records: 100 per partition, the second from where the first committed.
+    for run, start in ((first, 0), (second, 100)):
+        read = by_partition({"partition": p, "offset": o} for m in run["members"] for p, o in m["records"])
+        assert read == {p: list(range(start, start + 100)) for p in range(partitions)}
+    assert {p: o for p, o in second["committed"].items()} == {str(p): 200 for p in range(partitions)}
+
+
 # ------------------------------------------------------------------ kadm ---
 
 def test_admin_topics_configs_offsets_delete(broker):
@@ -324,7 +357,9 @@ def test_admin_topics_configs_offsets_delete(broker):
 
 def test_admin_commit_offsets_then_a_member_starts_there(broker):
     """kadm CommitOffsets for a group with no members (an operator resetting it), FetchOffsets
-    reads them back with their metadata, and the group's next member starts from them."""
+    reads them back with their metadata, and the group's next member starts from them.
+    That member asks for a KIP-848 group (ServerSideBalancer): corelog does not serve
+    ConsumerGroupHeartbeat, so franz-go joins with the classic protocol instead."""
     topic, group = unique("fg-commit"), unique("fg-g")
     create_topic(broker, topic, 2)
     assert franzgo(broker, "produce", "--topic", topic, "--n", "100", "--partitions", "2")["errors"] == []
@@ -339,7 +374,10 @@ def test_admin_commit_offsets_then_a_member_starts_there(broker):
     described = admin(broker, "describe-groups", group)[group]
     assert (described["state"], described["members"], described["err"]) == ("Empty", [], "")
 
-    run = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "1", "--stop-after", "70")
+    run = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "1", "--stop-after", "70",
+                  "--server-side-balancer")
+    assert (run["described"]["state"], run["described"]["protocol"]) == ("Stable", "range")
+    assert {g["group"]: g["group_type"] for g in run["listed"]}[group] == "classic"
     (member,) = run["members"]
     assert member["commit_errors"] == [] and member["fetch_errors"] == [] and not run["timed_out"]
     assert by_partition({"partition": p, "offset": o} for p, o in member["records"]) == \

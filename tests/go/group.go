@@ -21,6 +21,9 @@ type memberResult struct {
 	Revoked      [][]int32 `json:"revoked"`
 	CommitErrors []string  `json:"commit_errors"`
 	FetchErrors  []string  `json:"fetch_errors"`
+	// MemberID and Generation are the member's when it stopped consuming.
+	MemberID   string `json:"member_id"`
+	Generation int32  `json:"generation"`
 }
 
 type groupResult struct {
@@ -58,6 +61,8 @@ func runGroup(args []string) (any, error) {
 	stopAfter := fs.Int64("stop-after", 0, "stop once the members consumed this many records together")
 	pollRecords := fs.Int("poll-records", 50, "most records one poll returns")
 	pollDelay := fs.Duration("poll-delay", 10*time.Millisecond, "time spent 'processing' each poll")
+	instancePrefix := fs.String("instance-prefix", "", "static membership (KIP-345): member i is instance <prefix>i")
+	serverSide := fs.Bool("server-side-balancer", false, "ask for KIP-848 groups (the broker assigns; franz-go falls back to the classic protocol where the broker does not serve it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -70,7 +75,7 @@ func runGroup(args []string) (any, error) {
 	var stopped, released sync.WaitGroup
 	release := make(chan struct{})
 	out := groupResult{}
-	for range *members {
+	for i := range *members {
 		m := &memberResult{Records: [][2]int64{}, Assigned: [][]int32{}, Revoked: [][]int32{},
 			CommitErrors: []string{}, FetchErrors: []string{}}
 		out.Members = append(out.Members, m)
@@ -82,7 +87,7 @@ func runGroup(args []string) (any, error) {
 				*list = append(*list, append([]int32{}, ps[*topic]...))
 			}
 		}
-		cl, err := kgo.NewClient(append(c.options(),
+		opts := append(c.options(),
 			kgo.ConsumerGroup(*group),
 			kgo.ConsumeTopics(*topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -90,7 +95,14 @@ func runGroup(args []string) (any, error) {
 			kgo.BlockRebalanceOnPoll(),
 			kgo.OnPartitionsAssigned(note(&m.Assigned)),
 			kgo.OnPartitionsRevoked(note(&m.Revoked)),
-		)...)
+		)
+		if *instancePrefix != "" {
+			opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s%d", *instancePrefix, i)))
+		}
+		if *serverSide {
+			opts = append(opts, kgo.Balancers(kgo.RangeBalancer()), kgo.ServerSideBalancer())
+		}
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -98,9 +110,10 @@ func runGroup(args []string) (any, error) {
 		released.Add(1)
 		go func() {
 			defer released.Done()
-			defer cl.Close() // leaves the group
+			defer cl.Close() // leaves the group, unless the member is static
 			defer func() { <-release }()
 			defer stopped.Done()
+			defer func() { m.MemberID, m.Generation = cl.GroupMetadata() }()
 			for consuming.Err() == nil {
 				fetches := cl.PollRecords(consuming, *pollRecords)
 				fetches.EachError(func(t string, p int32, err error) {
