@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -208,6 +209,21 @@ def test_idempotent_producer_through_a_broker_crash(broker_factory):
     assert got["errors"] == []
     assert got["end_offsets"] == {"0": n // 2, "1": n // 2}
     assert picked(got["records"]) == picked(sent["records"])
+
+
+def test_transactional_producer_is_refused_at_once(broker):
+    """corelog serves no transactions. A producer with a transactional id looks for its
+    transaction coordinator as it starts: it gets INVALID_REQUEST, and the transaction
+    fails at once, rather than after retrying COORDINATOR_NOT_AVAILABLE until its own
+    timeout; nothing is written."""
+    topic = unique("fg-txn")
+    create_topic(broker, topic, 1)
+    started = time.monotonic()
+    sent = franzgo(broker, "produce", "--topic", topic, "--n", "3", "--transactional-id", unique("txn"), timeout=40)
+    assert time.monotonic() - started < 10
+    (error,) = sent["errors"]
+    assert error.startswith("BeginTransaction: ") and "INVALID_REQUEST" in error, error
+    assert admin(broker, "list-offsets", topic)["end"]["0"]["offset"] == 0
 
 
 # ------------------------------------------------------------------ consumer group ---

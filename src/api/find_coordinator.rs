@@ -1,6 +1,9 @@
 //! FindCoordinator: a group's coordinator is the shard that owns its
-//! offsets-topic partition. Transactions are not served, so there is no
-//! transaction coordinator to find.
+//! offsets-topic partition. Transactions (and share groups) are not served,
+//! so there is no coordinator of theirs to find: such a key gets
+//! INVALID_REQUEST, as Kafka answers a key type it does not know. Not
+//! COORDINATOR_NOT_AVAILABLE, which clients retry until their own timeout:
+//! a transactional producer would hang instead of failing at once.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -10,14 +13,16 @@ use super::{ApiError, Context, ErrorCode, Response};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// (node id, error) for one key.
-fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode) {
+const NOT_SERVED: &str = "corelog coordinates consumer groups only: transactions and share groups are not supported";
+
+/// (node id, error, error message) for one key.
+fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode, Option<StrBytes>) {
     if key_type != KEY_TYPE_GROUP {
-        return (-1, ErrorCode::CoordinatorNotAvailable);
+        return (-1, ErrorCode::InvalidRequest, Some(StrBytes::from_static_str(NOT_SERVED)));
     }
     match ctx.shard.group_coordinator(key) {
-        Some(shard) => (shard as i32, ErrorCode::None),
-        None => (-1, ErrorCode::CoordinatorNotAvailable),
+        Some(shard) => (shard as i32, ErrorCode::None, None),
+        None => (-1, ErrorCode::CoordinatorNotAvailable, None),
     }
 }
 
@@ -32,9 +37,11 @@ fn port(ctx: &Context<'_>, node: i32) -> i32 {
 pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Response, ApiError> {
     let host = StrBytes::from_string(ctx.shard.config.advertised_host());
     if ctx.version < 4 {
-        let (node, error) = find(ctx, &request.key, request.key_type);
+        let (node, error, message) = find(ctx, &request.key, request.key_type);
+        // The message exists from v1 on, as does the key type.
         let response = FindCoordinatorResponse::default()
             .with_error_code(error.code())
+            .with_error_message(message.filter(|_| ctx.version >= 1))
             .with_node_id(BrokerId(node))
             .with_host(host)
             .with_port(port(ctx, node));
@@ -44,8 +51,9 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Resp
         .coordinator_keys
         .iter()
         .map(|key| {
-            let (node, error) = find(ctx, key, request.key_type);
+            let (node, error, message) = find(ctx, key, request.key_type);
             Coordinator::default()
+                .with_error_message(message)
                 .with_key(key.clone())
                 .with_node_id(BrokerId(node))
                 .with_host(host.clone())

@@ -39,6 +39,7 @@ func runProduce(args []string) (any, error) {
 	prefix := fs.String("prefix", "v", "value prefix, so that runs into one topic differ")
 	partitions := fs.Int("partitions", 0, "0: the default (murmur2 of the key) partitioner; P: record i goes to partition i % P")
 	linger := fs.Duration("linger", 0, "producer linger")
+	transactionalID := fs.String("transactional-id", "", "produce in one transaction (BeginTransaction, EndTransaction commit)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -53,6 +54,9 @@ func runProduce(args []string) (any, error) {
 	)
 	if *partitions > 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
+	if *transactionalID != "" {
+		opts = append(opts, kgo.TransactionalID(*transactionalID))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -70,6 +74,11 @@ func runProduce(args []string) (any, error) {
 		}
 	}
 	errs := make([]error, *n)
+	if *transactionalID != "" {
+		if err := cl.BeginTransaction(); err != nil {
+			return produceResult{Records: []recordJSON{}, Errors: []string{"BeginTransaction: " + err.Error()}}, nil
+		}
+	}
 	switch *mode {
 	case "sync":
 		for i, r := range records {
@@ -90,6 +99,11 @@ func runProduce(args []string) (any, error) {
 	}
 
 	out := produceResult{Records: make([]recordJSON, 0, *n), Errors: []string{}}
+	if *transactionalID != "" {
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			out.Errors = append(out.Errors, fmt.Sprintf("EndTransaction: %v", err))
+		}
+	}
 	for i, r := range records {
 		out.Records = append(out.Records, toJSON(r))
 		if errs[i] != nil {
