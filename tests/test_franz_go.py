@@ -182,10 +182,11 @@ def test_idempotent_producer_through_a_broker_crash(broker_factory):
     """The broker is killed (SIGKILL) and restarted while franz-go produces: the producer
     retries what was in flight, and the log holds every record exactly once, in order."""
     b = broker_factory(shards=2)
-    topic, n = unique("fg-crash"), 100_000
+    topic, n = unique("fg-crash"), 40_000
     create_topic(b, topic, 2)
+    # Paced to last about two seconds, so that the crash comes while it sends.
     cmd = [franzgo_bin(), "produce", "--verbose", "--brokers", b.bootstrap, "--timeout", "80s", "--topic", topic,
-           "--n", str(n), "--partitions", "2", "--prefix", "crash"]
+           "--n", str(n), "--rate", "20000", "--partitions", "2", "--prefix", "crash"]
     producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def written():

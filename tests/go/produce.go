@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -27,7 +28,8 @@ type produceResult struct {
 // runProduce produces n records with the client's defaults (idempotent,
 // acks=all): "sync" awaits each record before the next (ProduceSync),
 // "async" hands all to Produce and awaits them with Flush, so several
-// requests per broker are in flight (five with idempotence).
+// requests per broker are in flight (five with idempotence), at a given
+// rate if asked.
 func runProduce(args []string) (any, error) {
 	var c common
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
@@ -39,6 +41,7 @@ func runProduce(args []string) (any, error) {
 	prefix := fs.String("prefix", "v", "value prefix, so that runs into one topic differ")
 	partitions := fs.Int("partitions", 0, "0: the default (murmur2 of the key) partitioner; P: record i goes to partition i % P")
 	linger := fs.Duration("linger", 0, "producer linger")
+	rate := fs.Int("rate", 0, "async: hand the client at most this many records per second (0: as fast as it takes them)")
 	transactionalID := fs.String("transactional-id", "", "produce in one transaction (BeginTransaction, EndTransaction commit)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -87,7 +90,11 @@ func runProduce(args []string) (any, error) {
 	case "async":
 		var wg sync.WaitGroup
 		wg.Add(len(records))
+		started := time.Now()
 		for i, r := range records {
+			if *rate > 0 {
+				time.Sleep(time.Until(started.Add(time.Duration(i) * time.Second / time.Duration(*rate))))
+			}
 			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 				errs[i] = err
 				wg.Done()
