@@ -1,4 +1,4 @@
-"""franz-go (kgo, kadm), the Go client most Go services use, against corelog.
+"""franz-go (kgo, kadm), a widely used pure-Go Kafka client, against corelog.
 
 tests/go is a Go module (franz-go and kadm pinned in go.mod / go.sum, fetched
 from the Go module proxy into ~/go/pkg/mod); its one binary, `franzgo`, has a
@@ -87,10 +87,16 @@ def picked(records):
 
 
 def by_partition(records) -> dict[int, list[int]]:
+    """{partition: offsets in the order given} of records as franzgo prints them."""
+    return pairs_by_partition((r["partition"], r["offset"]) for r in records)
+
+
+def pairs_by_partition(pairs) -> dict[int, list[int]]:
+    """{partition: offsets in the order given} of (partition, offset) pairs."""
     offsets = defaultdict(list)
-    for r in records:
-        offsets[r["partition"]].append(r["offset"])
-    return offsets
+    for partition, offset in pairs:
+        offsets[partition].append(offset)
+    return dict(offsets)
 
 
 def kafka_partition(key: str, partitions: int) -> int:
@@ -143,11 +149,11 @@ def test_produce_consume_every_codec(broker, codec):
     for p, offsets in by_partition(got["records"]).items():
         assert offsets == list(range(len(produced_offsets[p]))), f"partition {p} read out of order"
     assert picked(got["records"]) == picked(produced)
-    # franz-go sends a batch uncompressed where compressing would not make it smaller
-    # (a record alone); of the async run's many-record batches nearly all are compressed.
     # The broker stamps its leader epoch on each batch (the producer sent -1), as Metadata says.
     md = admin(broker, "metadata", topic)["topics"][topic]["partitions"]
     assert {p["leader_epoch"] for p in md.values()} == {r["leader_epoch"] for r in got["records"]} == {0}
+    # franz-go sends a batch uncompressed where compressing would not make it smaller
+    # (a record alone); of the async run's many-record batches nearly all are compressed.
     assert {r["codec"] for r in got["records"]} <= {0, CODECS[codec]}
     async_values = {r["value"] for r in sent_async["records"]}
     compressed = sum(r["codec"] == CODECS[codec] for r in got["records"] if r["value"] in async_values)
@@ -236,7 +242,8 @@ def test_group_two_members_commit_what_they_consumed_and_a_new_member_resumes(br
     topic, group, partitions = unique("fg-group"), unique("fg-g"), 4
     create_topic(broker, topic, partitions)
     first_n = 2000
-    assert franzgo(broker, "produce", "--topic", topic, "--n", str(first_n), "--partitions", str(partitions))["errors"] == []
+    sent = franzgo(broker, "produce", "--topic", topic, "--n", str(first_n), "--partitions", str(partitions))
+    assert sent["errors"] == []
 
     first = franzgo(broker, "group", "--topic", topic, "--group", group, "--members", "2", "--stop-after", "1000")
     assert not first["timed_out"]
@@ -246,7 +253,7 @@ def test_group_two_members_commit_what_they_consumed_and_a_new_member_resumes(br
     consumed = [tuple(r) for m in first["members"] for r in m["records"]]
     assert len(consumed) == len(set(consumed)) >= 1000
     consumed_to = {p: 0 for p in range(partitions)}  # partition -> offset after the last consumed
-    for p, offsets in by_partition({"partition": p, "offset": o} for p, o in consumed).items():
+    for p, offsets in pairs_by_partition(consumed).items():
         assert sorted(offsets) == list(range(len(offsets))), f"partition {p} consumed with a gap"
         consumed_to[p] = len(offsets)
 
@@ -288,9 +295,9 @@ def test_group_two_members_commit_what_they_consumed_and_a_new_member_resumes(br
     assert not second["timed_out"]
     (member,) = second["members"]
     assert member["commit_errors"] == [] and member["fetch_errors"] == []
-    resumed = by_partition({"partition": p, "offset": o} for p, o in member["records"])
+    resumed = pairs_by_partition(member["records"])
     for p in range(partitions):
-        assert resumed[p] == list(range(consumed_to[p], end + more_n // partitions)), f"partition {p}"
+        assert resumed.get(p) == list(range(consumed_to[p], end + more_n // partitions)), f"partition {p}"
     assert {int(p): o for p, o in second["committed"].items()} == {p: end + more_n // partitions
                                                                    for p in range(partitions)}
 
@@ -323,7 +330,7 @@ def test_static_members_restart_without_a_rebalance(broker):
     assert {m["member_id"] for m in first["members"]}.isdisjoint(m["member_id"] for m in second["members"])
     # Each run read its 400 records: 100 per partition, the second from where the first committed.
     for run, start in ((first, 0), (second, 100)):
-        read = by_partition({"partition": p, "offset": o} for m in run["members"] for p, o in m["records"])
+        read = pairs_by_partition(r for m in run["members"] for r in m["records"])
         assert read == {p: list(range(start, start + 100)) for p in range(partitions)}
     assert {p: o for p, o in second["committed"].items()} == {str(p): 200 for p in range(partitions)}
 
@@ -385,7 +392,7 @@ def test_admin_topics_configs_offsets_delete(broker):
     assert {p: o["offset"] for p, o in offsets["start"].items()} == {"0": 0, "1": 0, "2": 0}
     assert {p: o["offset"] for p, o in offsets["end"].items()} == {"0": 100, "1": 100, "2": 100}
     assert {p: o["offset"] for p, o in offsets["after"].items()} == {"0": 0, "1": 0, "2": 0}
-    # Past the last record: kadm answers the end offset (Kafka answered -1 for "none").
+    # Past the last record: none found, which kadm answers with the end offset.
     later = admin(broker, "list-offsets", "--after-ms", str(last_ts + 1), topic)
     assert {p: o["offset"] for p, o in later["after"].items()} == {"0": 100, "1": 100, "2": 100}
 
@@ -397,8 +404,7 @@ def test_admin_topics_configs_offsets_delete(broker):
     assert {p: o["offset"] for p, o in starts.items()} == {"0": 40, "1": 100, "2": 0}
     got = franzgo(broker, "consume", "--topic", topic)
     assert got["errors"] == []
-    assert {p: offsets for p, offsets in by_partition(got["records"]).items()} == \
-        {0: list(range(40, 100)), 2: list(range(100))}
+    assert by_partition(got["records"]) == {0: list(range(40, 100)), 2: list(range(100))}
 
     assert admin(broker, "delete-topics", topic).answer == {topic: ""}
     assert topic not in admin(broker, "list-topics").answer
@@ -432,6 +438,6 @@ def test_admin_commit_offsets_then_a_member_starts_there(broker):
     assert {g["group"]: g["group_type"] for g in run["listed"]}[group] == "classic"
     (member,) = run["members"]
     assert member["commit_errors"] == [] and member["fetch_errors"] == [] and not run["timed_out"]
-    assert by_partition({"partition": p, "offset": o} for p, o in member["records"]) == \
+    assert pairs_by_partition(member["records"]) == \
         {0: list(range(10, 50)), 1: list(range(20, 50))}
     assert {p: o for p, o in run["committed"].items()} == {"0": 50, "1": 50}
