@@ -82,6 +82,19 @@ fi
 say "resolving Apache Kafka's jars (tests/java/setup.sh)"
 run_quiet bash tests/java/setup.sh
 
+# franz-go, Go's Kafka client (pinned in tests/go/go.mod and go.sum), from the
+# Go module proxy into ~/go/pkg/mod; test_franz_go.py runs the binary built here.
+if ! command -v go >/dev/null 2>&1; then
+    say "installing Go (Debian package)"
+    apt_install golang
+fi
+say "building the franz-go checks with $(go version | cut -d' ' -f3) (tests/go)"
+if ! (cd tests/go && run_quiet go build -o target/franzgo .); then
+    say "tests/go needs the Go its go.mod names (franz-go 1.22 asks for 1.26); an older Go fetches it with GOTOOLCHAIN=auto"
+    exit 1
+fi
+export FRANZGO_BIN="$PWD/tests/go/target/franzgo"
+
 # ---- 2. build once -------------------------------------------------------------
 LOCKED=()
 if [ -f Cargo.lock ]; then LOCKED=(--locked); fi

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::describe_configs::topic_config_values;
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::config::TopicConfig;
 use crate::config::PARTITIONS_PER_TOPIC_MAX;
@@ -35,7 +36,15 @@ pub async fn auto_create(shard: &Shard, name: &str) -> Result<(), ControlError> 
 
 struct Refusal(ErrorCode, String);
 
-fn check(shard: &Shard, topic: &CreatableTopic) -> Result<(i32, BTreeMap<String, String>), Refusal> {
+/// A topic that may be created: its partition count, the configs it sets,
+/// and all its configs in effect.
+struct Checked {
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    effective: TopicConfig,
+}
+
+fn check(shard: &Shard, topic: &CreatableTopic) -> Result<Checked, Refusal> {
     let partitions = match topic.num_partitions {
         -1 => shard.config.num_partitions,
         n if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) => n,
@@ -57,9 +66,23 @@ fn check(shard: &Shard, topic: &CreatableTopic) -> Result<(i32, BTreeMap<String,
     }
     let configs: BTreeMap<String, String> =
         topic.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-    TopicConfig::resolve_new(&configs, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
+    let effective =
+        TopicConfig::resolve_new(&configs, &shard.config).map_err(|e| Refusal((&e).into(), e.to_string()))?;
     metadata::validate_topic_name(&topic.name).map_err(|e| Refusal((&e).into(), e.to_string()))?;
-    Ok((partitions, configs))
+    Ok(Checked { partitions, configs, effective })
+}
+
+/// The configs a created topic answers with from v5 on (KIP-525), as
+/// DescribeConfigs lists them; older versions do not encode the field.
+fn config_entries(checked: &Checked) -> Vec<CreatableTopicConfigs> {
+    topic_config_values(&checked.configs, &checked.effective)
+        .map(|(key, value, source)| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(key))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_config_source(source)
+        })
+        .collect()
 }
 
 async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) -> CreatableTopicResult {
@@ -70,17 +93,22 @@ async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) 
         Ok(_) if shard.snapshot().topic(name).is_some() => {
             Err(Refusal(ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
         }
-        Ok((partitions, _)) if validate_only => Ok(partitions),
-        Ok((partitions, configs)) => {
-            let record = create_record(shard, name, partitions, configs);
-            shard.change_metadata(record).await.map(|_| partitions).map_err(|e| Refusal((&e).into(), e.to_string()))
+        Ok(checked) if validate_only => Ok(checked),
+        Ok(checked) => {
+            let record = create_record(shard, name, checked.partitions, checked.configs.clone());
+            shard.change_metadata(record).await.map(|_| checked).map_err(|e| Refusal((&e).into(), e.to_string()))
         }
     };
     match outcome {
-        Ok(partitions) => {
+        Ok(checked) => {
             let id = shard.snapshot().topic(name).map(|t| t.id).unwrap_or_default();
+            let partitions = checked.partitions;
             tracing::info!(topic = name, partitions, validate_only, "topic created");
-            result.with_topic_id(id).with_num_partitions(partitions).with_replication_factor(1)
+            result
+                .with_topic_id(id)
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(Some(config_entries(&checked)))
         }
         Err(Refusal(code, message)) => {
             tracing::info!(topic = name, ?code, "create topic refused: {message}");

@@ -1,7 +1,7 @@
 //! DescribeConfigs for topics (their overrides over the broker defaults) and
 //! for brokers (the broker-wide settings, read-only).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
@@ -44,17 +44,24 @@ fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Every config of a topic with its value and Kafka's source: set on the
+/// topic (`overrides`) or the broker's default. CreateTopics answers the same.
+pub(super) fn topic_config_values<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    effective: &'a TopicConfig,
+) -> impl Iterator<Item = (&'static str, String, i8)> + 'a {
+    TOPIC_CONFIG_KEYS.iter().map(|key| {
+        let source = if overrides.contains_key(*key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+        (*key, effective.value_of(key).unwrap_or_default(), source)
+    })
+}
+
 fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
     let snapshot = shard.snapshot();
     let topic = snapshot.topic(name).ok_or(ErrorCode::UnknownTopicOrPartition)?;
     let effective = TopicConfig::resolve(&topic.configs, &shard.config).map_err(|e| ErrorCode::from(&e))?;
-    Ok(TOPIC_CONFIG_KEYS
-        .iter()
-        .map(|key| {
-            let source = if topic.configs.contains_key(*key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
-            entry(key, effective.value_of(key).unwrap_or_default(), source, false)
-        })
-        .collect())
+    let values = topic_config_values(&topic.configs, &effective);
+    Ok(values.map(|(key, value, source)| entry(key, value, source, false)).collect())
 }
 
 fn describe(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {

@@ -1,6 +1,9 @@
 //! FindCoordinator: a group's coordinator is the shard that owns its
-//! offsets-topic partition. Transactions are not served, so there is no
-//! transaction coordinator to find.
+//! offsets-topic partition. Transactions (and share groups) are not served,
+//! so there is no coordinator of theirs to find: such a key gets an error
+//! clients do not retry (see `served`). Not COORDINATOR_NOT_AVAILABLE, which
+//! clients retry until their own timeout: a transactional producer would
+//! hang instead of failing at once.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -10,6 +13,7 @@ use super::{ApiError, Context, ErrorCode, Response};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
+const KEY_TYPE_SHARE: i8 = 2;
 
 /// The coordinators corelog has: group ones only. Asking for a transaction
 /// coordinator gets UNSUPPORTED_VERSION, as Redpanda answers with
@@ -24,14 +28,15 @@ fn served(key_type: i8) -> Result<(), (ErrorCode, &'static str)> {
             ErrorCode::UnsupportedVersion,
             "transactions are not supported: corelog has no transaction coordinator",
         )),
+        KEY_TYPE_SHARE => Err((ErrorCode::InvalidRequest, "share groups are not supported: corelog coordinates consumer groups")),
         _ => Err((ErrorCode::InvalidRequest, "unknown coordinator key type")),
     }
 }
 
 /// (node id, error, error message) for one key.
-fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode, Option<&'static str>) {
+fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode, Option<StrBytes>) {
     if let Err((error, message)) = served(key_type) {
-        return (-1, error, Some(message));
+        return (-1, error, Some(StrBytes::from_static_str(message)));
     }
     match ctx.shard.group_coordinator(key) {
         Some(shard) => (shard as i32, ErrorCode::None, None),
@@ -51,9 +56,10 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Resp
     let host = StrBytes::from_string(ctx.shard.config.advertised_host());
     if ctx.version < 4 {
         let (node, error, message) = find(ctx, &request.key, request.key_type);
+        // The message exists from v1 on, as does the key type.
         let response = FindCoordinatorResponse::default()
             .with_error_code(error.code())
-            .with_error_message(message.map(StrBytes::from_static_str))
+            .with_error_message(message.filter(|_| ctx.version >= 1))
             .with_node_id(BrokerId(node))
             .with_host(host)
             .with_port(port(ctx, node));
@@ -65,12 +71,12 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Resp
         .map(|key| {
             let (node, error, message) = find(ctx, key, request.key_type);
             Coordinator::default()
+                .with_error_message(message)
                 .with_key(key.clone())
                 .with_node_id(BrokerId(node))
                 .with_host(host.clone())
                 .with_port(port(ctx, node))
                 .with_error_code(error.code())
-                .with_error_message(message.map(StrBytes::from_static_str))
         })
         .collect();
     ctx.respond(&FindCoordinatorResponse::default().with_coordinators(coordinators))

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{local_log, ApiError, Context, ErrorCode, Response};
 use crate::model::compression::Decompressor;
-use crate::model::{batch, records};
+use crate::model::{batch, records, LEADER_EPOCH};
 use crate::shard::Shard;
 use crate::storage::PartitionLog;
 
@@ -73,7 +73,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
             partitions.push(match outcome {
                 // The leader epoch exists from v4 on; the codec refuses it earlier.
                 Ok((timestamp, offset)) if ctx.version >= 4 => {
-                    answer.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(0)
+                    answer.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(LEADER_EPOCH)
                 }
                 Ok((timestamp, offset)) => answer.with_timestamp(timestamp).with_offset(offset),
                 Err(code) => answer.with_error_code(code.code()).with_timestamp(-1).with_offset(-1),

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::auto_create;
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::metadata::{self, Snapshot, TopicMeta};
+use crate::model::LEADER_EPOCH;
 use crate::shard::Shard;
 
 /// Fixed so clients that cache it see one cluster across restarts.
@@ -40,7 +41,7 @@ fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(LEADER_EPOCH)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -4,7 +4,7 @@
 //! offset  size  field
 //!      0     8  base_offset            (not covered by the CRC: the broker rewrites it)
 //!      8     4  batch_length           (bytes after this field)
-//!     12     4  partition_leader_epoch (not covered by the CRC)
+//!     12     4  partition_leader_epoch (not covered by the CRC: the leader stamps it)
 //!     16     1  magic (= 2)
 //!     17     4  crc (CRC32C of bytes 21..end)
 //!     21     2  attributes (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control)
@@ -201,6 +201,14 @@ pub fn validate_all(mut bytes: &[u8]) -> impl Iterator<Item = Result<BatchHeader
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     debug_assert!(batch.len() >= HEADER_BYTES);
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Overwrites the partition leader epoch of the batch at the start of
+/// `batch`: the leader's, not the producer's (which sends -1). The CRC does
+/// not cover this field either.
+pub fn set_partition_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
+    debug_assert!(batch.len() >= HEADER_BYTES);
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Builds an uncompressed batch holding `values` as records with null keys.

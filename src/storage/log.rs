@@ -17,6 +17,7 @@ use std::rc::Rc;
 use tokio::sync::{oneshot, Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::model::LEADER_EPOCH;
 use crate::runtime::{AlignedBuf, File};
 
 use super::direct_read;
@@ -292,7 +293,7 @@ impl PartitionLog {
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
-    /// offsets from the log end on. Rolls the segment first when needed. The
+    /// offsets from the log end on and stamping the leader epoch. Rolls the segment first when needed. The
     /// bytes reach the file later: await `wait_appended(&info)`.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
         let shape = append_shape(batches)?;
@@ -696,7 +697,7 @@ fn open_job<'a>(
 }
 
 /// Copies each batch into the pending buffer (one memcpy per batch),
-/// rewriting its base offset; indexes it. Returns the next offset.
+/// rewriting its base offset and leader epoch; indexes it. Returns the next offset.
 fn copy_batches(batches: &[u8], mut next_offset: i64, job: &mut WriteJob, active: &mut Segment, interval: u32) -> i64 {
     let mut at = 0;
     while at < batches.len() {
@@ -705,6 +706,7 @@ fn copy_batches(batches: &[u8], mut next_offset: i64, job: &mut WriteJob, active
         let start = job.buf.len();
         job.buf.extend_from_slice(&batches[at..at + bytes]);
         batch::set_base_offset(&mut job.buf[start..], next_offset);
+        batch::set_partition_leader_epoch(&mut job.buf[start..], LEADER_EPOCH);
         let last_offset = next_offset + header.last_offset_delta as i64;
         let meta = BatchMeta {
             position: active.size,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::model::batch::{self, BatchHeader};
+use crate::model::LEADER_EPOCH;
 
 use super::direct_read::ReadAhead;
 use super::segment;
@@ -106,7 +107,12 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let (log, report) = open(dir.path(), LogConfig::default(), true);
         assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1, created: true });
-        let originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
+        // Producers send -1 as the partition leader epoch (franz-go, librdkafka),
+        // a replayed batch may carry any: the log stamps its own on each.
+        let mut originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
+        for (original, sent_epoch) in originals.iter_mut().zip([-1i32, 7, LEADER_EPOCH]) {
+            original[12..16].copy_from_slice(&sent_epoch.to_be_bytes());
+        }
         let first = originals.concat();
         let info = log.append(&first, 1000).unwrap();
         assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 5, 0));
@@ -124,12 +130,13 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         let found = headers(&bytes);
         let bases: Vec<i64> = found.iter().map(|h| h.base_offset).collect();
         assert_eq!(bases, [0, 1, 3, 6]);
-        // Apart from the base offset, the stored bytes are the wire bytes.
+        // Apart from the base offset and the leader epoch, the stored bytes are the wire bytes.
         let mut at = 0;
         for (original, header) in originals.iter().chain([&fourth]).zip(&found) {
             let stored = &bytes[at..at + original.len()];
-            assert_eq!(&stored[8..], &original[8..]);
+            assert_eq!((&stored[8..12], &stored[16..]), (&original[8..12], &original[16..]));
             assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), header.base_offset);
+            assert_eq!(i32::from_be_bytes(stored[12..16].try_into().unwrap()), LEADER_EPOCH);
             at += original.len();
         }
         assert_padded(&std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), &bytes);
