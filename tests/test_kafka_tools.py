@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from helpers import QUIET, leaders, produce, unique, wait_until, watermarks
+from helpers import QUIET, leaders, produce, unique, watermarks
 from kafka_java import kafka_tool
 
 
 @pytest.fixture(scope="module")
-def b(module_broker):
-    return module_broker
+def b(module_broker_factory):
+    # As Kafka's own config/server.properties for a single node: groups form at once.
+    return module_broker_factory(**{"num-partitions": 3, "group-initial-rebalance-delay-ms": 0})
 
 
 def lines_like(text: str, pattern: str) -> list[re.Match]:
