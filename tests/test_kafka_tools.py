@@ -16,8 +16,9 @@ import re
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupTopicPartitions
 
-from helpers import QUIET, leaders, produce, unique, watermarks
+from helpers import QUIET, create_topic, leaders, produce, unique, watermarks
 from kafka_java import kafka_tool
 
 
@@ -181,6 +182,35 @@ def test_consumer_groups_lag_reset_to_earliest_and_delete(b):
                                    "--list").stdout.split()
     out = kafka_tool("kafka-consumer-groups", "--bootstrap-server", b.bootstrap, "--describe", "--group", group)
     assert f"Consumer group '{group}' does not exist." in out.stdout + out.stderr
+
+
+def test_consumer_groups_delete_offsets_of_one_topic(b):
+    topic, other, group = unique("tools-deloff"), unique("tools-deloff-other"), unique("tools-deloff-group")
+    create_topic(b.bootstrap, topic, partitions=3)
+    create_topic(b.bootstrap, other, partitions=1)
+    produce_counts(b.bootstrap, topic, {0: 3, 1: 2, 2: 1})
+    produce_counts(b.bootstrap, other, {0: 4})
+    # The tool itself commits for the group (which has no members): the end of both topics.
+    kafka_tool("kafka-consumer-groups", "--bootstrap-server", b.bootstrap, "--reset-offsets", "--group", group,
+               "--topic", topic, "--topic", other, "--to-latest", "--execute")
+
+    out = kafka_tool("kafka-consumer-groups", "--bootstrap-server", b.bootstrap, "--delete-offsets",
+                     "--group", group, "--topic", topic).stdout
+    assert f"Request succeeded for deleting offsets from group {group}." in out, out
+    assert {(r["TOPIC"], int(r["PARTITION"]), r["STATUS"]) for r in table(out, "TOPIC")} == \
+        {(topic, p, "Successful") for p in range(3)}, out
+
+    def committed():
+        admin = AdminClient({"bootstrap.servers": b.bootstrap, **QUIET})
+        listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(20)
+        return {(tp.topic, tp.partition): tp.offset for tp in listed.topic_partitions}
+
+    rows = table(kafka_tool("kafka-consumer-groups", "--bootstrap-server", b.bootstrap,
+                            "--describe", "--group", group).stdout)
+    assert [(r["TOPIC"], int(r["PARTITION"]), int(r["CURRENT-OFFSET"])) for r in rows] == [(other, 0, 4)], rows
+    # The deletion is durable: tombstones in the offsets topic.
+    b.restart()
+    assert committed() == {(other, 0): 4}
 
 
 # --------------------------------------------------------------- kafka-configs ---

@@ -23,6 +23,7 @@ mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
+mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
@@ -110,6 +111,7 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::ListGroups, versions: 0..=5 },
     Handler { key: ApiKey::DescribeGroups, versions: 0..=5 },
     Handler { key: ApiKey::DeleteGroups, versions: 0..=2 },
+    Handler { key: ApiKey::OffsetDelete, versions: 0..=0 },
     Handler { key: ApiKey::DeleteRecords, versions: 0..=2 },
     Handler { key: ApiKey::AlterConfigs, versions: 0..=2 },
     Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
@@ -253,6 +255,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
         ApiKey::ListGroups => decode::<ListGroupsRequest>(body, key, version).map(drop),
         ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, key, version).map(drop),
         ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, key, version).map(drop),
+        ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(body, key, version).map(drop),
         ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, key, version).map(drop),
         ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
@@ -291,6 +294,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::ListGroups => list_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DescribeGroups => describe_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DeleteGroups => delete_groups::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::OffsetDelete => offset_delete::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::DeleteRecords => delete_records::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::AlterConfigs => alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
