@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka import ConsumerGroupTopicPartitions
 
@@ -251,12 +252,28 @@ def test_kafka_get_offsets_latest_earliest_and_partitions(b):
     topic = unique("tools-offsets")
     kafka_tool("kafka-topics", "--bootstrap-server", b.bootstrap, "--create", "--topic", topic,
                "--partitions", "3", "--replication-factor", "1")
-    produce_counts(b.bootstrap, topic, {0: 7, 1: 3})
+    # Partition 0's largest timestamp is first at offset 2 (in the middle of a batch), partition 1's at its end.
+    now_ms = int(time.time() * 1000)
+    stamps = {0: [5, 1, 9, 3, 9, 2, 4], 1: [1, 2, 3]}
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 50, **QUIET})
+    for partition, seconds in stamps.items():
+        for i, s in enumerate(seconds):
+            p.produce(topic, f"v{i}".encode(), partition=partition, timestamp=now_ms - 60_000 + s * 1000)
+    assert p.flush(30) == 0
     get = ("kafka-get-offsets", "--bootstrap-server", b.bootstrap)
     assert offsets_from_tool(kafka_tool(*get, "--topic", topic, "--time", "-1").stdout, topic) == {0: 7, 1: 3, 2: 0}
     assert offsets_from_tool(kafka_tool(*get, "--topic", topic, "--time", "-2").stdout, topic) == {0: 0, 1: 0, 2: 0}
     out = kafka_tool(*get, "--topic-partitions", f"{topic}:0,{topic}:2", "--time", "latest").stdout
     assert offsets_from_tool(out, topic) == {0: 7, 2: 0}
+    # The offsets Kafka 3.x/4.x added (ListOffsets v7-v9): the record with the largest timestamp (none
+    # in an empty partition); the first offset kept locally (no tiered storage: the log start); the
+    # last tiered one (none: -1, which the tool leaves out).
+    out = kafka_tool(*get, "--topic", topic, "--time", "max-timestamp")
+    assert offsets_from_tool(out.stdout, topic) == {0: 2, 1: 2}, out.stdout + out.stderr
+    out = kafka_tool(*get, "--topic", topic, "--time", "earliest-local")
+    assert offsets_from_tool(out.stdout, topic) == {0: 0, 1: 0, 2: 0}, out.stdout + out.stderr
+    out = kafka_tool(*get, "--topic", topic, "--time", "latest-tiered")
+    assert offsets_from_tool(out.stdout, topic) == {} and "error" not in out.stderr, out.stdout + out.stderr
 
 
 def test_kafka_delete_records_moves_the_log_start(b, tmp_path):

@@ -93,7 +93,7 @@ pub struct Handler {
 pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::Produce, versions: 3..=10 },
     Handler { key: ApiKey::Fetch, versions: protocol::fetch::VERSION_MIN..=protocol::fetch::VERSION_MAX },
-    Handler { key: ApiKey::ListOffsets, versions: 1..=6 },
+    Handler { key: ApiKey::ListOffsets, versions: 1..=10 },
     Handler { key: ApiKey::Metadata, versions: 0..=12 },
     Handler { key: ApiKey::ApiVersions, versions: 0..=3 },
     Handler { key: ApiKey::CreateTopics, versions: 2..=7 },

@@ -18,6 +18,7 @@ mod segment;
 mod sync_journal;
 #[cfg(test)]
 mod tests;
+mod timestamps;
 mod writer;
 
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};
