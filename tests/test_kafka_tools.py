@@ -224,26 +224,40 @@ def test_kafka_configs_alter_describe_delete(b):
     out = kafka_tool(*configs, "--alter", "--add-config", "retention.ms=123456789,cleanup.policy=compact").stdout
     assert f"Completed updating config for topic {topic}." in out
 
-    def dynamic():
-        out = kafka_tool(*configs, "--describe").stdout
-        assert f"Dynamic configs for topic {topic} are:" in out
-        return {m[1]: m[2] for m in lines_like(out, r"  ([a-z.]+)=(\S*) sensitive=false synonyms=\{.*\}")}
+    def described(out) -> dict[str, tuple[str, str]]:
+        """name -> (value, synonyms) of kafka-configs --describe."""
+        return {m[1]: (m[2], m[3]) for m in lines_like(out, r"  ([a-z.]+)=(\S*) sensitive=false synonyms=\{(.*)\}")}
 
-    assert dynamic() == {"retention.ms": "123456789", "cleanup.policy": "compact"}
+    out = kafka_tool(*configs, "--describe").stdout
+    assert f"Dynamic configs for topic {topic} are:" in out
+    # Each value with where it comes from, as Kafka lists them: the topic's, then the broker's default.
+    assert described(out) == {
+        "retention.ms": ("123456789", "DYNAMIC_TOPIC_CONFIG:retention.ms=123456789, "
+                                      "DEFAULT_CONFIG:log.retention.ms=604800000"),
+        "cleanup.policy": ("compact", "DYNAMIC_TOPIC_CONFIG:cleanup.policy=compact, "
+                                      "DEFAULT_CONFIG:log.cleanup.policy=delete"),
+    }, out
     out = kafka_tool("kafka-topics", "--bootstrap-server", b.bootstrap, "--describe", "--topic", topic).stdout
     assert "\tConfigs: cleanup.policy=compact,retention.ms=123456789" in out, out
 
     kafka_tool(*configs, "--alter", "--delete-config", "cleanup.policy")
-    assert dynamic() == {"retention.ms": "123456789"}
+    every = described(kafka_tool(*configs, "--describe", "--all").stdout)
+    assert every["retention.ms"][0] == "123456789"
+    assert every["cleanup.policy"] == ("delete", "DEFAULT_CONFIG:log.cleanup.policy=delete")
+    assert every["segment.bytes"] == ("1073741824", "DEFAULT_CONFIG:log.segment.bytes=1073741824")
+    assert every["max.message.bytes"] == ("1048588", "DEFAULT_CONFIG:message.max.bytes=1048588")
+    assert described(kafka_tool(*configs, "--describe").stdout).keys() == {"retention.ms"}
 
     # Each shard is a broker; its static configs are the broker's flags (the module's: num.partitions 3).
     for broker_id in ("0", "1"):
         out = kafka_tool("kafka-configs", "--bootstrap-server", b.bootstrap, "--describe", "--entity-type", "brokers",
                          "--entity-name", broker_id, "--all").stdout
         assert f"All configs for broker {broker_id} are:" in out
-        broker = {m[1]: m[2] for m in lines_like(out, r"  ([a-z.]+)=(\S*) sensitive=false synonyms=\{.*\}")}
-        assert broker["num.partitions"] == "3" and broker["log.segment.bytes"] == "1073741824", out
-        assert broker["message.max.bytes"] == "1048588" and broker["log.retention.ms"] == "604800000", out
+        broker = described(out)
+        assert broker["num.partitions"] == ("3", "STATIC_BROKER_CONFIG:num.partitions=3, "
+                                                 "DEFAULT_CONFIG:num.partitions=1"), out
+        assert broker["log.segment.bytes"] == ("1073741824", "DEFAULT_CONFIG:log.segment.bytes=1073741824"), out
+        assert broker["message.max.bytes"][0] == "1048588" and broker["log.retention.ms"][0] == "604800000", out
 
 
 # ------------------------------------------------ kafka-get-offsets, delete-records ---
