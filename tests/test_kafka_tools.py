@@ -259,6 +259,12 @@ def test_kafka_configs_alter_describe_delete(b):
         assert broker["log.segment.bytes"] == ("1073741824", "DEFAULT_CONFIG:log.segment.bytes=1073741824"), out
         assert broker["message.max.bytes"][0] == "1048588" and broker["log.retention.ms"][0] == "604800000", out
 
+    # Group configs (KIP-848's consumer.session.timeout.ms and the like) are not served: a refusal that says so.
+    out = kafka_tool("kafka-configs", "--bootstrap-server", b.bootstrap, "--describe", "--entity-type", "groups",
+                     "--entity-name", "some-group", check=False)
+    assert out.returncode != 0 and "InvalidRequestException: resource type GROUP (32) is not supported" in out.stderr, \
+        out.stderr
+
 
 # ------------------------------------------------ kafka-get-offsets, delete-records ---
 

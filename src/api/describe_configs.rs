@@ -115,7 +115,11 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => topic_configs(shard, &resource.resource_name, synonyms),
         RESOURCE_BROKER => Ok(broker_configs(&shard.config, synonyms)),
-        _ => Err(ErrorCode::InvalidRequest),
+        other => {
+            let name = resource_type_name(other);
+            let message = format!("resource type {name} is not supported: corelog has topic and broker configs");
+            return result.with_error_code(ErrorCode::InvalidRequest.code()).with_error_message(Some(message.into()));
+        }
     };
     match entries {
         Ok(mut configs) => {
@@ -126,6 +130,17 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
         }
         Err(code) => result.with_error_code(code.code()),
     }
+}
+
+/// Kafka's ConfigResource.Type names, for refusals a user reads.
+fn resource_type_name(resource_type: i8) -> String {
+    let name = match resource_type {
+        8 => "BROKER_LOGGER",
+        16 => "CLIENT_METRICS",
+        32 => "GROUP",
+        _ => "UNKNOWN",
+    };
+    format!("{name} ({resource_type})")
 }
 
 /// Each distinct resource is described once: a topic named 10,000 times in
