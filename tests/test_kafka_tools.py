@@ -311,3 +311,37 @@ def test_kafka_delete_records_moves_the_log_start(b, tmp_path):
     assert watermarks(b.bootstrap, topic, 0) == (6, 10)
     got = console_consume(b, topic, 4, "--partition", "0")
     assert [(o, v.encode()) for _, o, _, v in got] == [(o, values[0][o]) for o in range(6, 10)]
+
+
+# --------------------------------------------------------------- kafka-log-dirs ---
+
+def batch_bytes(segment: bytes) -> int:
+    """Bytes of the record batches at the start of a segment file (each: offset, length, then length bytes)."""
+    at = 0
+    while at + 12 <= len(segment):
+        length = int.from_bytes(segment[at + 8:at + 12], "big", signed=True)
+        if length <= 0 or at + 12 + length > len(segment):
+            break
+        at += 12 + length
+    return at
+
+
+def test_kafka_log_dirs_reports_each_partition_on_its_broker_with_its_size(b):
+    topic = unique("tools-logdirs")
+    create_topic(b.bootstrap, topic, partitions=3)
+    produce_counts(b.bootstrap, topic, {0: 50, 1: 5})
+    out = kafka_tool("kafka-log-dirs", "--bootstrap-server", b.bootstrap, "--describe", "--topic-list", topic).stdout
+    assert "Received log directory information from brokers 0,1" in out, out
+    described = json.loads(out.strip().splitlines()[-1])
+    data_dir = str(b.data_dir.resolve())
+    on_disk = {p: sum(batch_bytes(f.read_bytes()) for f in (b.data_dir / f"{topic}-{p}").glob("*.log")) for p in range(3)}
+    assert on_disk[0] > on_disk[1] > on_disk[2] == 0
+    where = {}
+    for broker in described["brokers"]:
+        (log_dir,) = broker["logDirs"]
+        assert log_dir["logDir"] == data_dir and log_dir["error"] is None, broker
+        for p in log_dir["partitions"]:
+            name, partition = p["partition"].rsplit("-", 1)
+            assert name == topic and (p["offsetLag"], p["isFuture"]) == (0, False), p
+            where[int(partition)] = (broker["broker"], p["size"])
+    assert where == {p: (leader, on_disk[p]) for p, leader in leaders(b.bootstrap, topic).items()}, described

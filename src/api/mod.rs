@@ -11,6 +11,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod error;
 mod fetch;
 mod find_coordinator;
@@ -115,6 +116,7 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::DeleteRecords, versions: 0..=2 },
     Handler { key: ApiKey::AlterConfigs, versions: 0..=2 },
     Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
+    Handler { key: ApiKey::DescribeLogDirs, versions: 1..=4 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -259,6 +261,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
         ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, key, version).map(drop),
         ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
+        ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>(body, key, version).map(drop),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }
@@ -298,6 +301,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::DeleteRecords => delete_records::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::AlterConfigs => alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, decode(body, key, version)?),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

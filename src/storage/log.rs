@@ -291,6 +291,12 @@ impl PartitionLog {
         self.inner.borrow().high_watermark
     }
 
+    /// Bytes of all its segments, appends not yet written included (Kafka's
+    /// log size, which DescribeLogDirs reports).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.borrow().segments.iter().map(|s| s.size).sum()
+    }
+
     /// Appends consecutive batches the caller has already validated, assigning
     /// offsets from the log end on. Rolls the segment first when needed. The
     /// bytes reach the file later: await `wait_appended(&info)`.
