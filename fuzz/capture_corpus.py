@@ -39,7 +39,8 @@ API_NAMES = {
     10: "find_coordinator", 11: "join_group", 12: "heartbeat", 13: "leave_group", 14: "sync_group",
     15: "describe_groups", 16: "list_groups", 18: "api_versions", 19: "create_topics", 20: "delete_topics",
     21: "delete_records", 22: "init_producer_id", 32: "describe_configs", 33: "alter_configs",
-    37: "create_partitions", 42: "delete_groups", 44: "incremental_alter_configs",
+    35: "describe_log_dirs", 37: "create_partitions", 42: "delete_groups", 44: "incremental_alter_configs",
+    47: "offset_delete",
 }
 
 frames: dict[tuple, list[bytes]] = {}
@@ -203,6 +204,8 @@ def clients(bootstrap: str):
     for call in (lambda: ka.list_groups(), lambda: ka.describe_groups(["seed-kp"]),
                  lambda: ka.list_group_offsets("seed-kp"), lambda: ka.list_topics(), lambda: ka.describe_topics(),
                  lambda: ka.delete_records({kafka.TopicPartition("seed-c", 0): 0}),
+                 lambda: ka.describe_log_dirs(),
+                 lambda: ka.delete_group_offsets("seed-kp", [kafka.TopicPartition("seed-a", 0)]),
                  lambda: ka.delete_groups(["seed-kp"])):
         try:
             call()

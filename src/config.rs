@@ -332,6 +332,30 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "segment.ms",
 ];
 
+/// The broker config a topic config falls back to (Kafka's
+/// ServerTopicConfigSynonyms, in the unit corelog's flags take), which
+/// DescribeConfigs names among its synonyms.
+pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
+    Some(match topic_key {
+        "cleanup.policy" => "log.cleanup.policy",
+        "compression.type" => "compression.type",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        _ => return None,
+    })
+}
+
 /// Topic configs whose value is a comma-separated list (IncrementalAlterConfigs
 /// may APPEND to or SUBTRACT from them).
 pub const LIST_CONFIG_KEYS: &[&str] = &["cleanup.policy"];
@@ -594,6 +618,7 @@ mod tests {
         let c = TopicConfig::broker_defaults(&BrokerConfig::default());
         for key in TOPIC_CONFIG_KEYS {
             assert!(c.value_of(key).is_some(), "{key}");
+            assert!(broker_synonym(key).is_some(), "{key}");
         }
     }
 }

@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::topic_config_values;
+use super::describe_configs::topic_config_levels;
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::config::TopicConfig;
 use crate::config::PARTITIONS_PER_TOPIC_MAX;
@@ -74,9 +74,13 @@ fn check(shard: &Shard, topic: &CreatableTopic) -> Result<Checked, Refusal> {
 
 /// The configs a created topic answers with from v5 on (KIP-525), as
 /// DescribeConfigs lists them; older versions do not encode the field.
-fn config_entries(checked: &Checked) -> Vec<CreatableTopicConfigs> {
-    topic_config_values(&checked.configs, &checked.effective)
-        .map(|(key, value, source)| {
+fn config_entries(shard: &Shard, checked: &Checked) -> Vec<CreatableTopicConfigs> {
+    let Ok(levels) = topic_config_levels(&shard.config, &checked.configs, &checked.effective) else {
+        return Vec::new();
+    };
+    levels
+        .map(|(key, levels)| {
+            let (_, value, source) = levels.into_iter().next().expect("a config has at least Kafka's default");
             CreatableTopicConfigs::default()
                 .with_name(StrBytes::from_static_str(key))
                 .with_value(Some(StrBytes::from_string(value)))
@@ -108,7 +112,7 @@ async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) 
                 .with_topic_id(id)
                 .with_num_partitions(partitions)
                 .with_replication_factor(1)
-                .with_configs(Some(config_entries(&checked)))
+                .with_configs(Some(config_entries(shard, &checked)))
         }
         Err(Refusal(code, message)) => {
             tracing::info!(topic = name, ?code, "create topic refused: {message}");

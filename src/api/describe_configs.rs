@@ -1,15 +1,22 @@
 //! DescribeConfigs for topics (their overrides over the broker defaults) and
-//! for brokers (the broker-wide settings, read-only).
+//! for brokers (the broker-wide settings, read-only). Each value says where it
+//! comes from as Kafka's ConfigSource does, and with include_synonyms (v1+)
+//! lists every level that has a value, the one in force first: the topic's
+//! own, the broker's flag when it differs from Kafka's default, Kafka's
+//! default. A flag set to Kafka's default cannot be told from no flag, so it
+//! shows as the default.
 
 use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
-use crate::config::{BrokerConfig, TopicConfig, TOPIC_CONFIG_KEYS};
+use crate::config::{broker_synonym, BrokerConfig, TopicConfig, TOPIC_CONFIG_KEYS};
 use crate::shard::Shard;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -19,12 +26,41 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+/// One level a config has a value at: (name there, value, source).
+pub(super) type Level = (&'static str, String, i8);
+
+/// The levels of a value, the one in force first: `own` (the topic's
+/// override), then the broker's if it is not Kafka's default, then Kafka's.
+fn levels(own: Option<Level>, name: &'static str, broker: String, kafka_default: String) -> Vec<Level> {
+    let mut levels: Vec<Level> = own.into_iter().collect();
+    if broker != kafka_default {
+        levels.push((name, broker, SOURCE_STATIC_BROKER));
+    }
+    levels.push((name, kafka_default, SOURCE_DEFAULT));
+    levels
+}
+
+/// The entry for `name`, in force at the first of `levels`.
+fn entry(name: &str, levels: Vec<Level>, read_only: bool, synonyms: bool) -> DescribeConfigsResourceResult {
+    let (_, value, source) = levels[0].clone();
+    let synonyms = match synonyms {
+        true => levels
+            .into_iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_source(source)
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.into()))
         .with_value(Some(StrBytes::from_string(value)))
         .with_config_source(source)
         .with_read_only(read_only)
+        .with_synonyms(synonyms)
 }
 
 fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
@@ -44,37 +80,56 @@ fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Every config of a topic with its value and Kafka's source: set on the
-/// topic (`overrides`) or the broker's default. CreateTopics answers the same.
-pub(super) fn topic_config_values<'a>(
-    overrides: &'a BTreeMap<String, String>,
-    effective: &'a TopicConfig,
-) -> impl Iterator<Item = (&'static str, String, i8)> + 'a {
-    TOPIC_CONFIG_KEYS.iter().map(|key| {
-        let source = if overrides.contains_key(*key) { SOURCE_TOPIC } else { SOURCE_DEFAULT };
-        (*key, effective.value_of(key).unwrap_or_default(), source)
-    })
+fn broker_configs(config: &BrokerConfig, synonyms: bool) -> Vec<DescribeConfigsResourceResult> {
+    let kafka_defaults = broker_entries(&BrokerConfig::default());
+    broker_entries(config)
+        .into_iter()
+        .zip(kafka_defaults)
+        .map(|((name, value), (_, kafka_default))| {
+            entry(name, levels(None, name, value, kafka_default), true, synonyms)
+        })
+        .collect()
 }
 
-fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
+/// Every config of a topic with its levels, the one in force first: set on
+/// the topic (`overrides`), the broker's flag where it differs from Kafka's
+/// default, Kafka's default. DescribeConfigs and CreateTopics (KIP-525)
+/// answer the same.
+pub(super) fn topic_config_levels<'a>(
+    config: &BrokerConfig,
+    overrides: &'a BTreeMap<String, String>,
+    effective: &'a TopicConfig,
+) -> Result<impl Iterator<Item = (&'static str, Vec<Level>)> + 'a, ErrorCode> {
+    let broker = TopicConfig::resolve(&BTreeMap::new(), config).map_err(|e| ErrorCode::from(&e))?;
+    let kafka = TopicConfig::broker_defaults(&BrokerConfig::default());
+    Ok(TOPIC_CONFIG_KEYS.iter().map(move |&key| {
+        let value = |config: &TopicConfig| config.value_of(key).unwrap_or_default();
+        let own = overrides.contains_key(key).then(|| (key, value(effective), SOURCE_TOPIC));
+        let synonym = broker_synonym(key).unwrap_or(key);
+        (key, levels(own, synonym, value(&broker), value(&kafka)))
+    }))
+}
+
+fn topic_configs(shard: &Shard, name: &str, synonyms: bool) -> Result<Vec<DescribeConfigsResourceResult>, ErrorCode> {
     let snapshot = shard.snapshot();
     let topic = snapshot.topic(name).ok_or(ErrorCode::UnknownTopicOrPartition)?;
     let effective = TopicConfig::resolve(&topic.configs, &shard.config).map_err(|e| ErrorCode::from(&e))?;
-    let values = topic_config_values(&topic.configs, &effective);
-    Ok(values.map(|(key, value, source)| entry(key, value, source, false)).collect())
+    let levels = topic_config_levels(&shard.config, &topic.configs, &effective)?;
+    Ok(levels.map(|(key, levels)| entry(key, levels, false, synonyms)).collect())
 }
 
-fn describe(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
+fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -> DescribeConfigsResult {
     let result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
     let entries = match resource.resource_type {
-        RESOURCE_TOPIC => topic_entries(shard, &resource.resource_name),
-        RESOURCE_BROKER => Ok(broker_entries(&shard.config)
-            .into_iter()
-            .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER, true))
-            .collect()),
-        _ => Err(ErrorCode::InvalidRequest),
+        RESOURCE_TOPIC => topic_configs(shard, &resource.resource_name, synonyms),
+        RESOURCE_BROKER => Ok(broker_configs(&shard.config, synonyms)),
+        other => {
+            let name = resource_type_name(other);
+            let message = format!("resource type {name} is not supported: corelog has topic and broker configs");
+            return result.with_error_code(ErrorCode::InvalidRequest.code()).with_error_message(Some(message.into()));
+        }
     };
     match entries {
         Ok(mut configs) => {
@@ -87,12 +142,45 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfig
     }
 }
 
+/// Kafka's ConfigResource.Type names, for refusals a user reads.
+fn resource_type_name(resource_type: i8) -> String {
+    let name = match resource_type {
+        8 => "BROKER_LOGGER",
+        16 => "CLIENT_METRICS",
+        32 => "GROUP",
+        _ => "UNKNOWN",
+    };
+    format!("{name} ({resource_type})")
+}
+
 /// Each distinct resource is described once: a topic named 10,000 times in
 /// a request would otherwise buy 10,000 copies of its configs. (Kafka answers
 /// every entry; clients key the results by resource, so none sends repeats.)
 pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Result<Response, ApiError> {
     let mut seen = HashSet::new();
     let distinct = request.resources.iter().filter(|r| seen.insert((r.resource_type, r.resource_name.as_str())));
-    let results = distinct.map(|r| describe(ctx.shard, r)).collect();
+    let results = distinct.map(|r| describe(ctx.shard, r, request.include_synonyms)).collect();
     ctx.respond(&DescribeConfigsResponse::default().with_results(results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_list_the_value_in_force_first_and_the_broker_only_when_it_differs() {
+        let own = Some(("retention.ms", "5".to_string(), SOURCE_TOPIC));
+        assert_eq!(
+            levels(own, "log.retention.ms", "9".into(), "7".into()),
+            [
+                ("retention.ms", "5".to_string(), SOURCE_TOPIC),
+                ("log.retention.ms", "9".to_string(), SOURCE_STATIC_BROKER),
+                ("log.retention.ms", "7".to_string(), SOURCE_DEFAULT),
+            ]
+        );
+        assert_eq!(
+            levels(None, "log.retention.ms", "7".into(), "7".into()),
+            [("log.retention.ms", "7".to_string(), 5)]
+        );
+    }
 }

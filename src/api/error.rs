@@ -52,6 +52,7 @@ pub enum ErrorCode {
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
+    GroupSubscribedToTopic = 86,
     InvalidRecord = 87,
     UnknownTopicId = 100,
 }
@@ -166,6 +167,7 @@ impl From<&GroupError> for ErrorCode {
             GroupError::MemberIdRequired { .. } => ErrorCode::MemberIdRequired,
             GroupError::GroupMaxSizeReached => ErrorCode::GroupMaxSizeReached,
             GroupError::FencedInstanceId { .. } => ErrorCode::FencedInstanceId,
+            GroupError::GroupSubscribedToTopic { .. } => ErrorCode::GroupSubscribedToTopic,
             GroupError::UnknownServerError | GroupError::PendingMemberWithInstanceId { .. } => {
                 ErrorCode::UnknownServerError
             }
@@ -182,5 +184,6 @@ mod tests {
         assert_eq!(ErrorCode::from(&GroupError::IllegalGeneration { expected: 1, got: 0 }).code(), 22);
         assert_eq!(ErrorCode::from(&GroupError::FencedInstanceId { instance_id: "i".into() }).code(), 82);
         assert_eq!(ErrorCode::from(&GroupError::MemberIdRequired { member_id: "m".into() }).code(), 79);
+        assert_eq!(ErrorCode::from(&GroupError::GroupSubscribedToTopic { topic: "t".into() }).code(), 86);
     }
 }

@@ -1,5 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a
-//! timestamp.
+//! timestamp; from v7 on also the record with the largest timestamp (-3,
+//! KIP-734), and the tiered-storage offsets of v8/v9 (-4, -5, KIP-405 and
+//! KIP-1005) as Kafka answers them for a topic without tiered storage. v10
+//! only adds a timeout for remote reads, which a local log has no use for.
 
 use std::cell::RefCell;
 
@@ -14,25 +17,42 @@ use crate::storage::PartitionLog;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+/// The first offset still in local storage: all of it, so the log start.
+const EARLIEST_LOCAL: i64 = -4;
+/// The last offset copied to tiered storage: none, which Kafka answers as -1.
+const LATEST_TIERED: i64 = -5;
 
+/// (timestamp, offset) of the answer; -1 for either when there is none.
 async fn lookup(shard: &Shard, log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
     match timestamp {
         LATEST => Ok((-1, log.high_watermark())),
-        EARLIEST => Ok((-1, log.log_start_offset())),
-        t if t < 0 => Err(ErrorCode::InvalidRequest),
-        t => match log.offset_for_timestamp(t).await {
-            // DeleteRecords may have put the log start inside the batch found.
-            Ok(Some((batch_offset, batch_max))) => {
-                let from = batch_offset.max(log.log_start_offset());
-                match first_record_at(&shard.decompressor, log, from, t).await {
-                    Some((offset, timestamp)) => Ok((timestamp, offset)),
-                    None => Ok((batch_max, from)),
-                }
-            }
-            // Kafka answers "no such offset" with -1/-1 and no error.
-            Ok(None) => Ok((-1, -1)),
-            Err(e) => Err((&e).into()),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+        LATEST_TIERED => Ok((-1, -1)),
+        // The first record with the largest timestamp: the first at or after it.
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            Some(max) => at_or_after(shard, log, max).await,
+            None => Ok((-1, -1)),
         },
+        t if t < 0 => Err(ErrorCode::InvalidRequest),
+        t => at_or_after(shard, log, t).await,
+    }
+}
+
+/// The first record at or after `timestamp` (and at or after the log start).
+async fn at_or_after(shard: &Shard, log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
+    match log.offset_for_timestamp(timestamp).await {
+        // DeleteRecords may have put the log start inside the batch found.
+        Ok(Some((batch_offset, batch_max))) => {
+            let from = batch_offset.max(log.log_start_offset());
+            match first_record_at(&shard.decompressor, log, from, timestamp).await {
+                Some((offset, timestamp)) => Ok((timestamp, offset)),
+                None => Ok((batch_max, from)),
+            }
+        }
+        // Kafka answers "no such offset" with -1/-1 and no error.
+        Ok(None) => Ok((-1, -1)),
+        Err(e) => Err((&e).into()),
     }
 }
 
@@ -71,8 +91,8 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
                 Err(code) => Err(code),
             };
             partitions.push(match outcome {
-                // The leader epoch exists from v4 on; the codec refuses it earlier.
-                Ok((timestamp, offset)) if ctx.version >= 4 => {
+                // The leader epoch exists from v4 on (the codec refuses it earlier); no offset, no epoch.
+                Ok((timestamp, offset)) if ctx.version >= 4 && offset >= 0 => {
                     answer.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(LEADER_EPOCH)
                 }
                 Ok((timestamp, offset)) => answer.with_timestamp(timestamp).with_offset(offset),

@@ -11,6 +11,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod error;
 mod fetch;
 mod find_coordinator;
@@ -23,6 +24,7 @@ mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
+mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
@@ -92,7 +94,7 @@ pub struct Handler {
 pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::Produce, versions: 3..=10 },
     Handler { key: ApiKey::Fetch, versions: protocol::fetch::VERSION_MIN..=protocol::fetch::VERSION_MAX },
-    Handler { key: ApiKey::ListOffsets, versions: 1..=6 },
+    Handler { key: ApiKey::ListOffsets, versions: 1..=10 },
     Handler { key: ApiKey::Metadata, versions: 0..=12 },
     Handler { key: ApiKey::ApiVersions, versions: 0..=3 },
     Handler { key: ApiKey::CreateTopics, versions: 2..=7 },
@@ -110,9 +112,11 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::ListGroups, versions: 0..=5 },
     Handler { key: ApiKey::DescribeGroups, versions: 0..=5 },
     Handler { key: ApiKey::DeleteGroups, versions: 0..=2 },
+    Handler { key: ApiKey::OffsetDelete, versions: 0..=0 },
     Handler { key: ApiKey::DeleteRecords, versions: 0..=2 },
     Handler { key: ApiKey::AlterConfigs, versions: 0..=2 },
     Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
+    Handler { key: ApiKey::DescribeLogDirs, versions: 1..=4 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -253,9 +257,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
         ApiKey::ListGroups => decode::<ListGroupsRequest>(body, key, version).map(drop),
         ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, key, version).map(drop),
         ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, key, version).map(drop),
+        ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(body, key, version).map(drop),
         ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, key, version).map(drop),
         ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
+        ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>(body, key, version).map(drop),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }
@@ -291,9 +297,11 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::ListGroups => list_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DescribeGroups => describe_groups::handle(&ctx, decode(body, key, version)?),
         ApiKey::DeleteGroups => delete_groups::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::OffsetDelete => offset_delete::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::DeleteRecords => delete_records::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::AlterConfigs => alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, decode(body, key, version)?),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

@@ -61,6 +61,10 @@ pub enum GroupError {
     /// FENCED_INSTANCE_ID (82): another member now holds this group.instance.id.
     #[error("group instance id {instance_id:?} is held by another member")]
     FencedInstanceId { instance_id: String },
+    /// GROUP_SUBSCRIBED_TO_TOPIC (86): OffsetDelete of a topic the group's
+    /// members consume.
+    #[error("the group's members subscribe to topic {topic:?}")]
+    GroupSubscribedToTopic { topic: String },
     /// UNKNOWN_SERVER_ERROR (-1), as Kafka answers (its IllegalStateException):
     /// a join by a member id handed out with MEMBER_ID_REQUIRED that names a
     /// group.instance.id. Only dynamic members are asked for a member id; a

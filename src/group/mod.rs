@@ -37,9 +37,9 @@ use std::collections::HashMap;
 
 pub use error::GroupError;
 pub use types::{
-    GroupDescription, GroupListing, GroupState, Heartbeat, JoinGroup, JoinResponse, JoinedMember, LeaveGroup,
-    LeavingMember, MemberDescription, MemberLeave, OffsetAndMetadata, Protocol, RemovedOffsets, Reply, SyncGroup,
-    SyncResponse,
+    DeletedOffsets, GroupDescription, GroupListing, GroupState, Heartbeat, JoinGroup, JoinResponse, JoinedMember,
+    LeaveGroup, LeavingMember, MemberDescription, MemberLeave, OffsetAndMetadata, Protocol, RemovedOffsets, Reply,
+    SyncGroup, SyncResponse,
 };
 
 use group::Group;

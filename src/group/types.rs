@@ -196,6 +196,15 @@ pub struct RemovedOffsets {
     pub groups: Vec<String>,
 }
 
+/// What an OffsetDelete did: one outcome per partition asked for, in the
+/// request's order, and the partitions whose offsets went (each once), for
+/// the shard's tombstones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedOffsets {
+    pub outcomes: Vec<Result<(), GroupError>>,
+    pub removed: Vec<crate::model::TopicPartition>,
+}
+
 /// The answer to a request that may have to wait for other members.
 #[derive(Debug)]
 pub enum Reply<T> {

@@ -203,11 +203,11 @@ fn append_shape(batches: &[u8]) -> Result<AppendShape, StorageError> {
 
 /// Where a read starts: a segment, a batch boundary at or before the wanted
 /// offset, and the segment's readable end.
-struct ReadPlan {
-    segment_base: i64,
-    file: Rc<File>,
-    from: u64,
-    end: u64,
+pub(super) struct ReadPlan {
+    pub segment_base: i64,
+    pub file: Rc<File>,
+    pub from: u64,
+    pub end: u64,
 }
 
 impl PartitionLog {
@@ -290,6 +290,12 @@ impl PartitionLog {
     /// Every offset below it is in the segment files, readable by fetch.
     pub fn high_watermark(&self) -> i64 {
         self.inner.borrow().high_watermark
+    }
+
+    /// Bytes of all its segments, appends not yet written included (Kafka's
+    /// log size, which DescribeLogDirs reports).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.borrow().segments.iter().map(|s| s.size).sum()
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
@@ -580,44 +586,6 @@ impl PartitionLog {
             .await?;
         }
         Ok(batches)
-    }
-
-    /// ListOffsets by timestamp: (base offset, max timestamp) of the first
-    /// batch below the high watermark whose max_timestamp >= `timestamp`.
-    /// Batch granularity. The special timestamps -1/-2 are the caller's.
-    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut searched = None;
-        while let Some(plan) = self.timestamp_plan(searched, timestamp) {
-            searched = Some(plan.segment_base);
-            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
-            if let Some(header) = walk.find_timestamp(plan.from, timestamp).await? {
-                return Ok(Some((header.base_offset, header.max_timestamp)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The first segment after the one based at `searched` that may hold
-    /// `timestamp`, and where its time index says the search can start. By
-    /// base offset, not position: retention or the cleaner may remove or
-    /// replace segments while a search awaits its reads.
-    fn timestamp_plan(&self, searched: Option<i64>, timestamp: i64) -> Option<ReadPlan> {
-        let inner = self.inner.borrow();
-        let segment = inner
-            .segments
-            .iter()
-            .filter(|s| searched.is_none_or(|base| s.base_offset > base))
-            .find(|s| s.max_timestamp >= timestamp && s.readable_bytes > 0)?;
-        let from = segment
-            .time_index
-            .search_start(timestamp)
-            .map_or(0, |relative| segment.index.position_for(relative) as u64);
-        Some(ReadPlan {
-            segment_base: segment.base_offset,
-            file: segment.file.clone(),
-            from: from.min(segment.readable_bytes),
-            end: segment.readable_bytes,
-        })
     }
 
     /// Clean shutdown: pending writes finish, everything is fsynced, the

@@ -18,6 +18,7 @@ mod segment;
 mod sync_journal;
 #[cfg(test)]
 mod tests;
+mod timestamps;
 mod writer;
 
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};
@@ -26,3 +27,31 @@ pub use hot_tail::HotTail;
 pub use log::{AppendInfo, LogConfig, PartitionLog, RecoveryReport};
 pub use read_slice::ReadSlice;
 pub use retention::{HeadDeletion, RetentionPolicy};
+
+/// The size of the file system holding `dir` and the bytes still free there
+/// for an unprivileged writer (statvfs), as Kafka reports a log directory's
+/// volume; None when it cannot be read. One system call: cheap enough for a
+/// shard's thread on an admin request.
+pub fn volume_bytes(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated; statvfs fills `stat` when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    let block_bytes = stat.f_frsize;
+    Some((stat.f_blocks * block_bytes, stat.f_bavail * block_bytes))
+}
+
+#[cfg(test)]
+mod volume_tests {
+    #[test]
+    fn a_volume_has_a_size_and_at_most_that_much_free() {
+        let (total, usable) = super::volume_bytes(&std::env::temp_dir()).expect("the temp dir's volume");
+        assert!(total > 0 && usable <= total, "{total} {usable}");
+        assert_eq!(super::volume_bytes(std::path::Path::new("/no/such/directory")), None);
+    }
+}

@@ -100,3 +100,65 @@ fn replay_loads_commits_and_tombstones() {
     c.load_tombstone("g1", &tp("t", 1));
     assert_eq!(c.group_state("g1"), None);
 }
+
+/// A consumer's JoinGroup metadata as the Java client writes it: version 1, then its fields.
+fn subscription(topics: &[&str]) -> Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let topics = topics.iter().map(|t| StrBytes::from_string(t.to_string())).collect();
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i16(1);
+    ConsumerProtocolSubscription::default().with_topics(topics).encode(&mut buf, 1).unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn offset_delete_forgets_offsets_of_an_empty_group_and_then_the_group() {
+    let mut c = coordinator();
+    c.apply_commit(GROUP, [(tp("t", 0), offset(1, 0)), (tp("t", 1), offset(2, 0)), (tp("u", 0), offset(3, 0))], 0);
+    let deleted = c.delete_offsets(GROUP, &[tp("t", 0), tp("t", 7), tp("t", 0)]).unwrap();
+    assert_eq!(deleted.outcomes, [Ok(()), Ok(()), Ok(())], "partitions without an offset succeed too");
+    assert_eq!(deleted.removed, [tp("t", 0)], "one tombstone per offset that went");
+    assert_eq!(c.fetch_offsets(GROUP, None), vec![(tp("t", 1), offset(2, 0)), (tp("u", 0), offset(3, 0))]);
+
+    let deleted = c.delete_offsets(GROUP, &[tp("t", 1), tp("u", 0)]).unwrap();
+    assert_eq!(deleted.removed, [tp("t", 1), tp("u", 0)]);
+    assert_eq!(c.group_state(GROUP), None, "an Empty group without offsets is forgotten");
+    assert_eq!(c.delete_offsets(GROUP, &[tp("t", 1)]), Err(GroupError::GroupIdNotFound { group_id: GROUP.into() }));
+    assert_eq!(c.delete_offsets("", &[tp("t", 1)]), Err(GroupError::InvalidGroupId));
+}
+
+#[test]
+fn offset_delete_spares_the_topics_a_live_consumer_group_subscribes_to() {
+    let mut c = coordinator();
+    let protocols = vec![Protocol { name: "range".into(), metadata: subscription(&["t", "v"]) }];
+    let joined = answer(&mut c.join(JoinGroup { protocols, ..join_request("", "a") }, 0)).unwrap();
+    let member = joined.member_id;
+    answer(&mut c.sync(sync_request(joined.generation_id, &member, &[(&member, "t-0")]), 0)).unwrap();
+    assert_eq!(c.group_state(GROUP), Some(GroupState::Stable));
+    c.apply_commit(GROUP, [(tp("t", 0), offset(1, 0)), (tp("u", 0), offset(2, 0))], 0);
+
+    let deleted = c.delete_offsets(GROUP, &[tp("t", 0), tp("u", 0)]).unwrap();
+    assert_eq!(deleted.outcomes, [Err(GroupError::GroupSubscribedToTopic { topic: "t".into() }), Ok(())]);
+    assert_eq!(deleted.removed, [tp("u", 0)]);
+    assert_eq!(c.fetch_offsets(GROUP, None), vec![(tp("t", 0), offset(1, 0))]);
+    assert_eq!(c.group_state(GROUP), Some(GroupState::Stable), "a group with members stays");
+}
+
+#[test]
+fn offset_delete_of_a_live_group_needs_the_consumer_protocol_it_can_read() {
+    // Metadata that is no ConsumerProtocolSubscription: every topic counts as subscribed, as in Kafka.
+    let mut c = coordinator();
+    join_alone(&mut c, "a", 0);
+    c.apply_commit(GROUP, [(tp("u", 0), offset(2, 0))], 0);
+    let deleted = c.delete_offsets(GROUP, &[tp("u", 0)]).unwrap();
+    assert_eq!(deleted.outcomes, [Err(GroupError::GroupSubscribedToTopic { topic: "u".into() })]);
+    assert!(deleted.removed.is_empty());
+
+    // A live group of another protocol type (Connect workers, say) is refused whole.
+    let mut c = coordinator();
+    let joined = answer(&mut c.join(JoinGroup { protocol_type: "connect".into(), ..join_request("", "w") }, 0));
+    assert!(joined.is_ok());
+    assert_eq!(c.delete_offsets(GROUP, &[tp("u", 0)]), Err(GroupError::NonEmptyGroup));
+}
