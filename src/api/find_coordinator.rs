@@ -28,7 +28,9 @@ fn served(key_type: i8) -> Result<(), (ErrorCode, &'static str)> {
             ErrorCode::UnsupportedVersion,
             "transactions are not supported: corelog has no transaction coordinator",
         )),
-        KEY_TYPE_SHARE => Err((ErrorCode::InvalidRequest, "share groups are not supported: corelog coordinates consumer groups")),
+        KEY_TYPE_SHARE => {
+            Err((ErrorCode::InvalidRequest, "share groups are not supported: corelog coordinates consumer groups"))
+        }
         _ => Err((ErrorCode::InvalidRequest, "unknown coordinator key type")),
     }
 }

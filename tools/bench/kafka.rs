@@ -33,6 +33,7 @@ const FORMAT_HEAP_ARGS: &[&str] = &["-Xmx256M"];
 pub const SERVER_CLASS: &str = "kafka.Kafka";
 const STORAGE_TOOL_CLASS: &str = "kafka.tools.StorageTool";
 pub const PRODUCER_PERF_CLASS: &str = "org.apache.kafka.tools.ProducerPerformance";
+pub const CONSUMER_PERF_CLASS: &str = "org.apache.kafka.tools.ConsumerPerformance";
 /// A JVM on one loaded core takes several seconds to start Kafka; allow plenty.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const FORMAT_TIMEOUT: Duration = Duration::from_secs(180);

@@ -21,6 +21,9 @@ use crate::{perf, proc, shell_quote, sibling};
 /// corelog-load may take this long beyond --warmup + --duration (topic
 /// creation, draining consumers, filling the consume topic).
 const LOAD_SLACK: Duration = Duration::from_secs(300);
+/// How long ConsumerPerformance waits for records before it gives up.
+const CONSUMER_PERF_IDLE_MS: u64 = 30_000;
+
 /// Longest a ProducerPerformance run may take.
 const PERF_TIMEOUT: Duration = Duration::from_secs(1800);
 const TOPIC: &str = "peer";
@@ -541,6 +544,32 @@ impl Runner<'_> {
         r.set(fig::PERF_MAX, Some(s.max_ms));
         r.set(fig::PERF_CPU, cpu.map(|c| c / self.args.perf_records as f64 * 1e6));
         r.raw.push(json!({"step": "producer-perf", "summary": s}));
+        self.consumer_perf(on, r, jars)
+    }
+
+    /// Kafka's ConsumerPerformance reads back what ProducerPerformance wrote,
+    /// from the beginning, pinned like the load; it must read every record.
+    fn consumer_perf(&self, on: &On, r: &mut PeerRun, jars: &kafka::Jars) -> Result<()> {
+        let log = self.logs.join(format!("{}.consumer-perf.log", on.tag));
+        let mut cmd = jars.java_command(Some(&self.args.load_cpus), kafka::PERF_HEAP_ARGS, kafka::CONSUMER_PERF_CLASS);
+        cmd.args(perf::consumer_args(&on.bootstrap, TOPIC, self.args.perf_records, CONSUMER_PERF_IDLE_MS));
+        let status = proc::run_logged(&mut cmd, &log, PERF_TIMEOUT)?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let s = perf::parse_consumer(&text).with_context(|| {
+            format!("ConsumerPerformance exited with {status}, no result line:\n{}", proc::tail(&log))
+        })?;
+        ensure!(status.success(), "ConsumerPerformance exited with {status}:\n{}", proc::tail(&log));
+        ensure!(
+            s.messages == self.args.perf_records,
+            "ConsumerPerformance read {} of the {} records written",
+            s.messages,
+            self.args.perf_records
+        );
+        r.set(fig::CONSUMER_PERF_MSGS, Some(s.msgs_per_s));
+        r.set(fig::CONSUMER_PERF_FETCH_MSGS, Some(s.fetch_msgs_per_s));
+        // MiB/s to the table's 10^6 bytes per second.
+        r.set(fig::CONSUMER_PERF_FETCH_MB, Some(s.fetch_mib_per_s * (1 << 20) as f64 / 1e6));
+        r.raw.push(json!({"step": "consumer-perf", "summary": s}));
         Ok(())
     }
 

@@ -44,6 +44,9 @@ pub mod fig {
     pub const PERF_P99_9: &str = "perf_p99.9_ms";
     pub const PERF_MAX: &str = "perf_max_ms";
     pub const PERF_CPU: &str = "perf_cpu_s_per_million";
+    pub const CONSUMER_PERF_MSGS: &str = "consumer_perf_msgs_per_s";
+    pub const CONSUMER_PERF_FETCH_MSGS: &str = "consumer_perf_fetch_msgs_per_s";
+    pub const CONSUMER_PERF_FETCH_MB: &str = "consumer_perf_fetch_mb_per_s";
 
     /// The order figures are listed in; anything else follows alphabetically.
     pub const ORDER: &[&str] = &[
@@ -67,6 +70,9 @@ pub mod fig {
         PERF_P99_9,
         PERF_MAX,
         PERF_CPU,
+        CONSUMER_PERF_MSGS,
+        CONSUMER_PERF_FETCH_MSGS,
+        CONSUMER_PERF_FETCH_MB,
         START_MS,
         IDLE_RSS_MIB,
         PEAK_RSS_MIB,
@@ -250,6 +256,9 @@ pub fn headline(cases: &[Case], rates: &BTreeMap<String, f64>, consume_mb: f64, 
             row(format!("{what}: p50 ms"), c, fig::PERF_P50);
             row(format!("{what}: p99 ms"), c, fig::PERF_P99);
             row(format!("{what}: p99.9 ms"), c, fig::PERF_P99_9);
+            let what = format!("Kafka's ConsumerPerformance, {}, the same records", size_label(record_bytes));
+            row(format!("{what}: msgs/s while fetching"), c, fig::CONSUMER_PERF_FETCH_MSGS);
+            row(format!("{what}: MB/s while fetching"), c, fig::CONSUMER_PERF_FETCH_MB);
         }
     }
     let mut general = |label: &str, pool: Pool, figure| specs.push(RowSpec { label: label.into(), pool, figure });
@@ -511,7 +520,9 @@ mod tests {
         assert!(labels.contains(&"ack latency p99.9, 100 B, 1 partition, at 150k msgs/s: ms"), "{labels:?}");
         assert!(labels.contains(&"ack latency p50, 1 KiB, 1 partition, at a fixed rate: ms"), "{labels:?}");
         assert!(labels.contains(&"Kafka's ProducerPerformance, 100 B, acks=all: records/s"), "{labels:?}");
-        // 8 produce cases x 2, 4 consume x 2, 2 latency x 5, 2 CPU at the maximum, 5 ProducerPerformance, 3 general
-        assert_eq!(specs.len(), 16 + 8 + 10 + 2 + 5 + 3);
+        assert!(labels.contains(&"Kafka's ConsumerPerformance, 100 B, the same records: msgs/s while fetching"));
+        // 8 produce cases x 2, 4 consume x 2, 2 latency x 5, 2 CPU at the maximum, 5 ProducerPerformance,
+        // 2 ConsumerPerformance, 3 general
+        assert_eq!(specs.len(), 16 + 8 + 10 + 2 + 5 + 2 + 3);
     }
 }

@@ -1,6 +1,7 @@
-//! Kafka's own load generator, org.apache.kafka.tools.ProducerPerformance
-//! (bin/kafka-producer-perf-test.sh), so that the peer figures do not rest on
-//! corelog-load alone: its arguments and its summary line.
+//! Kafka's own load generators, org.apache.kafka.tools.ProducerPerformance
+//! (bin/kafka-producer-perf-test.sh) and ConsumerPerformance
+//! (bin/kafka-consumer-perf-test.sh), so that the peer figures do not rest on
+//! corelog-load alone: their arguments and their summary lines.
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,50 @@ fn parse_line(line: &str) -> Option<Summary> {
     })
 }
 
+/// ConsumerPerformance's result: its header line and the values under it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConsumerSummary {
+    pub messages: u64,
+    /// Over the whole run, the consumer group's join included (nMsg.sec).
+    pub msgs_per_s: f64,
+    /// Over the time spent fetching only (fetch.nMsg.sec).
+    pub fetch_msgs_per_s: f64,
+    /// ConsumerPerformance's MB are MiB (fetch.MB.sec).
+    pub fetch_mib_per_s: f64,
+}
+
+/// ConsumerPerformance's arguments: `messages` from the beginning of `topic`
+/// with the consumer's defaults, giving up after `timeout_ms` without records.
+pub fn consumer_args(bootstrap: &str, topic: &str, messages: u64, timeout_ms: u64) -> Vec<String> {
+    let a = [
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        &messages.to_string(),
+        "--timeout",
+        &timeout_ms.to_string(),
+    ];
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// The line under ConsumerPerformance's `start.time, end.time, …` header.
+pub fn parse_consumer(stdout: &str) -> Option<ConsumerSummary> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines.iter().rposition(|l| l.starts_with("start.time, "))?;
+    let header: Vec<&str> = lines[at].split(", ").collect();
+    let values: Vec<&str> = lines.get(at + 1)?.split(", ").collect();
+    let value =
+        |name: &str| -> Option<f64> { values.get(header.iter().position(|h| *h == name)?)?.trim().parse().ok() };
+    Some(ConsumerSummary {
+        messages: value("data.consumed.in.nMsg")? as u64,
+        msgs_per_s: value("nMsg.sec")?,
+        fetch_msgs_per_s: value("fetch.nMsg.sec")?,
+        fetch_mib_per_s: value("fetch.MB.sec")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +191,26 @@ Warmup first 200000 records. Steady state results will print after the complete 
         let joined = a.join(" ");
         assert!(joined.contains("--num-records 1000000 --warmup-records 200000 --record-size 100"));
         assert!(joined.ends_with("--throughput -1 --command-property acks=all"));
+    }
+
+    /// What ConsumerPerformance 4.4.0 printed against corelog here.
+    const CONSUMER_OUTPUT: &str = "\
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-12-03 17:50:01:101, 2026-12-03 17:50:04:301, 9.5367, 2.9802, 100000, 31250.0000, 3012, 188, 50.7274, 531914.8936
+";
+
+    #[test]
+    fn consumer_line_is_read_by_its_header() {
+        let s = parse_consumer(CONSUMER_OUTPUT).unwrap();
+        assert_eq!(
+            s,
+            ConsumerSummary {
+                messages: 100_000,
+                msgs_per_s: 31250.0,
+                fetch_msgs_per_s: 531914.8936,
+                fetch_mib_per_s: 50.7274
+            }
+        );
+        assert_eq!(parse_consumer("start.time, end.time\n"), None);
     }
 }
