@@ -243,14 +243,18 @@ def test_peer_runs_corelog_and_kafka_side_by_side(bench_bin, load_bin, corelog, 
 
 def test_peer_runs_kafkas_producer_performance(bench_bin, load_bin, corelog, tmp_path):
     """Kafka's ProducerPerformance, pinned like the load, against corelog alone (--brokers corelog:
-    no Kafka start, to keep this short): its steady-state line is what the figures hold."""
+    no Kafka start, to keep this short): its steady-state line is what the figures hold; then
+    Kafka's ConsumerPerformance reads every one of those records back."""
     records = 20_000
     _, results, report = run_peer(bench_bin, load_bin, corelog, tmp_path / "peer", "--brokers", "corelog",
                                   "--only", "producer-perf", "--perf-records", records)
     [run] = results["runs"]
     assert (run["case"], run["broker"]) == ("producer-perf-100B", "corelog")
-    summary = run["raw"][-1]["summary"]
+    steps = {raw["step"]: raw["summary"] for raw in run["raw"] if "summary" in raw}
+    summary = steps["producer-perf"]
     assert summary["steady_state"] and summary["records"] == records - records // 5
+    consumed = steps["consumer-perf"]
+    assert consumed["messages"] == records and consumed["fetch_msgs_per_s"] > 0, consumed
     figures = run["figures"]
     assert figures["perf_records_per_s"] == summary["records_per_s"] > 0
     assert figures["perf_mb_per_s"] == pytest.approx(summary["records_per_s"] * 100 / 1e6)
@@ -258,6 +262,9 @@ def test_peer_runs_kafkas_producer_performance(bench_bin, load_bin, corelog, tmp
     assert results["brokers"]["kafka"] is None and results["brokers"]["producer_performance"]["version"] == "4.4.0"
     row = table_rows(report)["Kafka's ProducerPerformance, 100 B, acks=all: records/s"]
     assert row[1] != "–" and row[2] == "–" and row[3] == "–", row
+    assert figures["consumer_perf_fetch_msgs_per_s"] == consumed["fetch_msgs_per_s"]
+    row = table_rows(report)["Kafka's ConsumerPerformance, 100 B, the same records: msgs/s while fetching"]
+    assert row[1] != "–" and row[2] == "–", row
 
 
 def parse_si(cell):
