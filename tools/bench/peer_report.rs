@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::peer_cases::{Case, CaseKind};
-use crate::report::{num, si};
+use crate::report::{num, si, write_run_header};
 
 /// Names of the figures a run records (keys of `PeerRun::figures`); the
 /// suffix says the unit (`fmt_value`), and which direction is better.
@@ -383,15 +383,8 @@ pub struct PeerResults {
 
 /// peer.md: how the figures were made, the headline table, every figure, failures.
 pub fn write(path: &Path, r: &PeerResults, method: &str) -> Result<()> {
-    let m = &r.machine;
     let mut md = String::from("# corelog and Apache Kafka, side by side\n\n");
-    let _ = writeln!(md, "- **Date:** {}", m.date_utc);
-    let _ = writeln!(
-        md,
-        "- **Machine:** {} ({} CPUs usable, {} online), {} GiB RAM, {} (host {})",
-        m.cpu_model, m.nproc, m.cpus_online, m.memory_gib, m.kernel, m.hostname
-    );
-    let _ = writeln!(md, "- **Command:** `{}`", r.command_line);
+    write_run_header(&mut md, &r.machine, &r.command_line);
     md += method;
     let _ = writeln!(md, "\n## Side by side\n");
     md += &markdown(&r.headline);

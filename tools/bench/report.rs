@@ -103,17 +103,21 @@ pub fn table(r: &Results) -> String {
     s
 }
 
-pub fn write(out: &Path, r: &Results) -> Result<()> {
-    let m = &r.machine;
-    let mut md = String::new();
-    let _ = writeln!(md, "# corelog-bench report\n");
+/// The date, the machine and the command line, as every report opens.
+pub fn write_run_header(md: &mut String, m: &crate::proc::Machine, command_line: &str) {
     let _ = writeln!(md, "- **Date:** {}", m.date_utc);
     let _ = writeln!(
         md,
         "- **Machine:** {} ({} CPUs usable, {} online), {} GiB RAM, {} (host {})",
         m.cpu_model, m.nproc, m.cpus_online, m.memory_gib, m.kernel, m.hostname
     );
-    let _ = writeln!(md, "- **Command:** `{}`", r.command_line);
+    let _ = writeln!(md, "- **Command:** `{command_line}`");
+}
+
+pub fn write(out: &Path, r: &Results) -> Result<()> {
+    let mut md = String::new();
+    let _ = writeln!(md, "# corelog-bench report\n");
+    write_run_header(&mut md, &r.machine, &r.command_line);
     match r.broker_mode.as_str() {
         "spawned" => {
             let b = &r.broker;
