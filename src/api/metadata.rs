@@ -76,18 +76,18 @@ fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Op
     let mut ids = HashSet::new();
     let mut wanted = Vec::new();
     for t in topics {
-        let by_id = !t.topic_id.is_nil() || t.name.is_none();
-        let first = match &t.name {
-            Some(name) if !by_id => names.insert(name.as_str()),
-            _ => ids.insert(t.topic_id),
-        };
-        if !first {
-            continue;
+        match &t.name {
+            Some(name) if t.topic_id.is_nil() => {
+                if names.insert(name.as_str()) {
+                    wanted.push((name.to_string(), t.topic_id));
+                }
+            }
+            _ if ids.insert(t.topic_id) => {
+                let name = snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default();
+                wanted.push((name, t.topic_id));
+            }
+            _ => {}
         }
-        wanted.push(match &t.name {
-            Some(name) if !by_id => (name.to_string(), t.topic_id),
-            _ => (snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default(), t.topic_id),
-        });
     }
     Some(wanted)
 }
