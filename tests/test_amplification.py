@@ -18,7 +18,7 @@ from kafka.structs import TopicPartition as KTopicPartition
 
 import kafka_wire as kw
 import wire_requests as wr
-from helpers import admin, create_topic, produce, unique, wait_until
+from helpers import admin, create_topic, leader_conn, produce, unique, wait_until
 
 MiB = 1 << 20
 
@@ -313,6 +313,37 @@ def test_config_requests_with_many_resources_stay_linear_and_quiet(broker):
     assert 1 <= refusals <= 5, f"{refusals} refusal lines for one request"
     assert max(bystander_latency) < 5, f"another connection waited {max(bystander_latency):.1f} s"
     wait_until(lambda: b.running(), 1)
+    assert_serving(b)
+
+
+def test_broker_configs_are_described_for_this_broker_only(broker):
+    """Every distinct broker name got a full copy of the broker's configs: 20,000
+    names in a 180 KB request bought a 20,000-copy answer. As Kafka, a broker
+    describes only itself (its id) or the defaults (""); other ids are refused."""
+    b = broker
+    names = ["", "0"] + [str(i) for i in range(1, 20_000)]
+    with b.wire(0, timeout=60) as c:
+        described_bytes, described = wr.describe_configs_v1(c, [(wr.RESOURCE_BROKER, n) for n in names])
+    assert [(err, name) for err, _, name, count in described[:2] if count > 0] == [(0, ""), (0, "0")]
+    assert {(err, count) for err, _, _, count in described[2:]} == {(wr.INVALID_REQUEST, 0)}
+    assert described_bytes < 100 * len(names), described_bytes  # each copy of the configs took ~500
+    assert_serving(b)
+
+
+def test_list_offsets_refuses_a_partition_named_twice(broker):
+    """Every entry of a timestamp search was run, repeats included: one request could
+    buy 10,000 searches of the same partition. As Kafka, each entry of a partition
+    named more than once is INVALID_REQUEST; partitions named once are answered."""
+    b = broker
+    topic = create_topic(b.bootstrap, unique("amp-lo"), partitions=1)
+    produce(b.bootstrap, topic, [(0, None, b"v")] * 3)
+    with leader_conn(b, topic, 0) as c:
+        alone = wr.list_offsets_v1(c, [(topic, 0, 0)])
+        repeated = wr.list_offsets_v1(c, [(topic, 0, 0)] * 10_000 + [(topic, 1, -1)])
+    assert [(err, offset) for _, _, err, _, offset in alone] == [(0, 0)]
+    assert len(repeated) == 10_001
+    assert {(p, err) for _, p, err, _, _ in repeated[:-1]} == {(0, wr.INVALID_REQUEST)}
+    assert [(p, err) for _, p, err, _, _ in repeated[-1:]] == [(1, kw.UNKNOWN_TOPIC_OR_PARTITION)]
     assert_serving(b)
 
 

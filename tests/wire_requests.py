@@ -12,6 +12,7 @@ import socket
 import kafka_wire as kw
 from kafka_wire import array, i8, i16, i32, i64, nbytes, string, uvarint
 
+API_LIST_OFFSETS = 2
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
 API_DESCRIBE_GROUPS = 15
@@ -30,6 +31,7 @@ INVALID_REQUEST = 42
 POLICY_VIOLATION = 44
 
 RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
 OP_SET = 0
 
 
@@ -202,6 +204,15 @@ def describe_groups_v0(conn: kw.Conn, groups):
         return err, group_id, state, len(r.array(member))
 
     return len(data), r.array(group)
+
+
+def list_offsets_v1(conn: kw.Conn, entries):
+    """ListOffsets v1 of entries=[(topic, partition, timestamp)], each its own topic entry
+    -> [(topic, partition, error, timestamp, offset)]."""
+    body = i32(-1) + array(entries, lambda e: string(e[0]) + array([e[1:]], lambda p: i32(p[0]) + i64(p[1])))
+    r = conn.call(API_LIST_OFFSETS, 1, body)
+    answers = r.array(lambda r: (r.string(), r.array(lambda r: (r.i32(), r.i16(), r.i64(), r.i64()))))
+    return [(topic, *partition) for topic, partitions in answers for partition in partitions]
 
 
 def alter_configs_v0(conn: kw.Conn, resources, validate_only=False):

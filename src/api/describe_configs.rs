@@ -124,6 +124,10 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
         .with_resource_name(resource.resource_name.clone());
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => topic_configs(shard, &resource.resource_name, synonyms),
+        RESOURCE_BROKER if !names_this_broker(&resource.resource_name, shard.id) => {
+            let message = format!("unexpected broker id {}: this broker is {}", resource.resource_name, shard.id);
+            return result.with_error_code(ErrorCode::InvalidRequest.code()).with_error_message(Some(message.into()));
+        }
         RESOURCE_BROKER => Ok(broker_configs(&shard.config, synonyms)),
         other => {
             let name = resource_type_name(other);
@@ -140,6 +144,13 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
         }
         Err(code) => result.with_error_code(code.code()),
     }
+}
+
+/// A broker resource names this broker by its id, or every broker's
+/// defaults by "" (Kafka refuses any other id: each broker describes only
+/// itself, so a request cannot buy a copy of the broker configs per name).
+fn names_this_broker(resource_name: &str, broker_id: u16) -> bool {
+    resource_name.is_empty() || resource_name.parse::<u16>().is_ok_and(|id| id == broker_id)
 }
 
 /// Kafka's ConfigResource.Type names, for refusals a user reads.
@@ -166,6 +177,15 @@ pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Result<Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_describes_itself_or_the_defaults_only() {
+        assert!(names_this_broker("", 1));
+        assert!(names_this_broker("1", 1));
+        assert!(!names_this_broker("0", 1));
+        assert!(!names_this_broker("01x", 1));
+        assert!(!names_this_broker("18446744073709551617", 1));
+    }
 
     #[test]
     fn levels_list_the_value_in_force_first_and_the_broker_only_when_it_differs() {

@@ -5,6 +5,7 @@
 //! only adds a timeout for remote reads, which a local log has no use for.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -79,14 +80,25 @@ async fn first_record_at(
     found.ok()?
 }
 
+/// The partitions a request names more than once. Kafka answers every entry
+/// of such a partition INVALID_REQUEST without looking it up, so a request
+/// cannot buy one timestamp search per repeat of the same partition.
+fn duplicate_partitions(request: &ListOffsetsRequest) -> HashSet<(&str, i32)> {
+    let mut seen = HashSet::new();
+    let named = request.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str(), p.partition_index)));
+    named.filter(|tp| !seen.insert(*tp)).collect()
+}
+
 pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Response, ApiError> {
     let snapshot = ctx.shard.snapshot();
+    let duplicates = duplicate_partitions(&request);
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let outcome = match local_log(ctx.shard, &snapshot, &topic.name, p.partition_index) {
+                _ if duplicates.contains(&(topic.name.as_str(), p.partition_index)) => Err(ErrorCode::InvalidRequest),
                 Ok(log) => lookup(ctx.shard, &log, p.timestamp).await,
                 Err(code) => Err(code),
             };
@@ -102,4 +114,30 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
         topics.push(ListOffsetsTopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions));
     }
     ctx.respond(&ListOffsetsResponse::default().with_topics(topics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn topic(name: &'static str, partitions: &[i32]) -> ListOffsetsTopic {
+        ListOffsetsTopic::default().with_name(TopicName(StrBytes::from_static_str(name))).with_partitions(
+            partitions.iter().map(|&p| ListOffsetsPartition::default().with_partition_index(p)).collect(),
+        )
+    }
+
+    #[test]
+    fn partitions_named_twice_anywhere_in_the_request_are_duplicates() {
+        let request = ListOffsetsRequest::default().with_topics(vec![
+            topic("a", &[0, 1, 0]),
+            topic("b", &[0]),
+            topic("a", &[2, 1]),
+        ]);
+        let mut found: Vec<_> = duplicate_partitions(&request).into_iter().collect();
+        found.sort();
+        assert_eq!(found, [("a", 0), ("a", 1)]);
+    }
 }
