@@ -76,17 +76,15 @@ fn requested(request: &MetadataRequest, version: i16, snapshot: &Snapshot) -> Op
     let mut ids = HashSet::new();
     let mut wanted = Vec::new();
     for t in topics {
-        match &t.name {
-            Some(name) if t.topic_id.is_nil() => {
-                if names.insert(name.as_str()) {
-                    wanted.push((name.to_string(), t.topic_id));
-                }
-            }
-            _ if ids.insert(t.topic_id) => {
-                let name = snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default();
-                wanted.push((name, t.topic_id));
-            }
-            _ => {}
+        // The name of a first mention; None for a repeat.
+        let first = match &t.name {
+            Some(name) if t.topic_id.is_nil() => names.insert(name.as_str()).then(|| name.to_string()),
+            _ => ids
+                .insert(t.topic_id)
+                .then(|| snapshot.topic_by_id(&t.topic_id).map(|m| m.name.clone()).unwrap_or_default()),
+        };
+        if let Some(name) = first {
+            wanted.push((name, t.topic_id));
         }
     }
     Some(wanted)
