@@ -245,3 +245,29 @@ def test_max_partitions_bounds_what_the_broker_holds(broker_factory):
     assert len(a.list_topics(topic, timeout=5).topics[topic].partitions) == 8
     assert big not in a.list_topics(timeout=5).topics
     create_topic(b.bootstrap, unique("fits"), partitions=2)
+
+
+def test_validate_only_create_topics_is_bounded_as_a_real_create(broker_factory):
+    """A validate-only CreateTopics creates nothing, so nothing bounded it: every valid
+    name in it was answered with all of the topic's configs (v5+), 100,000 names buying
+    a 100 MB answer, and a name given twice was validated twice. Now the partitions it
+    validates count against max.partitions as if created (POLICY_VIOLATION past them),
+    every entry of a name given twice is INVALID_REQUEST (as Kafka), and the refusals
+    log a line per interval, not per topic."""
+    import wire_requests as wr
+
+    b = broker_factory(shards=1, max_partitions=60)  # 50 are __consumer_offsets
+    held = len(admin(b.bootstrap).list_topics(timeout=5).topics["__consumer_offsets"].partitions)
+    room = 60 - held
+    twice = unique("twice")
+    names = [unique("v") for _ in range(10_000)]
+    with b.wire(0, timeout=60) as c:
+        answered = wr.create_topics_v4(c, [(twice, 1)] + [(n, 1) for n in names] + [(twice, 1)], validate_only=True)
+    assert answered[0] == (twice, wr.INVALID_REQUEST) and answered[-1] == (twice, wr.INVALID_REQUEST)
+    errors = [err for _, err in answered[1:-1]]
+    assert errors == [0] * room + [44] * (len(names) - room)  # POLICY_VIOLATION past the room left
+    assert not any(n in admin(b.bootstrap).list_topics(timeout=5).topics for n in names[:room]), "validated only"
+    refusals = b.log().count("create topic refused")
+    assert 1 <= refusals <= 5, f"{refusals} refusal lines for one request"
+    create_topic(b.bootstrap, unique("fits"), partitions=room)
+

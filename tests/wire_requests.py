@@ -16,6 +16,7 @@ API_LIST_OFFSETS = 2
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
 API_DESCRIBE_GROUPS = 15
+API_CREATE_TOPICS = 19
 API_DELETE_TOPICS = 20
 API_DELETE_RECORDS = 21
 API_DESCRIBE_CONFIGS = 32
@@ -253,6 +254,14 @@ def describe_configs_v1(conn: kw.Conn, resources):
         return err, rtype, name, len(r.array(config))
 
     return len(data), r.array(result)
+
+
+def create_topics_v4(conn: kw.Conn, topics, validate_only=False):
+    """CreateTopics v4 of topics=[(name, partitions)] -> [(name, error)]."""
+    body = array(topics, lambda t: string(t[0]) + i32(t[1]) + i16(1) + array([], None) + array([], None))
+    r = conn.call(API_CREATE_TOPICS, 4, body + i32(10000) + i8(int(validate_only)))
+    r.i32()
+    return r.array(lambda r: (r.string(), r.i16(), r.string())[:2])
 
 
 def create_partitions_v0(conn: kw.Conn, name, count):

@@ -1,6 +1,7 @@
 //! CreateTopics, and the auto-creation that Metadata and Produce trigger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -89,7 +90,35 @@ fn config_entries(shard: &Shard, checked: &Checked) -> Vec<CreatableTopicConfigs
         .collect()
 }
 
-async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+/// What a request may still create: the partitions it has validated so far
+/// count against `max.partitions` as if they had been created, so a
+/// validate-only request (which creates nothing but answers each topic's
+/// configs) is bounded as a real one is.
+struct Budget {
+    validated_partitions: usize,
+}
+
+impl Budget {
+    /// `checked`, if its partitions fit beside those held and those this
+    /// request validated before it; else the refusal its creation would get.
+    fn validate(&mut self, shard: &Shard, checked: Checked) -> Result<Checked, Refusal> {
+        let held = shard.snapshot().partitions_held() + self.validated_partitions;
+        let (asked, max) = (checked.partitions as usize, shard.config.partitions_max());
+        if held + asked > max {
+            let error = metadata::MetadataError::TooManyPartitions { held, asked, max };
+            return Err(Refusal((&error).into(), error.to_string()));
+        }
+        self.validated_partitions += asked;
+        Ok(checked)
+    }
+}
+
+async fn create_one(
+    shard: &Shard,
+    topic: &CreatableTopic,
+    validate_only: bool,
+    budget: &mut Budget,
+) -> CreatableTopicResult {
     let name = topic.name.as_str();
     let result = CreatableTopicResult::default().with_name(topic.name.clone());
     let outcome = match check(shard, topic) {
@@ -97,7 +126,7 @@ async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) 
         Ok(_) if shard.snapshot().topic(name).is_some() => {
             Err(Refusal(ErrorCode::TopicAlreadyExists, format!("Topic '{name}' already exists.")))
         }
-        Ok(checked) if validate_only => Ok(checked),
+        Ok(checked) if validate_only => budget.validate(shard, checked),
         Ok(checked) => {
             let record = create_record(shard, name, checked.partitions, checked.configs.clone());
             shard.change_metadata(record).await.map(|_| checked).map_err(|e| Refusal((&e).into(), e.to_string()))
@@ -114,17 +143,43 @@ async fn create_one(shard: &Shard, topic: &CreatableTopic, validate_only: bool) 
                 .with_replication_factor(1)
                 .with_configs(Some(config_entries(shard, &checked)))
         }
-        Err(Refusal(code, message)) => {
-            tracing::info!(topic = name, ?code, "create topic refused: {message}");
-            result.with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message)))
-        }
+        Err(Refusal(code, message)) => refused(shard, result, name, code, message),
     }
 }
 
+/// A refused topic: the error in the answer, a log line per interval (a
+/// request may name a hundred thousand topics).
+fn refused(
+    shard: &Shard,
+    result: CreatableTopicResult,
+    name: &str,
+    code: ErrorCode,
+    message: String,
+) -> CreatableTopicResult {
+    if let Some(held_back) = shard.stats.refused_requests.admit(Instant::now()) {
+        tracing::info!(topic = name, ?code, similar_not_logged = held_back, "create topic refused: {message}");
+    }
+    result.with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message)))
+}
+
+/// Every entry of a topic named more than once is refused, as Kafka refuses
+/// them, before any is created.
 pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Result<Response, ApiError> {
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<&str> =
+        request.topics.iter().map(|t| t.name.as_str()).filter(|name| !seen.insert(*name)).collect();
+    let mut budget = Budget { validated_partitions: 0 };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        topics.push(create_one(ctx.shard, topic, request.validate_only).await);
+        let name = topic.name.as_str();
+        topics.push(match duplicates.contains(name) {
+            true => {
+                let result = CreatableTopicResult::default().with_name(topic.name.clone());
+                let why = format!("topic '{name}' is named more than once in the request");
+                refused(ctx.shard, result, name, ErrorCode::InvalidRequest, why)
+            }
+            false => create_one(ctx.shard, topic, request.validate_only, &mut budget).await,
+        });
     }
     ctx.respond(&CreateTopicsResponse::default().with_topics(topics))
 }
