@@ -58,40 +58,41 @@ def record(frame: bytes):
             kept.append(frame)
 
 
-def pump_requests(src: socket.socket, dst: socket.socket):
+def frames_of(record_frame):
+    """A callback for `pump` that cuts the stream into size-prefixed frames."""
     buf = b""
+
+    def on_chunk(chunk):
+        nonlocal buf
+        buf += chunk
+        while len(buf) >= 4:
+            (size,) = struct.unpack(">i", buf[:4])
+            if len(buf) < 4 + size:
+                break
+            record_frame(buf[4:4 + size])
+            buf = buf[4 + size:]
+
+    return on_chunk
+
+
+def pump(src: socket.socket, dst: socket.socket, on_chunk=None, close_both=False):
+    """Copies src to dst until either ends, showing each chunk to `on_chunk`."""
     try:
         while True:
             chunk = src.recv(65536)
             if not chunk:
                 break
             dst.sendall(chunk)
-            buf += chunk
-            while len(buf) >= 4:
-                (size,) = struct.unpack(">i", buf[:4])
-                if len(buf) < 4 + size:
-                    break
-                record(buf[4:4 + size])
-                buf = buf[4 + size:]
+            if on_chunk:
+                on_chunk(chunk)
     except OSError:
         pass
     finally:
-        for s in (src, dst):
+        for s in (src, dst) if close_both else ():
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def pump(src: socket.socket, dst: socket.socket):
-    try:
-        while True:
-            chunk = src.recv(65536)
-            if not chunk:
-                break
-            dst.sendall(chunk)
-    except OSError:
-        pass
 
 
 def proxy(port: int):
@@ -99,7 +100,7 @@ def proxy(port: int):
     while True:
         client, _ = listener.accept()
         upstream = socket.create_connection((BROKER_HOST, port))
-        threading.Thread(target=pump_requests, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(client, upstream, frames_of(record), True), daemon=True).start()
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
 
 
