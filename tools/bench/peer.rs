@@ -521,18 +521,11 @@ impl Runner<'_> {
         let jars = self.jars.as_ref().context("Kafka's jars were not resolved")?;
         // The topic first (same partitions on both brokers), so that the run does not time its creation.
         self.load(on, r, "create", &["--topic", TOPIC, "--partitions", "1", "--messages", "0"])?;
-        let log = self.logs.join(format!("{}.perf.log", on.tag));
-        let mut cmd = jars.java_command(Some(&self.args.load_cpus), kafka::PERF_HEAP_ARGS, kafka::PRODUCER_PERF_CLASS);
-        cmd.args(perf::args(&on.bootstrap, TOPIC, self.args.perf_records, record_bytes, &self.args.perf_acks));
+        let args = perf::args(&on.bootstrap, TOPIC, self.args.perf_records, record_bytes, &self.args.perf_acks);
         let cpu0 = proc::cpu_seconds(on.pid);
-        let status = proc::run_logged(&mut cmd, &log, PERF_TIMEOUT)?;
+        let s = self.run_java_tool(on, jars, kafka::PRODUCER_PERF_CLASS, "perf", &args, perf::parse)?;
         // The whole run's (its warm-up records included: ProducerPerformance reports no times).
         let cpu = proc::cpu_seconds(on.pid).zip(cpu0).map(|(b, a)| b - a);
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let s = perf::parse(&text).with_context(|| {
-            format!("ProducerPerformance exited with {status}, no summary line:\n{}", proc::tail(&log))
-        })?;
-        ensure!(status.success(), "ProducerPerformance exited with {status}:\n{}", proc::tail(&log));
         r.set(fig::PERF_RECORDS, Some(s.records_per_s));
         // Its "MB" are MiB; the table's MB/s are 10^6 bytes, as corelog-load's.
         r.set(fig::PERF_MB, Some(s.records_per_s * record_bytes as f64 / 1e6));
@@ -547,18 +540,35 @@ impl Runner<'_> {
         self.consumer_perf(on, r, jars)
     }
 
+    /// Runs one of Kafka's tools (`class`) pinned like the load, logging to
+    /// `<tag>.<step>.log`, and reads its result from that log with `parse`;
+    /// an error if it fails or prints no result.
+    fn run_java_tool<T>(
+        &self,
+        on: &On,
+        jars: &kafka::Jars,
+        class: &str,
+        step: &str,
+        args: &[String],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        let log = self.logs.join(format!("{}.{step}.log", on.tag));
+        let mut cmd = jars.java_command(Some(&self.args.load_cpus), kafka::PERF_HEAP_ARGS, class);
+        cmd.args(args);
+        let status = proc::run_logged(&mut cmd, &log, PERF_TIMEOUT)?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found =
+            parse(&text).with_context(|| format!("{class} exited with {status}, no result:\n{}", proc::tail(&log)))?;
+        ensure!(status.success(), "{class} exited with {status}:\n{}", proc::tail(&log));
+        Ok(found)
+    }
+
     /// Kafka's ConsumerPerformance reads back what ProducerPerformance wrote,
     /// from the beginning, pinned like the load; it must read every record.
     fn consumer_perf(&self, on: &On, r: &mut PeerRun, jars: &kafka::Jars) -> Result<()> {
-        let log = self.logs.join(format!("{}.consumer-perf.log", on.tag));
-        let mut cmd = jars.java_command(Some(&self.args.load_cpus), kafka::PERF_HEAP_ARGS, kafka::CONSUMER_PERF_CLASS);
-        cmd.args(perf::consumer_args(&on.bootstrap, TOPIC, self.args.perf_records, CONSUMER_PERF_IDLE_MS));
-        let status = proc::run_logged(&mut cmd, &log, PERF_TIMEOUT)?;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let s = perf::parse_consumer(&text).with_context(|| {
-            format!("ConsumerPerformance exited with {status}, no result line:\n{}", proc::tail(&log))
-        })?;
-        ensure!(status.success(), "ConsumerPerformance exited with {status}:\n{}", proc::tail(&log));
+        let args = perf::consumer_args(&on.bootstrap, TOPIC, self.args.perf_records, CONSUMER_PERF_IDLE_MS);
+        let s =
+            self.run_java_tool(on, jars, kafka::CONSUMER_PERF_CLASS, "consumer-perf", &args, perf::parse_consumer)?;
         ensure!(
             s.messages == self.args.perf_records,
             "ConsumerPerformance read {} of the {} records written",
