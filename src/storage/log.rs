@@ -3,9 +3,9 @@
 //! Appends are synchronous: they assign offsets and copy the batches into a
 //! pending write buffer. A writer task per log (see `writer.rs`) drains the
 //! pending writes in order, one io_uring write each, fsyncs as the flush
-//! policy asks, and then advances the high watermark. Whatever is appended
+//! policy asks, and then advances the written end. Whatever is appended
 //! while a write or fsync is in flight goes down in the next write: that is
-//! the group commit. Fetch reads only below the high watermark: from the
+//! the group commit. Fetch reads only below the written end: from the
 //! page cache by splice, or, when the log is written with O_DIRECT, from the
 //! shard's hot tail (hot_tail.rs) or by O_DIRECT reads (direct_read.rs).
 
@@ -127,7 +127,7 @@ pub(super) struct Inner {
     /// retention, or inside a segment after DeleteRecords.
     pub log_start_offset: i64,
     pub log_end_offset: i64,
-    pub high_watermark: i64,
+    pub written_end_offset: i64,
     /// Writes, seals, deletions and the close, in the order the writer must do them.
     pub queue: VecDeque<Job>,
     pub spare_buffers: Vec<AlignedBuf>,
@@ -141,7 +141,7 @@ pub(super) struct Inner {
     /// The writer task is doing a job it took from the queue (tests wait
     /// for it to be idle).
     pub writer_busy: bool,
-    /// Failed writes so far; each rolled the log end back to the high watermark.
+    /// Failed writes so far; each rolled the log end back to the written end.
     pub rollbacks: u64,
     /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
     pub offline: Option<String>,
@@ -239,7 +239,7 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 log_end_offset,
-                high_watermark: log_end_offset,
+                written_end_offset: log_end_offset,
                 queue: VecDeque::new(),
                 spare_buffers: Vec::new(),
                 waiters: Vec::new(),
@@ -287,9 +287,11 @@ impl PartitionLog {
         self.inner.borrow().log_end_offset
     }
 
-    /// Every offset below it is in the segment files, readable by fetch.
-    pub fn high_watermark(&self) -> i64 {
-        self.inner.borrow().high_watermark
+    /// The written end: every offset below it is in the segment files,
+    /// readable by fetch. Storage knows nothing of replication: a replica's
+    /// high watermark is the partition layer's value, at most this.
+    pub fn written_end_offset(&self) -> i64 {
+        self.inner.borrow().written_end_offset
     }
 
     /// Bytes of all its segments, appends not yet written included (Kafka's
@@ -403,7 +405,7 @@ impl PartitionLog {
     pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
         let reply = {
             let mut inner = self.inner.borrow_mut();
-            if last_offset < inner.high_watermark {
+            if last_offset < inner.written_end_offset {
                 return Ok(());
             }
             if last_offset >= inner.log_end_offset {
@@ -420,8 +422,8 @@ impl PartitionLog {
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at
-    /// least one batch (KIP-74), all below the high watermark and within one
-    /// segment. None when `offset` is the high watermark.
+    /// least one batch (KIP-74), all below the written end and within one
+    /// segment. None when `offset` is the written end.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
         let Some(mut plan) = self.plan_read(offset)? else {
             return Ok(None);
@@ -490,10 +492,14 @@ impl PartitionLog {
     fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
         let log_start = inner.log_start_offset;
-        if offset < log_start || offset > inner.high_watermark {
-            return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark: inner.high_watermark });
+        if offset < log_start || offset > inner.written_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                written_end_offset: inner.written_end_offset,
+            });
         }
-        if offset == inner.high_watermark {
+        if offset == inner.written_end_offset {
             return Ok(None);
         }
         let at = inner.segment_for(offset);

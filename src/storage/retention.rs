@@ -6,7 +6,7 @@
 //! partition stays at least `retention.bytes` large without it, or when the
 //! whole segment lies below the log start offset (DeleteRecords). Only a
 //! prefix of the log is deleted, and never a segment holding offsets at or
-//! above the high watermark. When every segment qualifies, the active one is
+//! above the written end. When every segment qualifies, the active one is
 //! rolled first, since a log always keeps one (empty) segment at its end.
 //!
 //! ```text
@@ -56,7 +56,7 @@ pub struct SegmentView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     pub log_start_offset: i64,
-    pub high_watermark: i64,
+    pub written_end_offset: i64,
     pub log_end_offset: i64,
 }
 
@@ -69,11 +69,11 @@ pub fn deletable_segments(segments: &[SegmentView], bounds: Bounds, policy: Rete
     let mut deleted_bytes = 0u64;
     for (at, segment) in segments.iter().enumerate() {
         let next = segments.get(at + 1);
-        // Offsets at or above the high watermark are not yet acknowledged:
+        // Offsets at or above the written end are not yet acknowledged:
         // the log start offset must never pass it.
         let upper_offset = next.map_or(bounds.log_end_offset, |n| n.base_offset);
         let empty_active = next.is_none() && segment.bytes == 0;
-        if bounds.high_watermark < upper_offset || empty_active {
+        if bounds.written_end_offset < upper_offset || empty_active {
             return at;
         }
         let expired = policy.retention_ms >= 0
@@ -115,12 +115,12 @@ impl PartitionLog {
         let views: Vec<SegmentView> = inner.segments.iter().map(view).collect();
         let bounds = Bounds {
             log_start_offset: inner.log_start_offset,
-            high_watermark: inner.high_watermark,
+            written_end_offset: inner.written_end_offset,
             log_end_offset: inner.log_end_offset,
         };
         let mut count = deletable_segments(&views, bounds, policy, now_ms);
         if count == inner.segments.len() {
-            // Everything is written (the high watermark is the log end), so
+            // Everything is written (the written end is the log end), so
             // the new active segment starts where the next append will. If
             // it cannot be created (out of descriptors, say), the others go
             // anyway: that frees what the next roll needs.
@@ -142,7 +142,7 @@ impl PartitionLog {
             inner.sync.forget(&segment.write_file());
         }
         inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
-        debug_assert!(inner.log_start_offset <= inner.high_watermark);
+        debug_assert!(inner.log_start_offset <= inner.written_end_offset);
         let deletion = HeadDeletion {
             segments: gone.len(),
             bytes: gone.iter().map(|s| s.size).sum(),
@@ -158,11 +158,11 @@ impl PartitionLog {
     /// watermark), durably, then deletes the segments wholly below it.
     /// Returns the new log start offset, and what went if any segment did.
     pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), StorageError> {
-        let high_watermark = self.high_watermark();
-        let target = if offset == -1 { high_watermark } else { offset };
-        if target < 0 || target > high_watermark {
+        let written_end_offset = self.written_end_offset();
+        let target = if offset == -1 { written_end_offset } else { offset };
+        if target < 0 || target > written_end_offset {
             let log_start = self.log_start_offset();
-            return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark });
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
         // One checkpoint write at a time, so an older start never lands last.
         let _writing = self.checkpoint_lock.lock().await;
@@ -268,8 +268,8 @@ mod tests {
             .collect()
     }
 
-    fn bounds(log_start_offset: i64, high_watermark: i64, log_end_offset: i64) -> Bounds {
-        Bounds { log_start_offset, high_watermark, log_end_offset }
+    fn bounds(log_start_offset: i64, written_end_offset: i64, log_end_offset: i64) -> Bounds {
+        Bounds { log_start_offset, written_end_offset, log_end_offset }
     }
 
     fn by_time(retention_ms: i64) -> RetentionPolicy {
@@ -297,7 +297,7 @@ mod tests {
     fn an_expired_active_segment_goes_too_once_all_is_written() {
         let log = segments(&[(0, 100, NOW - 5000), (10, 100, NOW - 5000)]);
         assert_eq!(deletable_segments(&log, bounds(0, 20, 20), by_time(1000), NOW), 2);
-        // Not while part of it is unwritten: the log start would pass the high watermark.
+        // Not while part of it is unwritten: the log start would pass the written end.
         assert_eq!(deletable_segments(&log, bounds(0, 15, 20), by_time(1000), NOW), 1);
         // An empty active segment is what a log keeps.
         let emptied = segments(&[(20, 0, i64::MIN)]);

@@ -91,7 +91,7 @@ pub struct BatchMeta {
 
 /// A segment's in-memory state. Offsets below `next_offset` and bytes below
 /// `size` are assigned (written or still queued for the writer); only bytes
-/// below `readable_bytes` hold offsets under the high watermark.
+/// below `readable_bytes` hold offsets under the written end.
 pub struct Segment {
     pub base_offset: i64,
     /// Through the page cache: fetch splices from it, syncs, seals.

@@ -1,6 +1,6 @@
 //! The writer task of one log: it drains the queue of pending writes in
 //! order, one io_uring `write_all_at` per job, fdatasyncs as the flush policy
-//! asks, then advances the high watermark and answers `wait_written`.
+//! asks, then advances the written end and answers `wait_written`.
 //! Writes are whole blocks from the block holding the segment end (see
 //! segment.rs, for O_DIRECT); a seal or a clean close cuts the padding off.
 //!
@@ -294,22 +294,22 @@ impl PartitionLog {
         }
     }
 
-    /// The job's bytes are in the file: move the high watermark past them.
+    /// The job's bytes are in the file: move the written end past them.
     fn advance(&self, segment_base: i64, end: u64, last_offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        debug_assert!(last_offset >= inner.high_watermark && last_offset < inner.log_end_offset);
+        debug_assert!(last_offset >= inner.written_end_offset && last_offset < inner.log_end_offset);
         if std::mem::take(&mut inner.out_of_space) {
             tracing::info!(dir = %self.dir.display(), "space available again: writes resume");
         }
-        inner.high_watermark = last_offset + 1;
+        inner.written_end_offset = last_offset + 1;
         if let Some(segment) = inner.segment_mut(segment_base) {
             debug_assert!(end <= segment.size && end >= segment.readable_bytes);
             segment.readable_bytes = end;
         }
-        let high_watermark = inner.high_watermark;
+        let written_end_offset = inner.written_end_offset;
         let mut at = 0;
         while at < inner.waiters.len() {
-            if inner.waiters[at].0 < high_watermark {
+            if inner.waiters[at].0 < written_end_offset {
                 let (_, reply) = inner.waiters.swap_remove(at);
                 let _ = reply.send(Ok(()));
             } else {
@@ -321,11 +321,11 @@ impl PartitionLog {
     }
 
     /// A write or its fdatasync failed: fail it and everything queued after
-    /// it, and put the log back as it was at the high watermark.
+    /// it, and put the log back as it was at the written end.
     fn fail(&self, error: StorageError) {
         let mut inner = self.inner.borrow_mut();
         if !error.is_out_of_space() {
-            tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the high watermark");
+            tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the written end");
         } else if !std::mem::replace(&mut inner.out_of_space, true) {
             // Once per episode, not once per batch: a full disk fails every produce.
             tracing::error!(
@@ -334,7 +334,7 @@ impl PartitionLog {
                 "disk full: produce gets KAFKA_STORAGE_ERROR until space is freed; failed writes are rolled back"
             );
         }
-        let high_watermark = inner.high_watermark;
+        let written_end_offset = inner.written_end_offset;
         // Hot ranges only hold written bytes, but the offsets after the high
         // watermark are about to be reused: start the hot tail afresh.
         self.hot_tail.forget(&self.hot);
@@ -349,8 +349,8 @@ impl PartitionLog {
         for (_, reply) in inner.waiters.drain(..) {
             let _ = reply.send(Err(error.duplicate()));
         }
-        // Segments rolled after the high watermark hold nothing written.
-        while inner.segments.len() > 1 && inner.active().base_offset > high_watermark {
+        // Segments rolled after the written end hold nothing written.
+        while inner.segments.len() > 1 && inner.active().base_offset > written_end_offset {
             let dropped = inner.segments.pop().expect("more than one segment");
             if let Err(e) = segment::remove_files(&self.dir, dropped.base_offset) {
                 tracing::warn!(dir = %self.dir.display(), base = dropped.base_offset, error = %e, "removing an unwritten segment");
@@ -360,7 +360,7 @@ impl PartitionLog {
         let active = inner.active();
         let keep = active.readable_bytes;
         let path = segment::log_path(&self.dir, active.base_offset);
-        active.truncate_to(keep, high_watermark, interval);
+        active.truncate_to(keep, written_end_offset, interval);
         // Whatever stays beyond `keep` if this fails is overwritten by the
         // next write or cut off by recovery's CRC checks.
         let cut = std::fs::OpenOptions::new().read(true).write(true).open(&path).and_then(|f| {
@@ -372,7 +372,7 @@ impl PartitionLog {
             tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
             inner.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
         }
-        inner.log_end_offset = high_watermark;
+        inner.log_end_offset = written_end_offset;
         inner.rollbacks += 1;
     }
 

@@ -70,7 +70,7 @@ fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
     batch::validate_all(bytes).collect::<Result<_, _>>().expect("whole valid batches")
 }
 
-/// Reads the whole log below the high watermark, slice after slice.
+/// Reads the whole log below the written end, slice after slice.
 async fn read_all(log: &PartitionLog) -> Vec<BatchHeader> {
     let mut all = Vec::new();
     let mut offset = log.log_start_offset();
@@ -118,10 +118,10 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 5, 0));
         assert_eq!(log.log_end_offset(), 6);
         log.wait_written(info.last_offset).await.unwrap();
-        assert_eq!(log.high_watermark(), 6);
+        assert_eq!(log.written_end_offset(), 6);
         let fourth = batch_of(40, 4, 5);
         assert_eq!(append(&log, &fourth).await, 6);
-        assert_eq!(log.high_watermark(), 10);
+        assert_eq!(log.written_end_offset(), 10);
 
         let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
         assert_eq!(position(&slice), 0);
@@ -282,7 +282,7 @@ fn reopen_after_close_keeps_everything() {
         assert_eq!(report.rebuilt_indexes, 0);
         assert_eq!(report.segments as usize, log_files(dir.path()).len());
         assert!(report.segments > 1);
-        assert_eq!((log.log_end_offset(), log.high_watermark()), (60, 60));
+        assert_eq!((log.log_end_offset(), log.written_end_offset()), (60, 60));
         assert_eq!(read_all(&log).await, before);
         let indexes_after: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
         assert_eq!(indexes_after, indexes_before);
@@ -313,7 +313,7 @@ fn torn_tail_is_cut_at_the_partial_batch() {
         let (log, report) = open(dir.path(), LogConfig::default(), false);
         assert_eq!(report.truncated_bytes, sizes[2] - 5);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), sizes[0] + sizes[1]);
-        assert_eq!((log.log_end_offset(), log.high_watermark()), (4, 4));
+        assert_eq!((log.log_end_offset(), log.written_end_offset()), (4, 4));
         assert_contiguous(&read_all(&log).await, 0, 4);
         assert_eq!(append(&log, &batch_of(1, 1, 1)).await, 4, "offsets continue after the cut");
     });
@@ -585,10 +585,10 @@ fn offsets_outside_the_log_are_out_of_range() {
         let (log, _) = open(dir.path(), LogConfig::default(), true);
         assert!(log.read(0, 100).await.unwrap().is_none(), "empty log: nothing yet");
         append(&log, &batch_of(1, 2, 10)).await;
-        assert!(log.read(2, 100).await.unwrap().is_none(), "at the high watermark: nothing yet");
+        assert!(log.read(2, 100).await.unwrap().is_none(), "at the written end: nothing yet");
         for offset in [-1, 3, 100] {
             match log.read(offset, 100).await {
-                Err(StorageError::OffsetOutOfRange { offset: o, log_start: 0, high_watermark: 2 }) => {
+                Err(StorageError::OffsetOutOfRange { offset: o, log_start: 0, written_end_offset: 2 }) => {
                     assert_eq!(o, offset)
                 }
                 other => panic!("offset {offset}: {other:?}"),
@@ -642,7 +642,7 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
         assert!(matches!(log.wait_written(info.last_offset).await, Err(StorageError::Io { .. })));
         let path = segment::log_path(dir.path(), 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), kept.len() as u64, "no half batch stays");
-        assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 2));
+        assert_eq!((log.log_end_offset(), log.written_end_offset()), (2, 2));
 
         assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
         // The failed append's offsets now hold other bytes: its waiter must still hear of the failure.
@@ -838,7 +838,7 @@ fn delete_records_moves_the_start_inside_a_segment_and_survives_reopen() {
 
         let (log, _) = open(dir.path(), config, true);
         assert_eq!(log.log_start_offset(), inside, "the checkpoint keeps a start inside a segment");
-        assert_eq!(log.delete_records(-1).await.unwrap().0, 40, "-1 is the high watermark");
+        assert_eq!(log.delete_records(-1).await.unwrap().0, 40, "-1 is the written end");
         drop(log);
         let (log, _) = open(dir.path(), config, false);
         assert_eq!(log.log_start_offset(), 40);
