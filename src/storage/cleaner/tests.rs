@@ -138,9 +138,8 @@ fn keyless_records_are_dropped_and_control_batches_kept() {
     assert_eq!(contents(&cleaned), vec![(1, Some("k".into()), Some("v".into()), 1)]);
 
     let mut control = keyed(0, 1, &[(None, Some("marker"))]);
-    control[21..23].copy_from_slice(&0x20i16.to_be_bytes());
-    let crc = crc32c::crc32c(&control[21..]);
-    control[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::put(&mut control, batch::field::ATTRIBUTES, &batch::CONTROL_FLAG.to_be_bytes());
+    batch::refresh_crc(&mut control);
     assert_eq!(filter_batch(&control, &rules, &mut Decompressor::new()).unwrap().batch, Filtered::Keep);
 }
 

@@ -975,14 +975,14 @@ fn a_consumer_reading_from_the_disk_is_read_ahead_and_served_the_same_bytes() {
 }
 
 /// A batch of an idempotent producer: `records` records from `sequence`.
-/// The producer fields sit at bytes 43..57 of a v2 header, under the CRC.
+/// The producer fields are under the CRC.
 fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize, value_bytes: usize) -> Vec<u8> {
+    use crate::model::batch::field;
     let mut bytes = batch_of(1, records, value_bytes);
-    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
-    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::put(&mut bytes, field::PRODUCER_ID, &producer_id.to_be_bytes());
+    batch::put(&mut bytes, field::PRODUCER_EPOCH, &epoch.to_be_bytes());
+    batch::put(&mut bytes, field::BASE_SEQUENCE, &sequence.to_be_bytes());
+    batch::refresh_crc(&mut bytes);
     bytes
 }
 
