@@ -24,6 +24,7 @@ use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
 use super::hot_tail::{HotTail, LogHotTail};
+use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
 use super::retention;
@@ -112,6 +113,8 @@ pub struct PartitionLog {
     pub(super) hot: Rc<RefCell<LogHotTail>>,
     pub(super) hot_tail: Rc<HotTail>,
     pub(super) read_ahead: direct_read::ReadAhead,
+    /// Writes, fdatasyncs and O_DIRECT opens go through it (see io.rs).
+    pub(super) io: &'static dyn LogIo,
     /// When a failed roll was last logged: a producer retries at once, so
     /// one line per interval says the partition is refusing appends.
     roll_failure_logged: Cell<Option<std::time::Instant>>,
@@ -221,13 +224,26 @@ impl PartitionLog {
         on_written: Rc<Notify>,
         hot_tail: Rc<HotTail>,
     ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
+        Self::open_with_io(dir, config, clean_shutdown, on_written, hot_tail, io::from_environment())
+    }
+
+    /// As [`Self::open`], with the file operations of `io` (storage's tests
+    /// pass one that fails writes and fdatasyncs on demand).
+    pub(super) fn open_with_io(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+        on_written: Rc<Notify>,
+        hot_tail: Rc<HotTail>,
+        io: &'static dyn LogIo,
+    ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
         assert!(
             config.segment_bytes > 0 && config.segment_bytes <= u32::MAX as u64,
             "segment_bytes must fit 32-bit index positions"
         );
         assert!(config.index_interval_bytes > 0 && config.segment_ms > 0);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config)?;
+        let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config, io)?;
         let log_end_offset = segments.last().expect("at least one segment").next_offset;
         let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
         let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
@@ -259,6 +275,7 @@ impl PartitionLog {
             hot: Rc::default(),
             hot_tail,
             read_ahead: direct_read::ReadAhead::default(),
+            io,
             roll_failure_logged: Cell::new(None),
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
@@ -357,7 +374,7 @@ impl PartitionLog {
         let base_offset = inner.log_end_offset;
         // Nothing has changed yet if this fails (out of descriptors, say):
         // the append is refused and the next one tries again.
-        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io).inspect_err(|error| {
+        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io, self.io).inspect_err(|error| {
             let now = std::time::Instant::now();
             if self.roll_failure_logged.get().is_none_or(|at| now.duration_since(at) >= ROLL_FAILURE_LOG_INTERVAL) {
                 self.roll_failure_logged.set(Some(now));
@@ -466,7 +483,7 @@ impl PartitionLog {
         }
         let mut inner = self.inner.borrow_mut();
         match inner.segment_mut(segment_base) {
-            Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base)),
+            Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base), self.io),
             None => Ok(None),
         }
     }

@@ -9,6 +9,7 @@ mod error;
 mod headers;
 mod hot_tail;
 mod index;
+mod io;
 mod log;
 pub mod read_memory;
 mod read_slice;

@@ -30,7 +30,6 @@ use super::error::{IoContext, StorageError};
 use super::hot_tail::HotRange;
 use super::log::PartitionLog;
 use super::segment;
-use super::sync_journal;
 
 pub(super) enum Job {
     Write(WriteJob),
@@ -185,10 +184,7 @@ impl PartitionLog {
             segment.tail.extend_from_slice(&buf[tail_start..]);
         }
         buf.pad_to_block();
-        #[cfg(test)]
-        let (result, buf) = fault::write_all_at(&job.file, buf, position).await;
-        #[cfg(not(test))]
-        let (result, buf) = job.file.write_all_at(buf, position).await;
+        let (result, buf) = self.io.write_all_at(&job.file, buf, position).await;
         if let Err(e) = result {
             self.inner.borrow_mut().recycle(buf);
             let path = segment::log_path(&self.dir, segment_base);
@@ -234,12 +230,7 @@ impl PartitionLog {
     async fn sync_files(&self) -> Result<(), StorageError> {
         let unsynced = std::mem::take(&mut self.inner.borrow_mut().sync);
         for file in &unsynced.files {
-            #[cfg(test)]
-            let result = fault::sync_data(file).await;
-            #[cfg(not(test))]
-            let result = file.sync_data().await;
-            result.context(|| format!("fdatasync in {}", self.dir.display()))?;
-            sync_journal::note_synced(&**file);
+            self.io.sync_data(file).await.context(|| format!("fdatasync in {}", self.dir.display()))?;
         }
         if unsynced.new_segment {
             self.sync_own_dir().await?;
@@ -394,11 +385,8 @@ impl PartitionLog {
         };
         let path = segment::log_path(&self.dir, base_offset);
         let cut = crate::runtime::set_len(&file, size);
-        let synced = match cut.and(file.sync_data().await) {
-            Ok(()) => {
-                sync_journal::note_synced(&*file);
-                self.sync_own_dir().await
-            }
+        let synced = match cut.and(self.io.sync_data(&file).await) {
+            Ok(()) => self.sync_own_dir().await,
             Err(e) => Err(StorageError::io(format!("fdatasync of {}", path.display()), e)),
         };
         // Writes went through `written` (the O_DIRECT descriptor where there
@@ -441,8 +429,7 @@ impl PartitionLog {
         };
         let path = segment::log_path(&self.dir, base_offset);
         crate::runtime::set_len(&file, size).context(|| format!("cutting the padding off {}", path.display()))?;
-        file.sync_data().await.context(|| format!("fdatasync of {}", path.display()))?;
-        sync_journal::note_synced(&*file);
+        self.io.sync_data(&file).await.context(|| format!("fdatasync of {}", path.display()))?;
         segment::write_index_files(&self.dir, base_offset, indexes).await
     }
 }
@@ -450,65 +437,4 @@ impl PartitionLog {
 /// EMFILE / ENFILE: a descriptor could not be had, nothing was written.
 pub(super) fn is_out_of_descriptors(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// Fault injection for the tests: each test runs its own runtime on its own
-/// thread, so thread-locals keep tests apart.
-#[cfg(test)]
-pub(super) mod fault {
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-
-    use crate::runtime::{align_down, AlignedBuf, BoundedBuf, File};
-
-    thread_local! {
-        /// Each segment file's length at its last completed fdatasync: what
-        /// a power failure would leave of it.
-        pub static SYNCED: RefCell<HashMap<PathBuf, u64>> = RefCell::new(HashMap::new());
-        /// Writes to fail: each writes half of its bytes, then reports ENOSPC.
-        pub static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
-        /// fdatasyncs (of the write path and flush_ms) to fail with EIO.
-        pub static FAILING_SYNCS: Cell<u32> = const { Cell::new(0) };
-        pub static WRITES: Cell<u32> = const { Cell::new(0) };
-        pub static SYNCS: Cell<u32> = const { Cell::new(0) };
-    }
-
-    pub fn note_synced(fd: i32) {
-        let link = format!("/proc/self/fd/{fd}");
-        let path = std::fs::read_link(&link).expect("a synced file has a name");
-        let length = std::fs::metadata(&link).expect("a synced file has a length").len();
-        SYNCED.with(|synced| synced.borrow_mut().insert(path, length));
-    }
-
-    pub async fn sync_data(file: &File) -> std::io::Result<()> {
-        SYNCS.with(|n| n.set(n.get() + 1));
-        if take_one(&FAILING_SYNCS) {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        file.sync_data().await
-    }
-
-    fn take_one(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
-        counter.with(|n| {
-            let failing = n.get();
-            n.set(failing.saturating_sub(1));
-            failing > 0
-        })
-    }
-
-    pub async fn write_all_at(file: &File, buf: AlignedBuf, position: u64) -> (std::io::Result<()>, AlignedBuf) {
-        WRITES.with(|n| n.set(n.get() + 1));
-        if !take_one(&FAILING_WRITES) {
-            return file.write_all_at(buf, position).await;
-        }
-        // The torn half: whole blocks, as O_DIRECT writes them.
-        let half = align_down(buf.len() as u64 / 2) as usize;
-        if half == 0 {
-            return (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf);
-        }
-        let (result, buf) = file.write_all_at(buf.slice(..half), position).await;
-        result.expect("writing the torn half");
-        (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf.into_inner())
-    }
 }

@@ -16,15 +16,15 @@ use crate::model::LEADER_EPOCH;
 
 use super::direct_read::ReadAhead;
 use super::segment;
-use super::writer::fault;
 use super::{HotTail, LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError};
+use faulty_io::io;
 
 fn run<F: Future>(test: F) -> F::Output {
     tokio_uring::start(test)
 }
 
 fn open(dir: &Path, config: LogConfig, clean: bool) -> (Rc<PartitionLog>, RecoveryReport) {
-    PartitionLog::open(dir, config, clean, Rc::new(Notify::new()), HotTail::new(1 << 20)).expect("open")
+    PartitionLog::open_with_io(dir, config, clean, Rc::new(Notify::new()), HotTail::new(1 << 20), io()).expect("open")
 }
 
 fn small_segments(segment_bytes: u64) -> LogConfig {
@@ -528,11 +528,11 @@ fn a_failed_fdatasync_takes_the_log_offline() {
         let (log, _) = open(dir.path(), config, true);
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
-        fault::FAILING_SYNCS.with(|n| n.set(1));
+        io().fail_syncs(1);
         let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err(), "no ack for a write whose fdatasync failed");
         assert!(matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })));
-        assert_eq!(fault::FAILING_SYNCS.with(|n| n.get()), 0);
+        assert_eq!(io().failing_syncs(), 0);
         assert!(
             matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })),
             "even when fsync works again"
@@ -548,7 +548,7 @@ fn a_failed_timed_fdatasync_takes_the_log_offline() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { flush_ms: 10, ..LogConfig::default() };
         let (log, _) = open(dir.path(), config, true);
-        fault::FAILING_SYNCS.with(|n| n.set(1));
+        io().fail_syncs(1);
         append(&log, &batch_of(1, 1, 10)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(matches!(log.append(&batch_of(2, 1, 10), 0), Err(StorageError::Offline { .. })));
@@ -610,8 +610,8 @@ fn appends_during_a_write_go_down_together() {
             log.append(&batch_of(1, 1, 10), 0).unwrap();
         }
         log.wait_written(9).await.unwrap();
-        assert_eq!(fault::WRITES.with(|n| n.get()), 1, "one write for ten appends");
-        assert_eq!(fault::SYNCS.with(|n| n.get()), 1, "durable: the write was fsynced");
+        assert_eq!(io().writes(), 1, "one write for ten appends");
+        assert_eq!(io().syncs(), 1, "durable: the write was fsynced");
         tokio::time::timeout(Duration::from_secs(1), notified).await.expect("on_written notified");
         assert_contiguous(&read_all(&log).await, 0, 10);
     });
@@ -624,9 +624,9 @@ fn flush_ms_syncs_in_the_background() {
         let config = LogConfig { flush_ms: 20, ..LogConfig::default() };
         let (log, _) = open(dir.path(), config, true);
         append(&log, &batch_of(1, 1, 10)).await;
-        assert_eq!(fault::SYNCS.with(|n| n.get()), 0, "acknowledged before the fsync");
+        assert_eq!(io().syncs(), 0, "acknowledged before the fsync");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(fault::SYNCS.with(|n| n.get()), 1);
+        assert_eq!(io().syncs(), 1);
     });
 }
 
@@ -637,7 +637,7 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
         let (log, _) = open(dir.path(), small_segments(1 << 20), true);
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
-        fault::FAILING_WRITES.with(|n| n.set(1));
+        io().fail_writes(1);
         let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
         assert!(matches!(log.wait_written(info.last_offset).await, Err(StorageError::Io { .. })));
         let path = segment::log_path(dir.path(), 0);
@@ -667,7 +667,7 @@ fn an_o_direct_log_rolls_back_a_failed_write_and_serves_what_replaced_it() {
         append(&log, &kept).await;
         // The failing write tears: half of its blocks land, the block the
         // kept batch ends in among them.
-        fault::FAILING_WRITES.with(|n| n.set(1));
+        io().fail_writes(1);
         let info = log.append(&batch_of(2, 3, 3000), 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err());
         assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
@@ -687,7 +687,7 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), small_segments(500), true);
         append(&log, &batch_of(1, 1, 200)).await;
-        fault::FAILING_WRITES.with(|n| n.set(1));
+        io().fail_writes(1);
         log.append(&batch_of(2, 1, 100), 0).unwrap(); // still fits: fails with the old file
         let rolled = log.append(&batch_of(3, 1, 300), 0).unwrap(); // new segment at offset 2
         assert_eq!(log_files(dir.path()).len(), 2);
@@ -758,7 +758,7 @@ fn lose_unsynced_writes(dir: &Path) {
     let files = log_files(dir);
     for (at, name) in files.iter().enumerate() {
         let path = dir.join(name);
-        let synced = fault::SYNCED.with(|s| s.borrow().get(&path.canonicalize().unwrap()).copied()).unwrap_or(0);
+        let synced = io().synced_length(&path);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let length = file.metadata().unwrap().len();
         file.set_len(synced.min(length)).unwrap();
@@ -884,14 +884,16 @@ fn default_mode_loses_unsynced_records_but_recovers_clean() {
 
 fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize, clean: bool) -> Rc<PartitionLog> {
     let config = LogConfig { direct_io: true, ..config };
-    PartitionLog::open(dir, config, clean, Rc::new(Notify::new()), HotTail::new(hot_bytes)).expect("open").0
+    PartitionLog::open_with_io(dir, config, clean, Rc::new(Notify::new()), HotTail::new(hot_bytes), io())
+        .expect("open")
+        .0
 }
 
 #[test]
 fn without_o_direct_the_log_falls_back_to_the_page_cache() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        segment::REFUSE_O_DIRECT.with(|refuse| refuse.set(true));
+        io().refuse_o_direct();
         let log = open_direct(dir.path(), small_segments(5000), 0, true);
         for i in 0..20 {
             append(&log, &batch_of(i, 2, 300)).await;
@@ -1048,4 +1050,5 @@ fn recent_idempotent_batches_are_read_in_large_pieces_whatever_the_batch_sizes()
 }
 
 mod descriptors;
+mod faulty_io;
 mod queued_writes;
