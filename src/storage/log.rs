@@ -9,7 +9,7 @@
 //! page cache by splice, or, when the log is written with O_DIRECT, from the
 //! shard's hot tail (hot_tail.rs) or by O_DIRECT reads (direct_read.rs).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -29,6 +29,7 @@ use super::read_slice::ReadSlice;
 use super::recovery;
 use super::retention;
 use super::segment::{self, BatchMeta, Segment};
+use super::segment_set::SegmentSet;
 use super::writer::{self, Job, SyncState, WriteJob};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
@@ -124,13 +125,8 @@ pub struct PartitionLog {
 const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) struct Inner {
-    /// Oldest first; the last is the active segment. Never empty.
-    pub segments: Vec<Segment>,
-    /// The first offset a reader may ask for: a segment base after
-    /// retention, or inside a segment after DeleteRecords.
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-    pub written_end_offset: i64,
+    /// The segments and the log start, written end and log end offsets.
+    pub segments: SegmentSet,
     /// Writes, seals, deletions and the close, in the order the writer must do them.
     pub queue: VecDeque<Job>,
     pub spare_buffers: Vec<AlignedBuf>,
@@ -158,20 +154,6 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    pub fn active(&mut self) -> &mut Segment {
-        self.segments.last_mut().expect("a log has at least one segment")
-    }
-
-    pub fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
-        let at = self.segments.binary_search_by_key(&base_offset, |s| s.base_offset).ok()?;
-        Some(&mut self.segments[at])
-    }
-
-    /// Index of the segment that holds `offset` (the last with base <= offset).
-    fn segment_for(&self, offset: i64) -> usize {
-        self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
-    }
-
     pub fn recycle(&mut self, mut buf: AlignedBuf) {
         if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
             buf.clear();
@@ -246,6 +228,7 @@ impl PartitionLog {
         let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config, io)?;
         let log_end_offset = segments.last().expect("at least one segment").next_offset;
         let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
+        let segments = SegmentSet::recovered(segments, log_start_offset);
         let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
@@ -253,9 +236,6 @@ impl PartitionLog {
             config: Cell::new(config),
             inner: RefCell::new(Inner {
                 segments,
-                log_start_offset,
-                log_end_offset,
-                written_end_offset: log_end_offset,
                 queue: VecDeque::new(),
                 spare_buffers: Vec::new(),
                 waiters: Vec::new(),
@@ -282,8 +262,24 @@ impl PartitionLog {
         Ok((log, report))
     }
 
+    /// The partition directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segments and offsets, for the cleaner and retention to read.
+    pub(super) fn segments(&self) -> Ref<'_, SegmentSet> {
+        Ref::map(self.inner.borrow(), |inner| &inner.segments)
+    }
+
+    /// The segments, for the cleaner to swap in what it rewrote (through
+    /// `SegmentSet`'s checked methods). Not across an await.
+    pub(super) fn segments_mut(&self) -> RefMut<'_, SegmentSet> {
+        RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.segments)
+    }
+
     pub fn log_start_offset(&self) -> i64 {
-        self.inner.borrow().log_start_offset
+        self.inner.borrow().segments.log_start_offset()
     }
 
     pub fn config(&self) -> LogConfig {
@@ -301,20 +297,20 @@ impl PartitionLog {
 
     /// The next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.borrow().log_end_offset
+        self.inner.borrow().segments.log_end_offset()
     }
 
     /// The written end: every offset below it is in the segment files,
     /// readable by fetch. Storage knows nothing of replication: a replica's
     /// high watermark is the partition layer's value, at most this.
     pub fn written_end_offset(&self) -> i64 {
-        self.inner.borrow().written_end_offset
+        self.inner.borrow().segments.written_end_offset()
     }
 
     /// Bytes of all its segments, appends not yet written included (Kafka's
     /// log size, which DescribeLogDirs reports).
     pub fn size_bytes(&self) -> u64 {
-        self.inner.borrow().segments.iter().map(|s| s.size).sum()
+        self.segments().all().iter().map(|s| s.size).sum()
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
@@ -333,9 +329,9 @@ impl PartitionLog {
         if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
             self.roll(inner)?;
         }
-        let base_offset = inner.log_end_offset;
+        let base_offset = inner.segments.log_end_offset();
         let Inner { segments, queue, spare_buffers, write_size_hint, .. } = &mut *inner;
-        let active = segments.last_mut().expect("a log has at least one segment");
+        let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
             return Err(StorageError::AppendTooLarge { bytes: batches.len() });
         }
@@ -344,7 +340,7 @@ impl PartitionLog {
         let job = open_job(queue, spare, active, base_offset);
         let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
-        inner.log_end_offset = next_offset;
+        segments.appended();
         let write_epoch = inner.rollbacks;
         drop(guard);
         self.wake.notify_one();
@@ -357,9 +353,9 @@ impl PartitionLog {
     }
 
     fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
-        let last_offset = inner.log_end_offset + records as i64 - 1;
+        let last_offset = inner.segments.log_end_offset() + records as i64 - 1;
         let config = self.config();
-        let active = inner.active();
+        let active = inner.segments.active();
         if active.size == 0 {
             return false;
         }
@@ -371,7 +367,7 @@ impl PartitionLog {
     /// Starts a new active segment at the log end. The old one's pending bytes
     /// stay queued for the old file, then its seal (fsync + index files).
     pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
-        let base_offset = inner.log_end_offset;
+        let base_offset = inner.segments.log_end_offset();
         // Nothing has changed yet if this fails (out of descriptors, say):
         // the append is refused and the next one tries again.
         let segment = Segment::create(&self.dir, base_offset, self.config().direct_io, self.io).inspect_err(|error| {
@@ -381,7 +377,7 @@ impl PartitionLog {
                 tracing::error!(dir = %self.dir.display(), %error, "segment roll failed: appends are refused (KAFKA_STORAGE_ERROR) until one succeeds");
             }
         })?;
-        let old = inner.active();
+        let old = inner.segments.active();
         old.seal_time_index();
         let old_base = old.base_offset;
         inner.queue.push_back(Job::Seal { base_offset: old_base });
@@ -391,7 +387,7 @@ impl PartitionLog {
         // Under a flush policy the new file's directory entry must be durable
         // with the first sync that acknowledges anything in it.
         inner.sync.note_new_segment();
-        inner.segments.push(segment);
+        inner.segments.roll(segment);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
     }
@@ -422,11 +418,12 @@ impl PartitionLog {
     pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
         let reply = {
             let mut inner = self.inner.borrow_mut();
-            if last_offset < inner.written_end_offset {
+            if last_offset < inner.segments.written_end_offset() {
                 return Ok(());
             }
-            if last_offset >= inner.log_end_offset {
-                return Err(StorageError::NotAppended { offset: last_offset, log_end_offset: inner.log_end_offset });
+            let log_end_offset = inner.segments.log_end_offset();
+            if last_offset >= log_end_offset {
+                return Err(StorageError::NotAppended { offset: last_offset, log_end_offset });
             }
             if inner.writer_done {
                 return Err(StorageError::Closed);
@@ -482,7 +479,7 @@ impl PartitionLog {
             return Ok(None);
         }
         let mut inner = self.inner.borrow_mut();
-        match inner.segment_mut(segment_base) {
+        match inner.segments.segment_mut(segment_base) {
             Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base), self.io),
             None => Ok(None),
         }
@@ -508,19 +505,15 @@ impl PartitionLog {
 
     fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
-        let log_start = inner.log_start_offset;
-        if offset < log_start || offset > inner.written_end_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start,
-                written_end_offset: inner.written_end_offset,
-            });
+        let (log_start, written_end_offset) = (inner.segments.log_start_offset(), inner.segments.written_end_offset());
+        if offset < log_start || offset > written_end_offset {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
-        if offset == inner.written_end_offset {
+        if offset == written_end_offset {
             return Ok(None);
         }
-        let at = inner.segment_for(offset);
-        let segment = &inner.segments[at];
+        let at = inner.segments.segment_for(offset);
+        let segment = &inner.segments.all()[at];
         let (from, segment_base) = (segment.index.position_for(segment.relative(offset)) as u64, segment.base_offset);
         drop(inner);
         Ok(self.segment_plan(at, from).or_else(|| self.plan_after(segment_base)))
@@ -533,15 +526,15 @@ impl PartitionLog {
     fn plan_after(&self, segment_base: i64) -> Option<ReadPlan> {
         let at = {
             let inner = self.inner.borrow();
-            let after = inner.segments.partition_point(|s| s.base_offset <= segment_base);
-            after + inner.segments[after..].iter().position(|s| s.readable_bytes > 0)?
+            let after = inner.segments.after(segment_base);
+            after + inner.segments.all()[after..].iter().position(|s| s.readable_bytes > 0)?
         };
         self.segment_plan(at, 0)
     }
 
     fn segment_plan(&self, at: usize, from: u64) -> Option<ReadPlan> {
         let inner = self.inner.borrow();
-        let segment = inner.segments.get(at)?;
+        let segment = inner.segments.all().get(at)?;
         (from < segment.readable_bytes).then(|| ReadPlan {
             segment_base: segment.base_offset,
             file: segment.file.clone(),
@@ -565,7 +558,7 @@ impl PartitionLog {
         }
         let indexed = {
             let mut inner = self.inner.borrow_mut();
-            let segment = inner.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
+            let segment = inner.segments.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
             segment.map_or(0, |s| s.index.boundary_at_or_below(limit))
         };
         walk.boundary_at_or_below(indexed.max(from), limit).await
@@ -584,7 +577,7 @@ impl PartitionLog {
             let inner = self.inner.borrow();
             let mut left = window;
             let mut plans = Vec::new();
-            for segment in inner.segments.iter().rev() {
+            for segment in inner.segments.all().iter().rev() {
                 if left == 0 {
                     break;
                 }

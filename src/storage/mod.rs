@@ -16,6 +16,7 @@ mod read_slice;
 mod recovery;
 mod retention;
 mod segment;
+mod segment_set;
 mod sync_journal;
 #[cfg(test)]
 mod tests;

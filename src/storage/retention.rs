@@ -112,14 +112,14 @@ impl PartitionLog {
         if inner.closing {
             return Ok(None);
         }
-        let views: Vec<SegmentView> = inner.segments.iter().map(view).collect();
+        let views: Vec<SegmentView> = inner.segments.all().iter().map(view).collect();
         let bounds = Bounds {
-            log_start_offset: inner.log_start_offset,
-            written_end_offset: inner.written_end_offset,
-            log_end_offset: inner.log_end_offset,
+            log_start_offset: inner.segments.log_start_offset(),
+            written_end_offset: inner.segments.written_end_offset(),
+            log_end_offset: inner.segments.log_end_offset(),
         };
         let mut count = deletable_segments(&views, bounds, policy, now_ms);
-        if count == inner.segments.len() {
+        if count == views.len() {
             // Everything is written (the written end is the log end), so
             // the new active segment starts where the next append will. If
             // it cannot be created (out of descriptors, say), the others go
@@ -134,19 +134,17 @@ impl PartitionLog {
         if count == 0 {
             return Ok(None);
         }
-        let gone: Vec<Segment> = inner.segments.drain(..count).collect();
+        let gone: Vec<Segment> = inner.segments.remove_oldest(count);
         for segment in &gone {
             // Nothing of theirs needs syncing any more, and the list must not
             // keep their descriptors (and disk space) once they are unlinked.
             inner.sync.forget(&segment.file);
             inner.sync.forget(&segment.write_file());
         }
-        inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
-        debug_assert!(inner.log_start_offset <= inner.written_end_offset);
         let deletion = HeadDeletion {
             segments: gone.len(),
             bytes: gone.iter().map(|s| s.size).sum(),
-            log_start_offset: inner.log_start_offset,
+            log_start_offset: inner.segments.log_start_offset(),
         };
         inner.queue.push_back(Job::Delete(gone.iter().map(|s| s.base_offset).collect()));
         drop(guard);
@@ -171,8 +169,7 @@ impl PartitionLog {
         }
         write_checkpoint(&self.dir, target).await?;
         {
-            let mut inner = self.inner.borrow_mut();
-            inner.log_start_offset = inner.log_start_offset.max(target);
+            self.inner.borrow_mut().segments.move_log_start(target);
         }
         let deleted = self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
         Ok((self.log_start_offset(), deleted))

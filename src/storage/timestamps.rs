@@ -30,6 +30,7 @@ impl PartitionLog {
         let inner = self.inner.borrow();
         let segment = inner
             .segments
+            .all()
             .iter()
             .filter(|s| searched.is_none_or(|base| s.base_offset > base))
             .find(|s| s.max_timestamp >= timestamp && s.readable_bytes > 0)?;
@@ -51,6 +52,6 @@ impl PartitionLog {
     /// does not find.
     pub fn max_timestamp(&self) -> Option<i64> {
         let inner = self.inner.borrow();
-        inner.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
+        inner.segments.all().iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
     }
 }

@@ -165,6 +165,31 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
 }
 
 impl PartitionLog {
+    /// close() was called: appends are refused, the cleaner stops.
+    pub(super) fn is_closing(&self) -> bool {
+        self.inner.borrow().closing
+    }
+
+    /// The writer still has a write or a seal for the segment at `base`
+    /// (queued or running): its file and index files are not final yet.
+    pub(super) fn segment_pending(&self, base: i64) -> bool {
+        let inner = self.inner.borrow();
+        inner.sealing.contains(&base)
+            || inner.queue.iter().any(|job| match job {
+                Job::Seal { base_offset } => *base_offset == base,
+                Job::Write(write) => write.segment_base == base,
+                Job::Delete(_) | Job::Close(_) => false,
+            })
+    }
+
+    /// The writer has nothing queued and no job running: tests wait for
+    /// it (`writer_busy` exists for them only).
+    #[cfg(test)]
+    pub(super) fn writer_idle(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.queue.is_empty() && !inner.writer_busy
+    }
+
     fn sync_due(&self) -> bool {
         let inner = self.inner.borrow();
         let config = self.config();
@@ -177,7 +202,7 @@ impl PartitionLog {
         debug_assert!(!buf.is_empty() && position % DIRECT_IO_ALIGN as u64 == 0);
         let end = position + buf.len() as u64;
         // Appends after this one open a new job, which starts with this tail.
-        if let Some(segment) = self.inner.borrow_mut().segment_mut(segment_base) {
+        if let Some(segment) = self.inner.borrow_mut().segments.segment_mut(segment_base) {
             debug_assert!(segment.size >= end);
             let tail_start = (align_down(end) - position) as usize;
             segment.tail.clear();
@@ -288,16 +313,11 @@ impl PartitionLog {
     /// The job's bytes are in the file: move the written end past them.
     fn advance(&self, segment_base: i64, end: u64, last_offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        debug_assert!(last_offset >= inner.written_end_offset && last_offset < inner.log_end_offset);
         if std::mem::take(&mut inner.out_of_space) {
             tracing::info!(dir = %self.dir.display(), "space available again: writes resume");
         }
-        inner.written_end_offset = last_offset + 1;
-        if let Some(segment) = inner.segment_mut(segment_base) {
-            debug_assert!(end <= segment.size && end >= segment.readable_bytes);
-            segment.readable_bytes = end;
-        }
-        let written_end_offset = inner.written_end_offset;
+        inner.segments.written(segment_base, end, last_offset);
+        let written_end_offset = inner.segments.written_end_offset();
         let mut at = 0;
         while at < inner.waiters.len() {
             if inner.waiters[at].0 < written_end_offset {
@@ -325,9 +345,8 @@ impl PartitionLog {
                 "disk full: produce gets KAFKA_STORAGE_ERROR until space is freed; failed writes are rolled back"
             );
         }
-        let written_end_offset = inner.written_end_offset;
-        // Hot ranges only hold written bytes, but the offsets after the high
-        // watermark are about to be reused: start the hot tail afresh.
+        // Hot ranges only hold written bytes, but the offsets after the
+        // written end are about to be reused: start the hot tail afresh.
         self.hot_tail.forget(&self.hot);
         for job in std::mem::take(&mut inner.queue) {
             match job {
@@ -341,17 +360,14 @@ impl PartitionLog {
             let _ = reply.send(Err(error.duplicate()));
         }
         // Segments rolled after the written end hold nothing written.
-        while inner.segments.len() > 1 && inner.active().base_offset > written_end_offset {
-            let dropped = inner.segments.pop().expect("more than one segment");
+        for dropped in inner.segments.roll_back(self.config().index_interval_bytes) {
             if let Err(e) = segment::remove_files(&self.dir, dropped.base_offset) {
                 tracing::warn!(dir = %self.dir.display(), base = dropped.base_offset, error = %e, "removing an unwritten segment");
             }
         }
-        let interval = self.config().index_interval_bytes;
-        let active = inner.active();
-        let keep = active.readable_bytes;
+        let active = inner.segments.active();
+        let keep = active.size;
         let path = segment::log_path(&self.dir, active.base_offset);
-        active.truncate_to(keep, written_end_offset, interval);
         // Whatever stays beyond `keep` if this fails is overwritten by the
         // next write or cut off by recovery's CRC checks.
         let cut = std::fs::OpenOptions::new().read(true).write(true).open(&path).and_then(|f| {
@@ -363,7 +379,6 @@ impl PartitionLog {
             tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
             inner.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
         }
-        inner.log_end_offset = written_end_offset;
         inner.rollbacks += 1;
     }
 
@@ -375,7 +390,7 @@ impl PartitionLog {
     async fn seal(&self, base_offset: i64) {
         let sealed = {
             let mut inner = self.inner.borrow_mut();
-            inner.segment_mut(base_offset).map(|s| {
+            inner.segments.segment_mut(base_offset).map(|s| {
                 s.close_writer();
                 (s.file.clone(), s.write_file(), s.size, s.encoded_indexes())
             })
@@ -423,7 +438,7 @@ impl PartitionLog {
         self.sync_files().await?;
         let (base_offset, file, size, indexes) = {
             let mut inner = self.inner.borrow_mut();
-            let active = inner.active();
+            let active = inner.segments.active();
             active.seal_time_index();
             (active.base_offset, active.file.clone(), active.size, active.encoded_indexes())
         };

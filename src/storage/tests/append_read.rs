@@ -93,7 +93,7 @@ fn index_finds_every_offset_among_many_batches() {
         }
         let end = log.log_end_offset();
         log.wait_written(end - 1).await.unwrap();
-        let entries = log.inner.borrow().segments[0].index.len();
+        let entries = log.segments().all()[0].index.len();
         assert!(entries > 50, "sparse index has {entries} entries");
         for offset in 0..end {
             let slice = log.read(offset, 0).await.unwrap().unwrap();
@@ -167,7 +167,7 @@ fn reopen_after_close_keeps_everything() {
         log.close().await.unwrap();
         assert!(matches!(log.append(&batch_of(1, 1, 1), 0), Err(StorageError::Closed)));
         let before = read_all(&log).await;
-        let indexes_before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        let indexes_before: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
         drop(log);
 
         let (log, report) = open(dir.path(), config, true);
@@ -177,7 +177,7 @@ fn reopen_after_close_keeps_everything() {
         assert!(report.segments > 1);
         assert_eq!((log.log_end_offset(), log.written_end_offset()), (60, 60));
         assert_eq!(read_all(&log).await, before);
-        let indexes_after: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        let indexes_after: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
         assert_eq!(indexes_after, indexes_before);
         assert_eq!(log.offset_for_timestamp(120).await.unwrap(), Some((40, 120)));
         assert_eq!(append(&log, &batch_of(500, 1, 5)).await, 60);

@@ -111,9 +111,12 @@ fn assert_padded(file: &[u8], batches: &[u8]) {
 
 /// Seals run beside the writes: waits until the rolled segments are sealed.
 async fn wait_for_seals(log: &PartitionLog) {
-    while !log.inner.borrow().sealing.is_empty()
-        || log.inner.borrow().queue.iter().any(|j| matches!(j, super::writer::Job::Seal { .. }))
-    {
+    // Pending writes to the active segment are waited for too: harmless.
+    let sealed = |log: &PartitionLog| {
+        let bases: Vec<i64> = log.segments().all().iter().map(|s| s.base_offset).collect();
+        !bases.into_iter().any(|base| log.segment_pending(base))
+    };
+    while !sealed(log) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -122,11 +125,7 @@ async fn wait_for_seals(log: &PartitionLog) {
 /// is idle: a loaded machine can take far longer than a fixed grace period.
 async fn settle(log: &PartitionLog) {
     for _ in 0..10_000 {
-        let idle = {
-            let inner = log.inner.borrow();
-            inner.queue.is_empty() && !inner.writer_busy
-        };
-        if idle {
+        if log.writer_idle() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -94,7 +94,7 @@ fn missing_index_files_are_rebuilt() {
             log.append(&batch_of(i * 10, 1, 40), 0).unwrap();
         }
         log.close().await.unwrap();
-        let before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        let before: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
         assert!(!before[0].0.is_empty(), "the first segment has index entries");
         drop(log);
         std::fs::remove_file(segment::index_path(dir.path(), 0)).unwrap();
@@ -103,7 +103,7 @@ fn missing_index_files_are_rebuilt() {
         let (log, report) = open(dir.path(), config, true);
         assert_eq!(report.rebuilt_indexes, 1);
         assert_eq!(report.truncated_bytes, 0);
-        let after: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
+        let after: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
         assert_eq!(after, before);
         assert_contiguous(&read_all(&log).await, 0, 40);
         assert_eq!(log.offset_for_timestamp(15).await.unwrap(), Some((2, 20)));

@@ -49,13 +49,13 @@ fn retention_bytes_keeps_the_newest_data() {
         for i in 0..20 {
             append(&log, &batch_of(i, 2, 100)).await;
         }
-        let total: u64 = log.inner.borrow().segments.iter().map(|s| s.size).sum();
+        let total: u64 = log.segments().all().iter().map(|s| s.size).sum();
         let policy = RetentionPolicy { retention_ms: -1, retention_bytes: 1500 };
         let deleted = log.delete_old_segments(policy, 0).unwrap().expect("segments go");
-        let left: u64 = log.inner.borrow().segments.iter().map(|s| s.size).sum();
+        let left: u64 = log.segments().all().iter().map(|s| s.size).sum();
         assert_eq!(total - deleted.bytes, left);
         assert!(left >= 1500, "kept {left}");
-        let oldest = log.inner.borrow().segments[0].size;
+        let oldest = log.segments().all()[0].size;
         assert!(left - oldest < 1500, "one more deletion would go below retention.bytes");
     });
 }
@@ -69,7 +69,7 @@ fn delete_records_moves_the_start_inside_a_segment_and_survives_reopen() {
         for i in 0..20 {
             append(&log, &batch_of(i, 2, 100)).await;
         }
-        let second_base = log.inner.borrow().segments[1].base_offset;
+        let second_base = log.segments().all()[1].base_offset;
         let inside = second_base + 1;
         assert_eq!(log.delete_records(inside).await.unwrap().0, inside);
         assert!(matches!(log.delete_records(41).await, Err(StorageError::OffsetOutOfRange { .. })));
