@@ -10,15 +10,14 @@
 //! shard's hot tail (hot_tail.rs) or by O_DIRECT reads (direct_read.rs).
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use tokio::sync::{oneshot, Mutex, Notify};
+use tokio::sync::{Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 use crate::model::LEADER_EPOCH;
-use crate::runtime::{AlignedBuf, File};
+use crate::runtime::File;
 
 use super::direct_read;
 use super::error::{IoContext, StorageError};
@@ -30,7 +29,7 @@ use super::recovery;
 use super::retention;
 use super::segment::{self, BatchMeta, Segment};
 use super::segment_set::SegmentSet;
-use super::writer::{self, Job, SyncState, WriteJob};
+use super::writer::{self, WriteJob, WriterState};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +91,6 @@ pub struct RecoveryReport {
     pub created: bool,
 }
 
-/// Spare write buffers kept for reuse, and the largest one worth keeping
-/// (a burst must not pin its memory for ever).
-const SPARE_BUFFERS_MAX: usize = 2;
-const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
-
 /// One partition's log, owned by exactly one shard thread.
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
@@ -124,42 +118,12 @@ pub struct PartitionLog {
 /// At most one "segment roll failed" line per log per this interval.
 const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What the log's parts share on the shard: the segments with their
+/// offsets, and the writer's queue and state. One `RefCell`, borrowed for a
+/// step at a time, never across an await.
 pub(super) struct Inner {
-    /// The segments and the log start, written end and log end offsets.
     pub segments: SegmentSet,
-    /// Writes, seals, deletions and the close, in the order the writer must do them.
-    pub queue: VecDeque<Job>,
-    pub spare_buffers: Vec<AlignedBuf>,
-    /// wait_written callers: (last offset, reply).
-    pub waiters: Vec<(i64, oneshot::Sender<Result<(), StorageError>>)>,
-    pub sync: SyncState,
-    /// close() was called: appends are refused.
-    pub closing: bool,
-    /// The writer task has finished.
-    pub writer_done: bool,
-    /// The writer task is doing a job it took from the queue (tests wait
-    /// for it to be idle).
-    pub writer_busy: bool,
-    /// Failed writes so far; each rolled the log end back to the written end.
-    pub rollbacks: u64,
-    /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
-    pub offline: Option<String>,
-    /// The last write failed with ENOSPC: logged once, until a write succeeds.
-    pub out_of_space: bool,
-    /// Rolled segments whose seal (fdatasync, index files) is still running.
-    pub sealing: Vec<i64>,
-    /// The size of the last write: a new write buffer starts that large, so
-    /// that appends do not copy it again as it grows.
-    pub write_size_hint: usize,
-}
-
-impl Inner {
-    pub fn recycle(&mut self, mut buf: AlignedBuf) {
-        if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
-            buf.clear();
-            self.spare_buffers.push(buf);
-        }
-    }
+    pub writer: WriterState,
 }
 
 /// The record batches of one append, checked to tile the buffer exactly.
@@ -234,21 +198,7 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             dir_file: crate::runtime::file_from_std(dir_file),
             config: Cell::new(config),
-            inner: RefCell::new(Inner {
-                segments,
-                queue: VecDeque::new(),
-                spare_buffers: Vec::new(),
-                waiters: Vec::new(),
-                sync: SyncState::default(),
-                closing: false,
-                writer_done: false,
-                writer_busy: false,
-                rollbacks: 0,
-                offline: None,
-                out_of_space: false,
-                sealing: Vec::new(),
-                write_size_hint: 0,
-            }),
+            inner: RefCell::new(Inner { segments, writer: WriterState::default() }),
             wake: Rc::new(Notify::new()),
             on_written,
             checkpoint_lock: Mutex::new(()),
@@ -320,28 +270,24 @@ impl PartitionLog {
         let shape = append_shape(batches)?;
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        if inner.closing {
-            return Err(StorageError::Closed);
-        }
-        if let Some(reason) = &inner.offline {
-            return Err(StorageError::Offline { dir: self.dir.display().to_string(), reason: reason.clone() });
+        if let Some(refusal) = inner.writer.refusal(&self.dir) {
+            return Err(refusal);
         }
         if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
             self.roll(inner)?;
         }
         let base_offset = inner.segments.log_end_offset();
-        let Inner { segments, queue, spare_buffers, write_size_hint, .. } = &mut *inner;
+        let Inner { segments, writer } = &mut *inner;
         let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
             return Err(StorageError::AppendTooLarge { bytes: batches.len() });
         }
         active.first_append_ms.get_or_insert(now_ms);
-        let spare = || spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(*write_size_hint));
-        let job = open_job(queue, spare, active, base_offset);
+        let job = writer.open_job(active, base_offset);
         let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
         segments.appended();
-        let write_epoch = inner.rollbacks;
+        let write_epoch = inner.writer.write_epoch();
         drop(guard);
         self.wake.notify_one();
         Ok(AppendInfo {
@@ -380,13 +326,12 @@ impl PartitionLog {
         let old = inner.segments.active();
         old.seal_time_index();
         let old_base = old.base_offset;
-        inner.queue.push_back(Job::Seal { base_offset: old_base });
+        // Under a flush policy the new file's directory entry must be durable
+        // with the first sync that acknowledges anything in it.
+        inner.writer.rolled(old_base);
         // Hot ranges are of the active segment only (the cleaner rewrites
         // sealed ones).
         self.hot_tail.forget(&self.hot);
-        // Under a flush policy the new file's directory entry must be durable
-        // with the first sync that acknowledges anything in it.
-        inner.sync.note_new_segment();
         inner.segments.roll(segment);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
@@ -396,7 +341,7 @@ impl PartitionLog {
     /// the flush policy says so). Err if their write failed, even when later
     /// appends have since reused their offsets.
     pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), StorageError> {
-        let rollbacks = self.inner.borrow().rollbacks;
+        let rollbacks = self.write_epoch();
         if rollbacks != appended.write_epoch {
             return Err(StorageError::NotAppended {
                 offset: appended.last_offset,
@@ -408,7 +353,7 @@ impl PartitionLog {
 
     /// The rollback count that [`AppendInfo::write_epoch`] is compared with.
     pub fn write_epoch(&self) -> u64 {
-        self.inner.borrow().rollbacks
+        self.inner.borrow().writer.write_epoch()
     }
 
     /// Resolves once every offset <= `last_offset` is in the segment file (and
@@ -425,12 +370,7 @@ impl PartitionLog {
             if last_offset >= log_end_offset {
                 return Err(StorageError::NotAppended { offset: last_offset, log_end_offset });
             }
-            if inner.writer_done {
-                return Err(StorageError::Closed);
-            }
-            let (sender, reply) = oneshot::channel();
-            inner.waiters.push((last_offset, sender));
-            reply
+            inner.writer.wait_written(last_offset)?
         };
         reply.await.unwrap_or(Err(StorageError::Closed))
     }
@@ -609,13 +549,7 @@ impl PartitionLog {
     /// Appends fail with Closed from now on; reads keep working.
     pub async fn close(&self) -> Result<(), StorageError> {
         let reply = {
-            let mut inner = self.inner.borrow_mut();
-            if inner.closing {
-                return Ok(());
-            }
-            inner.closing = true;
-            let (sender, reply) = oneshot::channel();
-            inner.queue.push_back(Job::Close(sender));
+            let Some(reply) = self.inner.borrow_mut().writer.close() else { return Ok(()) };
             reply
         };
         self.wake.notify_one();
@@ -628,55 +562,6 @@ impl Drop for PartitionLog {
         self.hot_tail.forget(&self.hot);
         // Lets an idle writer task notice that the log is gone and end.
         self.wake.notify_one();
-    }
-}
-
-/// The queued write for the active segment that appends can still extend,
-/// or a new one (with a recycled buffer) when there is none: the last queued
-/// write is another segment's (a roll), or the writer has taken it. A new one
-/// starts at the block holding the segment end, with that block's bytes so
-/// far (`Segment::tail`, which the writer refreshes when it takes a job).
-///
-/// Deletions of old segments' files (retention, DeleteRecords) may be queued
-/// after the last write: they touch other files, so the write is extended
-/// past them. Starting a new job there instead would take `tail` from before
-/// the queued write's bytes and overwrite them in the file (issue 13: the
-/// acknowledged records of a queued write were cut by the next one).
-fn open_job<'a>(
-    queue: &'a mut VecDeque<Job>,
-    spare: impl FnOnce() -> AlignedBuf,
-    active: &Segment,
-    next_offset: i64,
-) -> &'a mut WriteJob {
-    let last_write = queue.iter().rposition(|job| !matches!(job, Job::Delete(_)));
-    let extendable =
-        last_write.is_some_and(|at| matches!(&queue[at], Job::Write(job) if job.segment_base == active.base_offset));
-    let at = match last_write {
-        Some(at) if extendable => at,
-        _ => {
-            let mut buf = spare();
-            buf.extend_from_slice(&active.tail);
-            queue.push_back(Job::Write(WriteJob {
-                segment_base: active.base_offset,
-                file: active.write_file(),
-                position: active.write_position(),
-                first_batch: active.size,
-                first_offset: next_offset,
-                buf,
-                last_offset: -1,
-                messages: 0,
-            }));
-            queue.len() - 1
-        }
-    };
-    match &mut queue[at] {
-        Job::Write(job) => {
-            // Cheap (once per append) and the last line of defence against
-            // writing a job over bytes that another one holds.
-            assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
-            job
-        }
-        _ => unreachable!("a write job was just found or queued"),
     }
 }
 

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use super::error::{IoContext, StorageError};
 use super::log::PartitionLog;
 use super::segment::{self, Segment};
-use super::writer::Job;
 
 const CHECKPOINT_FILE: &str = "log-start-offset.checkpoint";
 const CHECKPOINT_VERSION: u32 = 0;
@@ -109,7 +108,7 @@ impl PartitionLog {
     ) -> Result<Option<HeadDeletion>, StorageError> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        if inner.closing {
+        if inner.writer.is_closing() {
             return Ok(None);
         }
         let views: Vec<SegmentView> = inner.segments.all().iter().map(view).collect();
@@ -135,18 +134,12 @@ impl PartitionLog {
             return Ok(None);
         }
         let gone: Vec<Segment> = inner.segments.remove_oldest(count);
-        for segment in &gone {
-            // Nothing of theirs needs syncing any more, and the list must not
-            // keep their descriptors (and disk space) once they are unlinked.
-            inner.sync.forget(&segment.file);
-            inner.sync.forget(&segment.write_file());
-        }
+        inner.writer.delete(&gone);
         let deletion = HeadDeletion {
             segments: gone.len(),
             bytes: gone.iter().map(|s| s.size).sum(),
             log_start_offset: inner.segments.log_start_offset(),
         };
-        inner.queue.push_back(Job::Delete(gone.iter().map(|s| s.base_offset).collect()));
         drop(guard);
         self.wake.notify_one();
         Ok(Some(deletion))
