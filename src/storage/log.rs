@@ -26,7 +26,6 @@ use super::hot_tail::{HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
-use super::retention;
 use super::segment::{self, BatchMeta, Segment};
 use super::segment_set::SegmentSet;
 use super::writer::{self, WriteJob, WriterState};
@@ -190,9 +189,6 @@ impl PartitionLog {
         assert!(config.index_interval_bytes > 0 && config.segment_ms > 0);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config, io)?;
-        let log_end_offset = segments.last().expect("at least one segment").next_offset;
-        let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
-        let segments = SegmentSet::recovered(segments, log_start_offset);
         let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),

@@ -32,13 +32,29 @@ use super::index::{OffsetIndex, TimeIndex};
 use super::io::LogIo;
 use super::log::{LogConfig, RecoveryReport};
 use super::segment::{self, BatchMeta, Segment};
+use super::segment_set::SegmentSet;
 
 /// Bytes read at once while walking a segment file at start-up.
 const WINDOW_BYTES: usize = 64 * 1024;
 
-/// Recovers every segment in `dir` (which exists). Returns them oldest first;
-/// there is always at least one.
+/// Recovers the log in `dir` (which exists): its segments, and its log start
+/// from the checkpoint DeleteRecords leaves (retention.rs). Everything
+/// recovered counts as written.
 pub fn recover_log(
+    dir: &Path,
+    clean_shutdown: bool,
+    config: &LogConfig,
+    io: &dyn LogIo,
+) -> Result<(SegmentSet, RecoveryReport), StorageError> {
+    let (segments, report) = recover_segments(dir, clean_shutdown, config, io)?;
+    let log_end_offset = segments.last().expect("at least one segment").next_offset;
+    let log_start_offset = super::retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
+    Ok((SegmentSet::recovered(segments, log_start_offset), report))
+}
+
+/// Recovers every segment in `dir`. Returns them oldest first; there is
+/// always at least one.
+fn recover_segments(
     dir: &Path,
     clean_shutdown: bool,
     config: &LogConfig,

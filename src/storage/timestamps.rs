@@ -27,9 +27,8 @@ impl PartitionLog {
     /// base offset, not position: retention or the cleaner may remove or
     /// replace segments while a search awaits its reads.
     fn timestamp_plan(&self, searched: Option<i64>, timestamp: i64) -> Option<ReadPlan> {
-        let inner = self.inner.borrow();
-        let segment = inner
-            .segments
+        let segments = self.segments();
+        let segment = segments
             .all()
             .iter()
             .filter(|s| searched.is_none_or(|base| s.base_offset > base))
@@ -51,7 +50,6 @@ impl PartitionLog {
     /// a batch not yet under the written end, which a search for it then
     /// does not find.
     pub fn max_timestamp(&self) -> Option<i64> {
-        let inner = self.inner.borrow();
-        inner.segments.all().iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
+        self.segments().all().iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
     }
 }
