@@ -145,8 +145,9 @@ impl PartitionLog {
         Ok(Some(deletion))
     }
 
-    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high
-    /// watermark), durably, then deletes the segments wholly below it.
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the
+    /// written end, which is Kafka's high watermark on a single replica),
+    /// durably, then deletes the segments wholly below it.
     /// Returns the new log start offset, and what went if any segment did.
     pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), StorageError> {
         let written_end_offset = self.written_end_offset();

@@ -7,8 +7,8 @@
 //! Jobs are tagged with their segment, so bytes appended before a roll reach
 //! the old file before any byte reaches the new one, and the old segment is
 //! sealed (fsynced, index files written) in between. When a write or fsync
-//! fails, every queued write fails with it, the file is cut back to the high
-//! watermark and the log end rolls back there: no half-written batch stays,
+//! fails, every queued write fails with it, the file is cut back to the
+//! written end and the log end rolls back there: no half-written batch stays,
 //! and the next append can succeed once the cause (say ENOSPC) is gone.
 //! A failed fdatasync is different: the kernel may already have dropped the
 //! pages it could not write, so the log goes offline and refuses appends
@@ -206,6 +206,7 @@ impl WriterState {
             self.spare_buffers.push(buf);
         }
     }
+
     /// The queued write for the active segment that appends can still extend,
     /// or a new one (with a recycled buffer) when there is none: the last queued
     /// write is another segment's (a roll), or the writer has taken it. A new one
