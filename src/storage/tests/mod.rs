@@ -146,4 +146,5 @@ mod faulty_io;
 mod queued_writes;
 mod recovery;
 mod retention;
+mod segment_set;
 mod writer_faults;
