@@ -389,7 +389,7 @@ fn bench_storage(c: &mut Criterion) {
             log.wait_appended(&info).await.expect("written");
         }
     });
-    let end = log.high_watermark();
+    let end = log.written_end_offset();
     assert!(end >= OFFSETS);
     for (label, max_bytes) in [("1B", 1u32), ("1MiB", 1 << 20)] {
         group.throughput(Throughput::Elements(1));

@@ -91,7 +91,7 @@ async fn read_one(
     let mut found = Found {
         partition,
         error: ErrorCode::None,
-        high_watermark: log.high_watermark(),
+        high_watermark: log.written_end_offset(),
         log_start_offset: log.log_start_offset(),
         slice: None,
     };
@@ -198,7 +198,7 @@ fn unread(partition: i32, log: &PartitionLog) -> Found {
     Found {
         partition,
         error: ErrorCode::None,
-        high_watermark: log.high_watermark(),
+        high_watermark: log.written_end_offset(),
         log_start_offset: log.log_start_offset(),
         slice: None,
     }

@@ -27,7 +27,7 @@ const LATEST_TIERED: i64 = -5;
 /// (timestamp, offset) of the answer; -1 for either when there is none.
 async fn lookup(shard: &Shard, log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
     match timestamp {
-        LATEST => Ok((-1, log.high_watermark())),
+        LATEST => Ok((-1, log.written_end_offset())),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
         LATEST_TIERED => Ok((-1, -1)),
         // The first record with the largest timestamp: the first at or after it.

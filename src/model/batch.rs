@@ -22,11 +22,42 @@
 
 use thiserror::Error;
 
-pub const HEADER_BYTES: usize = 61;
+/// Where each header field starts: the one definition of the layout above,
+/// for everything that reads or rewrites a header in place (storage, the
+/// cleaner, recompression, test fixtures).
+pub mod field {
+    pub const BASE_OFFSET: usize = 0;
+    pub const BATCH_LENGTH: usize = 8;
+    pub const PARTITION_LEADER_EPOCH: usize = 12;
+    pub const MAGIC: usize = 16;
+    pub const CRC: usize = 17;
+    pub const ATTRIBUTES: usize = 21;
+    pub const LAST_OFFSET_DELTA: usize = 23;
+    pub const BASE_TIMESTAMP: usize = 27;
+    pub const MAX_TIMESTAMP: usize = 35;
+    pub const PRODUCER_ID: usize = 43;
+    pub const PRODUCER_EPOCH: usize = 51;
+    pub const BASE_SEQUENCE: usize = 53;
+    pub const RECORDS_COUNT: usize = 57;
+    pub const RECORDS: usize = 61;
+}
+
+pub const HEADER_BYTES: usize = field::RECORDS;
 /// Bytes before `batch_length` ends: a batch occupies `LOG_OVERHEAD + batch_length` bytes.
-pub const LOG_OVERHEAD: usize = 12;
-const CRC_START: usize = 21;
+pub const LOG_OVERHEAD: usize = field::PARTITION_LEADER_EPOCH;
+/// The CRC32C covers the bytes from here to the end of the batch (attributes
+/// on): the base offset and leader epoch before it are the broker's to rewrite.
+pub const CRC_START: usize = field::ATTRIBUTES;
 const MAGIC_V2: i8 = 2;
+
+/// Attribute bits 0-2: the compression codec.
+pub const CODEC_MASK: i16 = 0x7;
+/// Attribute bit 3: LogAppendTime (the broker's clock in max_timestamp).
+pub const LOG_APPEND_TIME_FLAG: i16 = 0x8;
+/// Attribute bit 4: part of a transaction.
+pub const TRANSACTIONAL_FLAG: i16 = 0x10;
+/// Attribute bit 5: a control batch (transaction marker).
+pub const CONTROL_FLAG: i16 = 0x20;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BatchError {
@@ -87,23 +118,23 @@ impl BatchHeader {
         if bytes.len() < HEADER_BYTES {
             return Err(BatchError::Truncated { available: bytes.len(), needed: HEADER_BYTES });
         }
-        let batch_length = be_i32(bytes, 8);
+        let batch_length = be_i32(bytes, field::BATCH_LENGTH);
         if (batch_length as i64) < (HEADER_BYTES - LOG_OVERHEAD) as i64 {
             return Err(BatchError::BadLength(batch_length));
         }
         Ok(BatchHeader {
-            base_offset: be_i64(bytes, 0),
+            base_offset: be_i64(bytes, field::BASE_OFFSET),
             batch_length,
-            magic: bytes[16] as i8,
-            crc: u32::from_be_bytes(bytes[17..21].try_into().unwrap()),
-            attributes: be_i16(bytes, 21),
-            last_offset_delta: be_i32(bytes, 23),
-            base_timestamp: be_i64(bytes, 27),
-            max_timestamp: be_i64(bytes, 35),
-            producer_id: be_i64(bytes, 43),
-            producer_epoch: be_i16(bytes, 51),
-            base_sequence: be_i32(bytes, 53),
-            records_count: be_i32(bytes, 57),
+            magic: bytes[field::MAGIC] as i8,
+            crc: be_i32(bytes, field::CRC) as u32,
+            attributes: be_i16(bytes, field::ATTRIBUTES),
+            last_offset_delta: be_i32(bytes, field::LAST_OFFSET_DELTA),
+            base_timestamp: be_i64(bytes, field::BASE_TIMESTAMP),
+            max_timestamp: be_i64(bytes, field::MAX_TIMESTAMP),
+            producer_id: be_i64(bytes, field::PRODUCER_ID),
+            producer_epoch: be_i16(bytes, field::PRODUCER_EPOCH),
+            base_sequence: be_i32(bytes, field::BASE_SEQUENCE),
+            records_count: be_i32(bytes, field::RECORDS_COUNT),
         })
     }
 
@@ -117,7 +148,7 @@ impl BatchHeader {
     }
 
     pub fn compression(&self) -> Compression {
-        match self.attributes & 0x7 {
+        match self.attributes & CODEC_MASK {
             0 => Compression::None,
             1 => Compression::Gzip,
             2 => Compression::Snappy,
@@ -128,11 +159,11 @@ impl BatchHeader {
     }
 
     pub fn is_transactional(&self) -> bool {
-        self.attributes & 0x10 != 0
+        self.attributes & TRANSACTIONAL_FLAG != 0
     }
 
     pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+        self.attributes & CONTROL_FLAG != 0
     }
 
     /// When a compacting cleaner may drop this batch's tombstones (KIP-534):
@@ -200,7 +231,7 @@ pub fn validate_all(mut bytes: &[u8]) -> impl Iterator<Item = Result<BatchHeader
 /// does not cover this field, so nothing else changes.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     debug_assert!(batch.len() >= HEADER_BYTES);
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    put(batch, field::BASE_OFFSET, &base_offset.to_be_bytes());
 }
 
 /// Overwrites the partition leader epoch of the batch at the start of
@@ -208,7 +239,20 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 /// not cover this field either.
 pub fn set_partition_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
     debug_assert!(batch.len() >= HEADER_BYTES);
-    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    put(batch, field::PARTITION_LEADER_EPOCH, &leader_epoch.to_be_bytes());
+}
+
+/// Overwrites the field at `at` with `value`'s bytes.
+pub fn put(batch: &mut [u8], at: usize, value: &[u8]) {
+    batch[at..at + value.len()].copy_from_slice(value);
+}
+
+/// Recomputes the CRC of the batch at the start of `batch` (all of it) after
+/// a rewrite of a field the CRC covers.
+pub fn refresh_crc(batch: &mut [u8]) {
+    debug_assert!(batch.len() >= HEADER_BYTES);
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    put(batch, field::CRC, &crc.to_be_bytes());
 }
 
 /// Builds an uncompressed batch holding `values` as records with null keys.
@@ -236,8 +280,7 @@ pub fn assemble(timestamp_ms: i64, records_count: i32, records: &[u8]) -> Vec<u8
     out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
     out.extend_from_slice(&records_count.to_be_bytes());
     out.extend_from_slice(records);
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    refresh_crc(&mut out);
     out
 }
 
@@ -276,21 +319,19 @@ mod tests {
         assert!(matches!(validate(&batch[..30]), Err(BatchError::Truncated { .. })));
         assert!(matches!(validate(&batch[..batch.len() - 1]), Err(BatchError::Truncated { .. })));
         let mut v1 = batch.clone();
-        v1[16] = 1;
+        v1[field::MAGIC] = 1;
         assert_eq!(validate(&v1), Err(BatchError::BadMagic(1)));
     }
 
     #[test]
     fn stored_batches_may_have_fewer_records_than_offsets() {
         let mut batch = build(1000, &[b"a", b"b"]);
-        batch[57..61].copy_from_slice(&1i32.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[CRC_START..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        put(&mut batch, field::RECORDS_COUNT, &1i32.to_be_bytes());
+        refresh_crc(&mut batch);
         assert!(matches!(validate(&batch), Err(BatchError::BadCount { .. })));
         assert_eq!(validate_stored(&batch).unwrap().records_count, 1);
-        batch[57..61].copy_from_slice(&3i32.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[CRC_START..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        put(&mut batch, field::RECORDS_COUNT, &3i32.to_be_bytes());
+        refresh_crc(&mut batch);
         assert!(validate_stored(&batch).is_err(), "more records than offsets");
     }
 

@@ -18,9 +18,7 @@ pub const LEADER_EPOCH: i32 = 9;
 /// Written over max_timestamp, as a LogAppendTime batch would carry it.
 pub const LOG_APPEND_TIME: i64 = 1_700_000_123_456;
 /// Offset of the 16-bit attributes field (its low byte holds the codec).
-pub const ATTRIBUTES_AT: usize = 21;
-const CRC_AT: usize = 17;
-const CRC_START: usize = 21;
+pub const ATTRIBUTES_AT: usize = batch::field::ATTRIBUTES;
 
 pub fn crate_codec(codec: Codec) -> kr::Compression {
     match codec {
@@ -71,9 +69,8 @@ pub fn sample_records(timestamp_type: TimestampType) -> Vec<Record> {
 pub fn patched(mut batch: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     edit(&mut batch);
     let length = (batch.len() - LOG_OVERHEAD) as i32;
-    batch[8..12].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    batch::put(&mut batch, batch::field::BATCH_LENGTH, &length.to_be_bytes());
+    batch::refresh_crc(&mut batch);
     batch
 }
 

@@ -17,17 +17,9 @@
 
 use thiserror::Error;
 
-use super::batch::{self, BatchError, HEADER_BYTES, LOG_OVERHEAD};
+use super::batch::{self, field, BatchError, CODEC_MASK, HEADER_BYTES, LOG_OVERHEAD};
 use super::compression::{self, Codec, CompressionError, Decompressor};
 use super::records::{self, RecordError};
-
-/// Offset of the CRC32C field, and of the bytes it covers.
-const CRC_AT: usize = 17;
-const CRC_START: usize = 21;
-/// Offset of the 16-bit attributes field.
-const ATTRIBUTES_AT: usize = 21;
-/// Attribute bits 0-2: the codec.
-const CODEC_MASK: i16 = 0x7;
 
 /// Parses a topic's `compression.type` value: `None` for `producer` (keep
 /// batches as they came). Kafka's values are `producer`, `uncompressed`,
@@ -78,15 +70,14 @@ pub fn recompress(batch: &[u8], codec: Codec, decompressor: &mut Decompressor) -
         let mut out = Vec::with_capacity(HEADER_BYTES + estimate);
         out.extend_from_slice(&batch[..HEADER_BYTES]);
         let attributes = (header.attributes & !CODEC_MASK) | codec.id() as i16;
-        out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch::put(&mut out, field::ATTRIBUTES, &attributes.to_be_bytes());
         compression::compress(codec, records, &mut out)?;
         let batch_length = out.len() - LOG_OVERHEAD;
         if batch_length > i32::MAX as usize {
             return Err(RecompressError::TooLarge(out.len()));
         }
-        out[8..12].copy_from_slice(&(batch_length as i32).to_be_bytes());
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        batch::put(&mut out, field::BATCH_LENGTH, &(batch_length as i32).to_be_bytes());
+        batch::refresh_crc(&mut out);
         debug_assert!(batch::validate(&out).is_ok());
         Ok(out)
     })?

@@ -180,7 +180,7 @@ impl<'a> Cursor<'a> {
         let tail = inner.bytes;
         let offset_delta = inner.varint()?;
         // LogAppendTime batches carry the broker's time in max_timestamp only.
-        let timestamp = match header.attributes & 0x8 {
+        let timestamp = match header.attributes & batch::LOG_APPEND_TIME_FLAG {
             0 => header.base_timestamp.wrapping_add(timestamp_delta),
             _ => header.max_timestamp,
         };

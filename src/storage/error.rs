@@ -10,8 +10,8 @@ pub enum StorageError {
     /// An operating-system call failed; `context` names the file and the step.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
-    #[error("offset {offset} is out of range: log start {log_start}, high watermark {high_watermark}")]
-    OffsetOutOfRange { offset: i64, log_start: i64, high_watermark: i64 },
+    #[error("offset {offset} is out of range: log start {log_start}, written end {written_end_offset}")]
+    OffsetOutOfRange { offset: i64, log_start: i64, written_end_offset: i64 },
     /// The log was closed: no more appends, and no writer to wait for.
     #[error("the partition log is closed")]
     Closed,
@@ -31,7 +31,7 @@ pub enum StorageError {
     /// (Kafka takes the log directory offline).
     #[error("{dir} is offline after a failed fdatasync ({reason}); restart the broker to recover it")]
     Offline { dir: String, reason: String },
-    /// A segment file does not hold what its index or the high watermark promise.
+    /// A segment file does not hold what its index or the written end promise.
     #[error("{path}: corrupt at position {position}: {reason}")]
     Corrupt { path: String, position: u64, reason: String },
 }

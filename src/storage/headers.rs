@@ -19,7 +19,7 @@ const SCAN_BYTES: usize = 4096;
 const BULK_READ_BYTES: u64 = 1 << 20;
 
 /// A forward walk over the batches of one segment below `end` (the readable
-/// bytes: whole batches under the high watermark).
+/// bytes: whole batches under the written end).
 pub struct HeaderWalk<'a> {
     dir: &'a Path,
     segment_base: i64,

@@ -3,32 +3,32 @@
 //! Appends are synchronous: they assign offsets and copy the batches into a
 //! pending write buffer. A writer task per log (see `writer.rs`) drains the
 //! pending writes in order, one io_uring write each, fsyncs as the flush
-//! policy asks, and then advances the high watermark. Whatever is appended
+//! policy asks, and then advances the written end. Whatever is appended
 //! while a write or fsync is in flight goes down in the next write: that is
-//! the group commit. Fetch reads only below the high watermark: from the
+//! the group commit. Fetch reads only below the written end: from the
 //! page cache by splice, or, when the log is written with O_DIRECT, from the
 //! shard's hot tail (hot_tail.rs) or by O_DIRECT reads (direct_read.rs).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use tokio::sync::{oneshot, Mutex, Notify};
+use tokio::sync::{Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
 use crate::model::LEADER_EPOCH;
-use crate::runtime::{AlignedBuf, File};
+use crate::runtime::File;
 
 use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
 use super::hot_tail::{HotTail, LogHotTail};
+use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
-use super::retention;
 use super::segment::{self, BatchMeta, Segment};
-use super::writer::{self, Job, SyncState, WriteJob};
+use super::segment_set::SegmentSet;
+use super::writer::{self, WriteJob, WriterState};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +90,6 @@ pub struct RecoveryReport {
     pub created: bool,
 }
 
-/// Spare write buffers kept for reuse, and the largest one worth keeping
-/// (a burst must not pin its memory for ever).
-const SPARE_BUFFERS_MAX: usize = 2;
-const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
-
 /// One partition's log, owned by exactly one shard thread.
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
@@ -112,6 +107,8 @@ pub struct PartitionLog {
     pub(super) hot: Rc<RefCell<LogHotTail>>,
     pub(super) hot_tail: Rc<HotTail>,
     pub(super) read_ahead: direct_read::ReadAhead,
+    /// Writes, fdatasyncs and O_DIRECT opens go through it (see io.rs).
+    pub(super) io: &'static dyn LogIo,
     /// When a failed roll was last logged: a producer retries at once, so
     /// one line per interval says the partition is refusing appends.
     roll_failure_logged: Cell<Option<std::time::Instant>>,
@@ -120,61 +117,12 @@ pub struct PartitionLog {
 /// At most one "segment roll failed" line per log per this interval.
 const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What the log's parts share on the shard: the segments with their
+/// offsets, and the writer's queue and state. One `RefCell`, borrowed for a
+/// step at a time, never across an await.
 pub(super) struct Inner {
-    /// Oldest first; the last is the active segment. Never empty.
-    pub segments: Vec<Segment>,
-    /// The first offset a reader may ask for: a segment base after
-    /// retention, or inside a segment after DeleteRecords.
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-    pub high_watermark: i64,
-    /// Writes, seals, deletions and the close, in the order the writer must do them.
-    pub queue: VecDeque<Job>,
-    pub spare_buffers: Vec<AlignedBuf>,
-    /// wait_written callers: (last offset, reply).
-    pub waiters: Vec<(i64, oneshot::Sender<Result<(), StorageError>>)>,
-    pub sync: SyncState,
-    /// close() was called: appends are refused.
-    pub closing: bool,
-    /// The writer task has finished.
-    pub writer_done: bool,
-    /// The writer task is doing a job it took from the queue (tests wait
-    /// for it to be idle).
-    pub writer_busy: bool,
-    /// Failed writes so far; each rolled the log end back to the high watermark.
-    pub rollbacks: u64,
-    /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
-    pub offline: Option<String>,
-    /// The last write failed with ENOSPC: logged once, until a write succeeds.
-    pub out_of_space: bool,
-    /// Rolled segments whose seal (fdatasync, index files) is still running.
-    pub sealing: Vec<i64>,
-    /// The size of the last write: a new write buffer starts that large, so
-    /// that appends do not copy it again as it grows.
-    pub write_size_hint: usize,
-}
-
-impl Inner {
-    pub fn active(&mut self) -> &mut Segment {
-        self.segments.last_mut().expect("a log has at least one segment")
-    }
-
-    pub fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
-        let at = self.segments.binary_search_by_key(&base_offset, |s| s.base_offset).ok()?;
-        Some(&mut self.segments[at])
-    }
-
-    /// Index of the segment that holds `offset` (the last with base <= offset).
-    fn segment_for(&self, offset: i64) -> usize {
-        self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
-    }
-
-    pub fn recycle(&mut self, mut buf: AlignedBuf) {
-        if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
-            buf.clear();
-            self.spare_buffers.push(buf);
-        }
-    }
+    pub segments: SegmentSet,
+    pub writer: WriterState,
 }
 
 /// The record batches of one append, checked to tile the buffer exactly.
@@ -221,52 +169,63 @@ impl PartitionLog {
         on_written: Rc<Notify>,
         hot_tail: Rc<HotTail>,
     ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
+        Self::open_with_io(dir, config, clean_shutdown, on_written, hot_tail, io::from_environment())
+    }
+
+    /// As [`Self::open`], with the file operations of `io` (storage's tests
+    /// pass one that fails writes and fdatasyncs on demand).
+    pub(super) fn open_with_io(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+        on_written: Rc<Notify>,
+        hot_tail: Rc<HotTail>,
+        io: &'static dyn LogIo,
+    ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
         assert!(
             config.segment_bytes > 0 && config.segment_bytes <= u32::MAX as u64,
             "segment_bytes must fit 32-bit index positions"
         );
         assert!(config.index_interval_bytes > 0 && config.segment_ms > 0);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config)?;
-        let log_end_offset = segments.last().expect("at least one segment").next_offset;
-        let log_start_offset = retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
+        let (segments, report) = recovery::recover_log(dir, clean_shutdown, &config, io)?;
         let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
             dir_file: crate::runtime::file_from_std(dir_file),
             config: Cell::new(config),
-            inner: RefCell::new(Inner {
-                segments,
-                log_start_offset,
-                log_end_offset,
-                high_watermark: log_end_offset,
-                queue: VecDeque::new(),
-                spare_buffers: Vec::new(),
-                waiters: Vec::new(),
-                sync: SyncState::default(),
-                closing: false,
-                writer_done: false,
-                writer_busy: false,
-                rollbacks: 0,
-                offline: None,
-                out_of_space: false,
-                sealing: Vec::new(),
-                write_size_hint: 0,
-            }),
+            inner: RefCell::new(Inner { segments, writer: WriterState::default() }),
             wake: Rc::new(Notify::new()),
             on_written,
             checkpoint_lock: Mutex::new(()),
             hot: Rc::default(),
             hot_tail,
             read_ahead: direct_read::ReadAhead::default(),
+            io,
             roll_failure_logged: Cell::new(None),
         });
         crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
         Ok((log, report))
     }
 
+    /// The partition directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segments and offsets, for the cleaner and retention to read.
+    pub(super) fn segments(&self) -> Ref<'_, SegmentSet> {
+        Ref::map(self.inner.borrow(), |inner| &inner.segments)
+    }
+
+    /// The segments, for the cleaner to swap in what it rewrote (through
+    /// `SegmentSet`'s checked methods). Not across an await.
+    pub(super) fn segments_mut(&self) -> RefMut<'_, SegmentSet> {
+        RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.segments)
+    }
+
     pub fn log_start_offset(&self) -> i64 {
-        self.inner.borrow().log_start_offset
+        self.inner.borrow().segments.log_start_offset()
     }
 
     pub fn config(&self) -> LogConfig {
@@ -284,18 +243,20 @@ impl PartitionLog {
 
     /// The next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.borrow().log_end_offset
+        self.inner.borrow().segments.log_end_offset()
     }
 
-    /// Every offset below it is in the segment files, readable by fetch.
-    pub fn high_watermark(&self) -> i64 {
-        self.inner.borrow().high_watermark
+    /// The written end: every offset below it is in the segment files,
+    /// readable by fetch. Storage knows nothing of replication: a replica's
+    /// high watermark is the partition layer's value, at most this.
+    pub fn written_end_offset(&self) -> i64 {
+        self.inner.borrow().segments.written_end_offset()
     }
 
     /// Bytes of all its segments, appends not yet written included (Kafka's
     /// log size, which DescribeLogDirs reports).
     pub fn size_bytes(&self) -> u64 {
-        self.inner.borrow().segments.iter().map(|s| s.size).sum()
+        self.segments().all().iter().map(|s| s.size).sum()
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
@@ -305,28 +266,24 @@ impl PartitionLog {
         let shape = append_shape(batches)?;
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        if inner.closing {
-            return Err(StorageError::Closed);
-        }
-        if let Some(reason) = &inner.offline {
-            return Err(StorageError::Offline { dir: self.dir.display().to_string(), reason: reason.clone() });
+        if let Some(refusal) = inner.writer.refusal(&self.dir) {
+            return Err(refusal);
         }
         if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
             self.roll(inner)?;
         }
-        let base_offset = inner.log_end_offset;
-        let Inner { segments, queue, spare_buffers, write_size_hint, .. } = &mut *inner;
-        let active = segments.last_mut().expect("a log has at least one segment");
+        let base_offset = inner.segments.log_end_offset();
+        let Inner { segments, writer } = &mut *inner;
+        let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
             return Err(StorageError::AppendTooLarge { bytes: batches.len() });
         }
         active.first_append_ms.get_or_insert(now_ms);
-        let spare = || spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(*write_size_hint));
-        let job = open_job(queue, spare, active, base_offset);
+        let job = writer.open_job(active, base_offset);
         let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
-        inner.log_end_offset = next_offset;
-        let write_epoch = inner.rollbacks;
+        segments.appended();
+        let write_epoch = inner.writer.write_epoch();
         drop(guard);
         self.wake.notify_one();
         Ok(AppendInfo {
@@ -338,9 +295,9 @@ impl PartitionLog {
     }
 
     fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
-        let last_offset = inner.log_end_offset + records as i64 - 1;
+        let last_offset = inner.segments.log_end_offset() + records as i64 - 1;
         let config = self.config();
-        let active = inner.active();
+        let active = inner.segments.active();
         if active.size == 0 {
             return false;
         }
@@ -352,27 +309,26 @@ impl PartitionLog {
     /// Starts a new active segment at the log end. The old one's pending bytes
     /// stay queued for the old file, then its seal (fsync + index files).
     pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
-        let base_offset = inner.log_end_offset;
+        let base_offset = inner.segments.log_end_offset();
         // Nothing has changed yet if this fails (out of descriptors, say):
         // the append is refused and the next one tries again.
-        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io).inspect_err(|error| {
+        let segment = Segment::create(&self.dir, base_offset, self.config().direct_io, self.io).inspect_err(|error| {
             let now = std::time::Instant::now();
             if self.roll_failure_logged.get().is_none_or(|at| now.duration_since(at) >= ROLL_FAILURE_LOG_INTERVAL) {
                 self.roll_failure_logged.set(Some(now));
                 tracing::error!(dir = %self.dir.display(), %error, "segment roll failed: appends are refused (KAFKA_STORAGE_ERROR) until one succeeds");
             }
         })?;
-        let old = inner.active();
+        let old = inner.segments.active();
         old.seal_time_index();
         let old_base = old.base_offset;
-        inner.queue.push_back(Job::Seal { base_offset: old_base });
+        // Under a flush policy the new file's directory entry must be durable
+        // with the first sync that acknowledges anything in it.
+        inner.writer.rolled(old_base);
         // Hot ranges are of the active segment only (the cleaner rewrites
         // sealed ones).
         self.hot_tail.forget(&self.hot);
-        // Under a flush policy the new file's directory entry must be durable
-        // with the first sync that acknowledges anything in it.
-        inner.sync.note_new_segment();
-        inner.segments.push(segment);
+        inner.segments.roll(segment);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
     }
@@ -381,7 +337,7 @@ impl PartitionLog {
     /// the flush policy says so). Err if their write failed, even when later
     /// appends have since reused their offsets.
     pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), StorageError> {
-        let rollbacks = self.inner.borrow().rollbacks;
+        let rollbacks = self.write_epoch();
         if rollbacks != appended.write_epoch {
             return Err(StorageError::NotAppended {
                 offset: appended.last_offset,
@@ -393,7 +349,7 @@ impl PartitionLog {
 
     /// The rollback count that [`AppendInfo::write_epoch`] is compared with.
     pub fn write_epoch(&self) -> u64 {
-        self.inner.borrow().rollbacks
+        self.inner.borrow().writer.write_epoch()
     }
 
     /// Resolves once every offset <= `last_offset` is in the segment file (and
@@ -403,25 +359,21 @@ impl PartitionLog {
     pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
         let reply = {
             let mut inner = self.inner.borrow_mut();
-            if last_offset < inner.high_watermark {
+            if last_offset < inner.segments.written_end_offset() {
                 return Ok(());
             }
-            if last_offset >= inner.log_end_offset {
-                return Err(StorageError::NotAppended { offset: last_offset, log_end_offset: inner.log_end_offset });
+            let log_end_offset = inner.segments.log_end_offset();
+            if last_offset >= log_end_offset {
+                return Err(StorageError::NotAppended { offset: last_offset, log_end_offset });
             }
-            if inner.writer_done {
-                return Err(StorageError::Closed);
-            }
-            let (sender, reply) = oneshot::channel();
-            inner.waiters.push((last_offset, sender));
-            reply
+            inner.writer.wait_written(last_offset)?
         };
         reply.await.unwrap_or(Err(StorageError::Closed))
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at
-    /// least one batch (KIP-74), all below the high watermark and within one
-    /// segment. None when `offset` is the high watermark.
+    /// least one batch (KIP-74), all below the written end and within one
+    /// segment. None when `offset` is the written end.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
         let Some(mut plan) = self.plan_read(offset)? else {
             return Ok(None);
@@ -463,8 +415,8 @@ impl PartitionLog {
             return Ok(None);
         }
         let mut inner = self.inner.borrow_mut();
-        match inner.segment_mut(segment_base) {
-            Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base)),
+        match inner.segments.segment_mut(segment_base) {
+            Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base), self.io),
             None => Ok(None),
         }
     }
@@ -489,15 +441,15 @@ impl PartitionLog {
 
     fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
-        let log_start = inner.log_start_offset;
-        if offset < log_start || offset > inner.high_watermark {
-            return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark: inner.high_watermark });
+        let (log_start, written_end_offset) = (inner.segments.log_start_offset(), inner.segments.written_end_offset());
+        if offset < log_start || offset > written_end_offset {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
-        if offset == inner.high_watermark {
+        if offset == written_end_offset {
             return Ok(None);
         }
-        let at = inner.segment_for(offset);
-        let segment = &inner.segments[at];
+        let at = inner.segments.segment_for(offset);
+        let segment = &inner.segments.all()[at];
         let (from, segment_base) = (segment.index.position_for(segment.relative(offset)) as u64, segment.base_offset);
         drop(inner);
         Ok(self.segment_plan(at, from).or_else(|| self.plan_after(segment_base)))
@@ -510,15 +462,15 @@ impl PartitionLog {
     fn plan_after(&self, segment_base: i64) -> Option<ReadPlan> {
         let at = {
             let inner = self.inner.borrow();
-            let after = inner.segments.partition_point(|s| s.base_offset <= segment_base);
-            after + inner.segments[after..].iter().position(|s| s.readable_bytes > 0)?
+            let after = inner.segments.after(segment_base);
+            after + inner.segments.all()[after..].iter().position(|s| s.readable_bytes > 0)?
         };
         self.segment_plan(at, 0)
     }
 
     fn segment_plan(&self, at: usize, from: u64) -> Option<ReadPlan> {
         let inner = self.inner.borrow();
-        let segment = inner.segments.get(at)?;
+        let segment = inner.segments.all().get(at)?;
         (from < segment.readable_bytes).then(|| ReadPlan {
             segment_base: segment.base_offset,
             file: segment.file.clone(),
@@ -542,7 +494,7 @@ impl PartitionLog {
         }
         let indexed = {
             let mut inner = self.inner.borrow_mut();
-            let segment = inner.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
+            let segment = inner.segments.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
             segment.map_or(0, |s| s.index.boundary_at_or_below(limit))
         };
         walk.boundary_at_or_below(indexed.max(from), limit).await
@@ -561,7 +513,7 @@ impl PartitionLog {
             let inner = self.inner.borrow();
             let mut left = window;
             let mut plans = Vec::new();
-            for segment in inner.segments.iter().rev() {
+            for segment in inner.segments.all().iter().rev() {
                 if left == 0 {
                     break;
                 }
@@ -593,13 +545,7 @@ impl PartitionLog {
     /// Appends fail with Closed from now on; reads keep working.
     pub async fn close(&self) -> Result<(), StorageError> {
         let reply = {
-            let mut inner = self.inner.borrow_mut();
-            if inner.closing {
-                return Ok(());
-            }
-            inner.closing = true;
-            let (sender, reply) = oneshot::channel();
-            inner.queue.push_back(Job::Close(sender));
+            let Some(reply) = self.inner.borrow_mut().writer.close() else { return Ok(()) };
             reply
         };
         self.wake.notify_one();
@@ -612,55 +558,6 @@ impl Drop for PartitionLog {
         self.hot_tail.forget(&self.hot);
         // Lets an idle writer task notice that the log is gone and end.
         self.wake.notify_one();
-    }
-}
-
-/// The queued write for the active segment that appends can still extend,
-/// or a new one (with a recycled buffer) when there is none: the last queued
-/// write is another segment's (a roll), or the writer has taken it. A new one
-/// starts at the block holding the segment end, with that block's bytes so
-/// far (`Segment::tail`, which the writer refreshes when it takes a job).
-///
-/// Deletions of old segments' files (retention, DeleteRecords) may be queued
-/// after the last write: they touch other files, so the write is extended
-/// past them. Starting a new job there instead would take `tail` from before
-/// the queued write's bytes and overwrite them in the file (issue 13: the
-/// acknowledged records of a queued write were cut by the next one).
-fn open_job<'a>(
-    queue: &'a mut VecDeque<Job>,
-    spare: impl FnOnce() -> AlignedBuf,
-    active: &Segment,
-    next_offset: i64,
-) -> &'a mut WriteJob {
-    let last_write = queue.iter().rposition(|job| !matches!(job, Job::Delete(_)));
-    let extendable =
-        last_write.is_some_and(|at| matches!(&queue[at], Job::Write(job) if job.segment_base == active.base_offset));
-    let at = match last_write {
-        Some(at) if extendable => at,
-        _ => {
-            let mut buf = spare();
-            buf.extend_from_slice(&active.tail);
-            queue.push_back(Job::Write(WriteJob {
-                segment_base: active.base_offset,
-                file: active.write_file(),
-                position: active.write_position(),
-                first_batch: active.size,
-                first_offset: next_offset,
-                buf,
-                last_offset: -1,
-                messages: 0,
-            }));
-            queue.len() - 1
-        }
-    };
-    match &mut queue[at] {
-        Job::Write(job) => {
-            // Cheap (once per append) and the last line of defence against
-            // writing a job over bytes that another one holds.
-            assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
-            job
-        }
-        _ => unreachable!("a write job was just found or queued"),
     }
 }
 

@@ -1,7 +1,21 @@
 //! The partition log: segments of RecordBatch v2 bytes exactly as they travel
 //! on the wire, a sparse offset index and a time index per segment, recovery
-//! of a torn tail at start-up. Knows nothing of the Kafka protocol or of
-//! shards; writes go through the runtime's io_uring files.
+//! of a torn tail at start-up. Knows nothing of the Kafka protocol, of
+//! replication or of shards; writes go through the runtime's io_uring files.
+//!
+//! - `log.rs`: `PartitionLog`, the API (append, wait, read, close) that
+//!   drives the parts below, which share one `RefCell` on the shard;
+//! - `segment_set.rs`: the segments and the log start / written end / log
+//!   end offsets, changed only through methods that check their invariants;
+//! - `writer.rs`: the writer's queue and state (`WriterState`) and its task:
+//!   group-committed writes, fdatasyncs, seals, rollback of a failed write;
+//! - `recovery.rs`: from a directory to a recovered `SegmentSet` and report;
+//! - `retention.rs`: retention and DeleteRecords as removals from the
+//!   segment set, the log start checkpoint; `cleaner/`: compaction;
+//! - `io.rs`: the `LogIo` seam (writes, fdatasyncs, O_DIRECT opens) that
+//!   tests implement to inject faults (`tests/faulty_io.rs`);
+//! - reads: `direct_read.rs` (O_DIRECT), `hot_tail.rs` (recent writes in
+//!   memory), `headers.rs` (walking batch headers), `read_slice.rs`.
 
 mod cleaner;
 mod direct_read;
@@ -9,12 +23,14 @@ mod error;
 mod headers;
 mod hot_tail;
 mod index;
+mod io;
 mod log;
 pub mod read_memory;
 mod read_slice;
 mod recovery;
 mod retention;
 mod segment;
+mod segment_set;
 mod sync_journal;
 #[cfg(test)]
 mod tests;

@@ -29,19 +29,36 @@ use crate::runtime::DIRECT_IO_ALIGN;
 
 use super::error::{IoContext, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
+use super::io::LogIo;
 use super::log::{LogConfig, RecoveryReport};
 use super::segment::{self, BatchMeta, Segment};
-use super::sync_journal;
+use super::segment_set::SegmentSet;
 
 /// Bytes read at once while walking a segment file at start-up.
 const WINDOW_BYTES: usize = 64 * 1024;
 
-/// Recovers every segment in `dir` (which exists). Returns them oldest first;
-/// there is always at least one.
+/// Recovers the log in `dir` (which exists): its segments, and its log start
+/// from the checkpoint DeleteRecords leaves (retention.rs). Everything
+/// recovered counts as written.
 pub fn recover_log(
     dir: &Path,
     clean_shutdown: bool,
     config: &LogConfig,
+    io: &dyn LogIo,
+) -> Result<(SegmentSet, RecoveryReport), StorageError> {
+    let (segments, report) = recover_segments(dir, clean_shutdown, config, io)?;
+    let log_end_offset = segments.last().expect("at least one segment").next_offset;
+    let log_start_offset = super::retention::recovered_start_offset(dir, segments[0].base_offset, log_end_offset);
+    Ok((SegmentSet::recovered(segments, log_start_offset), report))
+}
+
+/// Recovers every segment in `dir`. Returns them oldest first; there is
+/// always at least one.
+fn recover_segments(
+    dir: &Path,
+    clean_shutdown: bool,
+    config: &LogConfig,
+    io: &dyn LogIo,
 ) -> Result<(Vec<Segment>, RecoveryReport), StorageError> {
     super::cleaner::finish_interrupted(dir)?;
     // Below the cleaner checkpoint, a gap before the next segment is compaction's.
@@ -52,14 +69,14 @@ pub fn recover_log(
     if bases.is_empty() {
         report.segments = 1;
         report.created = true;
-        return Ok((vec![Segment::create(dir, 0, config.direct_io)?], report));
+        return Ok((vec![Segment::create(dir, 0, config.direct_io, io)?], report));
     }
     let mut segments = Vec::with_capacity(bases.len());
     let mut clean = clean_shutdown;
     while segments.len() < bases.len() {
         let base = bases[segments.len()];
         let active = segments.len() + 1 == bases.len();
-        let recovered = recover_segment(dir, base, active, clean, config.index_interval_bytes)?;
+        let recovered = recover_segment(dir, base, active, clean, config.index_interval_bytes, io)?;
         report.truncated_bytes += recovered.truncated_bytes;
         let next_base = bases.get(segments.len() + 1).copied();
         let lost_tail = next_base.filter(|&next| {
@@ -111,7 +128,7 @@ pub fn recover_log(
     if active.size > 0 {
         active.first_append_ms = segment_birth_ms(dir, active);
     }
-    active.open_writer(&segment::log_path(dir, active.base_offset), config.direct_io)?;
+    active.open_writer(&segment::log_path(dir, active.base_offset), config.direct_io, io)?;
     for path in [segment::index_path(dir, active.base_offset), segment::time_index_path(dir, active.base_offset)] {
         if let Err(e) = fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -219,7 +236,14 @@ struct Recovered {
     rebuilt_index: bool,
 }
 
-fn recover_segment(dir: &Path, base: i64, active: bool, clean: bool, interval: u32) -> Result<Recovered, StorageError> {
+fn recover_segment(
+    dir: &Path,
+    base: i64,
+    active: bool,
+    clean: bool,
+    interval: u32,
+    io: &dyn LogIo,
+) -> Result<Recovered, StorageError> {
     let path = segment::log_path(dir, base);
     let file = segment::open_log_file(&path, false)?;
     let file_bytes = file.metadata().context(|| format!("reading size of {}", path.display()))?.len();
@@ -253,9 +277,8 @@ fn recover_segment(dir: &Path, base: i64, active: bool, clean: bool, interval: u
         }
         reader
             .set_len(end.valid_bytes)
-            .and_then(|()| reader.sync_data())
+            .and_then(|()| io.sync_data_blocking(&reader))
             .context(|| format!("truncating {}", path.display()))?;
-        sync_journal::note_synced(&reader);
         let next_offset = segment.next_offset;
         segment.truncate_to(end.valid_bytes, next_offset, interval);
     }

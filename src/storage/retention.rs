@@ -6,7 +6,7 @@
 //! partition stays at least `retention.bytes` large without it, or when the
 //! whole segment lies below the log start offset (DeleteRecords). Only a
 //! prefix of the log is deleted, and never a segment holding offsets at or
-//! above the high watermark. When every segment qualifies, the active one is
+//! above the written end. When every segment qualifies, the active one is
 //! rolled first, since a log always keeps one (empty) segment at its end.
 //!
 //! ```text
@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use super::error::{IoContext, StorageError};
 use super::log::PartitionLog;
 use super::segment::{self, Segment};
-use super::writer::Job;
 
 const CHECKPOINT_FILE: &str = "log-start-offset.checkpoint";
 const CHECKPOINT_VERSION: u32 = 0;
@@ -56,7 +55,7 @@ pub struct SegmentView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     pub log_start_offset: i64,
-    pub high_watermark: i64,
+    pub written_end_offset: i64,
     pub log_end_offset: i64,
 }
 
@@ -69,11 +68,11 @@ pub fn deletable_segments(segments: &[SegmentView], bounds: Bounds, policy: Rete
     let mut deleted_bytes = 0u64;
     for (at, segment) in segments.iter().enumerate() {
         let next = segments.get(at + 1);
-        // Offsets at or above the high watermark are not yet acknowledged:
+        // Offsets at or above the written end are not yet acknowledged:
         // the log start offset must never pass it.
         let upper_offset = next.map_or(bounds.log_end_offset, |n| n.base_offset);
         let empty_active = next.is_none() && segment.bytes == 0;
-        if bounds.high_watermark < upper_offset || empty_active {
+        if bounds.written_end_offset < upper_offset || empty_active {
             return at;
         }
         let expired = policy.retention_ms >= 0
@@ -109,18 +108,18 @@ impl PartitionLog {
     ) -> Result<Option<HeadDeletion>, StorageError> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        if inner.closing {
+        if inner.writer.is_closing() {
             return Ok(None);
         }
-        let views: Vec<SegmentView> = inner.segments.iter().map(view).collect();
+        let views: Vec<SegmentView> = inner.segments.all().iter().map(view).collect();
         let bounds = Bounds {
-            log_start_offset: inner.log_start_offset,
-            high_watermark: inner.high_watermark,
-            log_end_offset: inner.log_end_offset,
+            log_start_offset: inner.segments.log_start_offset(),
+            written_end_offset: inner.segments.written_end_offset(),
+            log_end_offset: inner.segments.log_end_offset(),
         };
         let mut count = deletable_segments(&views, bounds, policy, now_ms);
-        if count == inner.segments.len() {
-            // Everything is written (the high watermark is the log end), so
+        if count == views.len() {
+            // Everything is written (the written end is the log end), so
             // the new active segment starts where the next append will. If
             // it cannot be created (out of descriptors, say), the others go
             // anyway: that frees what the next roll needs.
@@ -134,35 +133,28 @@ impl PartitionLog {
         if count == 0 {
             return Ok(None);
         }
-        let gone: Vec<Segment> = inner.segments.drain(..count).collect();
-        for segment in &gone {
-            // Nothing of theirs needs syncing any more, and the list must not
-            // keep their descriptors (and disk space) once they are unlinked.
-            inner.sync.forget(&segment.file);
-            inner.sync.forget(&segment.write_file());
-        }
-        inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
-        debug_assert!(inner.log_start_offset <= inner.high_watermark);
+        let gone: Vec<Segment> = inner.segments.remove_oldest(count);
+        inner.writer.delete(&gone);
         let deletion = HeadDeletion {
             segments: gone.len(),
             bytes: gone.iter().map(|s| s.size).sum(),
-            log_start_offset: inner.log_start_offset,
+            log_start_offset: inner.segments.log_start_offset(),
         };
-        inner.queue.push_back(Job::Delete(gone.iter().map(|s| s.base_offset).collect()));
         drop(guard);
         self.wake.notify_one();
         Ok(Some(deletion))
     }
 
-    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high
-    /// watermark), durably, then deletes the segments wholly below it.
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the
+    /// written end, which is Kafka's high watermark on a single replica),
+    /// durably, then deletes the segments wholly below it.
     /// Returns the new log start offset, and what went if any segment did.
     pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), StorageError> {
-        let high_watermark = self.high_watermark();
-        let target = if offset == -1 { high_watermark } else { offset };
-        if target < 0 || target > high_watermark {
+        let written_end_offset = self.written_end_offset();
+        let target = if offset == -1 { written_end_offset } else { offset };
+        if target < 0 || target > written_end_offset {
             let log_start = self.log_start_offset();
-            return Err(StorageError::OffsetOutOfRange { offset, log_start, high_watermark });
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
         // One checkpoint write at a time, so an older start never lands last.
         let _writing = self.checkpoint_lock.lock().await;
@@ -171,8 +163,7 @@ impl PartitionLog {
         }
         write_checkpoint(&self.dir, target).await?;
         {
-            let mut inner = self.inner.borrow_mut();
-            inner.log_start_offset = inner.log_start_offset.max(target);
+            self.inner.borrow_mut().segments.move_log_start(target);
         }
         let deleted = self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
         Ok((self.log_start_offset(), deleted))
@@ -268,8 +259,8 @@ mod tests {
             .collect()
     }
 
-    fn bounds(log_start_offset: i64, high_watermark: i64, log_end_offset: i64) -> Bounds {
-        Bounds { log_start_offset, high_watermark, log_end_offset }
+    fn bounds(log_start_offset: i64, written_end_offset: i64, log_end_offset: i64) -> Bounds {
+        Bounds { log_start_offset, written_end_offset, log_end_offset }
     }
 
     fn by_time(retention_ms: i64) -> RetentionPolicy {
@@ -297,7 +288,7 @@ mod tests {
     fn an_expired_active_segment_goes_too_once_all_is_written() {
         let log = segments(&[(0, 100, NOW - 5000), (10, 100, NOW - 5000)]);
         assert_eq!(deletable_segments(&log, bounds(0, 20, 20), by_time(1000), NOW), 2);
-        // Not while part of it is unwritten: the log start would pass the high watermark.
+        // Not while part of it is unwritten: the log start would pass the written end.
         assert_eq!(deletable_segments(&log, bounds(0, 15, 20), by_time(1000), NOW), 1);
         // An empty active segment is what a log keeps.
         let emptied = segments(&[(20, 0, i64::MIN)]);

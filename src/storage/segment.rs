@@ -30,6 +30,7 @@ use crate::runtime::{align_down, file_from_std, File, DIRECT_IO_ALIGN};
 
 use super::error::{IoContext, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
+use super::io::LogIo;
 
 pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -54,31 +55,6 @@ pub fn open_log_file(path: &Path, create: bool) -> Result<fs::File, StorageError
         .context(|| format!("opening {}", path.display()))
 }
 
-/// Opens a segment's `.log` for O_DIRECT reads and writes, or None where the
-/// file system refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE and
-/// network file systems): the page cache is used then.
-fn open_direct(path: &Path) -> Result<Option<fs::File>, StorageError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    #[cfg(test)]
-    if REFUSE_O_DIRECT.with(|refuse| refuse.get()) {
-        return Ok(None);
-    }
-    match fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            tracing::debug!(path = %path.display(), "O_DIRECT refused: writing through the page cache");
-            Ok(None)
-        }
-        Err(e) => Err(StorageError::io(format!("opening {} for O_DIRECT", path.display()), e)),
-    }
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Makes `open_direct` act as on a file system without O_DIRECT.
-    pub static REFUSE_O_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// What the index needs to know about one batch.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchMeta {
@@ -91,7 +67,7 @@ pub struct BatchMeta {
 
 /// A segment's in-memory state. Offsets below `next_offset` and bytes below
 /// `size` are assigned (written or still queued for the writer); only bytes
-/// below `readable_bytes` hold offsets under the high watermark.
+/// below `readable_bytes` hold offsets under the written end.
 pub struct Segment {
     pub base_offset: i64,
     /// Through the page cache: fetch splices from it, syncs, seals.
@@ -140,18 +116,18 @@ impl Segment {
     /// Creates an empty segment file at `base_offset` (a roll, or a new
     /// log), to be written with O_DIRECT when `direct_io` and the file
     /// system allow.
-    pub fn create(dir: &Path, base_offset: i64, direct_io: bool) -> Result<Segment, StorageError> {
+    pub fn create(dir: &Path, base_offset: i64, direct_io: bool, io: &dyn LogIo) -> Result<Segment, StorageError> {
         let path = log_path(dir, base_offset);
         let mut segment = Segment::new(base_offset, open_log_file(&path, true)?);
-        segment.open_writer(&path, direct_io)?;
+        segment.open_writer(&path, direct_io, io)?;
         Ok(segment)
     }
 
     /// Makes this the segment appends go to: the O_DIRECT descriptor (when
     /// `direct_io`) and the partial last block, read back from `path`.
-    pub fn open_writer(&mut self, path: &Path, direct_io: bool) -> Result<(), StorageError> {
+    pub fn open_writer(&mut self, path: &Path, direct_io: bool, io: &dyn LogIo) -> Result<(), StorageError> {
         if direct_io {
-            self.open_direct(path)?;
+            self.open_direct(path, io)?;
         }
         if self.size % DIRECT_IO_ALIGN as u64 == 0 {
             // A new segment (every roll) or one ending on a block: no tail to read.
@@ -173,9 +149,10 @@ impl Segment {
 
     /// The O_DIRECT descriptor, opened on first use (None where the file
     /// system refuses O_DIRECT).
-    pub fn open_direct(&mut self, path: &Path) -> Result<Option<Rc<File>>, StorageError> {
+    pub fn open_direct(&mut self, path: &Path, io: &dyn LogIo) -> Result<Option<Rc<File>>, StorageError> {
         if self.direct.is_none() && !self.direct_refused {
-            self.direct = open_direct(path)?.map(|f| Rc::new(file_from_std(f)));
+            let opened = io.open_direct(path).context(|| format!("opening {} for O_DIRECT", path.display()))?;
+            self.direct = opened.map(|f| Rc::new(file_from_std(f)));
             self.direct_refused = self.direct.is_none();
         }
         Ok(self.direct.clone())

@@ -8,7 +8,7 @@ use super::log::{PartitionLog, ReadPlan};
 
 impl PartitionLog {
     /// ListOffsets by timestamp: (base offset, max timestamp) of the first
-    /// batch below the high watermark whose max_timestamp >= `timestamp`.
+    /// batch below the written end whose max_timestamp >= `timestamp`.
     /// Batch granularity. The special timestamps -1/-2 are the caller's.
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let mut searched = None;
@@ -27,9 +27,9 @@ impl PartitionLog {
     /// base offset, not position: retention or the cleaner may remove or
     /// replace segments while a search awaits its reads.
     fn timestamp_plan(&self, searched: Option<i64>, timestamp: i64) -> Option<ReadPlan> {
-        let inner = self.inner.borrow();
-        let segment = inner
-            .segments
+        let segments = self.segments();
+        let segment = segments
+            .all()
             .iter()
             .filter(|s| searched.is_none_or(|base| s.base_offset > base))
             .find(|s| s.max_timestamp >= timestamp && s.readable_bytes > 0)?;
@@ -47,10 +47,9 @@ impl PartitionLog {
 
     /// The largest batch timestamp in the log (ListOffsets MAX_TIMESTAMP,
     /// KIP-734), or None for a log without batches. Like Kafka's, it may name
-    /// a batch not yet under the high watermark, which a search for it then
+    /// a batch not yet under the written end, which a search for it then
     /// does not find.
     pub fn max_timestamp(&self) -> Option<i64> {
-        let inner = self.inner.borrow();
-        inner.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
+        self.segments().all().iter().map(|s| s.max_timestamp).max().filter(|&t| t != i64::MIN)
     }
 }

@@ -1,14 +1,14 @@
 //! The writer task of one log: it drains the queue of pending writes in
 //! order, one io_uring `write_all_at` per job, fdatasyncs as the flush policy
-//! asks, then advances the high watermark and answers `wait_written`.
+//! asks, then advances the written end and answers `wait_written`.
 //! Writes are whole blocks from the block holding the segment end (see
 //! segment.rs, for O_DIRECT); a seal or a clean close cuts the padding off.
 //!
 //! Jobs are tagged with their segment, so bytes appended before a roll reach
 //! the old file before any byte reaches the new one, and the old segment is
 //! sealed (fsynced, index files written) in between. When a write or fsync
-//! fails, every queued write fails with it, the file is cut back to the high
-//! watermark and the log end rolls back there: no half-written batch stays,
+//! fails, every queued write fails with it, the file is cut back to the
+//! written end and the log end rolls back there: no half-written batch stays,
 //! and the next append can succeed once the cause (say ENOSPC) is gone.
 //! A failed fdatasync is different: the kernel may already have dropped the
 //! pages it could not write, so the log goes offline and refuses appends
@@ -17,6 +17,8 @@
 //! The task holds only a `Weak` reference while idle, so dropping the log
 //! without `close` ends it too (no fsync then: the next start recovers).
 
+use std::collections::VecDeque;
+use std::path::Path;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -29,8 +31,7 @@ use crate::runtime::{align_down, AlignedBuf, File, DIRECT_IO_ALIGN};
 use super::error::{IoContext, StorageError};
 use super::hot_tail::HotRange;
 use super::log::PartitionLog;
-use super::segment;
-use super::sync_journal;
+use super::segment::{self, Segment};
 
 pub(super) enum Job {
     Write(WriteJob),
@@ -63,7 +64,7 @@ pub(super) struct WriteJob {
 
 /// What has been written but not yet fdatasynced.
 #[derive(Default)]
-pub(super) struct SyncState {
+struct SyncState {
     files: Vec<Rc<File>>,
     messages: u64,
     oldest: Option<Instant>,
@@ -101,6 +102,158 @@ impl SyncState {
     }
 }
 
+/// Spare write buffers kept for reuse, and the largest one worth keeping
+/// (a burst must not pin its memory for ever).
+const SPARE_BUFFERS_MAX: usize = 2;
+const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
+
+/// The writer's side of a log: its queue of jobs and what it knows of their
+/// fate. The log drives it through these methods (append, roll, wait,
+/// delete, close); the writer task below works the queue.
+#[derive(Default)]
+pub(super) struct WriterState {
+    /// Writes, seals, deletions and the close, in the order the writer must do them.
+    queue: VecDeque<Job>,
+    spare_buffers: Vec<AlignedBuf>,
+    /// wait_written callers: (last offset, reply).
+    waiters: Vec<(i64, oneshot::Sender<Result<(), StorageError>>)>,
+    sync: SyncState,
+    /// close() was called: appends are refused.
+    closing: bool,
+    /// The writer task has finished.
+    done: bool,
+    /// The writer task is doing a job it took from the queue (tests wait
+    /// for it to be idle).
+    busy: bool,
+    /// Failed writes so far; each rolled the log end back to the written end.
+    rollbacks: u64,
+    /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
+    offline: Option<String>,
+    /// The last write failed with ENOSPC: logged once, until a write succeeds.
+    out_of_space: bool,
+    /// Rolled segments whose seal (fdatasync, index files) is still running.
+    sealing: Vec<i64>,
+    /// The size of the last write: a new write buffer starts that large, so
+    /// that appends do not copy it again as it grows.
+    write_size_hint: usize,
+}
+
+impl WriterState {
+    /// Why an append must be refused now, if it must.
+    pub fn refusal(&self, dir: &Path) -> Option<StorageError> {
+        if self.closing {
+            return Some(StorageError::Closed);
+        }
+        let reason = self.offline.as_ref()?;
+        Some(StorageError::Offline { dir: dir.display().to_string(), reason: reason.clone() })
+    }
+
+    /// The rollback count that `AppendInfo::write_epoch` is compared with.
+    pub fn write_epoch(&self) -> u64 {
+        self.rollbacks
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// A roll: the segment at `old_base` is sealed after its queued writes,
+    /// and the new one's directory entry is synced with the next fdatasync.
+    pub fn rolled(&mut self, old_base: i64) {
+        self.queue.push_back(Job::Seal { base_offset: old_base });
+        self.sync.note_new_segment();
+    }
+
+    /// A reply once every offset <= `last_offset` is written; the caller
+    /// checked that it was appended and is not written yet.
+    pub fn wait_written(
+        &mut self,
+        last_offset: i64,
+    ) -> Result<oneshot::Receiver<Result<(), StorageError>>, StorageError> {
+        if self.done {
+            return Err(StorageError::Closed);
+        }
+        let (sender, reply) = oneshot::channel();
+        self.waiters.push((last_offset, sender));
+        Ok(reply)
+    }
+
+    /// Retention took `gone` out of the log: nothing of theirs needs syncing
+    /// any more (and the list must not keep their descriptors, and disk
+    /// space, once they are unlinked); their files go after every job queued
+    /// before.
+    pub fn delete(&mut self, gone: &[Segment]) {
+        for segment in gone {
+            self.sync.forget(&segment.file);
+            self.sync.forget(&segment.write_file());
+        }
+        self.queue.push_back(Job::Delete(gone.iter().map(|s| s.base_offset).collect()));
+    }
+
+    /// Queues the close (the last job); None if close was already called.
+    pub fn close(&mut self) -> Option<oneshot::Receiver<Result<(), StorageError>>> {
+        if std::mem::replace(&mut self.closing, true) {
+            return None;
+        }
+        let (sender, reply) = oneshot::channel();
+        self.queue.push_back(Job::Close(sender));
+        Some(reply)
+    }
+
+    fn recycle(&mut self, mut buf: AlignedBuf) {
+        if self.spare_buffers.len() < SPARE_BUFFERS_MAX && buf.capacity() <= SPARE_BUFFER_BYTES_MAX {
+            buf.clear();
+            self.spare_buffers.push(buf);
+        }
+    }
+
+    /// The queued write for the active segment that appends can still extend,
+    /// or a new one (with a recycled buffer) when there is none: the last queued
+    /// write is another segment's (a roll), or the writer has taken it. A new one
+    /// starts at the block holding the segment end, with that block's bytes so
+    /// far (`Segment::tail`, which the writer refreshes when it takes a job).
+    ///
+    /// Deletions of old segments' files (retention, DeleteRecords) may be queued
+    /// after the last write: they touch other files, so the write is extended
+    /// past them. Starting a new job there instead would take `tail` from before
+    /// the queued write's bytes and overwrite them in the file (issue 13: the
+    /// acknowledged records of a queued write were cut by the next one).
+    pub fn open_job(&mut self, active: &Segment, next_offset: i64) -> &mut WriteJob {
+        let queue = &mut self.queue;
+        let last_write = queue.iter().rposition(|job| !matches!(job, Job::Delete(_)));
+        let extendable = last_write
+            .is_some_and(|at| matches!(&queue[at], Job::Write(job) if job.segment_base == active.base_offset));
+        let at = match last_write {
+            Some(at) if extendable => at,
+            _ => {
+                let hint = self.write_size_hint;
+                let mut buf = self.spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(hint));
+                buf.extend_from_slice(&active.tail);
+                queue.push_back(Job::Write(WriteJob {
+                    segment_base: active.base_offset,
+                    file: active.write_file(),
+                    position: active.write_position(),
+                    first_batch: active.size,
+                    first_offset: next_offset,
+                    buf,
+                    last_offset: -1,
+                    messages: 0,
+                }));
+                queue.len() - 1
+            }
+        };
+        match &mut queue[at] {
+            Job::Write(job) => {
+                // Cheap (once per append) and the last line of defence against
+                // writing a job over bytes that another one holds.
+                assert_eq!(job.position + job.buf.len() as u64, active.size, "pending bytes end at the segment end");
+                job
+            }
+            _ => unreachable!("a write job was just found or queued"),
+        }
+    }
+}
+
 /// `created`: the log is new, so its directory entries are synced before
 /// its first write (and so before its first acknowledgement).
 pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool) {
@@ -118,8 +271,8 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
         let Some(log) = log.upgrade() else { return };
         let job = {
             let mut inner = log.inner.borrow_mut();
-            let job = inner.queue.pop_front();
-            inner.writer_busy = job.is_some();
+            let job = inner.writer.queue.pop_front();
+            inner.writer.busy = job.is_some();
             job
         };
         seals.retain(|seal| !seal.is_finished());
@@ -132,11 +285,11 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
         match job {
             Some(Job::Write(job)) => log.write(job).await,
             Some(Job::Seal { base_offset }) => {
-                log.inner.borrow_mut().sealing.push(base_offset);
+                log.inner.borrow_mut().writer.sealing.push(base_offset);
                 let log = log.clone();
                 seals.push(crate::runtime::spawn(async move {
                     log.seal(base_offset).await;
-                    log.inner.borrow_mut().sealing.retain(|b| *b != base_offset);
+                    log.inner.borrow_mut().writer.sealing.retain(|b| *b != base_offset);
                 }));
             }
             Some(Job::Delete(bases)) => log.remove_segment_files(bases).await,
@@ -145,7 +298,7 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
                 return;
             }
             None => {
-                let deadline = log.inner.borrow().sync.deadline(log.config().flush_ms);
+                let deadline = log.inner.borrow().writer.sync.deadline(log.config().flush_ms);
                 if log.sync_due() {
                     if let Err(error) = log.sync_files().await {
                         // Already acknowledged: nothing to roll back, but no more acks either.
@@ -166,10 +319,35 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
 }
 
 impl PartitionLog {
+    /// close() was called: appends are refused, the cleaner stops.
+    pub(super) fn is_closing(&self) -> bool {
+        self.inner.borrow().writer.is_closing()
+    }
+
+    /// The writer still has a write or a seal for the segment at `base`
+    /// (queued or running): its file and index files are not final yet.
+    pub(super) fn segment_pending(&self, base: i64) -> bool {
+        let inner = self.inner.borrow();
+        inner.writer.sealing.contains(&base)
+            || inner.writer.queue.iter().any(|job| match job {
+                Job::Seal { base_offset } => *base_offset == base,
+                Job::Write(write) => write.segment_base == base,
+                Job::Delete(_) | Job::Close(_) => false,
+            })
+    }
+
+    /// The writer has nothing queued and no job running: tests wait for
+    /// it (`writer_busy` exists for them only).
+    #[cfg(test)]
+    pub(super) fn writer_idle(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.writer.queue.is_empty() && !inner.writer.busy
+    }
+
     fn sync_due(&self) -> bool {
         let inner = self.inner.borrow();
         let config = self.config();
-        inner.sync.due(config.flush_messages, config.flush_ms, Instant::now())
+        inner.writer.sync.due(config.flush_messages, config.flush_ms, Instant::now())
     }
 
     async fn write(&self, mut job: WriteJob) {
@@ -178,30 +356,27 @@ impl PartitionLog {
         debug_assert!(!buf.is_empty() && position % DIRECT_IO_ALIGN as u64 == 0);
         let end = position + buf.len() as u64;
         // Appends after this one open a new job, which starts with this tail.
-        if let Some(segment) = self.inner.borrow_mut().segment_mut(segment_base) {
+        if let Some(segment) = self.inner.borrow_mut().segments.segment_mut(segment_base) {
             debug_assert!(segment.size >= end);
             let tail_start = (align_down(end) - position) as usize;
             segment.tail.clear();
             segment.tail.extend_from_slice(&buf[tail_start..]);
         }
         buf.pad_to_block();
-        #[cfg(test)]
-        let (result, buf) = fault::write_all_at(&job.file, buf, position).await;
-        #[cfg(not(test))]
-        let (result, buf) = job.file.write_all_at(buf, position).await;
+        let (result, buf) = self.io.write_all_at(&job.file, buf, position).await;
         if let Err(e) = result {
-            self.inner.borrow_mut().recycle(buf);
+            self.inner.borrow_mut().writer.recycle(buf);
             let path = segment::log_path(&self.dir, segment_base);
             return self.fail(StorageError::io(format!("writing {} at {position}", path.display()), e));
         }
         {
             let mut inner = self.inner.borrow_mut();
-            inner.write_size_hint = buf.len();
-            inner.sync.note_write(&job.file, job.messages, Instant::now());
+            inner.writer.write_size_hint = buf.len();
+            inner.writer.sync.note_write(&job.file, job.messages, Instant::now());
         }
         if self.sync_due() {
             if let Err(error) = self.sync_files().await {
-                self.inner.borrow_mut().recycle(buf);
+                self.inner.borrow_mut().writer.recycle(buf);
                 self.go_offline(&error);
                 return self.fail(error);
             }
@@ -215,7 +390,7 @@ impl PartitionLog {
     /// it, joins the hot tail. Otherwise the buffer is reused.
     fn keep_hot(&self, job: &WriteJob, mut buf: AlignedBuf, written: usize) {
         if !self.config().direct_io || !self.hot_tail.enabled() {
-            return self.inner.borrow_mut().recycle(buf);
+            return self.inner.borrow_mut().writer.recycle(buf);
         }
         // A buffer sized for a larger write would hold the budget for nothing.
         if buf.capacity() > 2 * buf.len() {
@@ -232,14 +407,9 @@ impl PartitionLog {
     }
 
     async fn sync_files(&self) -> Result<(), StorageError> {
-        let unsynced = std::mem::take(&mut self.inner.borrow_mut().sync);
+        let unsynced = std::mem::take(&mut self.inner.borrow_mut().writer.sync);
         for file in &unsynced.files {
-            #[cfg(test)]
-            let result = fault::sync_data(file).await;
-            #[cfg(not(test))]
-            let result = file.sync_data().await;
-            result.context(|| format!("fdatasync in {}", self.dir.display()))?;
-            sync_journal::note_synced(&**file);
+            self.io.sync_data(file).await.context(|| format!("fdatasync in {}", self.dir.display()))?;
         }
         if unsynced.new_segment {
             self.sync_own_dir().await?;
@@ -284,33 +454,28 @@ impl PartitionLog {
     /// as Kafka takes the log directory offline, refuse appends from now on.
     fn go_offline(&self, error: &StorageError) {
         let mut inner = self.inner.borrow_mut();
-        if inner.offline.is_none() {
+        if inner.writer.offline.is_none() {
             tracing::error!(
                 dir = %self.dir.display(),
                 %error,
                 "fdatasync failed: the partition refuses produce (KAFKA_STORAGE_ERROR) until the broker restarts"
             );
-            inner.offline = Some(error.to_string());
+            inner.writer.offline = Some(error.to_string());
         }
     }
 
-    /// The job's bytes are in the file: move the high watermark past them.
+    /// The job's bytes are in the file: move the written end past them.
     fn advance(&self, segment_base: i64, end: u64, last_offset: i64) {
         let mut inner = self.inner.borrow_mut();
-        debug_assert!(last_offset >= inner.high_watermark && last_offset < inner.log_end_offset);
-        if std::mem::take(&mut inner.out_of_space) {
+        if std::mem::take(&mut inner.writer.out_of_space) {
             tracing::info!(dir = %self.dir.display(), "space available again: writes resume");
         }
-        inner.high_watermark = last_offset + 1;
-        if let Some(segment) = inner.segment_mut(segment_base) {
-            debug_assert!(end <= segment.size && end >= segment.readable_bytes);
-            segment.readable_bytes = end;
-        }
-        let high_watermark = inner.high_watermark;
+        inner.segments.written(segment_base, end, last_offset);
+        let written_end_offset = inner.segments.written_end_offset();
         let mut at = 0;
-        while at < inner.waiters.len() {
-            if inner.waiters[at].0 < high_watermark {
-                let (_, reply) = inner.waiters.swap_remove(at);
+        while at < inner.writer.waiters.len() {
+            if inner.writer.waiters[at].0 < written_end_offset {
+                let (_, reply) = inner.writer.waiters.swap_remove(at);
                 let _ = reply.send(Ok(()));
             } else {
                 at += 1;
@@ -321,12 +486,12 @@ impl PartitionLog {
     }
 
     /// A write or its fdatasync failed: fail it and everything queued after
-    /// it, and put the log back as it was at the high watermark.
+    /// it, and put the log back as it was at the written end.
     fn fail(&self, error: StorageError) {
         let mut inner = self.inner.borrow_mut();
         if !error.is_out_of_space() {
-            tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the high watermark");
-        } else if !std::mem::replace(&mut inner.out_of_space, true) {
+            tracing::error!(dir = %self.dir.display(), %error, "log write failed; rolling back to the written end");
+        } else if !std::mem::replace(&mut inner.writer.out_of_space, true) {
             // Once per episode, not once per batch: a full disk fails every produce.
             tracing::error!(
                 dir = %self.dir.display(),
@@ -334,33 +499,29 @@ impl PartitionLog {
                 "disk full: produce gets KAFKA_STORAGE_ERROR until space is freed; failed writes are rolled back"
             );
         }
-        let high_watermark = inner.high_watermark;
-        // Hot ranges only hold written bytes, but the offsets after the high
-        // watermark are about to be reused: start the hot tail afresh.
+        // Hot ranges only hold written bytes, but the offsets after the
+        // written end are about to be reused: start the hot tail afresh.
         self.hot_tail.forget(&self.hot);
-        for job in std::mem::take(&mut inner.queue) {
+        for job in std::mem::take(&mut inner.writer.queue) {
             match job {
-                Job::Write(write) => inner.recycle(write.buf),
+                Job::Write(write) => inner.writer.recycle(write.buf),
                 Job::Seal { .. } => {}
                 // Those segments are already out of the log: their files must still go.
-                kept @ (Job::Close(_) | Job::Delete(_)) => inner.queue.push_back(kept),
+                kept @ (Job::Close(_) | Job::Delete(_)) => inner.writer.queue.push_back(kept),
             }
         }
-        for (_, reply) in inner.waiters.drain(..) {
+        for (_, reply) in inner.writer.waiters.drain(..) {
             let _ = reply.send(Err(error.duplicate()));
         }
-        // Segments rolled after the high watermark hold nothing written.
-        while inner.segments.len() > 1 && inner.active().base_offset > high_watermark {
-            let dropped = inner.segments.pop().expect("more than one segment");
+        // Segments rolled after the written end hold nothing written.
+        for dropped in inner.segments.roll_back(self.config().index_interval_bytes) {
             if let Err(e) = segment::remove_files(&self.dir, dropped.base_offset) {
                 tracing::warn!(dir = %self.dir.display(), base = dropped.base_offset, error = %e, "removing an unwritten segment");
             }
         }
-        let interval = self.config().index_interval_bytes;
-        let active = inner.active();
-        let keep = active.readable_bytes;
+        let active = inner.segments.active();
+        let keep = active.size;
         let path = segment::log_path(&self.dir, active.base_offset);
-        active.truncate_to(keep, high_watermark, interval);
         // Whatever stays beyond `keep` if this fails is overwritten by the
         // next write or cut off by recovery's CRC checks.
         let cut = std::fs::OpenOptions::new().read(true).write(true).open(&path).and_then(|f| {
@@ -370,10 +531,9 @@ impl PartitionLog {
         if let Err(e) = cut {
             // The next write would start with the wrong block: refuse writes.
             tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
-            inner.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
+            inner.writer.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
         }
-        inner.log_end_offset = high_watermark;
-        inner.rollbacks += 1;
+        inner.writer.rollbacks += 1;
     }
 
     /// A rolled segment, beside the writes to the next one: make its bytes
@@ -384,7 +544,7 @@ impl PartitionLog {
     async fn seal(&self, base_offset: i64) {
         let sealed = {
             let mut inner = self.inner.borrow_mut();
-            inner.segment_mut(base_offset).map(|s| {
+            inner.segments.segment_mut(base_offset).map(|s| {
                 s.close_writer();
                 (s.file.clone(), s.write_file(), s.size, s.encoded_indexes())
             })
@@ -394,11 +554,8 @@ impl PartitionLog {
         };
         let path = segment::log_path(&self.dir, base_offset);
         let cut = crate::runtime::set_len(&file, size);
-        let synced = match cut.and(file.sync_data().await) {
-            Ok(()) => {
-                sync_journal::note_synced(&*file);
-                self.sync_own_dir().await
-            }
+        let synced = match cut.and(self.io.sync_data(&file).await) {
+            Ok(()) => self.sync_own_dir().await,
             Err(e) => Err(StorageError::io(format!("fdatasync of {}", path.display()), e)),
         };
         // Writes went through `written` (the O_DIRECT descriptor where there
@@ -407,8 +564,8 @@ impl PartitionLog {
         // stays held until a flush that the default policy never makes.
         {
             let mut inner = self.inner.borrow_mut();
-            inner.sync.forget(&file);
-            inner.sync.forget(&written);
+            inner.writer.sync.forget(&file);
+            inner.writer.sync.forget(&written);
         }
         if let Err(error) = synced {
             // Writes to the next segment may be in flight, so nothing is
@@ -424,8 +581,8 @@ impl PartitionLog {
     async fn finish(&self) -> Result<(), StorageError> {
         let result = self.flush_for_close().await;
         let mut inner = self.inner.borrow_mut();
-        inner.writer_done = true;
-        for (_, reply) in inner.waiters.drain(..) {
+        inner.writer.done = true;
+        for (_, reply) in inner.writer.waiters.drain(..) {
             let _ = reply.send(Err(StorageError::Closed));
         }
         result
@@ -435,14 +592,13 @@ impl PartitionLog {
         self.sync_files().await?;
         let (base_offset, file, size, indexes) = {
             let mut inner = self.inner.borrow_mut();
-            let active = inner.active();
+            let active = inner.segments.active();
             active.seal_time_index();
             (active.base_offset, active.file.clone(), active.size, active.encoded_indexes())
         };
         let path = segment::log_path(&self.dir, base_offset);
         crate::runtime::set_len(&file, size).context(|| format!("cutting the padding off {}", path.display()))?;
-        file.sync_data().await.context(|| format!("fdatasync of {}", path.display()))?;
-        sync_journal::note_synced(&*file);
+        self.io.sync_data(&file).await.context(|| format!("fdatasync of {}", path.display()))?;
         segment::write_index_files(&self.dir, base_offset, indexes).await
     }
 }
@@ -450,65 +606,4 @@ impl PartitionLog {
 /// EMFILE / ENFILE: a descriptor could not be had, nothing was written.
 pub(super) fn is_out_of_descriptors(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// Fault injection for the tests: each test runs its own runtime on its own
-/// thread, so thread-locals keep tests apart.
-#[cfg(test)]
-pub(super) mod fault {
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-
-    use crate::runtime::{align_down, AlignedBuf, BoundedBuf, File};
-
-    thread_local! {
-        /// Each segment file's length at its last completed fdatasync: what
-        /// a power failure would leave of it.
-        pub static SYNCED: RefCell<HashMap<PathBuf, u64>> = RefCell::new(HashMap::new());
-        /// Writes to fail: each writes half of its bytes, then reports ENOSPC.
-        pub static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
-        /// fdatasyncs (of the write path and flush_ms) to fail with EIO.
-        pub static FAILING_SYNCS: Cell<u32> = const { Cell::new(0) };
-        pub static WRITES: Cell<u32> = const { Cell::new(0) };
-        pub static SYNCS: Cell<u32> = const { Cell::new(0) };
-    }
-
-    pub fn note_synced(fd: i32) {
-        let link = format!("/proc/self/fd/{fd}");
-        let path = std::fs::read_link(&link).expect("a synced file has a name");
-        let length = std::fs::metadata(&link).expect("a synced file has a length").len();
-        SYNCED.with(|synced| synced.borrow_mut().insert(path, length));
-    }
-
-    pub async fn sync_data(file: &File) -> std::io::Result<()> {
-        SYNCS.with(|n| n.set(n.get() + 1));
-        if take_one(&FAILING_SYNCS) {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        file.sync_data().await
-    }
-
-    fn take_one(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
-        counter.with(|n| {
-            let failing = n.get();
-            n.set(failing.saturating_sub(1));
-            failing > 0
-        })
-    }
-
-    pub async fn write_all_at(file: &File, buf: AlignedBuf, position: u64) -> (std::io::Result<()>, AlignedBuf) {
-        WRITES.with(|n| n.set(n.get() + 1));
-        if !take_one(&FAILING_WRITES) {
-            return file.write_all_at(buf, position).await;
-        }
-        // The torn half: whole blocks, as O_DIRECT writes them.
-        let half = align_down(buf.len() as u64 / 2) as usize;
-        if half == 0 {
-            return (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf);
-        }
-        let (result, buf) = file.write_all_at(buf.slice(..half), position).await;
-        result.expect("writing the torn half");
-        (Err(std::io::Error::from_raw_os_error(libc::ENOSPC)), buf.into_inner())
-    }
 }

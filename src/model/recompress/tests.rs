@@ -4,8 +4,8 @@ use kafka_protocol::records::{self as kr, RecordBatchDecoder, TimestampType};
 use super::*;
 use crate::model::batch::BatchHeader;
 use crate::model::fixtures::{
-    crate_codec, handmade_batch, patched, sample_records, source_batch, with_codec, with_payload, BASE_OFFSET,
-    BASE_SEQUENCE, LEADER_EPOCH, LOG_APPEND_TIME, PRODUCER_EPOCH, PRODUCER_ID,
+    crate_codec, handmade_batch, patched, sample_records, source_batch, with_codec, with_payload, ATTRIBUTES_AT,
+    BASE_OFFSET, BASE_SEQUENCE, LEADER_EPOCH, LOG_APPEND_TIME, PRODUCER_EPOCH, PRODUCER_ID,
 };
 
 fn recompress_once(batch: &[u8], codec: Codec) -> Result<Vec<u8>, RecompressError> {

@@ -22,18 +22,14 @@
 //! are kept as they are: corelog has no transactions, so no marker ever
 //! becomes removable.
 
-use crate::model::batch::{self, BatchHeader, DELETE_HORIZON_FLAG, HEADER_BYTES, LOG_OVERHEAD};
+use crate::model::batch::{
+    self, field, BatchHeader, DELETE_HORIZON_FLAG, HEADER_BYTES, LOG_APPEND_TIME_FLAG, LOG_OVERHEAD,
+};
 use crate::model::compression::{self, Codec, Decompressor};
 use crate::model::records::{self, RawRecord};
 
 use super::offset_map::OffsetMap;
 use super::CleanerError;
-
-/// Offset of the CRC32C field, and of the bytes it covers.
-const CRC_AT: usize = 17;
-const CRC_START: usize = 21;
-/// Attribute bit 3: the batch uses LogAppendTime (only max_timestamp is meaningful).
-const LOG_APPEND_TIME_FLAG: i16 = 0x8;
 
 /// What a cleaning round decides with.
 pub struct Rules<'a> {
@@ -149,16 +145,15 @@ fn rebuild(
     }
     let mut out = Vec::with_capacity(HEADER_BYTES + section.len());
     out.extend_from_slice(&original[..HEADER_BYTES]);
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    out[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
-    out[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
-    out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    batch::put(&mut out, field::ATTRIBUTES, &attributes.to_be_bytes());
+    batch::put(&mut out, field::BASE_TIMESTAMP, &base_timestamp.to_be_bytes());
+    batch::put(&mut out, field::MAX_TIMESTAMP, &max_timestamp.to_be_bytes());
+    batch::put(&mut out, field::RECORDS_COUNT, &(kept.len() as i32).to_be_bytes());
     let codec = Codec::try_from(header.compression())?;
     compression::compress(codec, &section, &mut out)?;
     let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| CleanerError::BatchTooLarge)?;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    batch::put(&mut out, field::BATCH_LENGTH, &batch_length.to_be_bytes());
+    batch::refresh_crc(&mut out);
     debug_assert!(batch::validate_stored(&out).is_ok());
     Ok(out)
 }

@@ -12,7 +12,6 @@ use crate::runtime::File;
 use super::super::error::{IoContext, StorageError};
 use super::super::log::PartitionLog;
 use super::super::segment::{self, BatchMeta, Segment};
-use super::super::writer::Job;
 use super::files;
 use super::filter::{self, Filtered, Outcome, Rules};
 use super::offset_map::OffsetMap;
@@ -89,18 +88,10 @@ struct Closed {
 /// The closed segments from the log start on, up to the first one not yet
 /// sealed (its seal would rewrite its index files) or not wholly written.
 fn closed_segments(log: &PartitionLog) -> Vec<Closed> {
-    let inner = log.inner.borrow();
-    let pending = |base: i64| {
-        inner.queue.iter().any(|job| match job {
-            Job::Seal { base_offset } => *base_offset == base,
-            Job::Write(write) => write.segment_base == base,
-            Job::Delete(_) | Job::Close(_) => false,
-        }) || inner.sealing.contains(&base)
-    };
-    inner
-        .segments
+    log.segments()
+        .all()
         .windows(2)
-        .take_while(|pair| pair[0].readable_bytes == pair[0].size && !pending(pair[0].base_offset))
+        .take_while(|pair| pair[0].readable_bytes == pair[0].size && !log.segment_pending(pair[0].base_offset))
         .map(|pair| Closed {
             base_offset: pair[0].base_offset,
             file: pair[0].file.clone(),
@@ -130,7 +121,7 @@ impl Plan {
             return Ok(false);
         };
         let (result, head) = first.file.read_exact_at(Vec::with_capacity(HEADER_BYTES), 0).await;
-        let path = segment::log_path(&log.dir, first.base_offset);
+        let path = segment::log_path(log.dir(), first.base_offset);
         result.context(|| format!("cleaner reading {}", path.display()))?;
         // An unreadable header tells no age: the dirty ratio alone decides.
         let Ok(header) = BatchHeader::parse(&head) else { return Ok(false) };
@@ -164,10 +155,10 @@ impl Cleaner {
         let mut stats = CleanStats { dirty_ratio: plan.dirty_ratio, ..CleanStats::default() };
         let map_end = self.build_map(log, &plan).await?;
         stats.map_end = map_end;
-        let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
+        let memory = self.logs.get_mut(log.dir()).expect("plan remembers the log");
         if map_end != memory.checkpoint {
             // Before any swap: recovery reads gaps below it as compaction's.
-            files::write_checkpoint(&log.dir, map_end).await?;
+            files::write_checkpoint(log.dir(), map_end).await?;
             memory.checkpoint = map_end;
         }
         let rules = Rules { map: &self.map, map_end, now_ms, delete_retention_ms: settings.delete_retention_ms };
@@ -180,7 +171,7 @@ impl Cleaner {
                 break;
             }
         }
-        let memory = self.logs.get_mut(&log.dir).expect("plan remembers the log");
+        let memory = self.logs.get_mut(log.dir()).expect("plan remembers the log");
         memory.tombstone_horizon_ms = horizon;
         self.map.clear();
         Ok(Some(stats))
@@ -192,7 +183,7 @@ impl Cleaner {
         settings: &CleanSettings,
         now_ms: i64,
     ) -> Result<Option<Plan>, CleanerError> {
-        if log.inner.borrow().closing {
+        if log.is_closing() {
             return Ok(None);
         }
         let closed = closed_segments(log);
@@ -204,10 +195,10 @@ impl Cleaner {
             .map_or(last.next_base, |c| c.base_offset);
         let remembered = || LogMemory {
             log: Rc::downgrade(log),
-            checkpoint: files::read_checkpoint(&log.dir),
+            checkpoint: files::read_checkpoint(log.dir()),
             tombstone_horizon_ms: None,
         };
-        let memory = self.logs.entry(log.dir.clone()).or_insert_with(remembered);
+        let memory = self.logs.entry(log.dir().to_path_buf()).or_insert_with(remembered);
         if !Weak::ptr_eq(&memory.log, &Rc::downgrade(log)) {
             *memory = remembered();
         }
@@ -245,7 +236,7 @@ impl Cleaner {
         let dirty =
             plan.closed.iter().filter(|c| c.next_base > plan.first_dirty && c.base_offset < plan.first_uncleanable);
         for closed in dirty {
-            let mut reader = BatchReader::new(&log.dir, closed);
+            let mut reader = BatchReader::new(log.dir(), closed);
             loop {
                 let bytes = match reader.next().await {
                     Ok(Some(bytes)) => bytes,
@@ -332,10 +323,10 @@ async fn clean_segment(
     decompressor: &mut Decompressor,
     stats: &mut CleanStats,
 ) -> Result<Option<CleanedSegment>, CleanerError> {
-    if log.inner.borrow().closing {
+    if log.is_closing() {
         return Ok(None);
     }
-    let path = files::cleaned_path(&log.dir, closed.base_offset);
+    let path = files::cleaned_path(log.dir(), closed.base_offset);
     let mut cleaned = CleanedSegment {
         segment: Segment::new(closed.base_offset, segment::open_log_file(&path, true)?),
         changed: false,
@@ -343,7 +334,7 @@ async fn clean_segment(
     };
     let mut pending: Vec<u8> = Vec::with_capacity(IO_BYTES);
     let mut written = 0u64;
-    let mut reader = BatchReader::new(&log.dir, closed);
+    let mut reader = BatchReader::new(log.dir(), closed);
     loop {
         let position = reader.position();
         let bytes = match reader.next().await {
@@ -358,11 +349,11 @@ async fn clean_segment(
         let outcome = match filter::filter_batch(bytes, rules, decompressor) {
             Ok(outcome) => outcome,
             Err(e @ CleanerError::Batch(_)) => {
-                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                stats.unreadable(|| unreadable_batch(log.dir(), closed, position, &e));
                 return keep_whole(&path, closed, cleaned, stats);
             }
             Err(e) => {
-                stats.unreadable(|| unreadable_batch(&log.dir, closed, position, &e));
+                stats.unreadable(|| unreadable_batch(log.dir(), closed, position, &e));
                 Outcome::unchanged()
             }
         };
@@ -449,21 +440,21 @@ async fn install(
     mut cleaned: Segment,
     stats: &mut CleanStats,
 ) -> Result<bool, CleanerError> {
-    let (dir, base) = (&log.dir, closed.base_offset);
+    let (dir, base) = (log.dir(), closed.base_offset);
     let cleaned_path = files::cleaned_path(dir, base);
     let indexes = {
-        let mut inner = log.inner.borrow_mut();
-        let at = inner.segments.iter().position(|s| s.base_offset == base && Rc::ptr_eq(&s.file, &closed.file));
-        let Some(at) = at.filter(|_| !inner.closing) else {
-            drop(inner);
+        let closing = log.is_closing();
+        let mut segments = log.segments_mut();
+        let at = segments.all().iter().position(|s| s.base_offset == base && Rc::ptr_eq(&s.file, &closed.file));
+        let Some(at) = at.filter(|_| !closing) else {
+            drop(segments);
             tracing::info!(dir = %dir.display(), base, "segment changed while it was cleaned: round aborted");
             std::fs::remove_file(&cleaned_path).context(|| format!("removing {}", cleaned_path.display()))?;
             return Ok(false);
         };
-        debug_assert!(at + 1 < inner.segments.len(), "the active segment is never cleaned");
         if cleaned.size == 0 && at > 0 {
-            inner.segments.remove(at);
-            drop(inner);
+            segments.remove(at);
+            drop(segments);
             std::fs::remove_file(&cleaned_path).context(|| format!("removing {}", cleaned_path.display()))?;
             segment::remove_files(dir, base)
                 .context(|| format!("removing emptied segment {base} of {}", dir.display()))?;
@@ -474,11 +465,11 @@ async fn install(
             // runs on the shard in between.
             files::commit_swap(dir, base)
                 .context(|| format!("swapping in cleaned segment {base} of {}", dir.display()))?;
-            let old = &inner.segments[at];
+            let old = &segments.all()[at];
             cleaned.next_offset = old.next_offset;
             cleaned.first_append_ms = old.first_append_ms;
             let indexes = cleaned.encoded_indexes();
-            inner.segments[at] = cleaned;
+            segments.replace(at, cleaned);
             stats.segments_rewritten += 1;
             Some(indexes)
         }

@@ -138,9 +138,8 @@ fn keyless_records_are_dropped_and_control_batches_kept() {
     assert_eq!(contents(&cleaned), vec![(1, Some("k".into()), Some("v".into()), 1)]);
 
     let mut control = keyed(0, 1, &[(None, Some("marker"))]);
-    control[21..23].copy_from_slice(&0x20i16.to_be_bytes());
-    let crc = crc32c::crc32c(&control[21..]);
-    control[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::put(&mut control, batch::field::ATTRIBUTES, &batch::CONTROL_FLAG.to_be_bytes());
+    batch::refresh_crc(&mut control);
     assert_eq!(filter_batch(&control, &rules, &mut Decompressor::new()).unwrap().batch, Filtered::Keep);
 }
 
@@ -222,7 +221,7 @@ fn a_round_keeps_the_latest_per_key_and_survives_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await; // seals land
         let before = read_all(&log).await;
         assert_eq!(before.len(), 200);
-        let segments_before = log.inner.borrow().segments.len();
+        let segments_before = log.segments().all().len();
         assert!(segments_before > 5, "small segments roll: {segments_before}");
 
         let mut cleaner = Cleaner::new(1 << 20);
@@ -233,13 +232,13 @@ fn a_round_keeps_the_latest_per_key_and_survives_a_restart() {
         assert_eq!(latest(&after), latest(&before), "a consumer ends with the same values");
         assert!(after.windows(2).all(|w| w[0].0 < w[1].0), "offsets only grow");
         assert!(after.iter().all(|r| before.contains(r)), "records are kept as they were");
-        let active_base = log.inner.borrow().segments.last().unwrap().base_offset;
+        let active_base = log.segments().all().last().unwrap().base_offset;
         let closed: Vec<_> = after.iter().filter(|r| r.0 < active_base).map(|r| r.1.clone()).collect();
         let mut unique = closed.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(closed.len(), unique.len(), "one record per key in closed segments");
-        assert!(log.inner.borrow().segments.len() < segments_before, "emptied segments are removed");
+        assert!(log.segments().all().len() < segments_before, "emptied segments are removed");
         assert_eq!(cleaner.clean(&log, &SETTINGS, NOW).await.unwrap(), None, "nothing dirty, no horizon due");
 
         // Once the delete horizon has passed, the tombstones go too.
@@ -282,7 +281,7 @@ fn a_segment_removed_meanwhile_aborts_the_swap() {
         // The round has planned and awaits its first read: now retention
         // removes the log's first segment, which the round means to replace.
         tokio::task::yield_now().await;
-        let removed = log.inner.borrow_mut().segments.remove(0);
+        let removed = log.segments_mut().remove_oldest(1).pop().expect("one segment");
         let stats = round.await.unwrap().unwrap().expect("the round ran");
         assert_eq!((stats.segments_rewritten, stats.segments_removed), (0, 0), "{stats:?}");
         assert_eq!(std::fs::metadata(super::super::segment::log_path(&dir, 0)).unwrap().len(), removed.size);
@@ -355,7 +354,7 @@ fn a_small_key_map_cleans_over_several_rounds() {
         assert!(checkpoints.len() > 2 && checkpoints.windows(2).all(|w| w[0] < w[1]), "{checkpoints:?}");
         let after = read_all(&log).await;
         assert_eq!(latest(&after), latest(&before));
-        let active_base = log.inner.borrow().segments.last().unwrap().base_offset;
+        let active_base = log.segments().all().last().unwrap().base_offset;
         let closed = after.iter().filter(|r| r.0 < active_base).count();
         assert!(closed <= 10, "one record per key below the active segment: {closed}");
         log.close().await.unwrap();

@@ -26,7 +26,7 @@ fn deleted_segments_let_go_of_their_descriptors(direct_io: bool) {
             append(&log, &batch_of(1_000 + i, 2, 100)).await;
         }
         wait_for_seals(&log).await;
-        let segments = log.inner.borrow().segments.len();
+        let segments = log.segments().all().len();
         assert!(segments >= 8, "rolled into {segments} segments");
         let deleted = log.delete_old_segments(RetentionPolicy { retention_ms: 0, retention_bytes: -1 }, 1_000_000);
         assert!(deleted.unwrap().is_some());

@@ -19,7 +19,7 @@ fn a_deletion_queued_behind_a_write_keeps_the_write(direct_io: bool) {
         for i in 0..42 {
             append(&log, &batch_of(1_000 + i, 2, 100)).await;
         }
-        let segments = || log.inner.borrow().segments.len();
+        let segments = || log.segments().all().len();
         assert_eq!(segments(), 5);
         let mut pending = Vec::new();
         for round in 0..4 {
