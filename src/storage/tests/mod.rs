@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::model::batch::{self, BatchHeader};
-use crate::model::LEADER_EPOCH;
+
+/// The leader epoch a test replica stamps (not 0, to tell it from a zeroed field).
+const STAMPED_EPOCH: i32 = 3;
 
 use super::direct_read::ReadAhead;
 use super::segment;
@@ -40,7 +42,7 @@ fn batch_of(timestamp: i64, records: usize, value_bytes: usize) -> Vec<u8> {
 
 /// Appends and waits until written; returns the first offset.
 async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
-    let info = log.append(bytes, 1000).expect("append");
+    let info = log.append(bytes, STAMPED_EPOCH, 1000).expect("append");
     log.wait_written(info.last_offset).await.expect("written");
     info.base_offset
 }
@@ -108,13 +110,13 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         let (log, report) = open(dir.path(), LogConfig::default(), true);
         assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1, created: true });
         // Producers send -1 as the partition leader epoch (franz-go, librdkafka),
-        // a replayed batch may carry any: the log stamps its own on each.
+        // a replayed batch may carry any: the log stamps the replica's on each.
         let mut originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
-        for (original, sent_epoch) in originals.iter_mut().zip([-1i32, 7, LEADER_EPOCH]) {
+        for (original, sent_epoch) in originals.iter_mut().zip([-1i32, 7, STAMPED_EPOCH]) {
             original[12..16].copy_from_slice(&sent_epoch.to_be_bytes());
         }
         let first = originals.concat();
-        let info = log.append(&first, 1000).unwrap();
+        let info = log.append(&first, STAMPED_EPOCH, 1000).unwrap();
         assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 5, 0));
         assert_eq!(log.log_end_offset(), 6);
         log.wait_written(info.last_offset).await.unwrap();
@@ -136,7 +138,7 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
             let stored = &bytes[at..at + original.len()];
             assert_eq!((&stored[8..12], &stored[16..]), (&original[8..12], &original[16..]));
             assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), header.base_offset);
-            assert_eq!(i32::from_be_bytes(stored[12..16].try_into().unwrap()), LEADER_EPOCH);
+            assert_eq!(i32::from_be_bytes(stored[12..16].try_into().unwrap()), STAMPED_EPOCH);
             at += original.len();
         }
         assert_padded(&std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), &bytes);
@@ -176,7 +178,7 @@ fn max_bytes_cuts_at_whole_batches_but_returns_at_least_one() {
             .iter()
             .map(|&value_bytes| {
                 let bytes = batch_of(1, 1, value_bytes);
-                log.append(&bytes, 0).unwrap();
+                log.append(&bytes, 0, 0).unwrap();
                 bytes.len() as u32
             })
             .collect();
@@ -196,7 +198,7 @@ fn index_finds_every_offset_among_many_batches() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), small_segments(1 << 30), true);
         for i in 0..400 {
-            log.append(&batch_of(i, 1 + (i as usize % 3), 40), i).unwrap();
+            log.append(&batch_of(i, 1 + (i as usize % 3), 40), 0, i).unwrap();
         }
         let end = log.log_end_offset();
         log.wait_written(end - 1).await.unwrap();
@@ -220,7 +222,7 @@ fn rolls_by_segment_bytes_and_reads_across_segments() {
         let one = batch_of(1, 2, 100);
         // Appended without waiting, so rolls happen with writes still queued.
         for _ in 0..20 {
-            log.append(&one, 0).unwrap();
+            log.append(&one, 0, 0).unwrap();
         }
         log.wait_written(39).await.unwrap();
         let files = log_files(dir.path());
@@ -254,9 +256,9 @@ fn rolls_by_segment_ms() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { segment_ms: 1000, ..LogConfig::default() };
         let (log, _) = open(dir.path(), config, true);
-        log.append(&batch_of(1, 1, 10), 5_000).unwrap();
-        log.append(&batch_of(1, 1, 10), 6_000).unwrap();
-        log.append(&batch_of(1, 1, 10), 6_001).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 5_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 6_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 6_001).unwrap();
         log.wait_written(2).await.unwrap();
         assert_eq!(log_files(dir.path()), ["00000000000000000000.log", "00000000000000000002.log"]);
     });
@@ -269,10 +271,10 @@ fn reopen_after_close_keeps_everything() {
         let config = small_segments(2000);
         let (log, _) = open(dir.path(), config, true);
         for i in 0..30 {
-            log.append(&batch_of(100 + i, 2, 50), 0).unwrap();
+            log.append(&batch_of(100 + i, 2, 50), 0, 0).unwrap();
         }
         log.close().await.unwrap();
-        assert!(matches!(log.append(&batch_of(1, 1, 1), 0), Err(StorageError::Closed)));
+        assert!(matches!(log.append(&batch_of(1, 1, 1), 0, 0), Err(StorageError::Closed)));
         let before = read_all(&log).await;
         let indexes_before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
         drop(log);
@@ -300,7 +302,7 @@ fn torn_tail_is_cut_at_the_partial_batch() {
         let sizes: Vec<u64> = (0..3)
             .map(|_| {
                 let bytes = batch_of(1, 2, 30);
-                log.append(&bytes, 0).unwrap();
+                log.append(&bytes, 0, 0).unwrap();
                 bytes.len() as u64
             })
             .collect();
@@ -381,7 +383,7 @@ fn missing_index_files_are_rebuilt() {
         let config = small_segments(1500);
         let (log, _) = open(dir.path(), config, true);
         for i in 0..40 {
-            log.append(&batch_of(i * 10, 1, 40), 0).unwrap();
+            log.append(&batch_of(i * 10, 1, 40), 0, 0).unwrap();
         }
         log.close().await.unwrap();
         let before: Vec<_> = log.inner.borrow().segments.iter().map(|s| s.encoded_indexes()).collect();
@@ -405,7 +407,7 @@ fn missing_index_files_are_rebuilt() {
 async fn crashed_log_of_many_segments(dir: &Path, config: &LogConfig) -> Vec<String> {
     let (log, _) = open(dir, *config, true);
     for _ in 0..20 {
-        log.append(&batch_of(1, 1, 100), 0).unwrap();
+        log.append(&batch_of(1, 1, 100), 0, 0).unwrap();
     }
     log.wait_written(19).await.unwrap();
     wait_for_seals(&log).await;
@@ -529,12 +531,12 @@ fn a_failed_fdatasync_takes_the_log_offline() {
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
         fault::FAILING_SYNCS.with(|n| n.set(1));
-        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 50), 0, 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err(), "no ack for a write whose fdatasync failed");
-        assert!(matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })));
+        assert!(matches!(log.append(&batch_of(3, 1, 50), 0, 0), Err(StorageError::Offline { .. })));
         assert_eq!(fault::FAILING_SYNCS.with(|n| n.get()), 0);
         assert!(
-            matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })),
+            matches!(log.append(&batch_of(3, 1, 50), 0, 0), Err(StorageError::Offline { .. })),
             "even when fsync works again"
         );
         assert_eq!(std::fs::metadata(segment::log_path(dir.path(), 0)).unwrap().len(), kept.len() as u64);
@@ -551,7 +553,7 @@ fn a_failed_timed_fdatasync_takes_the_log_offline() {
         fault::FAILING_SYNCS.with(|n| n.set(1));
         append(&log, &batch_of(1, 1, 10)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(matches!(log.append(&batch_of(2, 1, 10), 0), Err(StorageError::Offline { .. })));
+        assert!(matches!(log.append(&batch_of(2, 1, 10), 0, 0), Err(StorageError::Offline { .. })));
         assert_contiguous(&read_all(&log).await, 0, 1);
     });
 }
@@ -607,7 +609,7 @@ fn appends_during_a_write_go_down_together() {
         let on_written = log.on_written.clone();
         let notified = on_written.notified();
         for _ in 0..10 {
-            log.append(&batch_of(1, 1, 10), 0).unwrap();
+            log.append(&batch_of(1, 1, 10), 0, 0).unwrap();
         }
         log.wait_written(9).await.unwrap();
         assert_eq!(fault::WRITES.with(|n| n.get()), 1, "one write for ten appends");
@@ -638,7 +640,7 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
         fault::FAILING_WRITES.with(|n| n.set(1));
-        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 50), 0, 0).unwrap();
         assert!(matches!(log.wait_written(info.last_offset).await, Err(StorageError::Io { .. })));
         let path = segment::log_path(dir.path(), 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), kept.len() as u64, "no half batch stays");
@@ -668,7 +670,7 @@ fn an_o_direct_log_rolls_back_a_failed_write_and_serves_what_replaced_it() {
         // The failing write tears: half of its blocks land, the block the
         // kept batch ends in among them.
         fault::FAILING_WRITES.with(|n| n.set(1));
-        let info = log.append(&batch_of(2, 3, 3000), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 3000), 0, 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err());
         assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
         let batches = read_all(&log).await;
@@ -688,8 +690,8 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
         let (log, _) = open(dir.path(), small_segments(500), true);
         append(&log, &batch_of(1, 1, 200)).await;
         fault::FAILING_WRITES.with(|n| n.set(1));
-        log.append(&batch_of(2, 1, 100), 0).unwrap(); // still fits: fails with the old file
-        let rolled = log.append(&batch_of(3, 1, 300), 0).unwrap(); // new segment at offset 2
+        log.append(&batch_of(2, 1, 100), 0, 0).unwrap(); // still fits: fails with the old file
+        let rolled = log.append(&batch_of(3, 1, 300), 0, 0).unwrap(); // new segment at offset 2
         assert_eq!(log_files(dir.path()).len(), 2);
         assert!(log.wait_written(rolled.last_offset).await.is_err());
         assert_eq!(log_files(dir.path()), ["00000000000000000000.log"]);
