@@ -291,7 +291,7 @@ pub enum ConfigError {
 
 /// One policy `cleanup.policy` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CleanupKind {
+enum CleanupKind {
     /// Retention drops old segments by time and size.
     Delete,
     /// The cleaner keeps the last record of every key.
@@ -335,13 +335,7 @@ impl CleanupPolicy {
 
 impl std::fmt::Display for CleanupPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, kind) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(kind.name())?;
-        }
-        Ok(())
+        f.write_str(&self.0.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(","))
     }
 }
 
@@ -630,6 +624,23 @@ mod tests {
         assert!(TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "1.5")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("delete.retention.ms", "-1")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("min.compaction.lag.ms", "x")]), &broker).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_and_compression_are_parsed_once_and_printed_as_given() {
+        let broker = BrokerConfig::default();
+        let resolve = |pairs: &[(&str, &str)]| TopicConfig::resolve(&overrides(pairs), &broker).unwrap();
+        let defaults = resolve(&[]);
+        assert!(defaults.cleanup_policy.deletes() && !defaults.cleanup_policy.compacts());
+        assert_eq!((defaults.compression, defaults.value_of("compression.type").unwrap()), (None, "producer".into()));
+        let both = resolve(&[("cleanup.policy", "delete, compact"), ("compression.type", "uncompressed")]);
+        assert!(both.cleanup_policy.deletes() && both.cleanup_policy.compacts());
+        assert_eq!(both.value_of("cleanup.policy").unwrap(), "delete,compact", "listed order kept");
+        assert_eq!(both.compression, Some(Codec::None));
+        assert_eq!(both.value_of("compression.type").unwrap(), "uncompressed");
+        let compact = resolve(&[("cleanup.policy", "compact"), ("compression.type", "zstd")]);
+        assert!(!compact.cleanup_policy.deletes() && compact.is_compacted());
+        assert_eq!(compact.compression, Some(Codec::Zstd));
     }
 
     #[test]

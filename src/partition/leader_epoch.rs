@@ -31,7 +31,11 @@ pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 const CHECKPOINT_TEMP_FILE: &str = "leader-epoch-checkpoint.tmp";
 /// The only version of the format Kafka has written.
 const CHECKPOINT_VERSION: u32 = 0;
-/// Kafka's first leader epoch; every partition led by one node stays in it.
+/// Kafka's first leader epoch. One node leads each of its partitions from
+/// creation on, so today no epoch follows it. Metadata and ListOffsets
+/// answer it, and the replica stamps it on every batch it appends, as
+/// Kafka's leader does (KIP-101): consumers read it from the batches and
+/// commit it with their offsets (KIP-320).
 pub const LEADER_EPOCH_INITIAL: i32 = 0;
 /// Entries a checkpoint may hold: one per leader change the log still
 /// holds data of. Bounds what a damaged count line can make us allocate.

@@ -216,3 +216,115 @@ impl Replica {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::model::records;
+    use crate::partition::leader_epoch::CHECKPOINT_FILE;
+    use crate::partition::WriteWaiters;
+
+    fn host() -> ReplicaHost {
+        ReplicaHost { hot_tail: HotTail::new(1 << 20), producers: Rc::default(), clean_shutdown: true }
+    }
+
+    fn open(dir: &Path, partition: i32) -> Result<Rc<Replica>, PartitionError> {
+        let config = TopicConfig::broker_defaults(&BrokerConfig::default());
+        let id = TopicPartition::new("t", partition);
+        Replica::open(id, dir, config, LogConfig::default(), &host()).map(|(replica, _)| replica)
+    }
+
+    async fn produce(replica: &Replica, values: &[&[u8]]) -> AppendInfo {
+        let pairs: Vec<records::KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+        let batch = records::build_keyed(now_ms(), &pairs);
+        let info = replica.append(&batch, &mut Decompressor::new(), now_ms()).expect("append");
+        replica.wait_appended(&info).await.expect("written");
+        info
+    }
+
+    /// The partition leader epoch field of every batch stored from offset 0.
+    async fn stored_epochs(replica: &Replica) -> Vec<i32> {
+        let slice = replica.log().read(0, 1 << 20).await.unwrap().expect("records");
+        let bytes = slice.into_bytes().await.unwrap();
+        let mut epochs = Vec::new();
+        let mut rest = &bytes[..];
+        while let Ok(header) = crate::model::batch::BatchHeader::parse(rest) {
+            epochs.push(i32::from_be_bytes(rest[12..16].try_into().unwrap()));
+            rest = &rest[header.total_bytes()..];
+        }
+        epochs
+    }
+
+    #[test]
+    fn a_new_replica_begins_epoch_0_at_its_log_end_and_keeps_it_across_reopening() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = dir.path().join(CHECKPOINT_FILE);
+            let replica = open(dir.path(), 0).unwrap();
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+            produce(&replica, &[b"a", b"b"]).await;
+            replica.log().close().await.unwrap();
+            drop(replica);
+
+            let reopened = open(dir.path(), 0).unwrap();
+            assert_eq!(reopened.leader_epoch(), 0);
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n", "not rewritten on reopen");
+            reopened.log().close().await.unwrap();
+            drop(reopened);
+
+            // A data directory from before the checkpoint existed.
+            fs::remove_file(&checkpoint).unwrap();
+            let migrated = open(dir.path(), 0).unwrap();
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 2\n", "epoch 0 from the log end");
+            migrated.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn every_batch_appended_carries_the_replicas_epoch() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            // As a replica that led in epochs 0 and 4 would have left it.
+            fs::write(dir.path().join(CHECKPOINT_FILE), "0\n2\n0 0\n4 0\n").unwrap();
+            let replica = open(dir.path(), 0).unwrap();
+            assert_eq!(replica.leader_epoch(), 4);
+            produce(&replica, &[b"a"]).await;
+            let own = replica.append_own(&records::build_keyed(now_ms(), &[(Some(b"k"), Some(b"v"))]), now_ms());
+            replica.wait_appended(&own.unwrap()).await.unwrap();
+            assert_eq!(stored_epochs(&replica).await, [4, 4]);
+            replica.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_garbled_checkpoint_keeps_the_replica_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CHECKPOINT_FILE), "0\n1\nzero 0\n").unwrap();
+        tokio_uring::start(async {
+            assert!(matches!(open(dir.path(), 0), Err(PartitionError::CheckpointCorrupt { line: 3, .. })));
+        });
+    }
+
+    #[test]
+    fn a_write_wakes_only_the_long_polls_of_its_partition() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let x = open(&dir.path().join("t-0"), 0).unwrap();
+            let y = open(&dir.path().join("t-1"), 1).unwrap();
+            let mut on_y = WriteWaiters::register([y.writes()]);
+            produce(&x, &[b"to x"]).await;
+            let woken = tokio::time::timeout(Duration::from_millis(50), on_y.any()).await;
+            assert!(woken.is_err(), "a write to x woke a long poll on y");
+            let mut on_x_and_y = WriteWaiters::register([x.writes(), y.writes()]);
+            produce(&y, &[b"to y"]).await;
+            assert!(tokio::time::timeout(Duration::from_secs(5), on_y.any()).await.is_ok());
+            assert!(tokio::time::timeout(Duration::from_secs(5), on_x_and_y.any()).await.is_ok());
+            x.log().close().await.unwrap();
+            y.log().close().await.unwrap();
+        });
+    }
+}
