@@ -42,7 +42,7 @@ fn batch_of(timestamp: i64, records: usize, value_bytes: usize) -> Vec<u8> {
 
 /// Appends and waits until written; returns the first offset.
 async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
-    let info = log.append(bytes, STAMPED_EPOCH, 1000).expect("append");
+    let info = log.append(bytes, 0, 1000).expect("append");
     log.wait_written(info.last_offset).await.expect("written");
     info.base_offset
 }
@@ -122,8 +122,9 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         log.wait_written(info.last_offset).await.unwrap();
         assert_eq!(log.high_watermark(), 6);
         let fourth = batch_of(40, 4, 5);
-        assert_eq!(append(&log, &fourth).await, 6);
-        assert_eq!(log.high_watermark(), 10);
+        let info = log.append(&fourth, STAMPED_EPOCH, 1000).unwrap();
+        log.wait_written(info.last_offset).await.unwrap();
+        assert_eq!((info.base_offset, log.high_watermark()), (6, 10));
 
         let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
         assert_eq!(position(&slice), 0);
