@@ -16,11 +16,10 @@
 //! shard's memory is spent.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
-
-use std::rc::Rc;
 
 use super::{local_replica, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::metadata::Snapshot;
@@ -93,7 +92,7 @@ async fn read_one(
     max_bytes: u32,
 ) -> Found {
     let mut found = unread(partition, replica);
-    match replica.log().read(offset, max_bytes).await {
+    match replica.read(offset, max_bytes).await {
         Ok(slice) => found.slice = slice,
         Err(e) => {
             found.error = (&e).into();

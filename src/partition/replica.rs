@@ -14,7 +14,9 @@ use tokio::sync::Notify;
 use crate::config::TopicConfig;
 use crate::model::compression::Decompressor;
 use crate::model::{now_ms, TopicPartition};
-use crate::storage::{AppendInfo, HeadDeletion, HotTail, LogConfig, PartitionLog, RecoveryReport};
+use crate::storage::{
+    AppendInfo, HeadDeletion, HotTail, LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError,
+};
 
 use super::leader_epoch::{LeaderEpochCache, LEADER_EPOCH_INITIAL};
 use super::producers::{ProducerBudget, ProducerTable, SequenceCheck};
@@ -123,6 +125,13 @@ impl Replica {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log.log_start_offset()
+    }
+
+    /// Whole batches from the one holding `offset` on, below the high
+    /// watermark (which storage bounds today: its written end, see
+    /// [`high_watermark`](Self::high_watermark)); None at the end.
+    pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
+        self.log.read(offset, max_bytes).await
     }
 
     /// Fired whenever the high watermark moves: what long polls wait on.
