@@ -385,7 +385,7 @@ fn bench_storage(c: &mut Criterion) {
     let chunk: Vec<u8> = one.iter().copied().cycle().take(one.len() * 50).collect();
     rt.block_on(async {
         while log.log_end_offset() < OFFSETS {
-            let info = log.append(&chunk, 1_700_000_000_000).expect("append");
+            let info = log.append(&chunk, 0, 1_700_000_000_000).expect("append");
             log.wait_appended(&info).await.expect("written");
         }
     });
@@ -423,7 +423,7 @@ fn bench_storage(c: &mut Criterion) {
             let elapsed = rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let info = log.append(black_box(&batch), 1_700_000_000_000).expect("append");
+                    let info = log.append(black_box(&batch), 0, 1_700_000_000_000).expect("append");
                     log.wait_appended(&info).await.expect("written");
                 }
                 start.elapsed()
@@ -474,7 +474,7 @@ fn allocation_counts(_: &mut Criterion) {
     let log = open_log(&rt, dir.path(), LogConfig { segment_bytes: 1 << 30, ..LogConfig::default() });
     let append = allocations_per(1000, || {
         rt.block_on(async {
-            let info = log.append(&batch, 1_700_000_000_000).expect("append");
+            let info = log.append(&batch, 0, 1_700_000_000_000).expect("append");
             log.wait_appended(&info).await.expect("written");
         })
     });

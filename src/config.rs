@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::model::compression::Codec;
+use crate::model::recompress::target_codec;
+
 /// Kafka's `message.max.bytes` default: 1 MiB plus record batch overhead.
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1_048_588;
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
@@ -286,15 +289,69 @@ pub enum ConfigError {
     InvalidValue { key: String, value: String, why: &'static str },
 }
 
-/// A topic's effective configuration: its overrides over the broker defaults.
+/// One policy `cleanup.policy` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CleanupKind {
+    /// Retention drops old segments by time and size.
+    Delete,
+    /// The cleaner keeps the last record of every key.
+    Compact,
+}
+
+impl CleanupKind {
+    fn parse(value: &str) -> Option<CleanupKind> {
+        match value {
+            "delete" => Some(CleanupKind::Delete),
+            "compact" => Some(CleanupKind::Compact),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CleanupKind::Delete => "delete",
+            CleanupKind::Compact => "compact",
+        }
+    }
+}
+
+/// `cleanup.policy`, parsed once: the policies in the order they were
+/// listed (DescribeConfigs and IncrementalAlterConfigs' APPEND print them
+/// back in that order, as Kafka's list configs do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupPolicy(Vec<CleanupKind>);
+
+impl CleanupPolicy {
+    /// Retention deletes old segments by time and size.
+    pub fn deletes(&self) -> bool {
+        self.0.contains(&CleanupKind::Delete)
+    }
+
+    /// Every record needs a key, and the cleaner compacts the log.
+    pub fn compacts(&self) -> bool {
+        self.0.contains(&CleanupKind::Compact)
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(","))
+    }
+}
+
+/// A topic's effective configuration: its overrides over the broker
+/// defaults, parsed once into typed values (the replica holds it, so no
+/// request parses a config string).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub segment_bytes: u64,
     pub segment_ms: i64,
-    pub cleanup_policy: String,
-    pub compression_type: String,
+    pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`: the codec every stored batch must use, or None
+    /// for "producer" (batches are kept as they came).
+    pub compression: Option<Codec>,
     pub max_message_bytes: u32,
     pub flush_messages: u64,
     pub flush_ms: u64,
@@ -394,8 +451,8 @@ impl TopicConfig {
             retention_bytes: broker.log_retention_bytes,
             segment_bytes: broker.log_segment_bytes,
             segment_ms: broker.log_segment_ms,
-            cleanup_policy: "delete".into(),
-            compression_type: "producer".into(),
+            cleanup_policy: CleanupPolicy(vec![CleanupKind::Delete]),
+            compression: None,
             max_message_bytes: broker.message_max_bytes,
             flush_messages: broker.log_flush_interval_messages,
             flush_ms: broker.log_flush_interval_ms,
@@ -410,7 +467,7 @@ impl TopicConfig {
 
     /// cleanup.policy names compact (alone or with delete).
     pub fn is_compacted(&self) -> bool {
-        self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
+        self.cleanup_policy.compacts()
     }
 
     /// What CreateTopics, AlterConfigs and IncrementalAlterConfigs accept:
@@ -464,15 +521,15 @@ impl TopicConfig {
                 }
             }
             "cleanup.policy" => {
-                let ok = value.split(',').all(|p| matches!(p.trim(), "delete" | "compact"));
-                if !ok {
+                let kinds: Option<Vec<CleanupKind>> = value.split(',').map(|p| CleanupKind::parse(p.trim())).collect();
+                let Some(kinds) = kinds else {
                     return Err(ConfigError::InvalidValue {
                         key: key.into(),
                         value: value.into(),
                         why: "expected delete, compact or both",
                     });
-                }
-                self.cleanup_policy = value.into();
+                };
+                self.cleanup_policy = CleanupPolicy(kinds);
             }
             "compression.type" => {
                 if !COMPRESSION_TYPES.contains(&value) {
@@ -482,7 +539,7 @@ impl TopicConfig {
                         why: "unknown codec",
                     });
                 }
-                self.compression_type = value.into();
+                self.compression = target_codec(value);
             }
             "max.message.bytes" => self.max_message_bytes = parse_num(key, value)?,
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms = parse_non_negative(key, value)?,
@@ -519,8 +576,8 @@ impl TopicConfig {
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
-            "cleanup.policy" => self.cleanup_policy.clone(),
-            "compression.type" => self.compression_type.clone(),
+            "cleanup.policy" => self.cleanup_policy.to_string(),
+            "compression.type" => self.compression.map_or("producer", Codec::name).to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
@@ -567,6 +624,23 @@ mod tests {
         assert!(TopicConfig::resolve(&overrides(&[("min.cleanable.dirty.ratio", "1.5")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("delete.retention.ms", "-1")]), &broker).is_err());
         assert!(TopicConfig::resolve(&overrides(&[("min.compaction.lag.ms", "x")]), &broker).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_and_compression_are_parsed_once_and_printed_as_given() {
+        let broker = BrokerConfig::default();
+        let resolve = |pairs: &[(&str, &str)]| TopicConfig::resolve(&overrides(pairs), &broker).unwrap();
+        let defaults = resolve(&[]);
+        assert!(defaults.cleanup_policy.deletes() && !defaults.cleanup_policy.compacts());
+        assert_eq!((defaults.compression, defaults.value_of("compression.type").unwrap()), (None, "producer".into()));
+        let both = resolve(&[("cleanup.policy", "delete, compact"), ("compression.type", "uncompressed")]);
+        assert!(both.cleanup_policy.deletes() && both.cleanup_policy.compacts());
+        assert_eq!(both.value_of("cleanup.policy").unwrap(), "delete,compact", "listed order kept");
+        assert_eq!(both.compression, Some(Codec::None));
+        assert_eq!(both.value_of("compression.type").unwrap(), "uncompressed");
+        let compact = resolve(&[("cleanup.policy", "compact"), ("compression.type", "zstd")]);
+        assert!(!compact.cleanup_policy.deletes() && compact.is_compacted());
+        assert_eq!(compact.compression, Some(Codec::Zstd));
     }
 
     #[test]

@@ -132,3 +132,30 @@ def test_durable_mode_survives_kill_9(broker):
             if pp == part:
                 assert at.get(off) == seq, \
                     f"acknowledged seq {seq} at {part}/{off} lost or moved (found {at.get(off)})\n{kill_log[-3000:]}"
+
+
+def test_leader_epoch_checkpoint_is_written_and_survives_kill_9(broker):
+    """Each partition directory holds Kafka's leader-epoch-checkpoint (epoch 0
+    from offset 0), which a SIGKILL and restart leave as it was; a directory
+    from before the file existed gets one starting at its log end."""
+    b = broker
+    topic = create_topic(b.bootstrap, unique("rs-epoch"), partitions=2)
+    produce(b.bootstrap, topic, [(i % 2, None, f"e{i}".encode()) for i in range(10)])
+    checkpoints = [b.data_dir / f"{topic}-{p}" / "leader-epoch-checkpoint" for p in range(2)]
+    for path in checkpoints:
+        assert path.read_text() == "0\n1\n0 0\n", path
+
+    b.kill()
+    b.start()
+    for path in checkpoints:
+        assert path.read_text() == "0\n1\n0 0\n", f"{path} after SIGKILL and restart"
+    assert not list(b.data_dir.glob(f"{topic}-*/leader-epoch-checkpoint.tmp"))
+
+    b.stop()
+    checkpoints[1].unlink()  # as a data directory written before the checkpoint existed
+    b.start()
+    assert checkpoints[1].read_text() == "0\n1\n0 5\n", "epoch 0 begins at the log end"
+    after = produce(b.bootstrap, topic, [(p, None, b"after") for p in range(2)])
+    assert sorted((part, off) for part, off, _, _ in after) == [(0, 5), (1, 5)]
+    got = consume(b.bootstrap, topic, [0, 1], expect={0: 6, 1: 6})
+    assert {p: len(r) for p, r in got.items()} == {0: 6, 1: 6}

@@ -9,7 +9,7 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteGroupsRequest) -> Result<R
     let shard = ctx.shard;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in &request.groups_names {
-        let deleted = shard.group_log(group).and_then(|_| shard.groups.borrow_mut().delete_group(group));
+        let deleted = shard.group_replica(group).and_then(|_| shard.groups.borrow_mut().delete_group(group));
         let code = match deleted {
             Ok(offsets) => {
                 let removed = offsets.into_iter().map(|tp| (group.to_string(), tp)).collect();

@@ -5,7 +5,7 @@
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::{local_log, ApiError, Context, ErrorCode, Response};
+use super::{local_replica, ApiError, Context, ErrorCode, Response};
 use crate::metadata::Snapshot;
 
 async fn delete_one(
@@ -15,12 +15,12 @@ async fn delete_one(
     partition: i32,
     offset: i64,
 ) -> Result<i64, ErrorCode> {
-    let log = local_log(ctx.shard, snapshot, topic, partition)?;
+    let replica = local_replica(ctx.shard, snapshot, topic, partition)?;
     if snapshot.topic(topic).is_some_and(|t| t.is_internal()) {
         // Kafka refuses it too: the broker's own records live there.
         return Err(ErrorCode::InvalidTopicException);
     }
-    let (log_start_offset, deleted) = log.delete_records(offset).await.map_err(|e| {
+    let (log_start_offset, deleted) = replica.delete_records(offset).await.map_err(|e| {
         tracing::warn!(topic, partition, offset, error = %e, "delete records refused");
         ErrorCode::from(&e)
     })?;

@@ -10,7 +10,7 @@ use super::{ApiError, Context, ErrorCode, Response};
 
 fn describe(ctx: &Context<'_>, group_id: &GroupId) -> DescribedGroup {
     let result = DescribedGroup::default().with_group_id(group_id.clone());
-    if let Err(e) = ctx.shard.group_log(group_id) {
+    if let Err(e) = ctx.shard.group_replica(group_id) {
         return result.with_error_code(ErrorCode::from(&e).code());
     }
     let d = ctx.shard.groups.borrow().describe_group(group_id);

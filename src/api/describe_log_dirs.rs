@@ -28,15 +28,15 @@ pub fn handle(ctx: &Context<'_>, request: DescribeLogDirsRequest) -> Result<Resp
         wanted
     });
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for (topic, partition, log) in shard.partitions.all() {
-        let partition = partition as i32;
-        let named = |w: &HashMap<&str, HashSet<i32>>| w.get(topic.as_str()).is_some_and(|ps| ps.contains(&partition));
+    for replica in shard.partitions.all() {
+        let (topic, partition) = (replica.topic(), replica.partition());
+        let named = |w: &HashMap<&str, HashSet<i32>>| w.get(topic).is_some_and(|ps| ps.contains(&partition));
         if wanted.as_ref().is_some_and(|w| !named(w)) {
             continue;
         }
-        let size = i64::try_from(log.size_bytes()).unwrap_or(i64::MAX);
+        let size = i64::try_from(replica.log().size_bytes()).unwrap_or(i64::MAX);
         let described = DescribeLogDirsPartition::default().with_partition_index(partition).with_partition_size(size);
-        by_topic.entry(topic).or_default().push(described);
+        by_topic.entry(topic.to_string()).or_default().push(described);
     }
     let topics = by_topic
         .into_iter()

@@ -7,6 +7,7 @@ use crate::model::batch::BatchError;
 use crate::model::compression::CompressionError;
 use crate::model::recompress::RecompressError;
 use crate::model::validate::ValidateError;
+use crate::partition::PartitionError;
 use crate::shard::ControlError;
 use crate::storage::StorageError;
 
@@ -68,6 +69,29 @@ impl From<&StorageError> for ErrorCode {
         match e {
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             _ => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
+/// What Kafka's leader answers when it refuses an append or a read.
+impl From<&PartitionError> for ErrorCode {
+    fn from(e: &PartitionError) -> Self {
+        match e {
+            PartitionError::InternalTopic { .. } => ErrorCode::InvalidTopicException,
+            PartitionError::NoBatches => ErrorCode::CorruptMessage,
+            PartitionError::Batch(e) => e.into(),
+            PartitionError::Invalid(e) => e.into(),
+            PartitionError::Recompress(e) => e.into(),
+            PartitionError::KeylessRecordInCompactedTopic => ErrorCode::InvalidRecord,
+            PartitionError::TimestampTooLate { .. } | PartitionError::TimestampTooEarly { .. } => {
+                ErrorCode::InvalidTimestamp
+            }
+            PartitionError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            PartitionError::FencedProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            PartitionError::Storage(e) => e.into(),
+            PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
+                ErrorCode::KafkaStorageError
+            }
         }
     }
 }
@@ -178,6 +202,18 @@ impl From<&GroupError> for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_refusals_get_kafkas_codes() {
+        let code = |e: PartitionError| ErrorCode::from(&e);
+        assert_eq!(code(PartitionError::InternalTopic { topic: "__consumer_offsets".into() }).code(), 17);
+        assert_eq!(code(PartitionError::KeylessRecordInCompactedTopic).code(), 87);
+        assert_eq!(code(PartitionError::TimestampTooLate { timestamp: 2, bound_ms: 1, now_ms: 0 }).code(), 32);
+        assert_eq!(code(PartitionError::OutOfOrderSequence { expected: 3, got: 5 }).code(), 45);
+        assert_eq!(code(PartitionError::FencedProducerEpoch { epoch: 0 }).code(), 47);
+        assert_eq!(code(PartitionError::NoBatches).code(), 2);
+        assert_eq!(code(PartitionError::Storage(StorageError::Closed)).code(), 56);
+    }
 
     #[test]
     fn group_errors_get_kafkas_codes() {

@@ -1,7 +1,8 @@
 //! Fetch: locate whole batches in the segment files, then answer with a
 //! header built here followed by record bytes: file ranges that the
 //! connection splices to the socket, or bytes already in memory (O_DIRECT
-//! logs). Long polling waits on the shard's own appends.
+//! logs). Long polling waits on the appends of the partitions it reads
+//! (`partition::WriteWaiters`), on the shard that owns them.
 //!
 //! What one fetch may cost is bounded. A partition named twice is read once
 //! (Kafka keeps one entry per topic-partition: the first one's place, the
@@ -15,15 +16,17 @@
 //! shard's memory is spent.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
 
-use super::{local_log, ApiError, Chunk, Context, ErrorCode, Response};
+use super::{local_replica, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::metadata::Snapshot;
+use crate::partition::{Replica, WriteWaiters};
 use crate::protocol::fetch::{self, PartitionData, Piece, TopicData};
 use crate::storage::read_memory::Reservation;
-use crate::storage::{PartitionLog, ReadSlice, StorageError};
+use crate::storage::{ReadSlice, StorageError};
 
 /// Longest long poll we honour, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -83,19 +86,13 @@ fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Want
 async fn read_one(
     ctx: &Context<'_>,
     topic: &str,
-    log: &PartitionLog,
+    replica: &Replica,
     partition: i32,
     offset: i64,
     max_bytes: u32,
 ) -> Found {
-    let mut found = Found {
-        partition,
-        error: ErrorCode::None,
-        high_watermark: log.written_end_offset(),
-        log_start_offset: log.log_start_offset(),
-        slice: None,
-    };
-    match log.read(offset, max_bytes).await {
+    let mut found = unread(partition, replica);
+    match replica.read(offset, max_bytes).await {
         Ok(slice) => found.slice = slice,
         Err(e) => {
             found.error = (&e).into();
@@ -132,26 +129,49 @@ struct Limits {
     shard_memory_bytes_max: usize,
 }
 
+/// What one pass over the requested partitions found.
+#[derive(Default)]
+struct Pass {
+    found: Vec<Vec<Found>>,
+    response_bytes: u64,
+    /// Each replica read, with the high watermark the pass saw: what a long
+    /// poll waits on.
+    read: Vec<(Rc<Replica>, i64)>,
+}
+
+impl Pass {
+    /// A partition was written to since this pass looked at it.
+    fn outdated(&self) -> bool {
+        self.read.iter().any(|(replica, seen)| replica.high_watermark() != *seen)
+    }
+}
+
 /// One pass over every requested partition, within `limits` (see the module).
-async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits) -> (Vec<Vec<Found>>, u64) {
+async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits) -> Pass {
     let snapshot = ctx.shard.snapshot();
     let mut spent = Spent::default();
-    let mut out = Vec::with_capacity(wanted.len());
+    let mut pass = Pass { found: Vec::with_capacity(wanted.len()), ..Pass::default() };
     for topic in wanted {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for &(partition, offset, max_bytes) in &topic.partitions {
-            let found = match local_log(ctx.shard, &snapshot, &topic.name, partition) {
+            let found = match local_replica(ctx.shard, &snapshot, &topic.name, partition) {
                 Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
                 Err(code) => error(partition, code),
-                Ok(log) => read_within(ctx, &topic.name, &log, (partition, offset, max_bytes), &spent, limits).await,
+                Ok(replica) => {
+                    let found =
+                        read_within(ctx, &topic.name, &replica, (partition, offset, max_bytes), &spent, limits).await;
+                    pass.read.push((replica, found.high_watermark));
+                    found
+                }
             };
             spent.response_bytes += found.slice.as_ref().map_or(0, |s| u64::from(s.len()));
             spent.memory_bytes += found.slice.as_ref().map_or(0, ReadSlice::held_bytes);
             partitions.push(found);
         }
-        out.push(partitions);
+        pass.found.push(partitions);
     }
-    (out, spent.response_bytes)
+    pass.response_bytes = spent.response_bytes;
+    pass
 }
 
 /// What a pass has spent so far.
@@ -166,7 +186,7 @@ struct Spent {
 async fn read_within(
     ctx: &Context<'_>,
     topic: &str,
-    log: &PartitionLog,
+    replica: &Replica,
     (partition, offset, max_bytes): (i32, i64, u32),
     spent: &Spent,
     limits: &Limits,
@@ -174,32 +194,32 @@ async fn read_within(
     let budget = u64::from(max_bytes).min(limits.response_bytes_max.saturating_sub(spent.response_bytes)) as u32;
     // Until a partition gave records, a read gets one batch whatever its budget (Kafka's minOneMessage).
     if budget == 0 && spent.response_bytes > 0 {
-        return unread(partition, log);
+        return unread(partition, replica);
     }
-    let reading = log.read_bytes_max(budget);
+    let reading = replica.log().read_bytes_max(budget);
     if reading == 0 {
         // Spliced from the page cache: no memory of the shard's.
-        return read_one(ctx, topic, log, partition, offset, budget).await;
+        return read_one(ctx, topic, replica, partition, offset, budget).await;
     }
     if spent.memory_bytes > 0 && spent.memory_bytes + reading > limits.request_memory_bytes_max {
-        return unread(partition, log);
+        return unread(partition, replica);
     }
     let Some(reservation) = Reservation::take(reading, limits.shard_memory_bytes_max) else {
         note_memory_spent(ctx);
-        return unread(partition, log);
+        return unread(partition, replica);
     };
-    let found = read_one(ctx, topic, log, partition, offset, budget).await;
+    let found = read_one(ctx, topic, replica, partition, offset, budget).await;
     drop(reservation); // what the read holds is counted from here on
     found
 }
 
 /// A partition answered without records, as Kafka answers one past max_bytes.
-fn unread(partition: i32, log: &PartitionLog) -> Found {
+fn unread(partition: i32, replica: &Replica) -> Found {
     Found {
         partition,
         error: ErrorCode::None,
-        high_watermark: log.written_end_offset(),
-        log_start_offset: log.log_start_offset(),
+        high_watermark: replica.high_watermark(),
+        log_start_offset: replica.log_start_offset(),
         slice: None,
     }
 }
@@ -240,18 +260,21 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response
     };
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
-    let (mut found, mut total) = read_all(ctx, &wanted, &limits).await;
-    while total < request.min_bytes.max(0) as u64 && !has_errors(&found) && !ctx.shard.stopping.get() {
-        // Registered before re-reading, so an append in between is not missed.
-        let written = ctx.shard.written.notified();
-        if tokio::time::timeout_at(deadline, written).await.is_err() {
+    let mut pass = read_all(ctx, &wanted, &limits).await;
+    while pass.response_bytes < request.min_bytes.max(0) as u64 && !has_errors(&pass.found) && !ctx.shard.stopping.get()
+    {
+        // Registered before checking what moved since the pass read, so a
+        // write in between is not missed; only the partitions read wake it.
+        let mut waiters = WriteWaiters::register(pass.read.iter().map(|(replica, _)| replica.writes()));
+        if !pass.outdated() && tokio::time::timeout_at(deadline, waiters.any()).await.is_err() {
             break;
         }
+        drop(waiters);
         // What the last pass read is let go before the next one reads.
-        drop(std::mem::take(&mut found));
-        (found, total) = read_all(ctx, &wanted, &limits).await;
+        drop(std::mem::take(&mut pass));
+        pass = read_all(ctx, &wanted, &limits).await;
     }
-    Ok(Response::Chunks(encode(ctx, &wanted, found)))
+    Ok(Response::Chunks(encode(ctx, &wanted, pass.found)))
 }
 
 fn has_errors(found: &[Vec<Found>]) -> bool {

@@ -16,7 +16,7 @@ pub fn handle(ctx: &Context<'_>, request: HeartbeatRequest) -> Result<Response, 
         group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
     };
     let outcome =
-        shard.group_log(&heartbeat.group_id).and_then(|_| shard.groups.borrow_mut().heartbeat(heartbeat, now_ms()));
+        shard.group_replica(&heartbeat.group_id).and_then(|_| shard.groups.borrow_mut().heartbeat(heartbeat, now_ms()));
     let code = outcome.err().map_or(ErrorCode::None, |e| ErrorCode::from(&e));
     ctx.respond(&HeartbeatResponse::default().with_error_code(code.code()))
 }

@@ -36,7 +36,7 @@ fn string(s: impl Into<String>) -> StrBytes {
 
 pub async fn handle(ctx: &Context<'_>, request: JoinGroupRequest) -> Result<Response, ApiError> {
     let shard = ctx.shard;
-    let outcome = match shard.group_log(&request.group_id) {
+    let outcome = match shard.group_replica(&request.group_id) {
         Err(e) => Err(e),
         Ok(_) => {
             let reply = shard.groups.borrow_mut().join(command(ctx, &request), now_ms());

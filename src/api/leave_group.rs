@@ -23,7 +23,7 @@ fn leaving(ctx: &Context<'_>, request: &LeaveGroupRequest) -> Vec<LeavingMember>
 pub fn handle(ctx: &Context<'_>, request: LeaveGroupRequest) -> Result<Response, ApiError> {
     let shard = ctx.shard;
     let leave = LeaveGroup { group_id: request.group_id.to_string(), members: leaving(ctx, &request) };
-    let outcome = shard.group_log(&leave.group_id).and_then(|_| shard.groups.borrow_mut().leave(leave, now_ms()));
+    let outcome = shard.group_replica(&leave.group_id).and_then(|_| shard.groups.borrow_mut().leave(leave, now_ms()));
     let response = match outcome {
         Err(e) => LeaveGroupResponse::default().with_error_code(ErrorCode::from(&e).code()),
         // Before v3 there is one member and its result is the top-level error.

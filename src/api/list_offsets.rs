@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{local_log, ApiError, Context, ErrorCode, Response};
+use super::{local_replica, ApiError, Context, ErrorCode, Response};
 use crate::model::compression::Decompressor;
-use crate::model::{batch, records, LEADER_EPOCH};
+use crate::model::{batch, records};
+use crate::partition::Replica;
 use crate::shard::Shard;
 use crate::storage::PartitionLog;
 
@@ -25,10 +26,11 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 /// (timestamp, offset) of the answer; -1 for either when there is none.
-async fn lookup(shard: &Shard, log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
+async fn lookup(shard: &Shard, replica: &Replica, timestamp: i64) -> Result<(i64, i64), ErrorCode> {
+    let log = replica.log();
     match timestamp {
-        LATEST => Ok((-1, log.written_end_offset())),
-        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+        LATEST => Ok((-1, replica.high_watermark())),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, replica.log_start_offset())),
         LATEST_TIERED => Ok((-1, -1)),
         // The first record with the largest timestamp: the first at or after it.
         MAX_TIMESTAMP => match log.max_timestamp() {
@@ -97,17 +99,19 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let outcome = match local_log(ctx.shard, &snapshot, &topic.name, p.partition_index) {
+            let outcome = match local_replica(ctx.shard, &snapshot, &topic.name, p.partition_index) {
                 _ if duplicates.contains(&(topic.name.as_str(), p.partition_index)) => Err(ErrorCode::InvalidRequest),
-                Ok(log) => lookup(ctx.shard, &log, p.timestamp).await,
+                Ok(replica) => {
+                    lookup(ctx.shard, &replica, p.timestamp).await.map(|found| (found, replica.leader_epoch()))
+                }
                 Err(code) => Err(code),
             };
             partitions.push(match outcome {
                 // The leader epoch exists from v4 on (the codec refuses it earlier); no offset, no epoch.
-                Ok((timestamp, offset)) if ctx.version >= 4 && offset >= 0 => {
-                    answer.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(LEADER_EPOCH)
+                Ok(((timestamp, offset), leader_epoch)) if ctx.version >= 4 && offset >= 0 => {
+                    answer.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(leader_epoch)
                 }
-                Ok((timestamp, offset)) => answer.with_timestamp(timestamp).with_offset(offset),
+                Ok(((timestamp, offset), _)) => answer.with_timestamp(timestamp).with_offset(offset),
                 Err(code) => answer.with_error_code(code.code()).with_timestamp(-1).with_offset(-1),
             });
         }

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::auto_create;
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::metadata::{self, Snapshot, TopicMeta};
-use crate::model::LEADER_EPOCH;
+use crate::partition::LEADER_EPOCH_INITIAL;
 use crate::shard::Shard;
 
 /// Fixed so clients that cache it see one cluster across restarts.
@@ -41,7 +41,9 @@ fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_id(node)
-                .with_leader_epoch(LEADER_EPOCH)
+                // Each partition has had one leader since its creation (issue 16
+                // takes leader and epoch from the controller's metadata).
+                .with_leader_epoch(LEADER_EPOCH_INITIAL)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -306,13 +306,13 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
     }
 }
 
-/// The local log of a partition, or the error a client should see instead.
-fn local_log(
+/// The local replica of a partition, or the error a client should see instead.
+fn local_replica(
     shard: &Shard,
     snapshot: &crate::metadata::Snapshot,
     topic: &str,
     partition: i32,
-) -> Result<Rc<crate::storage::PartitionLog>, ErrorCode> {
+) -> Result<Rc<crate::partition::Replica>, ErrorCode> {
     let meta = snapshot.topic(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
     let owner = meta.owner(partition).ok_or(ErrorCode::UnknownTopicOrPartition)?;
     if owner != shard.id {

@@ -49,7 +49,7 @@ fn check_partitions(shard: &Shard, topics: &[OffsetCommitRequestTopic], now: i64
 async fn commit(ctx: &Context<'_>, request: &OffsetCommitRequest) -> Result<Outcomes, GroupError> {
     let shard = ctx.shard;
     let group = request.group_id.as_str();
-    let log = shard.group_log(group)?;
+    let replica = shard.group_replica(group)?;
     let now = now_ms();
     let mut outcomes = check_partitions(shard, &request.topics, now);
     let records: Vec<OffsetRecord> =
@@ -64,7 +64,7 @@ async fn commit(ctx: &Context<'_>, request: &OffsetCommitRequest) -> Result<Outc
         instance,
         now,
     )?;
-    if let Err(e) = shard.persist_offsets(&log, group, &records).await {
+    if let Err(e) = shard.persist_offsets(&replica, group, &records).await {
         tracing::warn!(shard = shard.id, group, error = %e, "storing committed offsets failed");
         for (_, outcome) in outcomes.iter_mut().filter(|(_, o)| o.is_ok()) {
             *outcome = Err(ErrorCode::CoordinatorNotAvailable);

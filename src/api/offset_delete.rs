@@ -21,7 +21,7 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Result<R
         .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.to_string(), p.partition_index)))
         .filter(|tp| known(&tp.topic, tp.partition))
         .collect();
-    let deleted = shard.group_log(group).and_then(|_| shard.groups.borrow_mut().delete_offsets(group, &asked));
+    let deleted = shard.group_replica(group).and_then(|_| shard.groups.borrow_mut().delete_offsets(group, &asked));
     let deleted = match deleted {
         Ok(deleted) => deleted,
         Err(e) => return ctx.respond(&OffsetDeleteResponse::default().with_error_code(ErrorCode::from(&e).code())),

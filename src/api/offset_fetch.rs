@@ -48,7 +48,7 @@ async fn fetch(
     wanted: Option<Vec<TopicPartition>>,
     pace: &mut YieldEvery,
 ) -> Result<Fetched, ErrorCode> {
-    ctx.shard.group_log(group).map_err(|e| ErrorCode::from(&e))?;
+    ctx.shard.group_replica(group).map_err(|e| ErrorCode::from(&e))?;
     let Some(wanted) = wanted else {
         return Ok(ctx.shard.groups.borrow().fetch_offsets(group, None));
     };

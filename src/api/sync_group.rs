@@ -22,7 +22,7 @@ fn command(r: &SyncGroupRequest) -> SyncGroup {
 
 pub async fn handle(ctx: &Context<'_>, request: SyncGroupRequest) -> Result<Response, ApiError> {
     let shard = ctx.shard;
-    let outcome = match shard.group_log(&request.group_id) {
+    let outcome = match shard.group_replica(&request.group_id) {
         Err(e) => Err(e),
         Ok(_) => {
             let reply = shard.groups.borrow_mut().sync(command(&request), now_ms());

@@ -27,13 +27,6 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
-/// The leader epoch of every partition. One node leads each of its partitions
-/// from creation on, so the epoch never moves from Kafka's first, 0.
-/// Metadata and ListOffsets answer it, and the log stamps it on every batch
-/// it appends, as Kafka's leader does (KIP-101): consumers read it from the
-/// batches and commit it with their offsets (KIP-320).
-pub const LEADER_EPOCH: i32 = 0;
-
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

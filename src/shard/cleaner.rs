@@ -7,7 +7,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{LogEvery, Shard};
-use crate::config::TopicConfig;
 use crate::model::now_ms;
 use crate::storage::{CleanSettings, Cleaner};
 
@@ -36,25 +35,26 @@ impl Shard {
     /// they were: each round of a log meets them again.
     async fn clean_compacted_logs(&self, cleaner: &mut Cleaner, unreadable: &LogEvery) {
         cleaner.forget_dropped_logs();
-        let snapshot = self.snapshot();
-        for (topic, partition, log) in self.partitions.all() {
-            let Some(meta) = snapshot.topic(&topic) else { continue };
-            let Ok(config) = TopicConfig::resolve(&meta.configs, &self.config) else { continue };
-            if !config.is_compacted() || self.stopping.get() {
-                continue;
-            }
-            let settings = CleanSettings {
-                min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
-                min_compaction_lag_ms: config.min_compaction_lag_ms,
-                max_compaction_lag_ms: config.max_compaction_lag_ms,
-                delete_retention_ms: config.delete_retention_ms,
+        for replica in self.partitions.all() {
+            let (topic, partition) = (replica.topic(), replica.partition());
+            let settings = {
+                let config = replica.config();
+                if !config.is_compacted() || self.stopping.get() {
+                    continue;
+                }
+                CleanSettings {
+                    min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
+                    min_compaction_lag_ms: config.min_compaction_lag_ms,
+                    max_compaction_lag_ms: config.max_compaction_lag_ms,
+                    delete_retention_ms: config.delete_retention_ms,
+                }
             };
-            match cleaner.clean(&log, &settings, now_ms()).await {
+            match cleaner.clean(replica.log(), &settings, now_ms()).await {
                 Ok(None) => {}
                 Ok(Some(stats)) => {
                     tracing::info!(
                         shard = self.id,
-                        %topic,
+                        topic,
                         partition,
                         dirty_ratio = stats.dirty_ratio,
                         checkpoint = stats.map_end,
@@ -70,7 +70,7 @@ impl Shard {
                         if let Some(held_back) = unreadable.admit(std::time::Instant::now()) {
                             tracing::warn!(
                                 shard = self.id,
-                                %topic,
+                                topic,
                                 partition,
                                 batches = stats.batches_unreadable,
                                 first = stats.unreadable_reason.as_deref().unwrap_or_default(),
@@ -80,7 +80,7 @@ impl Shard {
                         }
                     }
                 }
-                Err(e) => tracing::error!(shard = self.id, %topic, partition, error = %e, "cleaning log failed"),
+                Err(e) => tracing::error!(shard = self.id, topic, partition, error = %e, "cleaning log failed"),
             }
         }
     }

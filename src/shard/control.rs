@@ -8,16 +8,11 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use super::partitions::Reopened;
 use super::Shard;
 use crate::metadata::{MetadataError, MetadataRecord, ProducerIdBlock, Snapshot};
+use crate::partition::Replica;
 
-/// How far back from a log's end its producer table is rebuilt at start-up:
-/// what was in flight at a crash (5 requests of a producer, 64 KiB batches
-/// each, several producers), while a start-up reads at most this much per
-/// partition (batches under 4 KiB are read whole).
-const PRODUCER_REBUILD_WINDOW: u64 = 4 << 20;
-/// Logs whose producer tables are rebuilt at once.
+/// Replicas whose producer tables are rebuilt at once.
 const PRODUCER_REBUILD_CONCURRENCY: usize = 8;
 
 pub enum Control {
@@ -50,46 +45,26 @@ impl Shard {
 
     /// Adopts the snapshot the broker starts with and opens the local logs.
     pub async fn start(&self, snapshot: Arc<Snapshot>, clean_shutdown: bool) {
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown, &self.written).await;
+        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
     }
 
-    /// Rebuilds the idempotent producer table of logs opened from disk, so
-    /// that a batch stored just before a crash and retried after it is
-    /// answered as a duplicate. Before any request is served: the listener
-    /// starts after `start`.
-    async fn restore_producers(&self, reopened: Vec<Reopened>) {
+    /// Rebuilds the idempotent producer tables of replicas opened from
+    /// disk (see `Replica::restore_producers`). Before any request is served:
+    /// the listener starts after `start`.
+    async fn restore_producers(&self, reopened: Vec<Rc<Replica>>) {
         let mut reopened = reopened.into_iter().peekable();
         while reopened.peek().is_some() {
             // A few logs at a time: their reads overlap, their buffers do not pile up.
             let reads: Vec<_> = reopened
                 .by_ref()
                 .take(PRODUCER_REBUILD_CONCURRENCY)
-                .map(|Reopened { topic, partition, log }| {
-                    crate::runtime::spawn(async move {
-                        (topic, partition, log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW).await)
-                    })
-                })
+                .map(|replica| crate::runtime::spawn(async move { replica.restore_producers().await }))
                 .collect();
             for read in reads {
                 // A read that panicked was reported by the panic hook.
-                let Ok((topic, partition, batches)) = read.await else { continue };
-                match batches {
-                    Ok(batches) => {
-                        // Their appends' times are unknown: they count from the restart.
-                        let now_ms = crate::model::now_ms();
-                        for h in &batches {
-                            self.producers.record(&topic, partition, h, h.base_offset, now_ms);
-                        }
-                    }
-                    Err(error) => tracing::warn!(
-                        topic,
-                        partition,
-                        %error,
-                        "cannot rebuild idempotent producer state: a retried batch may be stored twice"
-                    ),
-                }
+                let _ = read.await;
             }
         }
     }
@@ -131,7 +106,7 @@ impl Shard {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, true).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
         for topic in gone {

@@ -12,6 +12,7 @@ use crate::group::offsets_topic::{self, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS}
 use crate::group::{GroupError, OffsetAndMetadata};
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
 use crate::model::{now_ms, records, TopicPartition};
+use crate::partition::{PartitionError, Replica};
 use crate::storage::{PartitionLog, StorageError};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -54,10 +55,10 @@ impl Shard {
         self.snapshot().topic(OFFSETS_TOPIC)?.owner(offsets_topic::partition_for(group_id))
     }
 
-    /// The offsets log of `group_id`, or the error telling the client to look
-    /// elsewhere. Every group request passes here first, so a group id the
-    /// offsets topic could not store never reaches the coordinator.
-    pub fn group_log(&self, group_id: &str) -> Result<Rc<PartitionLog>, GroupError> {
+    /// The offsets-topic replica of `group_id`, or the error telling the
+    /// client to look elsewhere. Every group request passes here first, so a
+    /// group id the offsets topic could not store never reaches the coordinator.
+    pub fn group_replica(&self, group_id: &str) -> Result<Rc<Replica>, GroupError> {
         if group_id.len() > offsets_topic::GROUP_ID_BYTES_MAX {
             return Err(GroupError::GroupIdTooLong {
                 bytes: group_id.len(),
@@ -92,10 +93,10 @@ impl Shard {
     /// (`check_commit_size`); tombstones for many offsets may take several.
     pub async fn persist_offsets(
         &self,
-        log: &PartitionLog,
+        replica: &Replica,
         group_id: &str,
         records: &[OffsetRecord],
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), PartitionError> {
         let mut rest = records;
         while !rest.is_empty() {
             let count = batch_len(group_id, rest, self.config.message_max_bytes as usize);
@@ -107,8 +108,8 @@ impl Shard {
             let pairs: Vec<records::KeyValue<'_>> =
                 keys.iter().zip(&values).map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
             let batch = records::build_keyed(now_ms(), &pairs);
-            let info = log.append(&batch, now_ms())?;
-            log.wait_appended(&info).await?;
+            let info = replica.append_own(&batch, now_ms())?;
+            replica.wait_appended(&info).await?;
         }
         Ok(())
     }
@@ -121,8 +122,8 @@ impl Shard {
             by_group.entry(group).or_default().push((tp, None));
         }
         for (group, records) in by_group {
-            let written = match self.group_log(&group) {
-                Ok(log) => self.persist_offsets(&log, &group, &records).await.map_err(|e| e.to_string()),
+            let written = match self.group_replica(&group) {
+                Ok(replica) => self.persist_offsets(&replica, &group, &records).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = written {
@@ -134,8 +135,8 @@ impl Shard {
     /// Replays every offsets partition this shard owns into its coordinator.
     pub async fn load_groups(&self) {
         for partition in 0..OFFSETS_TOPIC_PARTITIONS {
-            let Some(log) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
-            if let Err(e) = self.replay(partition, &log).await {
+            let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
+            if let Err(e) = self.replay(partition, replica.log()).await {
                 tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed");
             }
         }

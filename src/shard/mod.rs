@@ -1,14 +1,15 @@
-//! A shard: one core's share of the broker. It owns its partitions' logs, its
-//! connections and its copy of the metadata snapshot; it wires the protocol
-//! handlers (api) to storage. Shards talk to each other only through bounded
+//! A shard: one core's share of the broker. It hosts its partitions'
+//! replicas, its connections and its copy of the metadata snapshot, and runs
+//! their background tasks (retention, cleaner, producer expiry, group
+//! timers). Shards talk to each other only through bounded
 //! control mailboxes, and only for metadata changes and shutdown.
 
 mod cleaner;
 mod control;
 mod groups;
 mod partitions;
+mod producer_expiry;
 mod producer_ids;
-mod producers;
 mod retention;
 
 use std::cell::{Cell, RefCell};
@@ -25,7 +26,6 @@ pub use control::{Control, ControlError};
 pub use groups::OffsetRecord;
 pub use partitions::Partitions;
 pub use producer_ids::LocalProducerIds;
-pub use producers::{ProducerStates, SequenceCheck};
 
 /// Control messages a shard's mailbox holds before senders wait.
 pub const MAILBOX_CAPACITY: usize = 1024;
@@ -127,13 +127,10 @@ pub struct Shard {
     pub mailboxes: Vec<mpsc::Sender<Control>>,
     snapshot: RefCell<Arc<Snapshot>>,
     pub partitions: Partitions,
-    pub producers: ProducerStates,
     /// The rest of the block of producer ids this shard hands out.
     pub producer_ids: LocalProducerIds,
     /// The consumer groups whose offsets partition this shard owns.
     pub groups: RefCell<crate::group::Coordinator>,
-    /// Notified whenever any local log's high watermark moves: wakes long polls.
-    pub written: Rc<Notify>,
     pub stats: ShardStats,
     /// Decompresses produced batches to validate their records, and batches
     /// ListOffsets looks into: one bounded buffer reused by the whole shard.
@@ -167,10 +164,8 @@ impl Shard {
             mailboxes: boot.mailboxes.clone(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             partitions: Partitions::new(&boot.config),
-            producers: ProducerStates::default(),
             producer_ids: LocalProducerIds::default(),
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
-            written: Rc::new(Notify::new()),
             stats: ShardStats::default(),
             decompressor: RefCell::new(Decompressor::new()),
             store: store.map(RefCell::new),

@@ -1,35 +1,30 @@
-//! The logs of the partitions this shard owns, kept in step with the metadata
-//! snapshot: a partition placed here is opened, a deleted topic's logs are
-//! closed and removed.
+//! The replicas this shard hosts, kept in step with the metadata snapshot:
+//! a partition placed here is opened, a deleted topic's replicas are closed
+//! and their files removed, and topic config changes reach the open ones.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use tokio::sync::Notify;
-
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
-use crate::storage::{HotTail, LogConfig, PartitionLog};
+use crate::model::TopicPartition;
+use crate::partition::{ProducerBudget, Replica, ReplicaHost};
+use crate::storage::{HotTail, LogConfig};
 
-/// A topic's local logs, indexed by partition; `None` where another shard owns it.
-struct TopicLogs {
+/// A topic's local replicas, indexed by partition; `None` where another shard owns it.
+struct TopicReplicas {
     id: uuid::Uuid,
-    logs: Vec<Option<Rc<PartitionLog>>>,
-}
-
-/// A log opened from the files of an earlier run: its producers are rebuilt.
-pub struct Reopened {
-    pub topic: String,
-    pub partition: i32,
-    pub log: Rc<PartitionLog>,
+    replicas: Vec<Option<Rc<Replica>>>,
 }
 
 pub struct Partitions {
-    topics: RefCell<HashMap<String, TopicLogs>>,
+    topics: RefCell<HashMap<String, TopicReplicas>>,
     /// The memory budget the logs share for their recent writes.
     hot_tail: Rc<HotTail>,
+    /// The bound on idempotent producers the replicas share.
+    pub producers: Rc<ProducerBudget>,
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -52,26 +47,24 @@ impl Partitions {
         // Only logs written with O_DIRECT keep hot bytes: the page cache
         // holds the others'.
         let hot_bytes = if broker.log_direct_io { broker.log_hot_tail_bytes } else { 0 };
-        Partitions { topics: RefCell::default(), hot_tail: HotTail::new(hot_bytes) }
+        Partitions {
+            topics: RefCell::default(),
+            hot_tail: HotTail::new(hot_bytes),
+            producers: Rc::new(ProducerBudget::default()),
+        }
     }
 
-    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Replica>> {
         let topics = self.topics.borrow();
-        let logs = &topics.get(topic)?.logs;
-        usize::try_from(partition).ok().and_then(|p| logs.get(p)).and_then(|log| log.clone())
+        let replicas = &topics.get(topic)?.replicas;
+        usize::try_from(partition).ok().and_then(|p| replicas.get(p)).and_then(|replica| replica.clone())
     }
 
-    /// Brings the local logs in line with `snapshot`: opens what is new here,
-    /// closes and deletes the logs of topics that are gone (or were re-created
-    /// under a new id).
-    pub async fn sync(
-        &self,
-        shard: u16,
-        snapshot: &Snapshot,
-        broker: &BrokerConfig,
-        clean: bool,
-        written: &Rc<Notify>,
-    ) -> Vec<Reopened> {
+    /// Brings the local replicas in line with `snapshot`: opens what is new
+    /// here, closes and deletes the replicas of topics that are gone (or were
+    /// re-created under a new id). Returns the replicas opened from the files
+    /// of an earlier run, whose producers are to be rebuilt.
+    pub async fn sync(&self, shard: u16, snapshot: &Snapshot, broker: &BrokerConfig, clean: bool) -> Vec<Rc<Replica>> {
         let gone: Vec<String> = {
             let topics = self.topics.borrow();
             topics
@@ -85,7 +78,7 @@ impl Partitions {
         }
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
-            self.open_new(shard, meta, broker, clean, written, &mut reopened);
+            self.open_new(shard, meta, broker, clean, &mut reopened);
         }
         reopened
     }
@@ -96,11 +89,11 @@ impl Partitions {
         meta: &TopicMeta,
         broker: &BrokerConfig,
         clean: bool,
-        written: &Rc<Notify>,
-        reopened: &mut Vec<Reopened>,
+        reopened: &mut Vec<Rc<Replica>>,
     ) {
         let mut topics = self.topics.borrow_mut();
-        let entry = topics.entry(meta.name.clone()).or_insert_with(|| TopicLogs { id: meta.id, logs: Vec::new() });
+        let entry =
+            topics.entry(meta.name.clone()).or_insert_with(|| TopicReplicas { id: meta.id, replicas: Vec::new() });
         let config = match TopicConfig::resolve(&meta.configs, broker) {
             Ok(c) => c,
             Err(e) => {
@@ -109,36 +102,39 @@ impl Partitions {
             }
         };
         let log_config = log_config(&config, broker);
-        // Topic config changes reach the open logs here.
-        for log in entry.logs.iter().flatten() {
-            log.set_config(log_config);
+        // Topic config changes reach the open replicas here.
+        for replica in entry.replicas.iter().flatten() {
+            replica.set_config(config.clone(), log_config);
         }
-        for partition in entry.logs.len()..meta.shards.len() {
-            let log = (meta.shards[partition] == shard).then(|| {
+        let host =
+            ReplicaHost { hot_tail: self.hot_tail.clone(), producers: self.producers.clone(), clean_shutdown: clean };
+        for partition in entry.replicas.len()..meta.shards.len() {
+            let replica = (meta.shards[partition] == shard).then(|| {
+                let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
-                match PartitionLog::open(&dir, log_config, clean, written.clone(), self.hot_tail.clone()) {
-                    Ok((log, report)) => {
-                        tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
+                match Replica::open(id, &dir, config.clone(), log_config, &host) {
+                    Ok((replica, report)) => {
+                        tracing::info!(topic = %meta.name, partition, ?report, "partition replica opened");
                         if !report.created {
-                            reopened.push(Reopened { topic: meta.name.clone(), partition: partition as i32, log: log.clone() });
+                            reopened.push(replica.clone());
                         }
-                        Some(log)
+                        Some(replica)
                     }
                     Err(e) => {
-                        tracing::error!(topic = %meta.name, partition, error = %e, "cannot open partition log; it stays offline");
+                        tracing::error!(topic = %meta.name, partition, error = %e, "cannot open partition replica; it stays offline");
                         None
                     }
                 }
             });
-            entry.logs.push(log.flatten());
+            entry.replicas.push(replica.flatten());
         }
     }
 
     async fn remove(&self, name: &str, broker: &BrokerConfig) {
         let Some(topic) = self.topics.borrow_mut().remove(name) else { return };
-        for (partition, log) in topic.logs.into_iter().enumerate() {
-            let Some(log) = log else { continue };
-            if let Err(e) = log.close().await {
+        for (partition, replica) in topic.replicas.into_iter().enumerate() {
+            let Some(replica) = replica else { continue };
+            if let Err(e) = replica.log().close().await {
                 tracing::warn!(topic = name, partition, error = %e, "closing deleted partition");
             }
             let dir = partition_dir(&broker.data_dir, name, partition as i32);
@@ -150,22 +146,16 @@ impl Partitions {
         tracing::info!(topic = name, "topic deleted");
     }
 
-    /// Every local log with its topic and partition, as of now.
-    pub fn all(&self) -> Vec<(String, usize, Rc<PartitionLog>)> {
-        self.topics
-            .borrow()
-            .iter()
-            .flat_map(|(name, t)| {
-                t.logs.iter().enumerate().filter_map(move |(p, l)| l.clone().map(|l| (name.clone(), p, l)))
-            })
-            .collect()
+    /// Every local replica, as of now.
+    pub fn all(&self) -> Vec<Rc<Replica>> {
+        self.topics.borrow().values().flat_map(|t| t.replicas.iter().flatten().cloned()).collect()
     }
 
     /// Clean shutdown: every log flushes, syncs and writes its indexes.
     pub async fn close_all(&self) {
-        for (topic, partition, log) in self.all() {
-            if let Err(e) = log.close().await {
-                tracing::error!(%topic, partition, error = %e, "closing partition log");
+        for replica in self.all() {
+            if let Err(e) = replica.log().close().await {
+                tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The shard's retention task: every `log.retention.check.interval.ms` it
-//! asks each local log to drop the segments its topic's retention lets go
+//! asks each local replica's log to drop the segments its topic's retention lets go
 //! (Kafka's log retention thread, one per core instead of one per broker).
 //! Deciding is in memory and quick; the files are unlinked by each log's
 //! writer task through io_uring, and the task yields after every partition,
@@ -9,16 +9,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Shard;
-use crate::config::{BrokerConfig, TopicConfig};
-use crate::metadata::TopicMeta;
+use crate::config::TopicConfig;
 use crate::model::now_ms;
 use crate::storage::RetentionPolicy;
 
 /// What retention deletes for a topic: by time and size only when its
 /// cleanup.policy includes `delete` (compacted topics keep their segments).
-pub fn retention_policy(topic: &TopicMeta, broker: &BrokerConfig) -> RetentionPolicy {
-    let config = TopicConfig::resolve(&topic.configs, broker).unwrap_or_else(|_| TopicConfig::broker_defaults(broker));
-    if config.cleanup_policy.split(',').any(|p| p.trim() == "delete") {
+fn retention_policy(config: &TopicConfig) -> RetentionPolicy {
+    if config.cleanup_policy.deletes() {
         RetentionPolicy { retention_ms: config.retention_ms, retention_bytes: config.retention_bytes }
     } else {
         RetentionPolicy::KEEP
@@ -36,34 +34,31 @@ impl Shard {
         }
     }
 
-    /// One pass over the partitions this shard owns.
+    /// One pass over the replicas this shard hosts.
     async fn enforce_retention(&self) {
-        let snapshot = self.snapshot();
-        for topic in snapshot.topics.values() {
-            let policy = retention_policy(topic, &self.config);
-            for partition in 0..topic.partition_count() {
-                if topic.owner(partition) != Some(self.id) || self.stopping.get() {
-                    continue;
-                }
-                let Some(log) = self.partitions.get(&topic.name, partition) else { continue };
-                match log.delete_old_segments(policy, now_ms()) {
-                    Ok(Some(deleted)) => tracing::info!(
-                        topic = %topic.name,
-                        partition,
-                        segments = deleted.segments,
-                        bytes = deleted.bytes,
-                        log_start_offset = deleted.log_start_offset,
-                        "retention deleted old segments"
-                    ),
-                    Ok(None) => {}
-                    Err(error) => {
-                        if let Some(held_back) = self.stats.retention_errors.admit(std::time::Instant::now()) {
-                            tracing::warn!(topic = %topic.name, partition, %error, similar_not_logged = held_back, "retention failed");
-                        }
+        for replica in self.partitions.all() {
+            if self.stopping.get() {
+                return;
+            }
+            let (topic, partition) = (replica.topic(), replica.partition());
+            let policy = retention_policy(&replica.config());
+            match replica.log().delete_old_segments(policy, now_ms()) {
+                Ok(Some(deleted)) => tracing::info!(
+                    topic,
+                    partition,
+                    segments = deleted.segments,
+                    bytes = deleted.bytes,
+                    log_start_offset = deleted.log_start_offset,
+                    "retention deleted old segments"
+                ),
+                Ok(None) => {}
+                Err(error) => {
+                    if let Some(held_back) = self.stats.retention_errors.admit(std::time::Instant::now()) {
+                        tracing::warn!(topic, partition, %error, similar_not_logged = held_back, "retention failed");
                     }
                 }
-                tokio::task::yield_now().await;
             }
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -73,23 +68,19 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::config::BrokerConfig;
 
-    fn topic(configs: &[(&str, &str)]) -> TopicMeta {
-        TopicMeta {
-            name: "t".into(),
-            id: uuid::Uuid::nil(),
-            shards: vec![0],
-            configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        }
+    fn topic(configs: &[(&str, &str)]) -> TopicConfig {
+        let overrides = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        TopicConfig::resolve(&overrides, &BrokerConfig { log_retention_bytes: 500, ..BrokerConfig::default() }).unwrap()
     }
 
     #[test]
     fn only_delete_policies_expire_by_time_and_size() {
-        let broker = BrokerConfig { log_retention_bytes: 500, ..BrokerConfig::default() };
-        let deleted = retention_policy(&topic(&[("retention.ms", "1000")]), &broker);
+        let deleted = retention_policy(&topic(&[("retention.ms", "1000")]));
         assert_eq!(deleted, RetentionPolicy { retention_ms: 1000, retention_bytes: 500 });
-        let both = retention_policy(&topic(&[("cleanup.policy", "compact,delete")]), &broker);
-        assert_eq!(both.retention_ms, broker.log_retention_ms);
-        assert_eq!(retention_policy(&topic(&[("cleanup.policy", "compact")]), &broker), RetentionPolicy::KEEP);
+        let both = retention_policy(&topic(&[("cleanup.policy", "compact,delete")]));
+        assert_eq!(both.retention_ms, BrokerConfig::default().log_retention_ms);
+        assert_eq!(retention_policy(&topic(&[("cleanup.policy", "compact")])), RetentionPolicy::KEEP);
     }
 }

@@ -16,7 +16,6 @@ use std::rc::Rc;
 use tokio::sync::{Mutex, Notify};
 
 use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
-use crate::model::LEADER_EPOCH;
 use crate::runtime::File;
 
 use super::direct_read;
@@ -260,9 +259,9 @@ impl PartitionLog {
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
-    /// offsets from the log end on and stamping the leader epoch. Rolls the segment first when needed. The
+    /// offsets from the log end on and stamping `leader_epoch` (the replica's). Rolls the segment first when needed. The
     /// bytes reach the file later: await `wait_appended(&info)`.
-    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+    pub fn append(&self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
         let shape = append_shape(batches)?;
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
@@ -280,7 +279,8 @@ impl PartitionLog {
         }
         active.first_append_ms.get_or_insert(now_ms);
         let job = writer.open_job(active, base_offset);
-        let next_offset = copy_batches(batches, base_offset, job, active, self.config().index_interval_bytes);
+        let next_offset =
+            copy_batches(batches, base_offset, leader_epoch, job, active, self.config().index_interval_bytes);
         job.messages += shape.records;
         segments.appended();
         let write_epoch = inner.writer.write_epoch();
@@ -563,7 +563,14 @@ impl Drop for PartitionLog {
 
 /// Copies each batch into the pending buffer (one memcpy per batch),
 /// rewriting its base offset and leader epoch; indexes it. Returns the next offset.
-fn copy_batches(batches: &[u8], mut next_offset: i64, job: &mut WriteJob, active: &mut Segment, interval: u32) -> i64 {
+fn copy_batches(
+    batches: &[u8],
+    mut next_offset: i64,
+    leader_epoch: i32,
+    job: &mut WriteJob,
+    active: &mut Segment,
+    interval: u32,
+) -> i64 {
     let mut at = 0;
     while at < batches.len() {
         let header = BatchHeader::parse(&batches[at..]).expect("append_shape checked every header");
@@ -571,7 +578,7 @@ fn copy_batches(batches: &[u8], mut next_offset: i64, job: &mut WriteJob, active
         let start = job.buf.len();
         job.buf.extend_from_slice(&batches[at..at + bytes]);
         batch::set_base_offset(&mut job.buf[start..], next_offset);
-        batch::set_partition_leader_epoch(&mut job.buf[start..], LEADER_EPOCH);
+        batch::set_partition_leader_epoch(&mut job.buf[start..], leader_epoch);
         let last_offset = next_offset + header.last_offset_delta as i64;
         let meta = BatchMeta {
             position: active.size,

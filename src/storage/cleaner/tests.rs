@@ -214,7 +214,7 @@ fn a_round_keeps_the_latest_per_key_and_survives_a_restart() {
                 let value = (update < 19 || user > 1).then_some(value.as_str());
                 let key = format!("user{user}");
                 let batch = records::build_keyed(1_000 + update, &[(Some(key.as_bytes()), value.map(str::as_bytes))]);
-                let info = log.append(&batch, 0).unwrap();
+                let info = log.append(&batch, 0, 0).unwrap();
                 log.wait_appended(&info).await.unwrap();
             }
         }
@@ -255,7 +255,7 @@ fn a_round_keeps_the_latest_per_key_and_survives_a_restart() {
         assert_eq!(read_all(&log).await, cleaned);
         assert_eq!(log.log_end_offset(), 200);
         assert_eq!(super::read_checkpoint(&dir), active_base);
-        let info = log.append(&records::build_keyed(1, &[(Some(b"new"), Some(b"v"))]), 0).unwrap();
+        let info = log.append(&records::build_keyed(1, &[(Some(b"new"), Some(b"v"))]), 0, 0).unwrap();
         assert_eq!(info.base_offset, 200);
         log.wait_appended(&info).await.unwrap();
         log.close().await.unwrap();
@@ -270,7 +270,7 @@ fn a_segment_removed_meanwhile_aborts_the_swap() {
         let log = open(&dir);
         for update in 0..40 {
             let batch = records::build_keyed(1, &[(Some(b"k"), Some(format!("v{update}").as_bytes()))]);
-            let info = log.append(&batch, 0).unwrap();
+            let info = log.append(&batch, 0, 0).unwrap();
             log.wait_appended(&info).await.unwrap();
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -307,7 +307,7 @@ fn compaction_lags_hold_back_young_records_and_force_old_ones() {
                 for update in 0..30 {
                     let value = format!("v{update}");
                     let batch = records::build_keyed(timestamp, &[(Some(b"k"), Some(value.as_bytes()))]);
-                    let info = log.append(&batch, 0).unwrap();
+                    let info = log.append(&batch, 0, 0).unwrap();
                     log.wait_appended(&info).await.unwrap();
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -339,7 +339,7 @@ fn a_small_key_map_cleans_over_several_rounds() {
             for key in 0..10 {
                 let (key, value) = (format!("k{key}"), format!("v{round}"));
                 let batch = records::build_keyed(1, &[(Some(key.as_bytes()), Some(value.as_bytes()))]);
-                let info = log.append(&batch, 0).unwrap();
+                let info = log.append(&batch, 0, 0).unwrap();
                 log.wait_appended(&info).await.unwrap();
             }
         }
@@ -411,7 +411,7 @@ fn unreadable_batches_are_kept_as_they_are_and_the_round_goes_on() {
             for key in 0..3 {
                 let value = format!("v{update}");
                 let batch = keyed(0, 1, &[(Some(&format!("k{key}")), Some(&value))]);
-                let info = log.append(&batch, 0).unwrap();
+                let info = log.append(&batch, 0, 0).unwrap();
                 log.wait_appended(&info).await.unwrap();
             }
             let odd = match update {
@@ -420,7 +420,7 @@ fn unreadable_batches_are_kept_as_they_are_and_the_round_goes_on() {
                 8 => &crc_victim,
                 _ => continue,
             };
-            let info = log.append(odd, 0).unwrap();
+            let info = log.append(odd, 0, 0).unwrap();
             log.wait_appended(&info).await.unwrap();
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -9,20 +9,21 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
         let (log, report) = open(dir.path(), LogConfig::default(), true);
         assert_eq!(report, RecoveryReport { truncated_bytes: 0, rebuilt_indexes: 0, segments: 1, created: true });
         // Producers send -1 as the partition leader epoch (franz-go, librdkafka),
-        // a replayed batch may carry any: the log stamps its own on each.
+        // a replayed batch may carry any: the log stamps the replica's on each.
         let mut originals = [batch_of(10, 1, 5), batch_of(20, 2, 5), batch_of(30, 3, 5)];
-        for (original, sent_epoch) in originals.iter_mut().zip([-1i32, 7, LEADER_EPOCH]) {
+        for (original, sent_epoch) in originals.iter_mut().zip([-1i32, 7, STAMPED_EPOCH]) {
             original[12..16].copy_from_slice(&sent_epoch.to_be_bytes());
         }
         let first = originals.concat();
-        let info = log.append(&first, 1000).unwrap();
+        let info = log.append(&first, STAMPED_EPOCH, 1000).unwrap();
         assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 5, 0));
         assert_eq!(log.log_end_offset(), 6);
         log.wait_written(info.last_offset).await.unwrap();
         assert_eq!(log.written_end_offset(), 6);
         let fourth = batch_of(40, 4, 5);
-        assert_eq!(append(&log, &fourth).await, 6);
-        assert_eq!(log.written_end_offset(), 10);
+        let info = log.append(&fourth, STAMPED_EPOCH, 1000).unwrap();
+        log.wait_written(info.last_offset).await.unwrap();
+        assert_eq!((info.base_offset, log.written_end_offset()), (6, 10));
 
         let slice = log.read(0, 1 << 20).await.unwrap().unwrap();
         assert_eq!(position(&slice), 0);
@@ -37,7 +38,7 @@ fn append_then_read_returns_the_bytes_with_assigned_offsets() {
             let stored = &bytes[at..at + original.len()];
             assert_eq!((&stored[8..12], &stored[16..]), (&original[8..12], &original[16..]));
             assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), header.base_offset);
-            assert_eq!(i32::from_be_bytes(stored[12..16].try_into().unwrap()), LEADER_EPOCH);
+            assert_eq!(i32::from_be_bytes(stored[12..16].try_into().unwrap()), STAMPED_EPOCH);
             at += original.len();
         }
         assert_padded(&std::fs::read(segment::log_path(dir.path(), 0)).unwrap(), &bytes);
@@ -69,7 +70,7 @@ fn max_bytes_cuts_at_whole_batches_but_returns_at_least_one() {
             .iter()
             .map(|&value_bytes| {
                 let bytes = batch_of(1, 1, value_bytes);
-                log.append(&bytes, 0).unwrap();
+                log.append(&bytes, 0, 0).unwrap();
                 bytes.len() as u32
             })
             .collect();
@@ -89,7 +90,7 @@ fn index_finds_every_offset_among_many_batches() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), small_segments(1 << 30), true);
         for i in 0..400 {
-            log.append(&batch_of(i, 1 + (i as usize % 3), 40), i).unwrap();
+            log.append(&batch_of(i, 1 + (i as usize % 3), 40), 0, i).unwrap();
         }
         let end = log.log_end_offset();
         log.wait_written(end - 1).await.unwrap();
@@ -113,7 +114,7 @@ fn rolls_by_segment_bytes_and_reads_across_segments() {
         let one = batch_of(1, 2, 100);
         // Appended without waiting, so rolls happen with writes still queued.
         for _ in 0..20 {
-            log.append(&one, 0).unwrap();
+            log.append(&one, 0, 0).unwrap();
         }
         log.wait_written(39).await.unwrap();
         let files = log_files(dir.path());
@@ -147,9 +148,9 @@ fn rolls_by_segment_ms() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { segment_ms: 1000, ..LogConfig::default() };
         let (log, _) = open(dir.path(), config, true);
-        log.append(&batch_of(1, 1, 10), 5_000).unwrap();
-        log.append(&batch_of(1, 1, 10), 6_000).unwrap();
-        log.append(&batch_of(1, 1, 10), 6_001).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 5_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 6_000).unwrap();
+        log.append(&batch_of(1, 1, 10), 0, 6_001).unwrap();
         log.wait_written(2).await.unwrap();
         assert_eq!(log_files(dir.path()), ["00000000000000000000.log", "00000000000000000002.log"]);
     });
@@ -162,10 +163,10 @@ fn reopen_after_close_keeps_everything() {
         let config = small_segments(2000);
         let (log, _) = open(dir.path(), config, true);
         for i in 0..30 {
-            log.append(&batch_of(100 + i, 2, 50), 0).unwrap();
+            log.append(&batch_of(100 + i, 2, 50), 0, 0).unwrap();
         }
         log.close().await.unwrap();
-        assert!(matches!(log.append(&batch_of(1, 1, 1), 0), Err(StorageError::Closed)));
+        assert!(matches!(log.append(&batch_of(1, 1, 1), 0, 0), Err(StorageError::Closed)));
         let before = read_all(&log).await;
         let indexes_before: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
         drop(log);

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::model::batch::{self, BatchHeader};
-use crate::model::LEADER_EPOCH;
+
+/// The leader epoch a test replica stamps (not 0, to tell it from a zeroed field).
+const STAMPED_EPOCH: i32 = 3;
 
 use super::direct_read::ReadAhead;
 use super::segment;
@@ -40,7 +42,7 @@ fn batch_of(timestamp: i64, records: usize, value_bytes: usize) -> Vec<u8> {
 
 /// Appends and waits until written; returns the first offset.
 async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
-    let info = log.append(bytes, 1000).expect("append");
+    let info = log.append(bytes, 0, 1000).expect("append");
     log.wait_written(info.last_offset).await.expect("written");
     info.base_offset
 }

@@ -24,11 +24,11 @@ fn a_deletion_queued_behind_a_write_keeps_the_write(direct_io: bool) {
         let mut pending = Vec::new();
         for round in 0..4 {
             // Queued, not yet taken by the writer (nothing has awaited).
-            pending.push(log.append(&batch_of(2_000 + round, 1, 50), 1000).unwrap());
+            pending.push(log.append(&batch_of(2_000 + round, 1, 50), 0, 1000).unwrap());
             let policy = RetentionPolicy { retention_ms: 10, retention_bytes: -1 };
             let deleted = log.delete_old_segments(policy, 1_020 + 10 * round).unwrap().expect("a segment goes");
             assert_eq!(deleted.segments, 1);
-            pending.push(log.append(&batch_of(3_000 + round, 3, 70), 1000).unwrap());
+            pending.push(log.append(&batch_of(3_000 + round, 3, 70), 0, 1000).unwrap());
             assert_eq!(segments(), 4 - round as usize, "the appends share the active segment");
             for info in &pending {
                 log.wait_appended(info).await.expect("written");

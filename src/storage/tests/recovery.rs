@@ -10,7 +10,7 @@ fn torn_tail_is_cut_at_the_partial_batch() {
         let sizes: Vec<u64> = (0..3)
             .map(|_| {
                 let bytes = batch_of(1, 2, 30);
-                log.append(&bytes, 0).unwrap();
+                log.append(&bytes, 0, 0).unwrap();
                 bytes.len() as u64
             })
             .collect();
@@ -91,7 +91,7 @@ fn missing_index_files_are_rebuilt() {
         let config = small_segments(1500);
         let (log, _) = open(dir.path(), config, true);
         for i in 0..40 {
-            log.append(&batch_of(i * 10, 1, 40), 0).unwrap();
+            log.append(&batch_of(i * 10, 1, 40), 0, 0).unwrap();
         }
         log.close().await.unwrap();
         let before: Vec<_> = log.segments().all().iter().map(|s| s.encoded_indexes()).collect();
@@ -115,7 +115,7 @@ fn missing_index_files_are_rebuilt() {
 async fn crashed_log_of_many_segments(dir: &Path, config: &LogConfig) -> Vec<String> {
     let (log, _) = open(dir, *config, true);
     for _ in 0..20 {
-        log.append(&batch_of(1, 1, 100), 0).unwrap();
+        log.append(&batch_of(1, 1, 100), 0, 0).unwrap();
     }
     log.wait_written(19).await.unwrap();
     wait_for_seals(&log).await;

@@ -11,12 +11,12 @@ fn a_failed_fdatasync_takes_the_log_offline() {
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
         io().fail_syncs(1);
-        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 50), 0, 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err(), "no ack for a write whose fdatasync failed");
-        assert!(matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })));
+        assert!(matches!(log.append(&batch_of(3, 1, 50), 0, 0), Err(StorageError::Offline { .. })));
         assert_eq!(io().failing_syncs(), 0);
         assert!(
-            matches!(log.append(&batch_of(3, 1, 50), 0), Err(StorageError::Offline { .. })),
+            matches!(log.append(&batch_of(3, 1, 50), 0, 0), Err(StorageError::Offline { .. })),
             "even when fsync works again"
         );
         assert_eq!(std::fs::metadata(segment::log_path(dir.path(), 0)).unwrap().len(), kept.len() as u64);
@@ -33,7 +33,7 @@ fn a_failed_timed_fdatasync_takes_the_log_offline() {
         io().fail_syncs(1);
         append(&log, &batch_of(1, 1, 10)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(matches!(log.append(&batch_of(2, 1, 10), 0), Err(StorageError::Offline { .. })));
+        assert!(matches!(log.append(&batch_of(2, 1, 10), 0, 0), Err(StorageError::Offline { .. })));
         assert_contiguous(&read_all(&log).await, 0, 1);
     });
 }
@@ -47,7 +47,7 @@ fn appends_during_a_write_go_down_together() {
         let on_written = log.on_written.clone();
         let notified = on_written.notified();
         for _ in 0..10 {
-            log.append(&batch_of(1, 1, 10), 0).unwrap();
+            log.append(&batch_of(1, 1, 10), 0, 0).unwrap();
         }
         log.wait_written(9).await.unwrap();
         assert_eq!(io().writes(), 1, "one write for ten appends");
@@ -78,7 +78,7 @@ fn a_failed_write_fails_its_waiters_and_rolls_back() {
         let kept = batch_of(1, 2, 50);
         append(&log, &kept).await;
         io().fail_writes(1);
-        let info = log.append(&batch_of(2, 3, 50), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 50), 0, 0).unwrap();
         assert!(matches!(log.wait_written(info.last_offset).await, Err(StorageError::Io { .. })));
         let path = segment::log_path(dir.path(), 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), kept.len() as u64, "no half batch stays");
@@ -108,7 +108,7 @@ fn an_o_direct_log_rolls_back_a_failed_write_and_serves_what_replaced_it() {
         // The failing write tears: half of its blocks land, the block the
         // kept batch ends in among them.
         io().fail_writes(1);
-        let info = log.append(&batch_of(2, 3, 3000), 0).unwrap();
+        let info = log.append(&batch_of(2, 3, 3000), 0, 0).unwrap();
         assert!(log.wait_appended(&info).await.is_err());
         assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the next append reuses the offsets");
         let batches = read_all(&log).await;
@@ -128,8 +128,8 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
         let (log, _) = open(dir.path(), small_segments(500), true);
         append(&log, &batch_of(1, 1, 200)).await;
         io().fail_writes(1);
-        log.append(&batch_of(2, 1, 100), 0).unwrap(); // still fits: fails with the old file
-        let rolled = log.append(&batch_of(3, 1, 300), 0).unwrap(); // new segment at offset 2
+        log.append(&batch_of(2, 1, 100), 0, 0).unwrap(); // still fits: fails with the old file
+        let rolled = log.append(&batch_of(3, 1, 300), 0, 0).unwrap(); // new segment at offset 2
         assert_eq!(log_files(dir.path()).len(), 2);
         assert!(log.wait_written(rolled.last_offset).await.is_err());
         assert_eq!(log_files(dir.path()), ["00000000000000000000.log"]);

@@ -1,0 +1,47 @@
+//! What a replica refuses, and why. Kafka error codes are given to these in
+//! one place, `api/error.rs`.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::model::batch::BatchError;
+use crate::model::recompress::RecompressError;
+use crate::model::validate::ValidateError;
+use crate::storage::StorageError;
+
+#[derive(Debug, Error)]
+pub enum PartitionError {
+    /// Kafka's ReplicaManager refuses client appends to internal topics.
+    #[error("cannot append to internal topic {topic}")]
+    InternalTopic { topic: String },
+    #[error("no record batch")]
+    NoBatches,
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Invalid(#[from] ValidateError),
+    #[error(transparent)]
+    Recompress(#[from] RecompressError),
+    #[error("compacted topic cannot accept a record without a key")]
+    KeylessRecordInCompactedTopic,
+    #[error(
+        "timestamp {timestamp} is more than message.timestamp.after.max.ms ({bound_ms}) after the broker's clock ({now_ms})"
+    )]
+    TimestampTooLate { timestamp: i64, bound_ms: i64, now_ms: i64 },
+    #[error(
+        "timestamp {timestamp} is more than message.timestamp.before.max.ms ({bound_ms}) before the broker's clock ({now_ms})"
+    )]
+    TimestampTooEarly { timestamp: i64, bound_ms: i64, now_ms: i64 },
+    #[error("expected sequence {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    /// The batch's producer epoch is older than one the producer has used.
+    #[error("epoch {epoch} is fenced")]
+    FencedProducerEpoch { epoch: i16 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{path}: {source}")]
+    CheckpointIo { path: PathBuf, source: std::io::Error },
+    #[error("{path}: line {line}: {why}: refusing a leader epoch checkpoint that is not Kafka's format")]
+    CheckpointCorrupt { path: PathBuf, line: usize, why: String },
+}

@@ -1,0 +1,21 @@
+//! The partition layer: one [`Replica`] per partition a shard hosts, between
+//! the Kafka handlers (`api`), which decode, call it and encode, and storage,
+//! which keeps bytes. A replica owns a partition's rules: validation of
+//! produced batches (validate.rs), its idempotent producers (producers.rs),
+//! its leader epoch and checkpoint file (leader_epoch.rs), its high
+//! watermark, and the notification its long polls wait on (waiters.rs).
+//! Its refusals are [`PartitionError`]s, which `api/error.rs` maps to Kafka
+//! codes. Replication (issue 16) adds the follower side here.
+
+mod error;
+mod leader_epoch;
+mod producers;
+mod replica;
+mod validate;
+mod waiters;
+
+pub use error::PartitionError;
+pub use leader_epoch::LEADER_EPOCH_INITIAL;
+pub use producers::{ProducerBudget, PRODUCER_EXPIRY_CHECK_INTERVAL};
+pub use replica::{Replica, ReplicaHost};
+pub use waiters::WriteWaiters;

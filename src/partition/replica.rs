@@ -1,0 +1,339 @@
+//! `Replica`: one partition as this shard hosts it (Kafka's `Partition` and
+//! `UnifiedLog`, Redpanda's `cluster::partition`). Between the Kafka
+//! handlers and storage, it owns what makes a log a partition: validation
+//! of produced batches, the idempotent producers, the leader epoch (and its
+//! checkpoint file), the high watermark, and the notification long polls
+//! wait on.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use crate::config::TopicConfig;
+use crate::model::compression::Decompressor;
+use crate::model::{now_ms, TopicPartition};
+use crate::storage::{
+    AppendInfo, HeadDeletion, HotTail, LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError,
+};
+
+use super::leader_epoch::{LeaderEpochCache, LEADER_EPOCH_INITIAL};
+use super::producers::{ProducerBudget, ProducerTable, SequenceCheck};
+use super::validate::{recompressed, validate_records};
+use super::PartitionError;
+
+/// How far back from a log's end its producer table is rebuilt when it
+/// reopens: what was in flight at a crash (5 requests of a producer, 64 KiB
+/// batches each, several producers), while a start-up reads at most this
+/// much per partition (batches under 4 KiB are read whole).
+const PRODUCER_REBUILD_WINDOW_BYTES: u64 = 4 << 20;
+
+/// What a shard lends every replica it hosts.
+pub struct ReplicaHost {
+    /// The memory budget the logs share for their recent writes.
+    pub hot_tail: Rc<HotTail>,
+    /// The bound on idempotent producers remembered over all replicas.
+    pub producers: Rc<ProducerBudget>,
+    /// The previous run ended with a clean shutdown (less to check on recovery).
+    pub clean_shutdown: bool,
+}
+
+pub struct Replica {
+    id: TopicPartition,
+    log: Rc<PartitionLog>,
+    /// The topic's configs, parsed when the metadata snapshot changes.
+    config: RefCell<TopicConfig>,
+    producers: Rc<ProducerTable>,
+    leader_epochs: RefCell<LeaderEpochCache>,
+    /// The epoch stamped on every batch appended: the cache's latest.
+    leader_epoch: Cell<i32>,
+    /// Fired by the log whenever its high watermark moves.
+    written: Rc<Notify>,
+}
+
+impl Replica {
+    /// Opens (creating it if need be) the replica whose files are in `dir`:
+    /// recovers its log and reads its leader epoch checkpoint. A replica
+    /// without one starts epoch 0 at its log end, durably.
+    pub fn open(
+        id: TopicPartition,
+        dir: &Path,
+        config: TopicConfig,
+        log_config: LogConfig,
+        host: &ReplicaHost,
+    ) -> Result<(Rc<Replica>, RecoveryReport), PartitionError> {
+        // Read before the log opens, so a damaged file keeps the partition offline.
+        let mut leader_epochs = LeaderEpochCache::open(dir)?;
+        let written = Rc::new(Notify::new());
+        let (log, report) =
+            PartitionLog::open(dir, log_config, host.clean_shutdown, written.clone(), host.hot_tail.clone())?;
+        let latest = match leader_epochs.latest() {
+            Some(latest) => latest,
+            None => {
+                leader_epochs.begin(LEADER_EPOCH_INITIAL, log.log_end_offset())?;
+                leader_epochs.latest().expect("an epoch just began")
+            }
+        };
+        let replica = Replica {
+            id,
+            log,
+            config: RefCell::new(config),
+            producers: ProducerTable::new(&host.producers),
+            leader_epochs: RefCell::new(leader_epochs),
+            leader_epoch: Cell::new(latest.epoch),
+            written,
+        };
+        Ok((Rc::new(replica), report))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.id.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.id.partition
+    }
+
+    /// The partition's log, for reads and for the shard's retention and cleaner tasks.
+    pub fn log(&self) -> &Rc<PartitionLog> {
+        &self.log
+    }
+
+    /// A topic config change: later appends, rolls and flushes follow it.
+    pub fn set_config(&self, config: TopicConfig, log_config: LogConfig) {
+        *self.config.borrow_mut() = config;
+        self.log.set_config(log_config);
+    }
+
+    pub fn config(&self) -> std::cell::Ref<'_, TopicConfig> {
+        self.config.borrow()
+    }
+
+    /// The epoch this replica leads in, stamped on every batch it appends.
+    pub fn leader_epoch(&self) -> i32 {
+        debug_assert_eq!(Some(self.leader_epoch.get()), self.leader_epochs.borrow().latest().map(|e| e.epoch));
+        self.leader_epoch.get()
+    }
+
+    /// Every offset below it may be read by consumers. A single replica's
+    /// is what its log has written; with replication (issue 16) it becomes
+    /// the minimum over the in-sync replicas.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.written_end_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// Whole batches from the one holding `offset` on, below the high
+    /// watermark (which storage bounds today: its written end, see
+    /// [`high_watermark`](Self::high_watermark)); None at the end.
+    pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
+        self.log.read(offset, max_bytes).await
+    }
+
+    /// Fired whenever the high watermark moves: what long polls wait on.
+    pub fn writes(&self) -> &Notify {
+        &self.written
+    }
+
+    /// Appends a client's batches as the leader (the caller has refused
+    /// clients' appends to internal topics): refuses what the topic's
+    /// rules forbid, answers a retried idempotent batch with the offsets it
+    /// got the first time, recompresses to the topic's codec, and stamps
+    /// the leader epoch. The bytes are written later: await
+    /// [`wait_appended`](Self::wait_appended) for the acks.
+    pub fn append(
+        &self,
+        records: &[u8],
+        decompressor: &mut Decompressor,
+        now_ms: i64,
+    ) -> Result<AppendInfo, PartitionError> {
+        let config = self.config.borrow();
+        let first = validate_records(records, &config, decompressor, now_ms).inspect_err(|refusal| {
+            tracing::warn!(topic = self.topic(), partition = self.partition(), "produce refused: {refusal}");
+        })?;
+        match self.producers.check(&first) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate { base_offset } => {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset: base_offset + first.last_offset_delta as i64,
+                    log_start_offset: self.log.log_start_offset(),
+                    write_epoch: self.log.write_epoch(),
+                });
+            }
+            SequenceCheck::OutOfOrder { expected, got } => {
+                return Err(PartitionError::OutOfOrderSequence { expected, got });
+            }
+            SequenceCheck::FencedEpoch => {
+                return Err(PartitionError::FencedProducerEpoch { epoch: first.producer_epoch })
+            }
+        }
+        let again = match config.compression {
+            Some(codec) => recompressed(records, codec, decompressor)?,
+            None => None,
+        };
+        let info = self.log.append(again.as_deref().unwrap_or(records), self.leader_epoch(), now_ms)?;
+        self.producers.record(&first, info.base_offset, now_ms);
+        Ok(info)
+    }
+
+    /// Appends the broker's own records (the offsets topic's commits and
+    /// tombstones): built by the broker, so not validated, but stamped with
+    /// the leader epoch as every batch is.
+    pub fn append_own(&self, batch: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        Ok(self.log.append(batch, self.leader_epoch(), now_ms)?)
+    }
+
+    /// Waits until `appended` is written as the topic's flush policy asks.
+    pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), PartitionError> {
+        self.log.wait_appended(appended).await.map_err(|e| {
+            // What the producer table remembers of this write never landed.
+            self.producers.forget_all();
+            PartitionError::Storage(e)
+        })
+    }
+
+    /// Kafka's DeleteRecords: moves the log start up to `offset` (-1: the
+    /// high watermark), deleting the segments wholly below it. Returns the
+    /// new log start offset.
+    pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), PartitionError> {
+        Ok(self.log.delete_records(offset).await?)
+    }
+
+    /// Rebuilds the idempotent producers of a replica opened from the files
+    /// of an earlier run, so that a batch stored just before a crash and
+    /// retried after it is answered as a duplicate.
+    pub async fn restore_producers(&self) {
+        match self.log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW_BYTES).await {
+            Ok(batches) => {
+                // Their appends' times are unknown: they count from the restart.
+                let now_ms = now_ms();
+                for h in &batches {
+                    self.producers.record(h, h.base_offset, now_ms);
+                }
+            }
+            Err(error) => tracing::warn!(
+                topic = self.topic(),
+                partition = self.partition(),
+                %error,
+                "cannot rebuild idempotent producer state: a retried batch may be stored twice"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::model::records;
+    use crate::partition::leader_epoch::CHECKPOINT_FILE;
+    use crate::partition::WriteWaiters;
+
+    fn host() -> ReplicaHost {
+        ReplicaHost { hot_tail: HotTail::new(1 << 20), producers: Rc::default(), clean_shutdown: true }
+    }
+
+    fn open(dir: &Path, partition: i32) -> Result<Rc<Replica>, PartitionError> {
+        let config = TopicConfig::broker_defaults(&BrokerConfig::default());
+        let id = TopicPartition::new("t", partition);
+        Replica::open(id, dir, config, LogConfig::default(), &host()).map(|(replica, _)| replica)
+    }
+
+    async fn produce(replica: &Replica, values: &[&[u8]]) -> AppendInfo {
+        let pairs: Vec<records::KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+        let batch = records::build_keyed(now_ms(), &pairs);
+        let info = replica.append(&batch, &mut Decompressor::new(), now_ms()).expect("append");
+        replica.wait_appended(&info).await.expect("written");
+        info
+    }
+
+    /// The partition leader epoch field of every batch stored from offset 0.
+    async fn stored_epochs(replica: &Replica) -> Vec<i32> {
+        let slice = replica.log().read(0, 1 << 20).await.unwrap().expect("records");
+        let bytes = slice.into_bytes().await.unwrap();
+        let mut epochs = Vec::new();
+        let mut rest = &bytes[..];
+        while let Ok(header) = crate::model::batch::BatchHeader::parse(rest) {
+            epochs.push(i32::from_be_bytes(rest[12..16].try_into().unwrap()));
+            rest = &rest[header.total_bytes()..];
+        }
+        epochs
+    }
+
+    #[test]
+    fn a_new_replica_begins_epoch_0_at_its_log_end_and_keeps_it_across_reopening() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = dir.path().join(CHECKPOINT_FILE);
+            let replica = open(dir.path(), 0).unwrap();
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+            produce(&replica, &[b"a", b"b"]).await;
+            replica.log().close().await.unwrap();
+            drop(replica);
+
+            let reopened = open(dir.path(), 0).unwrap();
+            assert_eq!(reopened.leader_epoch(), 0);
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n", "not rewritten on reopen");
+            reopened.log().close().await.unwrap();
+            drop(reopened);
+
+            // A data directory from before the checkpoint existed.
+            fs::remove_file(&checkpoint).unwrap();
+            let migrated = open(dir.path(), 0).unwrap();
+            assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 2\n", "epoch 0 from the log end");
+            migrated.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn every_batch_appended_carries_the_replicas_epoch() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            // As a replica that led in epochs 0 and 4 would have left it.
+            fs::write(dir.path().join(CHECKPOINT_FILE), "0\n2\n0 0\n4 0\n").unwrap();
+            let replica = open(dir.path(), 0).unwrap();
+            assert_eq!(replica.leader_epoch(), 4);
+            produce(&replica, &[b"a"]).await;
+            let own = replica.append_own(&records::build_keyed(now_ms(), &[(Some(b"k"), Some(b"v"))]), now_ms());
+            replica.wait_appended(&own.unwrap()).await.unwrap();
+            assert_eq!(stored_epochs(&replica).await, [4, 4]);
+            replica.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_garbled_checkpoint_keeps_the_replica_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CHECKPOINT_FILE), "0\n1\nzero 0\n").unwrap();
+        tokio_uring::start(async {
+            assert!(matches!(open(dir.path(), 0), Err(PartitionError::CheckpointCorrupt { line: 3, .. })));
+        });
+    }
+
+    #[test]
+    fn a_write_wakes_only_the_long_polls_of_its_partition() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let x = open(&dir.path().join("t-0"), 0).unwrap();
+            let y = open(&dir.path().join("t-1"), 1).unwrap();
+            let mut on_y = WriteWaiters::register([y.writes()]);
+            produce(&x, &[b"to x"]).await;
+            let woken = tokio::time::timeout(Duration::from_millis(50), on_y.any()).await;
+            assert!(woken.is_err(), "a write to x woke a long poll on y");
+            let mut on_x_and_y = WriteWaiters::register([x.writes(), y.writes()]);
+            produce(&y, &[b"to y"]).await;
+            assert!(tokio::time::timeout(Duration::from_secs(5), on_y.any()).await.is_ok());
+            assert!(tokio::time::timeout(Duration::from_secs(5), on_x_and_y.any()).await.is_ok());
+            x.log().close().await.unwrap();
+            y.log().close().await.unwrap();
+        });
+    }
+}
