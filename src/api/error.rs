@@ -79,6 +79,7 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
             MetadataError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
             MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            MetadataError::InvalidAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
             MetadataError::TooManyPartitions { .. } => ErrorCode::PolicyViolation,
             MetadataError::Io { .. } | MetadataError::Corrupt { .. } | MetadataError::CorruptFile { .. } => {
                 ErrorCode::KafkaStorageError

@@ -50,7 +50,8 @@ impl Shard {
 
     /// Adopts the snapshot the broker starts with and opens the local logs.
     pub async fn start(&self, snapshot: Arc<Snapshot>, clean_shutdown: bool) {
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown, &self.written).await;
+        let reopened =
+            self.partitions.sync(self.replica(), &snapshot, &self.config, clean_shutdown, &self.written).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
     }
@@ -131,7 +132,7 @@ impl Shard {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, true, &self.written).await;
+        let reopened = self.partitions.sync(self.replica(), &snapshot, &self.config, true, &self.written).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
         for topic in gone {

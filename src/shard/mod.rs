@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
+use crate::cluster::{LocalNode, ReplicaPlacement, ShardId};
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataStore, Snapshot};
 use crate::model::compression::Decompressor;
@@ -113,6 +114,8 @@ impl LatencyHistogram {
 /// What every shard is started with.
 pub struct Boot {
     pub config: Arc<BrokerConfig>,
+    /// This node: its id, and the broker id and port of each shard.
+    pub node: LocalNode,
     pub shard_count: usize,
     pub snapshot: Arc<Snapshot>,
     /// The previous run ended with a clean shutdown (less to check on recovery).
@@ -123,6 +126,8 @@ pub struct Boot {
 pub struct Shard {
     pub id: u16,
     pub count: usize,
+    /// The node this shard is part of (a copy per shard: nothing shared).
+    pub node: LocalNode,
     pub config: Arc<BrokerConfig>,
     pub mailboxes: Vec<mpsc::Sender<Control>>,
     snapshot: RefCell<Arc<Snapshot>>,
@@ -163,6 +168,7 @@ impl Shard {
         Shard {
             id: id as u16,
             count: boot.shard_count,
+            node: boot.node.clone(),
             config: boot.config.clone(),
             mailboxes: boot.mailboxes.clone(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
@@ -187,6 +193,11 @@ impl Shard {
     /// The current metadata. Cheap: an Arc clone of an immutable snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Where this shard is in the cluster: (this node, this shard), one Kafka broker.
+    pub fn replica(&self) -> ReplicaPlacement {
+        self.node.replica(ShardId(self.id))
     }
 
     pub fn is_metadata_owner(&self) -> bool {

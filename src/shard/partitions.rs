@@ -1,6 +1,6 @@
-//! The logs of the partitions this shard owns, kept in step with the metadata
-//! snapshot: a partition placed here is opened, a deleted topic's logs are
-//! closed and removed.
+//! The logs of the partitions this shard holds a replica of, kept in step
+//! with the metadata snapshot: a partition with a replica on (this node, this
+//! shard) is opened, a deleted topic's logs are closed and removed.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,11 +9,12 @@ use std::rc::Rc;
 
 use tokio::sync::Notify;
 
+use crate::cluster::ReplicaPlacement;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
 use crate::storage::{HotTail, LogConfig, PartitionLog};
 
-/// A topic's local logs, indexed by partition; `None` where another shard owns it.
+/// A topic's local logs, indexed by partition; `None` where no replica is here.
 struct TopicLogs {
     id: uuid::Uuid,
     logs: Vec<Option<Rc<PartitionLog>>>,
@@ -61,12 +62,12 @@ impl Partitions {
         usize::try_from(partition).ok().and_then(|p| logs.get(p)).and_then(|log| log.clone())
     }
 
-    /// Brings the local logs in line with `snapshot`: opens what is new here,
-    /// closes and deletes the logs of topics that are gone (or were re-created
-    /// under a new id).
+    /// Brings the local logs in line with `snapshot`: opens the new
+    /// partitions with a replica `here`, closes and deletes the logs of
+    /// topics that are gone (or were re-created under a new id).
     pub async fn sync(
         &self,
-        shard: u16,
+        here: ReplicaPlacement,
         snapshot: &Snapshot,
         broker: &BrokerConfig,
         clean: bool,
@@ -85,14 +86,14 @@ impl Partitions {
         }
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
-            self.open_new(shard, meta, broker, clean, written, &mut reopened);
+            self.open_new(here, meta, broker, clean, written, &mut reopened);
         }
         reopened
     }
 
     fn open_new(
         &self,
-        shard: u16,
+        here: ReplicaPlacement,
         meta: &TopicMeta,
         broker: &BrokerConfig,
         clean: bool,
@@ -113,8 +114,8 @@ impl Partitions {
         for log in entry.logs.iter().flatten() {
             log.set_config(log_config);
         }
-        for partition in entry.logs.len()..meta.shards.len() {
-            let log = (meta.shards[partition] == shard).then(|| {
+        for (partition, assignment) in meta.partitions.iter().enumerate().skip(entry.logs.len()) {
+            let log = assignment.has_replica(here).then(|| {
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
                 match PartitionLog::open(&dir, log_config, clean, written.clone(), self.hot_tail.clone()) {
                     Ok((log, report)) => {

@@ -42,7 +42,8 @@ impl Shard {
         for topic in snapshot.topics.values() {
             let policy = retention_policy(topic, &self.config);
             for partition in 0..topic.partition_count() {
-                if topic.owner(partition) != Some(self.id) || self.stopping.get() {
+                let here = topic.partition(partition).is_some_and(|a| a.has_replica(self.replica()));
+                if !here || self.stopping.get() {
                     continue;
                 }
                 let Some(log) = self.partitions.get(&topic.name, partition) else { continue };
@@ -78,7 +79,7 @@ mod tests {
         TopicMeta {
             name: "t".into(),
             id: uuid::Uuid::nil(),
-            shards: vec![0],
+            partitions: Vec::new(),
             configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         }
     }
