@@ -108,7 +108,6 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let boot = Arc::new(Boot {
         config: Arc::new(config.clone()),
         node,
-        shard_count,
         snapshot: Arc::new(store.snapshot().clone()),
         clean_shutdown,
         mailboxes: senders.clone(),

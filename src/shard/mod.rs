@@ -116,7 +116,6 @@ pub struct Boot {
     pub config: Arc<BrokerConfig>,
     /// This node: its id, and the broker id and port of each shard.
     pub node: LocalNode,
-    pub shard_count: usize,
     pub snapshot: Arc<Snapshot>,
     /// The previous run ended with a clean shutdown (less to check on recovery).
     pub clean_shutdown: bool,
@@ -125,7 +124,6 @@ pub struct Boot {
 
 pub struct Shard {
     pub id: u16,
-    pub count: usize,
     /// The node this shard is part of (a copy per shard: nothing shared).
     pub node: LocalNode,
     pub config: Arc<BrokerConfig>,
@@ -167,7 +165,6 @@ impl Shard {
         debug_assert_eq!(store.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
         Shard {
             id: id as u16,
-            count: boot.shard_count,
             node: boot.node.clone(),
             config: boot.config.clone(),
             mailboxes: boot.mailboxes.clone(),
