@@ -50,3 +50,14 @@ def test_a_node_id_past_the_broker_id_range_is_refused_at_start(broker_factory):
     run = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
     assert run.returncode != 0
     assert "node.id 2147483 is out of range" in run.stderr, run.stderr
+
+
+def test_a_data_directory_refuses_another_node_id(broker_factory):
+    b = broker_factory()
+    b.stop()
+    b.args["node-id"] = 1
+    run = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0
+    assert "the data directory belongs to node.id 0, not 1" in run.stderr, run.stderr
+    del b.args["node-id"]
+    b.start()

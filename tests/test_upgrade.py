@@ -66,6 +66,7 @@ def test_a_shard_placed_data_directory_is_migrated_once_and_reads_back(broker_fa
     text = (b.data_dir / METADATA_LOG).read_text()
     assert '"shards"' not in text and '"replicas"' in text, text
     assert len(text.splitlines()) == 5, "every record kept, none added"
+    assert "node.id=0\n" in (b.data_dir / "meta.properties").read_text(), "the directory is node 0's from now on"
     check_everything_reads_back(b)
 
     # The second start finds nothing to migrate and the same data.

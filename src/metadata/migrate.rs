@@ -9,19 +9,13 @@
 //! appended to.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::MetadataRecord;
+use super::{durable, MetadataRecord};
 use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement, ShardId};
-
-/// The temporary name of a log being rewritten, beside it in the data
-/// directory; renamed over the log only once complete and synced.
-const REWRITE_SUFFIX: &str = "migrating";
 
 /// The two records whose layout changed, as the code before issue 15 wrote
 /// them. The others were written as they still are.
@@ -62,24 +56,11 @@ pub(super) fn decode(line: &[u8], node: NodeId) -> Result<(MetadataRecord, bool)
     Ok((upgraded, true))
 }
 
-/// Replaces the log at `path` by `records` in today's format, atomically:
-/// written to a temporary file and fsync'ed, renamed over the log, and the
-/// directory fsync'ed so the rename survives a crash. A crash before the
-/// rename leaves the old log whole (the next start migrates it again);
-/// after it, the new one. Returns the bytes written.
+/// Replaces the log at `path` by `records` in today's format, atomically
+/// (`durable::replace`): a crash leaves the old log whole, which the next
+/// start migrates again, or the new one. Returns the bytes written.
 pub(super) fn rewrite(path: &Path, records: &[MetadataRecord]) -> std::io::Result<u64> {
-    let temporary = path.with_extension(format!("log.{REWRITE_SUFFIX}"));
-    let mut file = File::create(&temporary)?;
-    let mut bytes = 0u64;
-    for record in records {
-        let line = encode(record);
-        file.write_all(&line)?;
-        bytes += line.len() as u64;
-    }
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()?;
-    Ok(bytes)
+    let bytes: Vec<u8> = records.iter().flat_map(encode).collect();
+    durable::replace(path, &bytes)?;
+    Ok(bytes.len() as u64)
 }

@@ -3,6 +3,8 @@
 //! owns the [`MetadataStore`]; every shard holds an immutable [`Snapshot`]
 //! that shard 0 broadcasts after each change.
 
+mod durable;
+mod meta_properties;
 mod migrate;
 mod producer_ids;
 mod store;
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::PartitionAssignment;
+use crate::cluster::{NodeId, PartitionAssignment};
 
 pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 pub use store::MetadataStore;
@@ -43,6 +45,8 @@ pub enum MetadataError {
     Corrupt { line: usize, why: String },
     #[error("{file} is corrupt: {why}")]
     CorruptFile { file: &'static str, why: String },
+    #[error("the data directory belongs to node.id {stored}, not {configured}: start with --node-id {stored}, or give node {configured} a data directory of its own")]
+    NodeMismatch { stored: NodeId, configured: NodeId },
     /// Every producer id (up to i64::MAX) has been handed out; ids never wrap.
     #[error("every producer id has been handed out")]
     ProducerIdsExhausted,

@@ -8,8 +8,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use super::migrate;
 use super::producer_ids::{ProducerIdBlock, ProducerIdStore};
+use super::{meta_properties, migrate};
 use super::{MetadataError, MetadataRecord, Snapshot};
 use crate::cluster::NodeId;
 
@@ -30,6 +30,7 @@ impl MetadataStore {
     /// that partitions placed by shard alone (the old format) are on.
     pub fn open(data_dir: &Path, node: NodeId) -> Result<MetadataStore, MetadataError> {
         std::fs::create_dir_all(data_dir).map_err(|e| io_error("create data dir", e))?;
+        meta_properties::claim(data_dir, node)?;
         let path = data_dir.join(FILE_NAME);
         let mut snapshot = Snapshot::default();
         let mut good_bytes = 0u64;
@@ -157,8 +158,6 @@ mod tests {
         let records: Vec<MetadataRecord> = rewritten.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let MetadataRecord::CreatePartitions { partitions, .. } = &records[1] else { panic!("{records:?}") };
         assert_eq!(partitions, &vec![on(3, 1)]);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains(".migrating")), "{leftovers:?}");
 
         // A second start finds nothing to migrate: the file is left as it is.
         let mut store = MetadataStore::open(dir.path(), NodeId(3)).unwrap();
@@ -175,7 +174,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, SHARD_PLACED_LOG).unwrap();
         // The temporary file cannot be created where a directory stands.
-        std::fs::create_dir(dir.path().join(format!("{FILE_NAME}.migrating"))).unwrap();
+        std::fs::create_dir(dir.path().join(format!("{FILE_NAME}.tmp"))).unwrap();
         assert!(matches!(MetadataStore::open(dir.path(), NodeId(0)), Err(MetadataError::Io { .. })));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), SHARD_PLACED_LOG, "not a byte changed");
     }
