@@ -213,8 +213,9 @@ impl BrokerConfig {
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
         .collect();
         TopicConfig::resolve_new(&overrides, self)?;
-        // The shard count the cores give is checked when it is known (server).
-        check_identity(self.node_id, self.shards.unwrap_or(1))?;
+        // --shards 0 runs one shard; the count the cores give is checked
+        // when it is known (server).
+        check_identity(self.node_id, self.shards.unwrap_or(1).max(1))?;
         if self.log_segment_bytes_min < SEGMENT_BYTES_FORMAT_MIN {
             return Err(ConfigError::InvalidValue {
                 key: "log.segment.bytes.min".into(),
