@@ -171,3 +171,36 @@ impl Partitions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement, ShardId};
+    use crate::metadata::MetadataRecord;
+
+    #[test]
+    fn a_log_is_opened_where_a_replica_of_the_partition_is() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
+            let here = at(1, 1);
+            let partitions = vec![
+                PartitionAssignment::single(at(1, 0)),
+                PartitionAssignment::single(at(0, 1)),
+                PartitionAssignment::single(here),
+                PartitionAssignment { replicas: vec![at(0, 0), here], leader: at(0, 0), leader_epoch: 3 },
+            ];
+            let id = uuid::Uuid::from_u128(1);
+            let mut snapshot = Snapshot::default();
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let logs = Partitions::new(&broker);
+            logs.sync(here, &snapshot, &broker, true, &Rc::new(Notify::new())).await;
+            let open: Vec<i32> = (0..4).filter(|p| logs.get("t", *p).is_some()).collect();
+            assert_eq!(open, [2, 3], "not another shard of this node, not this shard's number on another node");
+            logs.close_all().await;
+        });
+    }
+}
