@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::cluster::{check_identity, IdentityError, NodeId};
 use crate::model::compression::Codec;
 use crate::model::recompress::target_codec;
 
@@ -63,6 +64,9 @@ const CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT: u64 = 16 << 20;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
+    /// node.id: this node of the cluster (0 for a single node). Its shards
+    /// are Kafka brokers node.id × 1000 + shard (see `cluster`).
+    pub node_id: NodeId,
     pub data_dir: PathBuf,
     pub host: String,
     pub port: u16,
@@ -148,6 +152,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
+            node_id: NodeId(0),
             data_dir: PathBuf::from("data"),
             host: "127.0.0.1".into(),
             port: 9092,
@@ -210,6 +215,9 @@ impl BrokerConfig {
         .map(|k| (k.to_string(), defaults.value_of(k).unwrap()))
         .collect();
         TopicConfig::resolve_new(&overrides, self)?;
+        // --shards 0 runs one shard; the count the cores give is checked
+        // when it is known (server).
+        check_identity(self.node_id, self.shards.unwrap_or(1).max(1))?;
         if self.log_segment_bytes_min < SEGMENT_BYTES_FORMAT_MIN {
             return Err(ConfigError::InvalidValue {
                 key: "log.segment.bytes.min".into(),
@@ -287,6 +295,8 @@ pub enum ConfigError {
     UnknownKey(String),
     #[error("invalid value '{value}' for topic config '{key}': {why}")]
     InvalidValue { key: String, value: String, why: &'static str },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// One policy `cleanup.policy` lists.

@@ -1,8 +1,10 @@
 //! corelog: a Kafka-compatible broker, thread-per-core and shared-nothing on
 //! io_uring. See DESIGN in the README for the layering; dependencies point
-//! one way: model ← {protocol, storage, metadata} ← partition ← shard ← api ← net ← server.
+//! one way: model ← {protocol, storage, cluster ← metadata} ← partition ← shard ←
+//! api ← net ← server.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;

@@ -43,6 +43,9 @@ struct ServeArgs {
     /// TOML file with any of the options below (names with `_`, e.g. num_partitions = 3).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// node.id: this node's id; its shards are Kafka brokers node-id × 1000 + shard [default: 0].
+    #[arg(long)]
+    node_id: Option<u32>,
     /// Where topics and their logs are stored [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -226,6 +229,7 @@ impl ServeArgs {
         c.max_partitions = self.max_partitions.or(c.max_partitions);
         c.advertised_host = self.advertised_host.or(c.advertised_host);
         c.shards = self.shards.or(c.shards);
+        c.node_id = self.node_id.map_or(c.node_id, corelog::cluster::NodeId);
         Ok(c)
     }
 }

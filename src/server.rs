@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{IdentityError, LocalNode, ShardId};
 use crate::config::BrokerConfig;
 use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::metadata::{MetadataError, MetadataRecord, MetadataStore, Snapshot};
@@ -25,6 +26,8 @@ pub enum StartError {
     IoUring(String),
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Identity(#[from] IdentityError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("data directory {dir}: {source}")]
@@ -61,11 +64,11 @@ fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn bind(config: &BrokerConfig, shard_count: usize) -> Result<Vec<TcpListener>, StartError> {
+fn bind(config: &BrokerConfig, node: &LocalNode) -> Result<Vec<TcpListener>, StartError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BIND_RETRY_MS);
-    (0..shard_count)
+    (0..node.shard_count())
         .map(|s| {
-            let addr = format!("{}:{}", config.host, config.port as usize + s);
+            let addr = format!("{}:{}", config.host, node.port(ShardId(s as u16)));
             loop {
                 match bind_one(&addr) {
                     Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
@@ -96,20 +99,21 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let open_files_max = runtime::raise_open_file_limit();
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     config.open_files_max = open_files_max;
-    let listeners = bind(&config, shard_count)?;
+    let node = LocalNode::new(config.node_id, shard_count, config.advertised_host(), config.port)?;
+    let listeners = bind(&config, &node)?;
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
-    let mut store = MetadataStore::open(&config.data_dir)?;
-    create_offsets_topic(&mut store, shard_count)?;
+    let mut store = MetadataStore::open(&config.data_dir, node.id())?;
+    create_offsets_topic(&mut store, &node)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(MAILBOX_CAPACITY)).unzip();
     let boot = Arc::new(Boot {
         config: Arc::new(config.clone()),
-        shard_count,
+        node,
         snapshot: Arc::new(store.snapshot().clone()),
         clean_shutdown,
         mailboxes: senders.clone(),
     });
     tracing::info!(
-        host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
+        node_id = %config.node_id, host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
         clean_shutdown, topics = boot.snapshot.topics.len(), open_files_max, max_partitions = config.partitions_max(), "corelog starting"
     );
     let (listeners, receivers, store) = (slots(listeners), slots(receivers), slots([store]));
@@ -133,7 +137,13 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             runtime::spawn(runtime::supervise("retention", move || retention.clone().run_retention()));
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
-            tracing::info!(shard = id, port = boot.config.port as usize + id, "shard serving");
+            let here = boot.node.replica(ShardId(id as u16));
+            tracing::info!(
+                shard = id,
+                broker_id = here.broker_id(),
+                port = boot.node.port(here.shard),
+                "shard serving"
+            );
             net::serve(listener, shard).await;
             let _ = control.await;
         }
@@ -156,17 +166,17 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
 
 /// The internal topic that holds committed offsets, created on first start
 /// as Kafka does: compacted, 50 partitions spread over the shards.
-fn create_offsets_topic(store: &mut MetadataStore, shard_count: usize) -> Result<(), MetadataError> {
+fn create_offsets_topic(store: &mut MetadataStore, node: &LocalNode) -> Result<(), MetadataError> {
     if store.snapshot().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
-    let shards = (0..OFFSETS_TOPIC_PARTITIONS).map(|p| crate::metadata::place(OFFSETS_TOPIC, p, shard_count)).collect();
+    let partitions = (0..OFFSETS_TOPIC_PARTITIONS).map(|p| node.place(OFFSETS_TOPIC, p)).collect();
     let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")];
     let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     store.append(MetadataRecord::CreateTopic {
         name: OFFSETS_TOPIC.into(),
         id: uuid::Uuid::new_v4(),
-        shards,
+        partitions,
         configs,
     })?;
     Ok(())

@@ -45,8 +45,8 @@ async fn grow(
     if validate_only {
         return Ok(());
     }
-    let shards = (current..topic.count).map(|p| metadata::place(name, p, ctx.shard.count)).collect();
-    let record = MetadataRecord::CreatePartitions { name: name.into(), shards };
+    let partitions = (current..topic.count).map(|p| ctx.shard.node.place(name, p)).collect();
+    let record = MetadataRecord::CreatePartitions { name: name.into(), partitions };
     ctx.shard.change_metadata(record).await.map_err(|e| ((&e).into(), e.to_string()))
 }
 

@@ -17,8 +17,8 @@ use crate::shard::{ControlError, Shard};
 
 /// Placement and a fresh id for a new topic, as one metadata record.
 fn create_record(shard: &Shard, name: &str, partitions: i32, configs: BTreeMap<String, String>) -> MetadataRecord {
-    let shards = (0..partitions).map(|p| metadata::place(name, p, shard.count)).collect();
-    MetadataRecord::CreateTopic { name: name.into(), id: uuid::Uuid::new_v4(), shards, configs }
+    let partitions = (0..partitions).map(|p| shard.node.place(name, p)).collect();
+    MetadataRecord::CreateTopic { name: name.into(), id: uuid::Uuid::new_v4(), partitions, configs }
 }
 
 /// Creates `name` with the broker's default partition count, as Kafka does for

@@ -66,6 +66,7 @@ fn entry(name: &str, levels: Vec<Level>, read_only: bool, synonyms: bool) -> Des
 fn broker_entries(config: &BrokerConfig) -> Vec<(&'static str, String)> {
     let limit = |v: u64| if v == u64::MAX { i64::MAX.to_string() } else { v.to_string() };
     vec![
+        ("node.id", config.node_id.to_string()),
         ("auto.create.topics.enable", config.auto_create_topics_enable.to_string()),
         ("num.partitions", config.num_partitions.to_string()),
         ("message.max.bytes", config.message_max_bytes.to_string()),
@@ -124,8 +125,9 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
         .with_resource_name(resource.resource_name.clone());
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => topic_configs(shard, &resource.resource_name, synonyms),
-        RESOURCE_BROKER if !names_this_broker(&resource.resource_name, shard.id) => {
-            let message = format!("unexpected broker id {}: this broker is {}", resource.resource_name, shard.id);
+        RESOURCE_BROKER if !names_this_broker(&resource.resource_name, shard.replica().broker_id()) => {
+            let this = shard.replica().broker_id();
+            let message = format!("unexpected broker id {}: this broker is {this}", resource.resource_name);
             return result.with_error_code(ErrorCode::InvalidRequest.code()).with_error_message(Some(message.into()));
         }
         RESOURCE_BROKER => Ok(broker_configs(&shard.config, synonyms)),
@@ -149,8 +151,8 @@ fn describe(shard: &Shard, resource: &DescribeConfigsResource, synonyms: bool) -
 /// A broker resource names this broker by its id, or every broker's
 /// defaults by "" (Kafka refuses any other id: each broker describes only
 /// itself, so a request cannot buy a copy of the broker configs per name).
-fn names_this_broker(resource_name: &str, broker_id: u16) -> bool {
-    resource_name.is_empty() || resource_name.parse::<u16>().is_ok_and(|id| id == broker_id)
+fn names_this_broker(resource_name: &str, broker_id: i32) -> bool {
+    resource_name.is_empty() || resource_name.parse::<i32>().is_ok_and(|id| id == broker_id)
 }
 
 /// Kafka's ConfigResource.Type names, for refusals a user reads.
@@ -185,6 +187,8 @@ mod tests {
         assert!(!names_this_broker("0", 1));
         assert!(!names_this_broker("01x", 1));
         assert!(!names_this_broker("18446744073709551617", 1));
+        assert!(names_this_broker("2003", 2003), "node 2's shard 3");
+        assert!(!names_this_broker("3", 2003));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! DescribeLogDirs (kafka-log-dirs --describe): the broker's one log
 //! directory with the partitions in it and their sizes. Each shard is a
-//! broker, so each answers for the partitions it holds. Every partition is a
-//! current replica: no offset lag, no future replica.
+//! broker, so each answers for the replicas on it, (this node, this shard).
+//! Every replica is a current one: no offset lag, no future replica.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

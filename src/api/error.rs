@@ -103,10 +103,12 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
             MetadataError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
             MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            MetadataError::InvalidAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
             MetadataError::TooManyPartitions { .. } => ErrorCode::PolicyViolation,
-            MetadataError::Io { .. } | MetadataError::Corrupt { .. } | MetadataError::CorruptFile { .. } => {
-                ErrorCode::KafkaStorageError
-            }
+            MetadataError::Io { .. }
+            | MetadataError::Corrupt { .. }
+            | MetadataError::CorruptFile { .. }
+            | MetadataError::NodeMismatch { .. } => ErrorCode::KafkaStorageError,
             // Kafka's controller: UnknownServerException("Exhausted all producerIds ...").
             MetadataError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
         }

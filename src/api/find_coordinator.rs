@@ -1,5 +1,5 @@
-//! FindCoordinator: a group's coordinator is the shard that owns its
-//! offsets-topic partition. Transactions (and share groups) are not served,
+//! FindCoordinator: a group's coordinator is the broker (node, shard) that
+//! leads its offsets-topic partition. Transactions (and share groups) are not served,
 //! so there is no coordinator of theirs to find: such a key gets an error
 //! clients do not retry (see `served`). Not COORDINATOR_NOT_AVAILABLE, which
 //! clients retry until their own timeout: a transactional producer would
@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiError, Context, ErrorCode, Response};
+use crate::cluster::BrokerAddress;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -35,49 +36,56 @@ fn served(key_type: i8) -> Result<(), (ErrorCode, &'static str)> {
     }
 }
 
-/// (node id, error, error message) for one key.
-fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (i32, ErrorCode, Option<StrBytes>) {
+/// Kafka's answer where there is no coordinator: node -1, port -1.
+const NO_BROKER: i32 = -1;
+
+/// (coordinator, error, error message) for one key.
+fn find<'a>(ctx: &Context<'a>, key: &str, key_type: i8) -> (Option<BrokerAddress<'a>>, ErrorCode, Option<StrBytes>) {
     if let Err((error, message)) = served(key_type) {
-        return (-1, error, Some(StrBytes::from_static_str(message)));
+        return (None, error, Some(StrBytes::from_static_str(message)));
     }
-    match ctx.shard.group_coordinator(key) {
-        Some(shard) => (shard as i32, ErrorCode::None, None),
-        None => (-1, ErrorCode::CoordinatorNotAvailable, None),
+    // The leader is always this node's until issue 16 brings other nodes.
+    let coordinator = ctx.shard.group_coordinator(key).and_then(|at| ctx.shard.node.address(at.broker_id()));
+    match coordinator {
+        Some(broker) => (Some(broker), ErrorCode::None, None),
+        None => (None, ErrorCode::CoordinatorNotAvailable, None),
     }
 }
 
-fn port(ctx: &Context<'_>, node: i32) -> i32 {
-    if node < 0 {
-        -1
-    } else {
-        ctx.shard.config.port as i32 + node
+/// (node id, host, port) as the answer carries them.
+fn broker(ctx: &Context<'_>, coordinator: Option<BrokerAddress<'_>>) -> (BrokerId, StrBytes, i32) {
+    match coordinator {
+        Some(b) => (BrokerId(b.broker_id), StrBytes::from_string(b.host.into()), b.port.into()),
+        // Beside node -1, the host stays this broker's, as corelog has always answered.
+        None => (BrokerId(NO_BROKER), StrBytes::from_string(ctx.shard.config.advertised_host()), NO_BROKER),
     }
 }
 
 pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Result<Response, ApiError> {
-    let host = StrBytes::from_string(ctx.shard.config.advertised_host());
     if ctx.version < 4 {
-        let (node, error, message) = find(ctx, &request.key, request.key_type);
+        let (coordinator, error, message) = find(ctx, &request.key, request.key_type);
+        let (node, host, port) = broker(ctx, coordinator);
         // The message exists from v1 on, as does the key type.
         let response = FindCoordinatorResponse::default()
             .with_error_code(error.code())
             .with_error_message(message.filter(|_| ctx.version >= 1))
-            .with_node_id(BrokerId(node))
+            .with_node_id(node)
             .with_host(host)
-            .with_port(port(ctx, node));
+            .with_port(port);
         return ctx.respond(&response);
     }
     let coordinators = request
         .coordinator_keys
         .iter()
         .map(|key| {
-            let (node, error, message) = find(ctx, key, request.key_type);
+            let (coordinator, error, message) = find(ctx, key, request.key_type);
+            let (node, host, port) = broker(ctx, coordinator);
             Coordinator::default()
                 .with_error_message(message)
                 .with_key(key.clone())
-                .with_node_id(BrokerId(node))
-                .with_host(host.clone())
-                .with_port(port(ctx, node))
+                .with_node_id(node)
+                .with_host(host)
+                .with_port(port)
                 .with_error_code(error.code())
         })
         .collect();

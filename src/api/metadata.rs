@@ -1,6 +1,7 @@
-//! Metadata: every shard is advertised as its own broker (node id = shard,
-//! port = base port + shard), and each partition's leader is the shard that
-//! owns it, so clients send data straight to the right core.
+//! Metadata: every shard is advertised as its own broker (broker id and
+//! port derived from (node, shard) in `cluster`), and each partition's
+//! leader is the (node, shard) its assignment names, so clients send data
+//! straight to the right core.
 
 use std::collections::HashSet;
 
@@ -12,40 +13,40 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
 use super::{ApiError, Context, ErrorCode, Response};
+use crate::cluster::ShardId;
 use crate::metadata::{self, Snapshot, TopicMeta};
-use crate::partition::LEADER_EPOCH_INITIAL;
 use crate::shard::Shard;
 
 /// Fixed so clients that cache it see one cluster across restarts.
 pub const CLUSTER_ID: &str = "corelog-single-node";
 
-pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
-    let host = StrBytes::from_string(shard.config.advertised_host());
-    (0..shard.count)
-        .map(|s| {
+fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
+    shard
+        .node
+        .brokers()
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(s as i32))
-                .with_host(host.clone())
-                .with_port(shard.config.port as i32 + s as i32)
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(StrBytes::from_string(b.host.into()))
+                .with_port(b.port.into())
         })
         .collect()
 }
 
 fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = topic
-        .shards
+        .partitions
         .iter()
         .enumerate()
-        .map(|(p, shard)| {
-            let node = BrokerId(*shard as i32);
+        .map(|(p, assignment)| {
+            let replicas: Vec<BrokerId> = assignment.replicas.iter().map(|r| BrokerId(r.broker_id())).collect();
             MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
-                .with_leader_id(node)
-                // Each partition has had one leader since its creation (issue 16
-                // takes leader and epoch from the controller's metadata).
-                .with_leader_epoch(LEADER_EPOCH_INITIAL)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(assignment.leader.broker_id()))
+                .with_leader_epoch(assignment.leader_epoch)
+                // Every replica is in sync until replication (issue 16) keeps an ISR.
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -125,7 +126,8 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
     let response = MetadataResponse::default()
         .with_brokers(brokers(shard))
         .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-        .with_controller_id(BrokerId(0))
+        // The node's first shard answers for the metadata it owns.
+        .with_controller_id(BrokerId(shard.node.replica(ShardId(0)).broker_id()))
         .with_topics(topics);
     ctx.respond(&response)
 }
@@ -133,6 +135,7 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 
     fn named(name: &'static str) -> MetadataRequestTopic {
@@ -161,7 +164,8 @@ mod tests {
         let mut snapshot = Snapshot::default();
         let id = uuid::Uuid::from_u128(42);
         let configs = std::collections::BTreeMap::new();
-        snapshot.apply(&metadata::MetadataRecord::CreateTopic { name: "clicks".into(), id, shards: vec![0], configs });
+        let partitions = vec![PartitionAssignment::single(ReplicaPlacement::new(NodeId(0), ShardId(0)))];
+        snapshot.apply(&metadata::MetadataRecord::CreateTopic { name: "clicks".into(), id, partitions, configs });
         let by_id = |name: Option<&'static str>, id| {
             MetadataRequestTopic::default()
                 .with_name(name.map(|n| TopicName(StrBytes::from_static_str(n))))
@@ -173,5 +177,25 @@ mod tests {
         let wanted = requested(&request, 12, &snapshot).unwrap();
         let found = [("clicks".to_string(), id), (String::new(), unknown)];
         assert_eq!(wanted, found, "the id found once (named \"\" or null), then the unknown id");
+    }
+
+    #[test]
+    fn partitions_are_described_from_their_assignment() {
+        let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
+        let follower = PartitionAssignment { replicas: vec![at(1, 0), at(2, 3)], leader: at(2, 3), leader_epoch: 7 };
+        let single = PartitionAssignment::single(at(0, 1));
+        let topic = TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(1),
+            partitions: vec![single, follower],
+            configs: Default::default(),
+        };
+        let described = describe(&topic);
+        let p0 = &described.partitions[0];
+        assert_eq!((p0.leader_id, p0.leader_epoch, p0.replica_nodes.clone()), (BrokerId(1), 0, vec![BrokerId(1)]));
+        let p1 = &described.partitions[1];
+        assert_eq!((p1.leader_id, p1.leader_epoch), (BrokerId(2003), 7), "broker id of node 2 shard 3");
+        assert_eq!(p1.replica_nodes, [BrokerId(1000), BrokerId(2003)]);
+        assert_eq!(p1.isr_nodes, p1.replica_nodes);
     }
 }

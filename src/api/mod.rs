@@ -314,8 +314,8 @@ fn local_replica(
     partition: i32,
 ) -> Result<Rc<crate::partition::Replica>, ErrorCode> {
     let meta = snapshot.topic(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    let owner = meta.owner(partition).ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    if owner != shard.id {
+    let assignment = meta.partition(partition).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if assignment.leader != shard.replica() {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
     // Owned here but not open: its files could not be read at start-up.

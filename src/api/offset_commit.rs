@@ -28,7 +28,7 @@ fn check_partitions(shard: &Shard, topics: &[OffsetCommitRequestTopic], now: i64
         for p in &topic.partitions {
             let tp = TopicPartition::new(topic.name.to_string(), p.partition_index);
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            let outcome = if known.and_then(|t| t.owner(p.partition_index)).is_none() {
+            let outcome = if known.and_then(|t| t.partition(p.partition_index)).is_none() {
                 Err(ErrorCode::UnknownTopicOrPartition)
             } else if let Err(e) = coordinator.check_offset_metadata(&metadata) {
                 Err(ErrorCode::from(&e))

@@ -14,7 +14,7 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Result<R
     let shard = ctx.shard;
     let group = request.group_id.as_str();
     let snapshot = shard.snapshot();
-    let known = |topic: &str, partition: i32| snapshot.topic(topic).and_then(|t| t.owner(partition)).is_some();
+    let known = |topic: &str, partition: i32| snapshot.topic(topic).and_then(|t| t.partition(partition)).is_some();
     let asked: Vec<TopicPartition> = request
         .topics
         .iter()

@@ -1,7 +1,11 @@
-//! Cluster metadata: topics, their ids, partition counts, placement on shards
-//! and config overrides. Shard 0 owns the [`MetadataStore`]; every shard holds
-//! an immutable [`Snapshot`] that shard 0 broadcasts after each change.
+//! Cluster metadata: topics, their ids, their partitions' replica
+//! assignments (`cluster::PartitionAssignment`) and config overrides. Shard 0
+//! owns the [`MetadataStore`]; every shard holds an immutable [`Snapshot`]
+//! that shard 0 broadcasts after each change.
 
+mod durable;
+mod meta_properties;
+mod migrate;
 mod producer_ids;
 mod store;
 
@@ -11,6 +15,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
+
+use crate::cluster::{NodeId, PartitionAssignment};
 
 pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 pub use store::MetadataStore;
@@ -28,6 +34,8 @@ pub enum MetadataError {
     InvalidTopicName { name: String, why: &'static str },
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    #[error("topic '{name}' partition {partition}: {why}")]
+    InvalidAssignment { name: String, partition: usize, why: &'static str },
     /// The broker would hold more partitions than `max.partitions`.
     #[error("the broker holds {held} partitions and may hold at most {max} (max.partitions); {asked} more refused")]
     TooManyPartitions { held: usize, asked: usize, max: usize },
@@ -37,6 +45,8 @@ pub enum MetadataError {
     Corrupt { line: usize, why: String },
     #[error("{file} is corrupt: {why}")]
     CorruptFile { file: &'static str, why: String },
+    #[error("the data directory belongs to node.id {stored}, not {configured}: start with --node-id {stored}, or give node {configured} a data directory of its own")]
+    NodeMismatch { stored: NodeId, configured: NodeId },
     /// Every producer id (up to i64::MAX) has been handed out; ids never wrap.
     #[error("every producer id has been handed out")]
     ProducerIdsExhausted,
@@ -46,8 +56,8 @@ impl MetadataRecord {
     /// Partitions this change adds to the broker.
     pub fn added_partitions(&self) -> usize {
         match self {
-            MetadataRecord::CreateTopic { shards, .. } | MetadataRecord::CreatePartitions { shards, .. } => {
-                shards.len()
+            MetadataRecord::CreateTopic { partitions, .. } | MetadataRecord::CreatePartitions { partitions, .. } => {
+                partitions.len()
             }
             _ => 0,
         }
@@ -57,7 +67,7 @@ impl MetadataRecord {
 impl Snapshot {
     /// Partitions of every topic, internal ones included.
     pub fn partitions_held(&self) -> usize {
-        self.topics.values().map(|t| t.shards.len()).sum()
+        self.topics.values().map(|t| t.partitions.len()).sum()
     }
 }
 
@@ -65,12 +75,13 @@ impl Snapshot {
 /// `AlterConfigs` replaces a topic's overrides (the AlterConfigs API);
 /// `UpdateConfigs` sets some and removes others (IncrementalAlterConfigs), a
 /// delta so that concurrent changes to one topic do not undo each other.
+/// `partitions` assigns each new partition, in partition order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    CreateTopic { name: String, id: Uuid, shards: Vec<u16>, configs: BTreeMap<String, String> },
+    CreateTopic { name: String, id: Uuid, partitions: Vec<PartitionAssignment>, configs: BTreeMap<String, String> },
     DeleteTopic { name: String },
-    CreatePartitions { name: String, shards: Vec<u16> },
+    CreatePartitions { name: String, partitions: Vec<PartitionAssignment> },
     AlterConfigs { name: String, configs: BTreeMap<String, String> },
     UpdateConfigs { name: String, set: BTreeMap<String, String>, remove: Vec<String> },
 }
@@ -79,18 +90,19 @@ pub enum MetadataRecord {
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
-    /// The shard owning each partition, indexed by partition.
-    pub shards: Vec<u16>,
+    /// Each partition's replicas and leader, indexed by partition.
+    pub partitions: Vec<PartitionAssignment>,
     pub configs: BTreeMap<String, String>,
 }
 
 impl TopicMeta {
     pub fn partition_count(&self) -> i32 {
-        self.shards.len() as i32
+        self.partitions.len() as i32
     }
 
-    pub fn owner(&self, partition: i32) -> Option<u16> {
-        usize::try_from(partition).ok().and_then(|p| self.shards.get(p).copied())
+    /// Partition `partition`'s assignment; None if the topic has no such partition.
+    pub fn partition(&self, partition: i32) -> Option<&PartitionAssignment> {
+        usize::try_from(partition).ok().and_then(|p| self.partitions.get(p))
     }
 
     pub fn is_internal(&self) -> bool {
@@ -119,14 +131,18 @@ impl Snapshot {
     /// Checks a record against the current state without applying it.
     pub fn check(&self, record: &MetadataRecord) -> Result<(), MetadataError> {
         match record {
-            MetadataRecord::CreateTopic { name, .. } => {
+            MetadataRecord::CreateTopic { name, partitions, .. } => {
                 validate_topic_name(name)?;
                 if self.topics.contains_key(name) {
                     return Err(MetadataError::TopicExists(name.clone()));
                 }
+                check_assignments(name, 0, partitions)?;
+            }
+            MetadataRecord::CreatePartitions { name, partitions } => {
+                let topic = self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+                check_assignments(name, topic.partitions.len(), partitions)?;
             }
             MetadataRecord::DeleteTopic { name }
-            | MetadataRecord::CreatePartitions { name, .. }
             | MetadataRecord::AlterConfigs { name, .. }
             | MetadataRecord::UpdateConfigs { name, .. } => {
                 if !self.topics.contains_key(name) {
@@ -141,9 +157,10 @@ impl Snapshot {
     pub fn apply(&mut self, record: &MetadataRecord) {
         self.version += 1;
         match record {
-            MetadataRecord::CreateTopic { name, id, shards, configs } => {
+            MetadataRecord::CreateTopic { name, id, partitions, configs } => {
                 self.ids.insert(*id, name.clone());
-                let meta = TopicMeta { name: name.clone(), id: *id, shards: shards.clone(), configs: configs.clone() };
+                let partitions = partitions.clone();
+                let meta = TopicMeta { name: name.clone(), id: *id, partitions, configs: configs.clone() };
                 self.topics.insert(name.clone(), Arc::new(meta));
             }
             MetadataRecord::DeleteTopic { name } => {
@@ -151,7 +168,9 @@ impl Snapshot {
                     self.ids.remove(&t.id);
                 }
             }
-            MetadataRecord::CreatePartitions { name, shards } => self.update(name, |t| t.shards.extend(shards)),
+            MetadataRecord::CreatePartitions { name, partitions } => {
+                self.update(name, |t| t.partitions.extend_from_slice(partitions))
+            }
             MetadataRecord::AlterConfigs { name, configs } => self.update(name, |t| t.configs = configs.clone()),
             MetadataRecord::UpdateConfigs { name, set, remove } => self.update(name, |t| {
                 t.configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -164,6 +183,14 @@ impl Snapshot {
         if let Some(t) = self.topics.get_mut(name) {
             change(Arc::make_mut(t));
         }
+    }
+}
+
+/// Every assignment of partitions `first..` of `name` leads from one of its replicas.
+fn check_assignments(name: &str, first: usize, partitions: &[PartitionAssignment]) -> Result<(), MetadataError> {
+    match partitions.iter().enumerate().find_map(|(p, a)| a.invalid().map(|why| (first + p, why))) {
+        Some((partition, why)) => Err(MetadataError::InvalidAssignment { name: name.into(), partition, why }),
+        None => Ok(()),
     }
 }
 
@@ -195,20 +222,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
     Ok(())
 }
 
-/// Where partition `partition` of `topic` lives: a deterministic spread that
-/// starts each topic at a different shard so small topics do not all land on
-/// shard 0. The result is recorded in the metadata log, so a later change of
-/// this function never moves existing partitions.
-pub fn place(topic: &str, partition: i32, shard_count: usize) -> u16 {
-    debug_assert!(shard_count > 0);
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = topic.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    ((hash.wrapping_add(partition as u64)) % shard_count as u64) as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{NodeId, ReplicaPlacement, ShardId};
+
+    fn on_shard(shard: u16) -> PartitionAssignment {
+        PartitionAssignment::single(ReplicaPlacement::new(NodeId(0), ShardId(shard)))
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {
@@ -219,23 +240,22 @@ mod tests {
     }
 
     #[test]
-    fn placement_spreads_partitions_over_shards() {
-        let shards: Vec<u16> = (0..4).map(|p| place("t", p, 2)).collect();
-        assert_eq!(shards.iter().filter(|s| **s == 0).count(), 2);
-        assert!(shards.iter().all(|s| *s < 2));
-        assert_eq!(place("t", 3, 2), place("t", 3, 2));
-    }
-
-    #[test]
     fn snapshot_applies_records() {
         let mut s = Snapshot::default();
         let id = Uuid::new_v4();
-        let create = MetadataRecord::CreateTopic { name: "a".into(), id, shards: vec![0, 1], configs: BTreeMap::new() };
+        let partitions = vec![on_shard(0), on_shard(1)];
+        let create = MetadataRecord::CreateTopic { name: "a".into(), id, partitions, configs: BTreeMap::new() };
         s.check(&create).unwrap();
         s.apply(&create);
         assert!(matches!(s.check(&create), Err(MetadataError::TopicExists(_))));
-        s.apply(&MetadataRecord::CreatePartitions { name: "a".into(), shards: vec![0] });
+        s.apply(&MetadataRecord::CreatePartitions { name: "a".into(), partitions: vec![on_shard(0)] });
         assert_eq!(s.topic_by_id(&id).unwrap().partition_count(), 3);
+        assert_eq!(s.topic("a").unwrap().partition(1), Some(&on_shard(1)));
+        let mut leaderless = on_shard(1);
+        leaderless.leader = on_shard(0).leader;
+        let grow = MetadataRecord::CreatePartitions { name: "a".into(), partitions: vec![on_shard(0), leaderless] };
+        let refused = s.check(&grow);
+        assert!(matches!(refused, Err(MetadataError::InvalidAssignment { partition: 4, .. })), "{refused:?}");
         s.apply(&MetadataRecord::DeleteTopic { name: "a".into() });
         assert!(s.topic("a").is_none() && s.ids.is_empty());
     }

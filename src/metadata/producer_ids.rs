@@ -11,14 +11,11 @@
 //! metadata log: that log has no snapshots, and a client calling
 //! InitProducerId in a loop would grow it by a line per block for ever.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::MetadataError;
+use super::{durable, MetadataError};
 
 const FILE_NAME: &str = "producer-ids.checkpoint";
-const TEMP_FILE_NAME: &str = "producer-ids.checkpoint.tmp";
 const KEY: &str = "next_producer_id=";
 /// Ids per block. Kafka's blocks hold 1,000, but each block costs shard 0
 /// two fsyncs and a rename, and a client can ask for ids as fast as it
@@ -79,12 +76,8 @@ impl ProducerIdStore {
     }
 
     fn persist(&self, next_producer_id: i64) -> Result<(), MetadataError> {
-        let temp = self.dir.join(TEMP_FILE_NAME);
-        let mut file = File::create(&temp).map_err(|e| io_error("create", e))?;
-        file.write_all(format!("{KEY}{next_producer_id}\n").as_bytes()).map_err(|e| io_error("write", e))?;
-        file.sync_all().map_err(|e| io_error("fsync", e))?;
-        std::fs::rename(&temp, self.dir.join(FILE_NAME)).map_err(|e| io_error("rename", e))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_error("fsync the data directory", e))
+        let text = format!("{KEY}{next_producer_id}\n");
+        durable::replace(&self.dir.join(FILE_NAME), text.as_bytes()).map_err(|e| io_error("replace", e))
     }
 }
 
@@ -110,7 +103,6 @@ mod tests {
         drop(store);
         let third = ProducerIdStore::open(dir.path()).unwrap().allocate().unwrap();
         assert_eq!(third, ProducerIdBlock { first: second.end, end: second.end + PRODUCER_ID_BLOCK_SIZE });
-        assert!(!dir.path().join(TEMP_FILE_NAME).exists());
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Shard {
 
     /// Adopts the snapshot the broker starts with and opens the local logs.
     pub async fn start(&self, snapshot: Arc<Snapshot>, clean_shutdown: bool) {
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, clean_shutdown).await;
+        let reopened = self.partitions.sync(self.replica(), &snapshot, &self.config, clean_shutdown).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
     }
@@ -106,7 +106,7 @@ impl Shard {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        let reopened = self.partitions.sync(self.id, &snapshot, &self.config, true).await;
+        let reopened = self.partitions.sync(self.replica(), &snapshot, &self.config, true).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
         for topic in gone {

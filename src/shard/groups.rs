@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Shard;
+use crate::cluster::ReplicaPlacement;
 use crate::group::offsets_topic::{self, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::group::{GroupError, OffsetAndMetadata};
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
@@ -50,9 +51,10 @@ fn batch_len(group_id: &str, records: &[OffsetRecord], bytes_max: usize) -> usiz
 }
 
 impl Shard {
-    /// The shard coordinating `group_id`, if the offsets topic exists.
-    pub fn group_coordinator(&self, group_id: &str) -> Option<u16> {
-        self.snapshot().topic(OFFSETS_TOPIC)?.owner(offsets_topic::partition_for(group_id))
+    /// The (node, shard) coordinating `group_id`: the leader of its offsets
+    /// topic partition, if the offsets topic exists.
+    pub fn group_coordinator(&self, group_id: &str) -> Option<ReplicaPlacement> {
+        Some(self.snapshot().topic(OFFSETS_TOPIC)?.partition(offsets_topic::partition_for(group_id))?.leader)
     }
 
     /// The offsets-topic replica of `group_id`, or the error telling the
@@ -66,7 +68,7 @@ impl Shard {
             });
         }
         match self.group_coordinator(group_id) {
-            Some(shard) if shard == self.id => {}
+            Some(leader) if leader == self.replica() => {}
             Some(_) => return Err(GroupError::NotCoordinator),
             None => return Err(GroupError::CoordinatorNotAvailable),
         }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
+use crate::cluster::{LocalNode, ReplicaPlacement, ShardId};
 use crate::config::BrokerConfig;
 use crate::metadata::{MetadataStore, Snapshot};
 use crate::model::compression::Decompressor;
@@ -113,7 +114,8 @@ impl LatencyHistogram {
 /// What every shard is started with.
 pub struct Boot {
     pub config: Arc<BrokerConfig>,
-    pub shard_count: usize,
+    /// This node: its id, and the broker id and port of each shard.
+    pub node: LocalNode,
     pub snapshot: Arc<Snapshot>,
     /// The previous run ended with a clean shutdown (less to check on recovery).
     pub clean_shutdown: bool,
@@ -122,7 +124,8 @@ pub struct Boot {
 
 pub struct Shard {
     pub id: u16,
-    pub count: usize,
+    /// The node this shard is part of (a copy per shard: nothing shared).
+    pub node: LocalNode,
     pub config: Arc<BrokerConfig>,
     pub mailboxes: Vec<mpsc::Sender<Control>>,
     snapshot: RefCell<Arc<Snapshot>>,
@@ -159,7 +162,7 @@ impl Shard {
         debug_assert_eq!(store.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
         Shard {
             id: id as u16,
-            count: boot.shard_count,
+            node: boot.node.clone(),
             config: boot.config.clone(),
             mailboxes: boot.mailboxes.clone(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
@@ -182,6 +185,11 @@ impl Shard {
     /// The current metadata. Cheap: an Arc clone of an immutable snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Where this shard is in the cluster: (this node, this shard), one Kafka broker.
+    pub fn replica(&self) -> ReplicaPlacement {
+        self.node.replica(ShardId(self.id))
     }
 
     pub fn is_metadata_owner(&self) -> bool {

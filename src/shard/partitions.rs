@@ -1,19 +1,21 @@
 //! The replicas this shard hosts, kept in step with the metadata snapshot:
-//! a partition placed here is opened, a deleted topic's replicas are closed
-//! and their files removed, and topic config changes reach the open ones.
+//! a partition with a replica on (this node, this shard) is opened, a
+//! deleted topic's replicas are closed and their files removed, and topic
+//! config changes reach the open ones.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::cluster::ReplicaPlacement;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
 use crate::model::TopicPartition;
 use crate::partition::{ProducerBudget, Replica, ReplicaHost};
 use crate::storage::{HotTail, LogConfig};
 
-/// A topic's local replicas, indexed by partition; `None` where another shard owns it.
+/// A topic's local replicas, indexed by partition; `None` where no replica is here.
 struct TopicReplicas {
     id: uuid::Uuid,
     replicas: Vec<Option<Rc<Replica>>>,
@@ -64,7 +66,13 @@ impl Partitions {
     /// here, closes and deletes the replicas of topics that are gone (or were
     /// re-created under a new id). Returns the replicas opened from the files
     /// of an earlier run, whose producers are to be rebuilt.
-    pub async fn sync(&self, shard: u16, snapshot: &Snapshot, broker: &BrokerConfig, clean: bool) -> Vec<Rc<Replica>> {
+    pub async fn sync(
+        &self,
+        here: ReplicaPlacement,
+        snapshot: &Snapshot,
+        broker: &BrokerConfig,
+        clean: bool,
+    ) -> Vec<Rc<Replica>> {
         let gone: Vec<String> = {
             let topics = self.topics.borrow();
             topics
@@ -78,14 +86,14 @@ impl Partitions {
         }
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
-            self.open_new(shard, meta, broker, clean, &mut reopened);
+            self.open_new(here, meta, broker, clean, &mut reopened);
         }
         reopened
     }
 
     fn open_new(
         &self,
-        shard: u16,
+        here: ReplicaPlacement,
         meta: &TopicMeta,
         broker: &BrokerConfig,
         clean: bool,
@@ -108,8 +116,8 @@ impl Partitions {
         }
         let host =
             ReplicaHost { hot_tail: self.hot_tail.clone(), producers: self.producers.clone(), clean_shutdown: clean };
-        for partition in entry.replicas.len()..meta.shards.len() {
-            let replica = (meta.shards[partition] == shard).then(|| {
+        for (partition, assignment) in meta.partitions.iter().enumerate().skip(entry.replicas.len()) {
+            let replica = assignment.has_replica(here).then(|| {
                 let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
@@ -158,5 +166,38 @@ impl Partitions {
                 tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::{NodeId, PartitionAssignment, ShardId};
+    use crate::metadata::MetadataRecord;
+
+    #[test]
+    fn a_log_is_opened_where_a_replica_of_the_partition_is() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
+            let here = at(1, 1);
+            let partitions = vec![
+                PartitionAssignment::single(at(1, 0)),
+                PartitionAssignment::single(at(0, 1)),
+                PartitionAssignment::single(here),
+                PartitionAssignment { replicas: vec![at(0, 0), here], leader: at(0, 0), leader_epoch: 3 },
+            ];
+            let id = uuid::Uuid::from_u128(1);
+            let mut snapshot = Snapshot::default();
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let logs = Partitions::new(&broker);
+            logs.sync(here, &snapshot, &broker, true).await;
+            let open: Vec<i32> = (0..4).filter(|p| logs.get("t", *p).is_some()).collect();
+            assert_eq!(open, [2, 3], "not another shard of this node, not this shard's number on another node");
+            logs.close_all().await;
+        });
     }
 }
