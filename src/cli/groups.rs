@@ -21,8 +21,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{list_offsets_request, topic_name, Broker, Cluster, Connection, KafkaError};
-use super::topics::ConnectArgs;
+use corelog_client::requests::{list_offsets_request, topic_name};
+use corelog_client::{Broker, Cluster, Connection, KafkaError};
+
+use super::{ConnectArgs, REQUEST_TIMEOUT_MS};
 
 /// ListOffsets special timestamps.
 const TIMESTAMP_EARLIEST: i64 = -2;
@@ -278,16 +280,14 @@ fn local_to_utc(year: i64, month: i64, day: i64, hour: i64, minute: i64, second:
 /// e.g. `NON_EMPTY_GROUP`.
 pub fn run(command: GroupsCommand) -> anyhow::Result<()> {
     match command {
-        GroupsCommand::List { connect } => list(&mut Cluster::connect(&connect.bootstrap_server)?),
-        GroupsCommand::Describe { group, connect } => {
-            describe(&mut Cluster::connect(&connect.bootstrap_server)?, &group)
-        }
+        GroupsCommand::List { connect } => list(&mut connect.cluster()?),
+        GroupsCommand::Describe { group, connect } => describe(&mut connect.cluster()?, &group),
         GroupsCommand::ResetOffsets { group, topics, target, execute, connect } => {
             let target = target.target()?;
-            let mut cluster = Cluster::connect(&connect.bootstrap_server)?;
+            let mut cluster = connect.cluster()?;
             reset_offsets(&mut cluster, &group, &topics, target, execute)
         }
-        GroupsCommand::Delete { groups, connect } => delete(&mut Cluster::connect(&connect.bootstrap_server)?, &groups),
+        GroupsCommand::Delete { groups, connect } => delete(&mut connect.cluster()?, &groups),
     }
 }
 
@@ -581,8 +581,8 @@ fn list_offsets(
         }
     }
     for (leader, wanted) in by_leader {
-        let request = list_offsets_request(wanted.iter().copied(), timestamp);
-        let answer = cluster.node(leader).and_then(|c| c.send(request).context("ListOffsets"));
+        let request = list_offsets_request(wanted.iter().copied(), timestamp, REQUEST_TIMEOUT_MS);
+        let answer = cluster.node(leader).and_then(|c| c.send(request)).context("ListOffsets");
         match answer {
             Err(error) => {
                 for p in wanted {
@@ -1349,7 +1349,7 @@ mod tests {
         use kafka_protocol::protocol::Encodable;
         let plan: BTreeMap<Partition, i32> = [(("t".to_string(), 0), 1), (("t".to_string(), 1), 2)].into();
         let wanted: Vec<&Partition> = plan.keys().collect();
-        let request = list_offsets_request(wanted.iter().copied(), 1234);
+        let request = list_offsets_request(wanted.iter().copied(), 1234, REQUEST_TIMEOUT_MS);
         assert_eq!(request.topics.len(), 1);
         for version in 1..=10 {
             request.encode(&mut BytesMut::new(), version).unwrap();

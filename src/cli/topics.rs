@@ -19,7 +19,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{list_offsets_request, topic_name, Cluster, KafkaError, REQUEST_TIMEOUT_MS};
+use corelog_client::requests::{list_offsets_request, topic_name};
+use corelog_client::{Cluster, KafkaError};
+
+use super::{ConnectArgs, REQUEST_TIMEOUT_MS};
 
 /// DescribeConfigs resource type of a topic.
 const RESOURCE_TYPE_TOPIC: i8 = 2;
@@ -31,13 +34,6 @@ const CONFIG_OP_DELETE: i8 = 1;
 /// ListOffsets special timestamps.
 const TIMESTAMP_EARLIEST: i64 = -2;
 const TIMESTAMP_LATEST: i64 = -1;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConnectArgs {
-    /// Broker to bootstrap from, host:port (a comma-separated list is tried in order)
-    #[arg(long, env = "CORELOG_BOOTSTRAP_SERVER", default_value = "localhost:9092")]
-    pub bootstrap_server: String,
-}
 
 /// Manage topics over the Kafka protocol (works against any Kafka broker).
 ///
@@ -123,20 +119,18 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
     match command {
         TopicsCommand::Create { name, partitions, replication_factor, configs, connect } => {
             let topic = creatable_topic(&name, partitions, replication_factor, &configs);
-            create(&mut Cluster::connect(&connect.bootstrap_server)?, topic)
+            create(&mut connect.cluster()?, topic)
         }
-        TopicsCommand::List { include_internal, connect } => {
-            list(&mut Cluster::connect(&connect.bootstrap_server)?, include_internal)
-        }
+        TopicsCommand::List { include_internal, connect } => list(&mut connect.cluster()?, include_internal),
         TopicsCommand::Describe { names, include_internal, connect } => {
-            let mut cluster = Cluster::connect(&connect.bootstrap_server)?;
+            let mut cluster = connect.cluster()?;
             describe(&mut cluster, &names, include_internal)
         }
         TopicsCommand::AlterConfig { name, configs, delete_configs, connect } => {
             let request = alter_config_request(&name, &configs, &delete_configs);
-            alter_config(&mut Cluster::connect(&connect.bootstrap_server)?, &name, request)
+            alter_config(&mut connect.cluster()?, &name, request)
         }
-        TopicsCommand::Delete { names, connect } => delete(&mut Cluster::connect(&connect.bootstrap_server)?, &names),
+        TopicsCommand::Delete { names, connect } => delete(&mut connect.cluster()?, &names),
     }
 }
 
@@ -407,7 +401,7 @@ fn list_offsets(
     partitions: &[(String, i32)],
     timestamp: i64,
 ) -> anyhow::Result<HashMap<(String, i32), PartitionOffset>> {
-    let request = list_offsets_request(partitions, timestamp);
+    let request = list_offsets_request(partitions, timestamp, REQUEST_TIMEOUT_MS);
     let response = cluster.node(leader)?.send(request)?;
     let mut offsets = HashMap::new();
     for topic in response.topics {
@@ -629,7 +623,7 @@ mod tests {
             let request = delete_request(&["t".to_string()], version);
             request.encode(&mut bytes::BytesMut::new(), version).unwrap();
         }
-        let offsets = list_offsets_request(&[("t".into(), 0), ("t".into(), 1)], -2);
+        let offsets = list_offsets_request(&[("t".into(), 0), ("t".into(), 1)], -2, REQUEST_TIMEOUT_MS);
         assert_eq!(offsets.topics.len(), 1);
         for version in 1..=10 {
             offsets.encode(&mut bytes::BytesMut::new(), version).unwrap();
@@ -671,8 +665,8 @@ mod tests {
 
     #[test]
     fn create_list_describe_delete_against_fake_cluster() {
-        let (bootstrap, state) = super::super::fake_broker::start();
-        let mut cluster = Cluster::connect(&bootstrap).unwrap();
+        let (bootstrap, state) = corelog_client::testing::start();
+        let mut cluster = super::super::connect(&bootstrap).unwrap();
         let configs = [("retention.ms".to_string(), "1000".to_string())];
         create(&mut cluster, creatable_topic("orders", 3, -1, &configs)).unwrap();
         create(&mut cluster, creatable_topic("__internal", 1, 1, &[])).unwrap();

@@ -25,6 +25,7 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant; it takes no pointer.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let tick = if tick > 0 { tick as f64 } else { 100.0 };
     Some((utime + stime) as f64 / tick)
@@ -244,6 +245,7 @@ impl Broker {
 
     /// SIGTERM, wait for a clean exit (SIGKILL after STOP_TIMEOUT), remove the data directory.
     pub fn stop(mut self) -> Result<ExitStatus> {
+        // SAFETY: kill takes no pointer; the pid is our child's, not yet reaped.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         let waited = wait_timeout(&mut self.child, STOP_TIMEOUT);
         let _ = std::fs::remove_dir_all(&self.data_dir);
