@@ -3,6 +3,7 @@
 //! (corelog-client). Part of the `corelog` binary, not of the broker library.
 
 pub mod groups;
+mod table;
 pub mod topics;
 
 use std::time::Duration;
