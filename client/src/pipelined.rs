@@ -22,9 +22,11 @@ const READ_CHUNK_BYTES: usize = 256 * 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One non-blocking connection; the caller matches responses to requests
+/// (Kafka answers a connection's requests in order).
 pub struct Pipelined {
-    pub addr: String,
-    pub stream: TcpStream,
+    addr: String,
+    stream: TcpStream,
     read_buffer: BytesMut,
 }
 
@@ -39,6 +41,7 @@ impl Pipelined {
         Ok(Pipelined { addr: addr.to_string(), stream, read_buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) })
     }
 
+    /// The socket, for `poll`.
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }
