@@ -98,10 +98,10 @@ export FRANZGO_BIN="$PWD/tests/go/target/franzgo"
 # ---- 2. build once -------------------------------------------------------------
 LOCKED=()
 if [ -f Cargo.lock ]; then LOCKED=(--locked); fi
-say "cargo build --release ${LOCKED[*]}"
-cargo build --release "${LOCKED[@]}"
-say "cargo test --release"
-cargo test --release "${LOCKED[@]}"
+say "cargo build --release --workspace ${LOCKED[*]}"
+cargo build --release --workspace "${LOCKED[@]}"
+say "cargo test --release --workspace"
+cargo test --release --workspace "${LOCKED[@]}"
 
 # ---- 2a. the habits that keep the tree clean: formatted, no clippy warnings -----
 for component in rustfmt clippy; do
@@ -112,7 +112,7 @@ for component in rustfmt clippy; do
 done
 say "cargo fmt --check; cargo clippy --all-targets -D warnings"
 cargo fmt --all --check
-cargo clippy --release --all-targets "${LOCKED[@]}" -- -D warnings
+cargo clippy --release --workspace --all-targets "${LOCKED[@]}" -- -D warnings
 
 # ---- 2b. fuzzing: a short coverage-guided run of each target (fuzz/README.md) -----
 # cargo-fuzz needs nightly flags: stable Rust takes them with RUSTC_BOOTSTRAP=1.

@@ -25,6 +25,7 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant; it takes no pointer.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let tick = if tick > 0 { tick as f64 } else { 100.0 };
     Some((utime + stime) as f64 / tick)
@@ -244,6 +245,7 @@ impl Broker {
 
     /// SIGTERM, wait for a clean exit (SIGKILL after STOP_TIMEOUT), remove the data directory.
     pub fn stop(mut self) -> Result<ExitStatus> {
+        // SAFETY: kill takes no pointer; the pid is our child's, not yet reaped.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         let waited = wait_timeout(&mut self.child, STOP_TIMEOUT);
         let _ = std::fs::remove_dir_all(&self.data_dir);
@@ -340,20 +342,13 @@ pub fn machine() -> Machine {
     }
 }
 
-/// "2025-01-31 12:34:56 UTC" (civil-from-days, no date crate needed).
+/// "2025-01-31 12:34:56 UTC".
 pub fn utc_string(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    let at = i64::try_from(secs).ok().and_then(|secs| jiff::Timestamp::from_second(secs).ok());
+    match at {
+        Some(at) => at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        None => format!("{secs} s after the epoch"),
+    }
 }
 
 /// A command for `program`, under `taskset -c CPUS` when CPUs are given

@@ -198,7 +198,7 @@ pub fn write(out: &Path, r: &Results) -> Result<()> {
         .collect();
     std::fs::write(
         out.join("throughput.svg"),
-        svg::bars("Throughput per scenario (msgs/s)", &["produce", "consume"], &bars),
+        svg::bars("Throughput per scenario (msgs/s)", &["produce", "consume"], &bars)?,
     )?;
 
     let pct_keys = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
@@ -211,7 +211,7 @@ pub fn write(out: &Path, r: &Results) -> Result<()> {
     }
     std::fs::write(
         out.join("latency.svg"),
-        svg::lines("Latency at fixed rates (ms, log scale)", &pct_keys.map(String::from), &curves, true, true),
+        svg::lines("Latency at fixed rates (ms, log scale)", &pct_keys.map(String::from), &curves, true, true)?,
     )?;
 
     let mut parts: Vec<i32> = closed.iter().filter_map(|o| o.scenario.as_ref().map(|s| s.partitions)).collect();
@@ -253,7 +253,7 @@ pub fn write(out: &Path, r: &Results) -> Result<()> {
             &series,
             false,
             false,
-        ),
+        )?,
     )?;
 
     let _ = writeln!(md, "\n## Throughput per scenario\n\n![throughput per scenario](throughput.svg)");

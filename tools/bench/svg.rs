@@ -1,20 +1,41 @@
-//! Plots as hand-written SVG: grouped horizontal bars and line charts over
-//! categorical x positions (linear or log y). No plotting crate needed.
+//! The report's plots, drawn by plotters as SVG: grouped horizontal bars,
+//! and lines over categorical x positions (linear or log y). SVG text needs
+//! no font files, so nothing here depends on the machine's fonts.
 
-use std::fmt::Write as _;
+use std::ops::Range;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::RangedCoordusize;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 use crate::report::si;
 
-const PALETTE: &[&str] =
-    &["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const FONT: &str = r#"font-family="sans-serif" font-size="12""#;
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+const FONT: &str = "sans-serif";
+const TITLE_PX: u32 = 15;
+const WIDTH_PX: u32 = 960;
+/// Height of one bar, and the gap between two rows of bars.
+const BAR_PX: u32 = 9;
+const ROW_GAP_PX: u32 = 8;
+const LINES_HEIGHT_PX: u32 = 460;
+const DASH_PX: u32 = 6;
+const DASH_GAP_PX: u32 = 4;
 
-fn color(i: usize) -> &'static str {
+fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k at or above v.
@@ -31,80 +52,89 @@ fn nice_max(v: f64) -> f64 {
     10.0 * e
 }
 
-fn header(w: f64, h: f64, title: &str) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" {FONT}>"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
-    s
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Draws one plot of `size` pixels into an SVG document.
+fn render(size: (u32, u32), draw: impl FnOnce(&Area) -> Result<()>) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw(&root)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
 }
 
-fn no_data(s: &mut String, x: f64, y: f64) {
-    let _ = writeln!(s, r##"<text x="{x}" y="{y}" text-anchor="middle" fill="#888">no data</text>"##);
+fn plot_error<E: std::error::Error + Send + Sync>(error: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow!("drawing a plot: {error}")
+}
+
+fn no_data(root: &Area) -> Result<()> {
+    let (w, h) = root.dim_in_pixel();
+    let style = TextStyle::from((FONT, 14).into_font()).color(&RGBColor(0x88, 0x88, 0x88));
+    root.draw_text("no data", &style, (w as i32 / 2 - 25, h as i32 / 2)).map_err(plot_error)
 }
 
 /// Horizontal bars, one row per label, one bar per series in each row.
-pub fn bars(title: &str, series: &[&str], rows: &[(String, Vec<f64>)]) -> String {
-    let k = series.len().max(1) as f64;
-    let (bar, gap) = (9.0, 8.0);
-    let row_h = k * bar + gap;
-    let (left, right, top) = (230.0, 860.0, 62.0);
-    let w = 960.0;
-    let h = top + row_h * rows.len().max(1) as f64 + 40.0;
-    let mut s = header(w, h, title);
-    for (i, name) in series.iter().enumerate() {
-        let x = left + i as f64 * 120.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="32" width="12" height="12" fill="{}"/>"#, color(i));
-        let _ = writeln!(s, r#"<text x="{}" y="42">{}</text>"#, x + 16.0, esc(name));
-    }
+pub fn bars(title: &str, series: &[&str], rows: &[(String, Vec<f64>)]) -> Result<String> {
+    let k = series.len().max(1);
+    let slots = rows.len().max(1) * k;
+    let height = 110 + rows.len().max(1) as u32 * (k as u32 * BAR_PX + ROW_GAP_PX);
     let max = nice_max(rows.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max));
-    let scale = |v: f64| left + (right - left) * (v / max).clamp(0.0, 1.0);
-    let bottom = h - 40.0;
-    for t in 0..=5 {
-        let v = max * t as f64 / 5.0;
-        let x = scale(v);
-        let _ = writeln!(s, r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{bottom}" stroke="#ddd"/>"##);
-        let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, bottom + 16.0, si(Some(v)));
-    }
-    if rows.is_empty() {
-        no_data(&mut s, (left + right) / 2.0, top + 20.0);
-    }
-    for (r, (label, values)) in rows.iter().enumerate() {
-        let y0 = top + r as f64 * row_h + gap / 2.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            left - 6.0,
-            y0 + k * bar / 2.0 + 4.0,
-            esc(label)
-        );
-        for (i, v) in values.iter().enumerate() {
-            let y = y0 + i as f64 * bar;
-            let x1 = scale(*v);
-            let _ = writeln!(
-                s,
-                r#"<rect x="{left}" y="{y}" width="{:.1}" height="{}" fill="{}"><title>{} {}: {:.0}</title></rect>"#,
-                x1 - left,
-                bar - 1.0,
-                color(i),
-                esc(label),
-                esc(series.get(i).copied().unwrap_or("")),
-                v
-            );
-            let _ =
-                writeln!(s, r#"<text x="{}" y="{}" font-size="9">{}</text>"#, x1 + 3.0, y + bar - 2.0, si(Some(*v)));
+    // Slot of (row, series), counted from the bottom so the first row is on top.
+    let slot = |row: usize, s: usize| slots - 1 - (row * k + s);
+    render((WIDTH_PX, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, TITLE_PX))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(230)
+            .build_cartesian_2d(0.0..max, (0..slots).into_segmented())
+            .map_err(plot_error)?;
+        let row_label = |v: &SegmentValue<usize>| match v {
+            // A row's label sits at its middle bar.
+            SegmentValue::CenterOf(i) if (slots - 1 - i) % k == k / 2 => {
+                rows.get((slots - 1 - i) / k).map_or(String::new(), |(label, _)| label.clone())
+            }
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(slots)
+            .y_label_formatter(&row_label)
+            .x_labels(6)
+            .x_label_formatter(&|v| si(Some(*v)))
+            .draw()
+            .map_err(plot_error)?;
+        for (s, name) in series.iter().enumerate() {
+            let bars = rows.iter().enumerate().filter_map(move |(r, (_, values))| {
+                let v = *values.get(s)?;
+                let y = slot(r, s);
+                Some(Rectangle::new(
+                    [(0.0, SegmentValue::Exact(y)), (v.min(max), SegmentValue::Exact(y + 1))],
+                    color(s).filled(),
+                ))
+            });
+            chart
+                .draw_series(bars)
+                .map_err(plot_error)?
+                .label(*name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color(s).filled()));
         }
-    }
-    let _ = writeln!(s, r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>"#);
-    s + "</svg>\n"
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        if rows.is_empty() {
+            no_data(root)?;
+        }
+        Ok(())
+    })
 }
 
 pub struct Series {
@@ -115,106 +145,120 @@ pub struct Series {
     pub color: usize,
 }
 
+/// Tick labels: milliseconds as plain decimals, or SI counts.
+fn tick(v: f64, ms: bool) -> String {
+    if !ms {
+        return si(Some(v));
+    }
+    if v >= 1.0 {
+        format!("{v}")
+    } else {
+        format!("{v:.3}").trim_end_matches('0').to_string()
+    }
+}
+
 /// Lines over categorical x positions. `log_y`: decades on the y axis;
 /// `ms`: tick labels as milliseconds rather than SI counts.
-pub fn lines(title: &str, xs: &[String], series: &[Series], log_y: bool, ms: bool) -> String {
-    let legend_h = 40.0 + 16.0 * series.len() as f64;
-    let longest = series.iter().map(|c| c.label.chars().count()).max().unwrap_or(0) as f64;
-    let (w, h) = ((710.0 + 7.0 * longest + 20.0).max(960.0), legend_h.max(460.0));
-    let (left, right, top, bottom) = (80.0, 660.0, 50.0, h - 50.0);
-    let mut s = header(w, h, title);
+pub fn lines(title: &str, xs: &[String], series: &[Series], log_y: bool, ms: bool) -> Result<String> {
     let values: Vec<f64> =
         series.iter().flat_map(|c| c.points.iter().flatten().copied()).filter(|v| *v > 0.0).collect();
-    let n = xs.len().max(1) as f64;
-    let xpos = |i: usize| left + (right - left) * (i as f64 + 0.5) / n;
-    let fmt = |v: f64| {
-        if ms {
-            if v >= 1.0 {
-                format!("{v}")
-            } else {
-                format!("{v:.3}").trim_end_matches('0').to_string()
-            }
-        } else {
-            si(Some(v))
-        }
-    };
-    let (lo, hi) = if log_y {
+    let y_range: Range<f64> = if log_y {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(0.0, f64::max);
         if values.is_empty() {
-            (0.0, 1.0)
+            1.0..10.0
         } else {
             let (a, b) = (min.log10().floor(), max.log10().ceil());
-            (a, if b > a { b } else { a + 1.0 })
+            10f64.powf(a)..10f64.powf(if b > a { b } else { a + 1.0 })
         }
     } else {
-        (0.0, nice_max(values.iter().copied().fold(0.0, f64::max)))
+        0.0..nice_max(values.iter().copied().fold(0.0, f64::max))
     };
-    let ypos = |v: f64| {
-        let t = if log_y { (v.log10() - lo) / (hi - lo) } else { (v - lo) / (hi - lo) };
-        bottom - (bottom - top) * t.clamp(0.0, 1.0)
+    let n = xs.len().max(1);
+    let x_label = |x: &SegmentValue<usize>| match x {
+        SegmentValue::CenterOf(i) => xs.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
     };
-    // Grid and ticks.
-    let ticks: Vec<f64> = if log_y {
-        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
-    } else {
-        (0..=5).map(|t| hi * t as f64 / 5.0).collect()
-    };
-    for t in ticks {
-        let y = ypos(t);
-        let _ = writeln!(s, r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/>"##);
-        let _ = writeln!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, left - 6.0, y + 4.0, fmt(t));
-    }
-    for (i, x) in xs.iter().enumerate() {
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, xpos(i), bottom + 18.0, esc(x));
-    }
-    let _ = writeln!(s, r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>"#);
-    let _ = writeln!(s, r#"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>"#);
-    if values.is_empty() {
-        no_data(&mut s, (left + right) / 2.0, (top + bottom) / 2.0);
-    }
-    for (j, c) in series.iter().enumerate() {
+    render((WIDTH_PX, LINES_HEIGHT_PX), |root| {
+        let builder = &mut ChartBuilder::on(root);
+        builder.caption(title, (FONT, TITLE_PX)).margin(10).x_label_area_size(30).y_label_area_size(70);
+        let x_axis = (0..n).into_segmented();
+        if log_y {
+            let mut chart = builder.build_cartesian_2d(x_axis, y_range.clone().log_scale()).map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_labels(n)
+                .x_label_formatter(&x_label)
+                .y_label_formatter(&|v| tick(*v, ms))
+                .draw()
+                .map_err(plot_error)?;
+            draw_lines(&mut chart, series, log_y)?;
+        } else {
+            let mut chart = builder.build_cartesian_2d(x_axis, y_range.clone()).map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_labels(n)
+                .x_label_formatter(&x_label)
+                .y_labels(6)
+                .y_label_formatter(&|v| tick(*v, ms))
+                .draw()
+                .map_err(plot_error)?;
+            draw_lines(&mut chart, series, log_y)?;
+        }
+        if values.is_empty() {
+            no_data(root)?;
+        }
+        Ok(())
+    })
+}
+
+/// Each series as line segments over consecutive present points, with a
+/// dot at every point, and one legend entry.
+fn draw_lines<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord<RangedCoordusize>, Y>>,
+    series: &[Series],
+    log_y: bool,
+) -> Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    for c in series {
         let col = color(c.color);
-        let dash = if c.dashed { r#" stroke-dasharray="6 4""# } else { "" };
-        // Polyline segments over consecutive present points.
-        let mut seg: Vec<String> = Vec::new();
-        let flush = |seg: &mut Vec<String>, s: &mut String| {
-            if seg.len() > 1 {
-                let _ = writeln!(
-                    s,
-                    r#"<polyline points="{}" fill="none" stroke="{col}" stroke-width="2"{dash}/>"#,
-                    seg.join(" ")
-                );
-            }
-            seg.clear();
-        };
-        for (i, p) in c.points.iter().enumerate() {
-            match p {
+        let style = col.stroke_width(2);
+        let mut segments: Vec<Vec<(SegmentValue<usize>, f64)>> = vec![Vec::new()];
+        for (i, point) in c.points.iter().enumerate() {
+            match point {
+                // A log axis has no place for zero.
                 Some(v) if *v > 0.0 || !log_y => {
-                    let (x, y) = (xpos(i), ypos(*v));
-                    seg.push(format!("{x:.1},{y:.1}"));
-                    let _ = writeln!(
-                        s,
-                        r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{col}"><title>{} {}: {}</title></circle>"#,
-                        esc(&c.label),
-                        esc(&xs[i]),
-                        fmt(*v)
-                    );
+                    segments.last_mut().expect("one segment at least").push((SegmentValue::CenterOf(i), *v))
                 }
-                _ => flush(&mut seg, &mut s),
+                _ if segments.last().is_some_and(|s| !s.is_empty()) => segments.push(Vec::new()),
+                _ => {}
             }
         }
-        flush(&mut seg, &mut s);
-        let ly = top + 10.0 + 16.0 * j as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{col}" stroke-width="2"{dash}/>"#,
-            right + 20.0,
-            right + 44.0
-        );
-        let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, right + 50.0, ly + 4.0, esc(&c.label));
+        for segment in segments.iter().filter(|s| s.len() > 1) {
+            if c.dashed {
+                let dashed = DashedLineSeries::new(segment.clone(), DASH_PX, DASH_GAP_PX, style);
+                chart.draw_series(dashed).map_err(plot_error)?;
+            } else {
+                chart.draw_series(LineSeries::new(segment.clone(), style)).map_err(plot_error)?;
+            }
+        }
+        let dots = segments.iter().flatten().map(|(x, y)| Circle::new((x.clone(), *y), 3, col.filled()));
+        chart
+            .draw_series(dots)
+            .map_err(plot_error)?
+            .label(c.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(2)));
     }
-    s + "</svg>\n"
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -232,10 +276,12 @@ mod tests {
 
     #[test]
     fn well_formed() {
-        let s = bars("t", &["a", "b"], &[("x<y".into(), vec![1.0, 2.0])]);
-        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>") && s.contains("x&lt;y"));
+        let s = bars("t", &["a", "b"], &[("x<y".into(), vec![1.0, 2.0])]).unwrap();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>") && s.contains("x&lt;y"), "{s}");
         let c = Series { label: "l".into(), points: vec![Some(0.5), None, Some(20.0)], dashed: true, color: 0 };
-        let s = lines("t", &["p50".into(), "p90".into(), "p99".into()], &[c], true, true);
-        assert!(s.contains("<circle") && s.contains(">0.1<") && s.contains(">100<"));
+        let s = lines("t", &["p50".into(), "p90".into(), "p99".into()], &[c], true, true).unwrap();
+        assert!(s.contains("<circle") && s.contains("<polyline") && s.contains("\np90\n"), "{s}");
+        let empty = lines("t", &["1 partitions".into()], &[], false, false).unwrap();
+        assert!(empty.contains("1 partitions") && empty.contains("no data"), "{empty}");
     }
 }

@@ -9,12 +9,14 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::wire::{error_name, Client, Versions};
+use corelog_client::{error_name, Connection};
+
+use crate::versions::{self, Versions};
 
 /// ListOffsets timestamps with a special meaning.
 pub const EARLIEST: i64 = -2;
@@ -39,11 +41,11 @@ fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
-fn metadata(client: &mut Client, versions: &Versions, topic: &str) -> Result<MetadataResponse> {
+fn metadata(client: &mut Connection, versions: &Versions, topic: &str) -> Result<MetadataResponse> {
     let request = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
         .with_allow_auto_topic_creation(false);
-    client.call(ApiKey::Metadata, versions.metadata, &request)
+    Ok(client.send_at(&request, versions.metadata)?)
 }
 
 /// Connects to the bootstrap server, creates the topic if it is missing and
@@ -55,8 +57,8 @@ pub fn discover(
     partitions: i32,
     replication_factor: i16,
 ) -> Result<Topology> {
-    let mut client = Client::connect(bootstrap, client_id)?;
-    let versions = client.versions()?;
+    let mut client = versions::connect(bootstrap, client_id)?;
+    let versions = versions::versions(&client)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut created = false;
     loop {
@@ -119,14 +121,14 @@ fn create_topic(
     partitions: i32,
     replication_factor: i16,
 ) -> Result<()> {
-    let mut client = Client::connect(addr, client_id)?;
+    let mut client = versions::connect(addr, client_id)?;
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
             .with_replication_factor(replication_factor)])
         .with_timeout_ms(30_000);
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, versions.create_topics, &request)?;
+    let response: CreateTopicsResponse = client.send_at(&request, versions.create_topics)?;
     for t in &response.topics {
         // TOPIC_ALREADY_EXISTS: another run (or client) won the race; fine.
         if t.error_code != 0 && t.error_code != 36 {
@@ -184,7 +186,7 @@ fn offsets_at(topology: &Topology, client_id: &str, topic: &str, timestamp: i64)
     }
     let mut answers = vec![(0i16, -1i64); topology.leaders.len()];
     for (leader, partitions) in by_leader {
-        let mut client = Client::connect(&topology.brokers[&leader], client_id)?;
+        let mut client = versions::connect(&topology.brokers[&leader], client_id)?;
         let request =
             ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
@@ -194,8 +196,7 @@ fn offsets_at(topology: &Topology, client_id: &str, topic: &str, timestamp: i64)
                         .map(|p| ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(timestamp))
                         .collect(),
                 )]);
-        let response: ListOffsetsResponse =
-            client.call(ApiKey::ListOffsets, topology.versions.list_offsets, &request)?;
+        let response: ListOffsetsResponse = client.send_at(&request, topology.versions.list_offsets)?;
         for t in &response.topics {
             for p in &t.partitions {
                 if let Some(slot) = answers.get_mut(p.partition_index as usize) {

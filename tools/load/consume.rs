@@ -20,7 +20,7 @@ use crate::batch;
 use crate::group::{Heartbeat, Membership};
 use crate::produce::{StartGate, Times};
 use crate::stats::{record, Live, Tally};
-use crate::wire::{self, error_name, Conn};
+use corelog_client::{error_name, frame, poll, Pipelined};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -57,7 +57,7 @@ struct Partition {
 }
 
 struct Lane {
-    conn: Conn,
+    conn: Pipelined,
     partitions: Vec<Partition>,
     /// The Fetch being written (frame, bytes written) and the one awaiting its answer.
     writing: Option<(BytesMut, usize)>,
@@ -98,7 +98,7 @@ fn connect_lanes(plan: &[(String, Vec<(i32, i64)>)]) -> Result<Vec<Lane>> {
     plan.iter()
         .map(|(addr, partitions)| {
             Ok(Lane {
-                conn: Conn::connect(addr)?,
+                conn: Pipelined::connect(addr)?,
                 partitions: partitions.iter().map(|&(index, position)| Partition { index, position }).collect(),
                 writing: None,
                 awaiting: None,
@@ -217,7 +217,7 @@ impl Consumer {
                 }
                 pollfds.push(libc::pollfd { fd: lane.conn.fd(), events, revents: 0 });
             }
-            wire::poll(&mut pollfds, Some(Duration::from_millis(100)))?;
+            poll(&mut pollfds, Some(Duration::from_millis(100)))?;
             for (i, lane) in lanes.iter_mut().enumerate() {
                 if pollfds[i].revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
                     self.receive(lane)?;
@@ -254,16 +254,21 @@ impl Consumer {
                 .with_topic(TopicName(StrBytes::from_string(self.plan.topic.clone())))
                 .with_partitions(partitions)]);
         lane.awaiting = Some(self.correlation_id);
-        wire::encode_request(ApiKey::Fetch, self.plan.version, self.correlation_id, &self.plan.client_id, &request)
+        Ok(frame::encode_request(
+            &request,
+            self.plan.version,
+            self.correlation_id,
+            &StrBytes::from_string(self.plan.client_id.clone()),
+        )?)
     }
 
     fn receive(&mut self, lane: &mut Lane) -> Result<()> {
         let version = self.plan.version;
         let mut responses = Vec::new();
         let awaiting = &mut lane.awaiting;
-        lane.conn.read_frames(|frame| {
+        lane.conn.read_frames(|frame| -> Result<()> {
             let id = awaiting.take().ok_or_else(|| anyhow!("a Fetch response nobody asked for"))?;
-            responses.push(wire::decode_response::<FetchResponse>(ApiKey::Fetch, version, id, frame)?);
+            responses.push(frame::decode_response::<FetchResponse>(ApiKey::Fetch, version, id, frame)?);
             Ok(())
         })?;
         for response in responses {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use corelog::api::ErrorCode;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -18,8 +17,11 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
 
-use crate::wire::{error_name, Client, GroupVersions};
+use corelog_client::{error_name, Connection};
+
+use crate::versions::{self, GroupVersions};
 
 /// Kafka consumer defaults: a member is dropped after this long without a heartbeat.
 const SESSION_TIMEOUT_MS: i32 = 45_000;
@@ -30,21 +32,20 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// The assignment strategy's name, as JoinGroup advertises it.
 const STRATEGY: &str = "roundrobin";
 
-const UNKNOWN_MEMBER_ID: i16 = ErrorCode::UnknownMemberId as i16;
-const REBALANCE_IN_PROGRESS: i16 = ErrorCode::RebalanceInProgress as i16;
-const MEMBER_ID_REQUIRED: i16 = ErrorCode::MemberIdRequired as i16;
-const ILLEGAL_GENERATION: i16 = ErrorCode::IllegalGeneration as i16;
-const COORDINATOR_NOT_AVAILABLE: i16 = ErrorCode::CoordinatorNotAvailable as i16;
-const NOT_COORDINATOR: i16 = ErrorCode::NotCoordinator as i16;
-/// Another broker may answer it; corelog never does, so ErrorCode lacks it.
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const UNKNOWN_MEMBER_ID: i16 = ResponseError::UnknownMemberId.code();
+const REBALANCE_IN_PROGRESS: i16 = ResponseError::RebalanceInProgress.code();
+const MEMBER_ID_REQUIRED: i16 = ResponseError::MemberIdRequired.code();
+const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
+const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = ResponseError::CoordinatorLoadInProgress.code();
 
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
 pub struct Membership {
-    client: Client,
+    client: Connection,
     versions: GroupVersions,
     group: String,
     topic: String,
@@ -65,10 +66,10 @@ pub enum Heartbeat {
 impl Membership {
     /// Connects to the group's coordinator. `join` then makes it a member.
     pub fn connect(bootstrap: &str, client_id: &str, group: &str, topic: &str, partitions: i32) -> Result<Membership> {
-        let mut client = Client::connect(bootstrap, client_id)?;
-        let versions = client.group_versions()?;
+        let mut client = versions::connect(bootstrap, client_id)?;
+        let versions = versions::group_versions(&client)?;
         let coordinator = find_coordinator(&mut client, versions.find_coordinator, group)?;
-        let client = Client::connect(&coordinator, client_id)?;
+        let client = versions::connect(&coordinator, client_id)?;
         let now = Instant::now();
         Ok(Membership {
             client,
@@ -128,7 +129,7 @@ impl Membership {
             .with_protocols(vec![JoinGroupRequestProtocol::default()
                 .with_name(str(STRATEGY))
                 .with_metadata(subscription)]);
-        self.client.call(ApiKey::JoinGroup, self.versions.join_group, &request)
+        Ok(self.client.send_at(&request, self.versions.join_group)?)
     }
 
     /// The leader's round-robin: partition p goes to the (p % n)-th member by member id.
@@ -164,7 +165,7 @@ impl Membership {
         if self.versions.sync_group >= 5 {
             request = request.with_protocol_type(Some(str("consumer"))).with_protocol_name(Some(str(STRATEGY)));
         }
-        let response: SyncGroupResponse = self.client.call(ApiKey::SyncGroup, self.versions.sync_group, &request)?;
+        let response: SyncGroupResponse = self.client.send_at(&request, self.versions.sync_group)?;
         match response.error_code {
             0 => {}
             REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => return Ok(None),
@@ -195,8 +196,7 @@ impl Membership {
                 .with_name(TopicName(str(&self.topic)))
                 .with_partition_indexes(partitions.to_vec()),
         ]));
-        let response: OffsetFetchResponse =
-            self.client.call(ApiKey::OffsetFetch, self.versions.offset_fetch, &request)?;
+        let response: OffsetFetchResponse = self.client.send_at(&request, self.versions.offset_fetch)?;
         if response.error_code != 0 {
             bail!("OffsetFetch {}: {}", self.group, error_name(response.error_code));
         }
@@ -222,7 +222,7 @@ impl Membership {
             .with_group_id(GroupId(str(&self.group)))
             .with_generation_id(self.generation)
             .with_member_id(str(&self.member_id));
-        let response: HeartbeatResponse = self.client.call(ApiKey::Heartbeat, self.versions.heartbeat, &request)?;
+        let response: HeartbeatResponse = self.client.send_at(&request, self.versions.heartbeat)?;
         match response.error_code {
             0 => Ok(Heartbeat::Stable),
             REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => Ok(Heartbeat::Rejoin),
@@ -259,8 +259,7 @@ impl Membership {
             .with_topics(vec![OffsetCommitRequestTopic::default()
                 .with_name(TopicName(str(&self.topic)))
                 .with_partitions(partitions)]);
-        let response: OffsetCommitResponse =
-            self.client.call(ApiKey::OffsetCommit, self.versions.offset_commit, &request)?;
+        let response: OffsetCommitResponse = self.client.send_at(&request, self.versions.offset_commit)?;
         for p in response.topics.iter().flat_map(|t| t.partitions.iter()) {
             match p.error_code {
                 0 | REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID => {}
@@ -274,7 +273,7 @@ impl Membership {
     pub fn leave(&mut self) -> Result<()> {
         let mut request = LeaveGroupRequest::default().with_group_id(GroupId(str(&self.group)));
         request = request.with_members(vec![MemberIdentity::default().with_member_id(str(&self.member_id))]);
-        let response: LeaveGroupResponse = self.client.call(ApiKey::LeaveGroup, self.versions.leave_group, &request)?;
+        let response: LeaveGroupResponse = self.client.send_at(&request, self.versions.leave_group)?;
         match response.error_code {
             0 | UNKNOWN_MEMBER_ID => Ok(()),
             code => bail!("LeaveGroup {}: {}", self.group, error_name(code)),
@@ -282,11 +281,11 @@ impl Membership {
     }
 }
 
-fn find_coordinator(client: &mut Client, version: i16, group: &str) -> Result<String> {
+fn find_coordinator(client: &mut Connection, version: i16, group: &str) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let request = FindCoordinatorRequest::default().with_key(str(group)).with_key_type(0);
-        let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, version, &request)?;
+        let response: FindCoordinatorResponse = client.send_at(&request, version)?;
         match response.error_code {
             0 => return Ok(format!("{}:{}", response.host.as_str(), response.port)),
             COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR if Instant::now() < deadline => {

@@ -16,7 +16,7 @@ mod consume;
 mod group;
 mod produce;
 mod stats;
-mod wire;
+mod versions;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,6 +213,7 @@ fn run(args: Args) -> Result<bool> {
         (None, Some(_)) => None,
         (None, None) => Some(10.0),
     };
+    // SAFETY: `on_sigint` only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
 
     let shape = Shape { record_bytes: args.record_bytes, key_bytes: args.key_bytes, codec: codec(&args.compression) };
@@ -230,7 +231,7 @@ fn run(args: Args) -> Result<bool> {
             args.replication_factor,
         )?)
     };
-    let (partitions, leader_of, versions): (i32, Vec<String>, Option<wire::Versions>) = match &cluster {
+    let (partitions, leader_of, versions): (i32, Vec<String>, Option<versions::Versions>) = match &cluster {
         None => (args.partitions, vec![String::new(); args.partitions as usize], None),
         Some(t) => {
             let leaders = (0..t.leaders.len() as i32).map(|p| t.leader_addr(p).to_string()).collect();
@@ -241,7 +242,7 @@ fn run(args: Args) -> Result<bool> {
     let idle = match &cluster {
         Some(t) if args.idle_connections > 0 => {
             let brokers: Vec<&str> = t.brokers.values().map(String::as_str).collect();
-            let idle = wire::open_idle(&brokers, args.idle_connections, &args.client_id)?;
+            let idle = versions::open_idle(&brokers, args.idle_connections, &args.client_id)?;
             if !args.quiet {
                 eprintln!("corelog-load: holding {} idle connections", idle.len());
             }

@@ -26,7 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::batch::{self, Shape};
 use crate::stats::{record, Clock, Live, Tally};
-use crate::wire::{self, error_name, Conn};
+use corelog_client::{error_name, frame, poll, Pipelined};
 
 /// How long in-flight requests may take to be answered once sending stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,7 +109,8 @@ impl Template {
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(plan.topic.clone())))
                 .with_partition_data(data)]);
-        let frame = wire::encode_request(ApiKey::Produce, plan.version, 0, &plan.client_id, &request)?.to_vec();
+        let frame =
+            frame::encode_request(&request, plan.version, 0, &StrBytes::from_string(plan.client_id.clone()))?.to_vec();
         // Find each batch in the encoded frame (in order), so it can be stamped in place.
         let mut slots = Vec::with_capacity(batches.len());
         let mut from = 0;
@@ -168,7 +169,7 @@ enum Which {
 
 /// One connection to one partition leader.
 struct Lane {
-    conn: Option<Conn>,
+    conn: Option<Pipelined>,
     templates: Vec<Template>,
     next: usize,
     /// A one-off smaller request for the end of a `--messages` run.
@@ -261,7 +262,7 @@ fn build_lanes(plan: &Plan) -> Result<Vec<Lane>> {
             .chunks(per_request)
             .map(|group| Template::build(plan, group, plan.records_per_batch))
             .collect::<Result<Vec<_>>>()?;
-        let conn = if plan.sink { None } else { Some(Conn::connect(addr)?) };
+        let conn = if plan.sink { None } else { Some(Pipelined::connect(addr)?) };
         lanes.push(Lane { conn, templates, next: 0, tail: None, writing: None, in_flight: VecDeque::new() });
     }
     Ok(lanes)
@@ -366,7 +367,7 @@ impl Producer {
                 }
                 pollfds.push(libc::pollfd { fd: conn.fd(), events, revents: 0 });
             }
-            wire::poll(&mut pollfds, Some(timeout))?;
+            poll(&mut pollfds, Some(timeout))?;
             for (l, fd) in pollfds.iter().enumerate() {
                 if fd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
                     self.receive(l)?;
@@ -465,13 +466,13 @@ impl Producer {
         let in_flight = &mut lane.in_flight;
         let mut answered: Vec<(Sent, u32)> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
-        conn.read_frames(|frame| {
+        conn.read_frames(|frame| -> Result<()> {
             let sent = in_flight.pop_front().ok_or_else(|| anyhow!("a Produce response nobody asked for"))?;
-            if wire::correlation_id(&frame) != Some(sent.correlation_id) {
+            if frame::correlation_id(&frame) != Some(sent.correlation_id) {
                 bail!("Produce responses out of order (expected correlation id {})", sent.correlation_id);
             }
             let response: ProduceResponse =
-                wire::decode_response(ApiKey::Produce, version, sent.correlation_id, frame)?;
+                frame::decode_response(ApiKey::Produce, version, sent.correlation_id, frame)?;
             let mut ok = 0;
             for topic in &response.responses {
                 for p in &topic.partition_responses {

@@ -1,4 +1,4 @@
-//! An in-process fake Kafka cluster for the CLI's tests.
+//! An in-process fake Kafka cluster for the tools' tests (feature "testing").
 //!
 //! Two brokers on loopback ports share one topic table. Partition `p` of
 //! every topic is led by broker `p % 2 + 1`, and a broker answers ListOffsets
@@ -26,9 +26,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use uuid::Uuid;
 
-use super::client::topic_name;
+use crate::requests::topic_name;
 
 const NODE_COUNT: i32 = 2;
+
+/// Requests the tools send are small; anything bigger is a broken test.
+const FRAME_BYTES_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct State {
@@ -64,7 +67,7 @@ fn accept(listener: TcpListener, node_id: i32, state: Shared) {
 }
 
 fn serve(mut stream: TcpStream, node_id: i32, state: Shared) {
-    while let Ok(frame) = super::client::read_frame(&mut stream) {
+    while let Ok(frame) = crate::frame::read_frame(&mut stream, FRAME_BYTES_MAX) {
         let response = answer(frame, node_id, &state);
         stream.write_all(&(response.len() as i32).to_be_bytes()).unwrap();
         stream.write_all(&response).unwrap();
