@@ -42,11 +42,12 @@ def fill(data_dir: Path) -> Path:
     """Writes a filler file until the file system is full."""
     filler = data_dir / "filler"
     chunk = b"\0" * (64 << 10)
-    with open(filler, "wb") as f:
+    # Unbuffered: a chunk cut short by the full disk must not stay in a
+    # buffer that closing the file would try, and fail, to write again.
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(chunk)
-                f.flush()
         except OSError:
             pass
     return filler

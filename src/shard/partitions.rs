@@ -122,7 +122,7 @@ impl Partitions {
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
                     Ok((replica, report)) => {
-                        tracing::info!(topic = %meta.name, partition, ?report, "partition replica opened");
+                        tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
                         if !report.created {
                             reopened.push(replica.clone());
                         }
