@@ -3,20 +3,20 @@
 //! one way: model ← {protocol, storage, cluster ← metadata} ← partition ← shard ←
 //! api ← net ← server.
 
-pub mod api;
+mod api;
 pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
-pub mod group;
-pub mod metadata;
+mod group;
+mod metadata;
 pub mod model;
-pub mod net;
-pub mod partition;
+mod net;
+mod partition;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
-pub mod shard;
+mod shard;
 pub mod storage;
 
 /// Unit tests decode hostile frames too (`fuzz`), so they run under the

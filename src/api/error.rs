@@ -36,7 +36,6 @@ pub enum ErrorCode {
     InvalidCommitOffsetSize = 28,
     InvalidRequiredAcks = 21,
     InvalidTimestamp = 32,
-    TopicAuthorizationFailed = 29,
     UnsupportedVersion = 35,
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,

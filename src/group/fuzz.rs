@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
 
+use super::types::*;
 use super::*;
 use crate::model::TopicPartition;
 
@@ -28,7 +29,9 @@ const NEW_MEMBER_JOIN_MS: i64 = member::NEW_MEMBER_JOIN_TIMEOUT_MS;
 
 /// Where the choices come from.
 pub enum Choices<'a> {
-    /// splitmix64: deterministic, so a failing seed replays exactly.
+    /// splitmix64: deterministic, so a failing seed replays exactly (the
+    /// unit tests' random sequences).
+    #[cfg(test)]
     Seeded(u64),
     /// One byte per choice; the sequence ends when they run out.
     Bytes(&'a [u8]),
@@ -37,6 +40,7 @@ pub enum Choices<'a> {
 impl Choices<'_> {
     fn next(&mut self) -> u64 {
         match self {
+            #[cfg(test)]
             Choices::Seeded(state) => {
                 *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
                 let mut z = *state;

@@ -36,11 +36,7 @@ mod types;
 use std::collections::HashMap;
 
 pub use error::GroupError;
-pub use types::{
-    DeletedOffsets, GroupDescription, GroupListing, GroupState, Heartbeat, JoinGroup, JoinResponse, JoinedMember,
-    LeaveGroup, LeavingMember, MemberDescription, MemberLeave, OffsetAndMetadata, Protocol, RemovedOffsets, Reply,
-    SyncGroup, SyncResponse,
-};
+pub use types::{GroupState, Heartbeat, JoinGroup, LeaveGroup, LeavingMember, OffsetAndMetadata, Protocol, SyncGroup};
 
 use group::Group;
 
@@ -53,6 +49,7 @@ pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3_000;
 /// Kafka's offset.metadata.max.bytes default.
 pub const OFFSET_METADATA_BYTES_MAX_DEFAULT: usize = 4096;
 /// Kafka's offsets.retention.minutes default (7 days), in ms.
+#[cfg(test)]
 pub const OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// group.max.size default. Kafka's is unlimited (Integer.MAX_VALUE); each
@@ -111,16 +108,14 @@ impl Coordinator {
         Coordinator { config, groups: HashMap::new(), groups_reset: 0 }
     }
 
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-
     /// The group's state, or None if the coordinator does not know it.
+    #[cfg(test)]
     pub fn group_state(&self, group_id: &str) -> Option<GroupState> {
         self.groups.get(group_id).map(|g| g.state)
     }
 
     /// The group's generation, or None if the coordinator does not know it.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn generation_id(&self, group_id: &str) -> Option<i32> {
         self.groups.get(group_id).map(|g| g.generation_id)
     }

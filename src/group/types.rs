@@ -225,6 +225,7 @@ impl<T> Reply<T> {
     }
 
     /// The answer if it is already there, without waiting.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn try_take(&mut self) -> Option<Result<T, GroupError>> {
         match self {
             Reply::Ready(_) => {

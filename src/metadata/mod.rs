@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::cluster::{NodeId, PartitionAssignment};
 
-pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
+pub use producer_ids::ProducerIdBlock;
 pub use store::MetadataStore;
 
 /// Longest topic name Kafka accepts.

@@ -15,7 +15,6 @@ mod validate;
 mod waiters;
 
 pub use error::PartitionError;
-pub use leader_epoch::LEADER_EPOCH_INITIAL;
 pub use producers::{ProducerBudget, PRODUCER_EXPIRY_CHECK_INTERVAL};
 pub use replica::{Replica, ReplicaHost};
 pub use waiters::WriteWaiters;

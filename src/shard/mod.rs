@@ -191,10 +191,6 @@ impl Shard {
     pub fn replica(&self) -> ReplicaPlacement {
         self.node.replica(ShardId(self.id))
     }
-
-    pub fn is_metadata_owner(&self) -> bool {
-        self.store.is_some()
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod static_members;
 
 use bytes::Bytes;
 
+pub(super) use super::types::*;
 use super::*;
 use crate::model::TopicPartition;
 
