@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
-use super::{durable, MetadataError};
+use super::MetadataError;
 use crate::cluster::NodeId;
+use crate::runtime::durable;
 
 const FILE_NAME: &str = "meta.properties";
 const VERSION: &str = "1";

@@ -14,8 +14,9 @@ use std::path::Path;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{durable, MetadataRecord};
+use super::MetadataRecord;
 use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement, ShardId};
+use crate::runtime::durable;
 
 /// The two records whose layout changed, as the code before issue 15 wrote
 /// them. The others were written as they still are.

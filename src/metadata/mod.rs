@@ -3,7 +3,6 @@
 //! owns the [`MetadataStore`]; every shard holds an immutable [`Snapshot`]
 //! that shard 0 broadcasts after each change.
 
-mod durable;
 mod meta_properties;
 mod migrate;
 mod producer_ids;

@@ -13,7 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{durable, MetadataError};
+use super::MetadataError;
+use crate::runtime::durable;
 
 const FILE_NAME: &str = "producer-ids.checkpoint";
 const KEY: &str = "next_producer_id=";

@@ -22,13 +22,11 @@
 //! leadership changes, never on the produce path.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::PartitionError;
 
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
-const CHECKPOINT_TEMP_FILE: &str = "leader-epoch-checkpoint.tmp";
 /// The only version of the format Kafka has written.
 const CHECKPOINT_VERSION: u32 = 0;
 /// Kafka's first leader epoch. One node leads each of its partitions from
@@ -81,7 +79,8 @@ impl LeaderEpochCache {
             );
         }
         self.entries.push(EpochEntry { epoch, start_offset });
-        write_atomically(&self.path, &format(&self.entries))
+        crate::runtime::durable::replace(&self.path, format(&self.entries).as_bytes())
+            .map_err(|source| PartitionError::CheckpointIo { path: self.path.clone(), source })
     }
 }
 
@@ -131,22 +130,6 @@ fn parse(path: &Path, text: &str) -> Result<Vec<EpochEntry>, PartitionError> {
     Ok(entries)
 }
 
-/// Replaces `path` with `text` so that a crash leaves the old file or the new one whole.
-fn write_atomically(path: &Path, text: &str) -> Result<(), PartitionError> {
-    let dir = path.parent().expect("a checkpoint lives in its partition directory");
-    let temp = dir.join(CHECKPOINT_TEMP_FILE);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PartitionError::CheckpointIo { path, source }
-    };
-    let mut file = fs::File::create(&temp).map_err(io(&temp))?;
-    file.write_all(text.as_bytes()).map_err(io(&temp))?;
-    file.sync_all().map_err(io(&temp))?;
-    fs::rename(&temp, path).map_err(io(path))?;
-    // The rename is durable once the directory is.
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,7 +172,9 @@ mod tests {
     #[test]
     fn a_new_epoch_replaces_the_file_whole_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
-        // A temporary left by a crash mid-write is ignored, then overwritten.
+        // A temporary left by a crash mid-write (runtime::durable's name for
+        // it) is ignored, then overwritten.
+        const CHECKPOINT_TEMP_FILE: &str = "leader-epoch-checkpoint.tmp";
         fs::write(dir.path().join(CHECKPOINT_TEMP_FILE), "0\n5\n").unwrap();
         let mut cache = LeaderEpochCache::open(dir.path()).unwrap();
         cache.begin(0, 7).unwrap();

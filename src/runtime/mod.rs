@@ -6,6 +6,7 @@
 
 mod aligned;
 pub mod alloc;
+pub mod durable;
 pub mod splice;
 mod threads;
 

@@ -14,7 +14,8 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-pub(super) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `bytes` (blocking: small files, cold paths).
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = temporary(path);
     let mut file = File::create(&temporary)?;
     file.write_all(bytes)?;
