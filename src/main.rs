@@ -46,6 +46,17 @@ struct ServeArgs {
     /// node.id: this node's id; its shards are Kafka brokers node-id × 1000 + shard [default: 0].
     #[arg(long)]
     node_id: Option<u32>,
+    /// controller.quorum.voters: every node of a cluster as id@host:port of its
+    /// controller listener, e.g. 1@127.0.0.1:9093,2@127.0.0.2:9093,3@127.0.0.3:9093
+    /// [default: none, a single node].
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
+    /// default.replication.factor: replicas of auto-created topics [default: 1].
+    #[arg(long)]
+    default_replication_factor: Option<i16>,
+    /// min.insync.replicas: default of the topic config [default: 1].
+    #[arg(long)]
+    min_insync_replicas: Option<i32>,
     /// Where topics and their logs are stored [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -188,6 +199,9 @@ impl ServeArgs {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
         }
         set!(
+            controller_quorum_voters,
+            default_replication_factor,
+            min_insync_replicas,
             data_dir,
             host,
             port,

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     InvalidProducerEpoch = 47,
     KafkaStorageError = 56,
+    StaleBrokerEpoch = 77,
+    InvalidUpdateVersion = 95,
+    BrokerIdNotRegistered = 102,
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
     MemberIdRequired = 79,
@@ -110,6 +113,9 @@ impl From<&MetadataError> for ErrorCode {
             | MetadataError::NodeMismatch { .. } => ErrorCode::KafkaStorageError,
             // Kafka's controller: UnknownServerException("Exhausted all producerIds ...").
             MetadataError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
+            MetadataError::UnknownNode(_) => ErrorCode::BrokerIdNotRegistered,
+            MetadataError::StaleNodeEpoch { .. } => ErrorCode::StaleBrokerEpoch,
+            MetadataError::StalePartitionEpoch { .. } => ErrorCode::InvalidUpdateVersion,
         }
     }
 }

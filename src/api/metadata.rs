@@ -42,10 +42,9 @@ fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
             let replicas: Vec<BrokerId> = assignment.replicas.iter().map(|r| BrokerId(r.broker_id())).collect();
             MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
-                .with_leader_id(BrokerId(assignment.leader.broker_id()))
+                .with_leader_id(BrokerId(assignment.leader.map_or(-1, |l| l.broker_id())))
                 .with_leader_epoch(assignment.leader_epoch)
-                // Every replica is in sync until replication (issue 16) keeps an ISR.
-                .with_isr_nodes(replicas.clone())
+                .with_isr_nodes(assignment.isr.iter().map(|r| BrokerId(r.broker_id())).collect())
                 .with_replica_nodes(replicas)
         })
         .collect();
@@ -182,7 +181,12 @@ mod tests {
     #[test]
     fn partitions_are_described_from_their_assignment() {
         let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
-        let follower = PartitionAssignment { replicas: vec![at(1, 0), at(2, 3)], leader: at(2, 3), leader_epoch: 7 };
+        let replicas = vec![at(1, 0), at(2, 3)];
+        let follower = PartitionAssignment {
+            leader: Some(at(2, 3)),
+            leader_epoch: 7,
+            ..PartitionAssignment::led_by_first(replicas)
+        };
         let single = PartitionAssignment::single(at(0, 1));
         let topic = TopicMeta {
             name: "t".into(),

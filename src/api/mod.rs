@@ -315,7 +315,7 @@ fn local_replica(
 ) -> Result<Rc<crate::partition::Replica>, ErrorCode> {
     let meta = snapshot.topic(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
     let assignment = meta.partition(partition).ok_or(ErrorCode::UnknownTopicOrPartition)?;
-    if assignment.leader != shard.replica() {
+    if !assignment.is_led_by(shard.replica()) {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
     // Owned here but not open: its files could not be read at start-up.

@@ -1,26 +1,76 @@
-//! Where a partition's replicas are and which one leads: what the metadata
-//! log records per partition (KRaft's PartitionRecord: replicas, leader,
-//! leaderEpoch), and how a single node picks the shard of a new partition.
+//! Where a partition's replicas are, which of them are in sync and which one
+//! leads: what the metadata log records per partition (KRaft's
+//! PartitionRecord: replicas, isr, leader, leaderEpoch, partitionEpoch), and
+//! how a single node picks the shard of a new partition.
 
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, ReplicaPlacement, ShardId};
 
-/// One partition's replicas, its leader among them and the leader's epoch.
-/// The in-sync replica set comes with replication (issue 16); until then
-/// every replica is in sync.
+/// One partition's replicas, the in-sync ones among them, its leader (one
+/// of the in-sync replicas, or none: the partition is offline) and the
+/// leader's epoch.
+///
+/// `leader_epoch` goes up by one with every change of leader (what fences a
+/// deposed leader's appends and fetches); `partition_epoch` goes up with
+/// every change at all (leader or ISR), so a leader's request to change the
+/// ISR is refused when it was made on an older state (KRaft's
+/// AlterPartition check).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionAssignment {
     pub replicas: Vec<ReplicaPlacement>,
-    pub leader: ReplicaPlacement,
+    /// Metadata logs written before replication have no ISR: every replica
+    /// was in sync (see [`PartitionAssignment::normalized`]).
+    #[serde(default)]
+    pub isr: Vec<ReplicaPlacement>,
+    pub leader: Option<ReplicaPlacement>,
     pub leader_epoch: i32,
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 impl PartitionAssignment {
     /// A partition with one replica, which leads at epoch 0: every
     /// partition of a single node.
     pub fn single(at: ReplicaPlacement) -> PartitionAssignment {
-        PartitionAssignment { replicas: vec![at], leader: at, leader_epoch: 0 }
+        PartitionAssignment::led_by_first(vec![at])
+    }
+
+    /// A new partition on `replicas`, all in sync, led by the first (its
+    /// preferred leader, as Kafka's) at epoch 0.
+    pub fn led_by_first(replicas: Vec<ReplicaPlacement>) -> PartitionAssignment {
+        PartitionAssignment {
+            isr: replicas.clone(),
+            leader: replicas.first().copied(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    /// An assignment read from a metadata log written before the ISR was
+    /// recorded: every replica was in sync.
+    pub fn normalized(mut self) -> PartitionAssignment {
+        if self.isr.is_empty() {
+            self.isr = self.replicas.clone();
+        }
+        self
+    }
+
+    /// The preferred leader: the first replica (Kafka's rule), which the
+    /// leader rebalance brings back once it is in sync again.
+    pub fn preferred_leader(&self) -> Option<ReplicaPlacement> {
+        self.replicas.first().copied()
+    }
+
+    /// Whether `at` leads this partition.
+    pub fn is_led_by(&self, at: ReplicaPlacement) -> bool {
+        self.leader == Some(at)
+    }
+
+    /// Whether the replica at `at` is in sync.
+    pub fn in_sync(&self, at: ReplicaPlacement) -> bool {
+        self.isr.contains(&at)
     }
 
     /// Whether a replica of this partition lives at `at`.
@@ -29,14 +79,24 @@ impl PartitionAssignment {
     }
 
     /// Why this assignment cannot be applied, if it cannot: a partition
-    /// needs a replica, and its leader must be one of them.
+    /// needs replicas, each once; its ISR is a subset of them; its leader,
+    /// if it has one, is in sync.
     pub fn invalid(&self) -> Option<&'static str> {
+        let distinct = |list: &[ReplicaPlacement]| {
+            let mut nodes: Vec<_> = list.iter().map(|r| r.node).collect();
+            nodes.sort_unstable();
+            nodes.windows(2).all(|w| w[0] != w[1])
+        };
         if self.replicas.is_empty() {
             Some("a partition without replicas")
-        } else if !self.has_replica(self.leader) {
-            Some("a leader that is not one of the partition's replicas")
-        } else if self.leader_epoch < 0 {
-            Some("a negative leader epoch")
+        } else if !distinct(&self.replicas) {
+            Some("two replicas of one partition on one node")
+        } else if !self.isr.iter().all(|r| self.has_replica(*r)) || !distinct(&self.isr) {
+            Some("an in-sync replica that is not one of the partition's replicas")
+        } else if self.leader.is_some_and(|l| !self.in_sync(l)) {
+            Some("a leader that is not one of the partition's in-sync replicas")
+        } else if self.leader_epoch < 0 || self.partition_epoch < 0 {
+            Some("a negative leader or partition epoch")
         } else {
             None
         }
@@ -62,22 +122,31 @@ mod tests {
 
     #[test]
     fn placement_spreads_partitions_over_shards() {
-        let shards: Vec<u16> = (0..4).map(|p| place("t", p, NodeId(0), 2).leader.shard.0).collect();
+        let shards: Vec<u16> = (0..4).map(|p| place("t", p, NodeId(0), 2).leader.unwrap().shard.0).collect();
         assert_eq!(shards.iter().filter(|s| **s == 0).count(), 2);
         assert!(shards.iter().all(|s| *s < 2));
         assert_eq!(place("t", 3, NodeId(0), 2), place("t", 3, NodeId(0), 2));
         let on_node_5 = place("t", 3, NodeId(5), 2);
-        assert_eq!(on_node_5.replicas, [on_node_5.leader]);
-        assert_eq!((on_node_5.leader.node, on_node_5.leader_epoch), (NodeId(5), 0));
+        assert_eq!(Some(on_node_5.replicas[0]), on_node_5.leader);
+        assert_eq!(on_node_5.isr, on_node_5.replicas);
+        assert_eq!((on_node_5.replicas[0].node, on_node_5.leader_epoch), (NodeId(5), 0));
     }
 
     #[test]
     fn an_assignment_leads_from_one_of_its_replicas() {
-        let at = |shard| ReplicaPlacement::new(NodeId(0), ShardId(shard));
-        assert_eq!(PartitionAssignment::single(at(1)).invalid(), None);
-        let elsewhere = PartitionAssignment { replicas: vec![at(0)], leader: at(1), leader_epoch: 0 };
+        let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
+        assert_eq!(PartitionAssignment::single(at(0, 1)).invalid(), None);
+        let three = PartitionAssignment::led_by_first(vec![at(1, 0), at(2, 1), at(3, 0)]);
+        assert_eq!(three.invalid(), None);
+        let elsewhere = PartitionAssignment { leader: Some(at(4, 0)), ..three.clone() };
         assert!(elsewhere.invalid().is_some());
-        let none = PartitionAssignment { replicas: vec![], leader: at(0), leader_epoch: 0 };
+        let out_of_sync = PartitionAssignment { isr: vec![at(2, 1)], ..three.clone() };
+        assert!(out_of_sync.invalid().is_some(), "the leader must be in sync");
+        let offline = PartitionAssignment { isr: vec![], leader: None, ..three.clone() };
+        assert_eq!(offline.invalid(), None, "a partition may have no leader");
+        let twice = PartitionAssignment::led_by_first(vec![at(1, 0), at(1, 1)]);
+        assert!(twice.invalid().is_some(), "two replicas on one node");
+        let none = PartitionAssignment::led_by_first(vec![]);
         assert!(none.invalid().is_some());
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::cluster::{check_identity, IdentityError, NodeId};
+use crate::cluster::{check_identity, parse_voters, IdentityError, NodeId, Voter, VotersError};
 
 /// Kafka's `message.max.bytes` default: 1 MiB plus record batch overhead.
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1_048_588;
@@ -52,6 +52,16 @@ const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// Kafka's `producer.id.expiration.ms` default: one day.
 pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
+/// Kafka's `broker.session.timeout.ms`: a node whose heartbeats stop this
+/// long is fenced and its partitions get new leaders.
+const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
+/// Kafka's `broker.heartbeat.interval.ms`.
+const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
+/// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up
+/// with the leader's log end for this long leaves the ISR.
+const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `offsets.topic.replication.factor` (capped at the live nodes).
+const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 /// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 /// Per shard, unlike Kafka's 128 MiB shared by its cleaner threads: every
@@ -67,6 +77,31 @@ pub struct BrokerConfig {
     /// node.id: this node of the cluster (0 for a single node). Its shards
     /// are Kafka brokers node.id × 1000 + shard (see `cluster`).
     pub node_id: NodeId,
+    /// controller.quorum.voters: `id@host:port,...`, every node of the
+    /// cluster (each is a voter of the Raft quorum that keeps the metadata,
+    /// and a broker). Empty: a single node, as before clusters existed.
+    pub controller_quorum_voters: String,
+    /// broker.session.timeout.ms: a node silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// broker.heartbeat.interval.ms: how often a node tells the controller it lives.
+    pub broker_heartbeat_interval_ms: u64,
+    /// replica.lag.time.max.ms: a follower behind the leader's log end this
+    /// long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// default.replication.factor: replicas of auto-created topics and of
+    /// CreateTopics asking for -1.
+    pub default_replication_factor: i16,
+    /// min.insync.replicas: the topic default; acks=all is refused below it.
+    pub min_insync_replicas: i32,
+    /// offsets.topic.replication.factor: replicas of `__consumer_offsets`,
+    /// capped at the nodes registered when it is created.
+    pub offsets_topic_replication_factor: i16,
+    /// unclean.leader.election.enable: elect a replica out of the ISR when
+    /// no in-sync one is left (losing what only the ISR had). Off, as Kafka.
+    pub unclean_leader_election_enable: bool,
+    /// auto.leader.rebalance.enable: move leadership back to each
+    /// partition's preferred replica once it is in sync again.
+    pub auto_leader_rebalance_enable: bool,
     pub data_dir: PathBuf,
     pub host: String,
     pub port: u16,
@@ -153,6 +188,15 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             node_id: NodeId(0),
+            controller_quorum_voters: String::new(),
+            broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
+            unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
             data_dir: PathBuf::from("data"),
             host: "127.0.0.1".into(),
             port: 9092,
@@ -218,6 +262,7 @@ impl BrokerConfig {
         // --shards 0 runs one shard; the count the cores give is checked
         // when it is known (server).
         check_identity(self.node_id, self.shards.unwrap_or(1).max(1))?;
+        self.voters()?;
         if self.log_segment_bytes_min < SEGMENT_BYTES_FORMAT_MIN {
             return Err(ConfigError::InvalidValue {
                 key: "log.segment.bytes.min".into(),
@@ -280,6 +325,16 @@ impl BrokerConfig {
         self.max_partitions.unwrap_or((self.open_files_max / 6).max(1) as usize)
     }
 
+    /// The controller quorum's voters (none: a single node). Each node of a
+    /// cluster must be one of them.
+    pub fn voters(&self) -> Result<Vec<Voter>, ConfigError> {
+        let voters = parse_voters(&self.controller_quorum_voters)?;
+        if !voters.is_empty() && !voters.iter().any(|v| v.id == self.node_id) {
+            return Err(VotersError::NotAVoter(self.node_id).into());
+        }
+        Ok(voters)
+    }
+
     pub fn advertised_host(&self) -> String {
         match &self.advertised_host {
             Some(h) => h.clone(),
@@ -297,6 +352,8 @@ pub enum ConfigError {
     InvalidValue { key: String, value: String, why: &'static str },
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Voters(#[from] VotersError),
 }
 
 pub use topic::{broker_synonym, CleanupPolicy, TopicConfig, LIST_CONFIG_KEYS, TOPIC_CONFIG_KEYS};
@@ -317,5 +374,19 @@ mod tests {
         assert!(config(1023, 1 << 20).validate().is_err(), "Kafka's minimum");
         assert!(config(2 << 30, 4 << 30).validate().is_err(), "an answer's size must fit an i32");
         assert!(config(8 << 20, 4 << 20).validate().is_err(), "one whole answer must fit the shard's memory");
+    }
+
+    #[test]
+    fn a_node_of_a_cluster_is_one_of_its_voters() {
+        let config = |node, voters: &str| BrokerConfig {
+            node_id: NodeId(node),
+            controller_quorum_voters: voters.into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(config(0, "").voters(), Ok(vec![]), "no voters: a single node");
+        let three = "1@127.0.0.1:9093,2@127.0.0.2:9093,3@127.0.0.3:9093";
+        assert_eq!(config(2, three).voters().unwrap().len(), 3);
+        assert_eq!(config(4, three).validate(), Err(ConfigError::Voters(VotersError::NotAVoter(NodeId(4)))));
+        assert!(config(1, "1@127.0.0.1").validate().is_err());
     }
 }

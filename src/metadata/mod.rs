@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::{NodeId, PartitionAssignment};
+use crate::cluster::{NodeId, NodeRegistration, PartitionAssignment};
 
 pub use producer_ids::ProducerIdBlock;
 pub use store::MetadataStore;
@@ -49,6 +49,15 @@ pub enum MetadataError {
     /// Every producer id (up to i64::MAX) has been handed out; ids never wrap.
     #[error("every producer id has been handed out")]
     ProducerIdsExhausted,
+    #[error("node {0} is not registered")]
+    UnknownNode(NodeId),
+    /// A change made on a registration the node has since replaced (it restarted).
+    #[error("node {node}: broker epoch {got} is stale, the registration is at {current}")]
+    StaleNodeEpoch { node: NodeId, got: i64, current: i64 },
+    /// A partition change made on an older state of the partition (KRaft's
+    /// INVALID_UPDATE_VERSION): the leader must learn the new state first.
+    #[error("topic '{name}' partition {partition}: change made on partition epoch {got}, it is at {current}")]
+    StalePartitionEpoch { name: String, partition: i32, got: i32, current: i32 },
 }
 
 impl MetadataRecord {
@@ -78,11 +87,53 @@ impl Snapshot {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    CreateTopic { name: String, id: Uuid, partitions: Vec<PartitionAssignment>, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String },
-    CreatePartitions { name: String, partitions: Vec<PartitionAssignment> },
-    AlterConfigs { name: String, configs: BTreeMap<String, String> },
-    UpdateConfigs { name: String, set: BTreeMap<String, String>, remove: Vec<String> },
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: Vec<PartitionAssignment>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        partitions: Vec<PartitionAssignment>,
+    },
+    AlterConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    UpdateConfigs {
+        name: String,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    /// A node (re)starts: its addresses and a new broker epoch; it is fenced
+    /// until it has caught up (KRaft's RegisterBrokerRecord).
+    RegisterNode {
+        registration: NodeRegistration,
+    },
+    /// A node's session expired (or it shut down): it leads nothing and is
+    /// not in sync anywhere (the same batch of records moves its partitions).
+    FenceNode {
+        node: NodeId,
+        epoch: i64,
+    },
+    /// A registered node caught up and heartbeats: it may lead again.
+    UnfenceNode {
+        node: NodeId,
+        epoch: i64,
+    },
+    /// One partition's new replicas, ISR, leader and epochs (KRaft's
+    /// PartitionChangeRecord, as the whole new state): its `partition_epoch`
+    /// must be the current one plus one, so a change made on an older state
+    /// is refused rather than undoing a newer one.
+    ChangePartition {
+        name: String,
+        partition: i32,
+        assignment: PartitionAssignment,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +165,8 @@ impl TopicMeta {
 pub struct Snapshot {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     pub ids: HashMap<Uuid, String>,
+    /// Registered nodes (empty on a single node, which knows only itself).
+    pub nodes: BTreeMap<NodeId, NodeRegistration>,
     /// Bumped by every applied record, so a shard can tell newer from older.
     pub version: u64,
 }
@@ -148,6 +201,39 @@ impl Snapshot {
                     return Err(MetadataError::UnknownTopic(name.clone()));
                 }
             }
+            MetadataRecord::RegisterNode { registration } => {
+                if let Some(current) = self.nodes.get(&registration.id).filter(|c| c.epoch >= registration.epoch) {
+                    let (node, got, current) = (registration.id, registration.epoch, current.epoch);
+                    return Err(MetadataError::StaleNodeEpoch { node, got, current });
+                }
+            }
+            MetadataRecord::FenceNode { node, epoch } | MetadataRecord::UnfenceNode { node, epoch } => {
+                let current = self.nodes.get(node).ok_or(MetadataError::UnknownNode(*node))?;
+                if current.epoch != *epoch {
+                    return Err(MetadataError::StaleNodeEpoch { node: *node, got: *epoch, current: current.epoch });
+                }
+            }
+            MetadataRecord::ChangePartition { name, partition, assignment } => {
+                let topic = self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+                let current = topic.partition(*partition).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+                if assignment.partition_epoch != current.partition_epoch + 1 {
+                    return Err(MetadataError::StalePartitionEpoch {
+                        name: name.clone(),
+                        partition: *partition,
+                        got: assignment.partition_epoch - 1,
+                        current: current.partition_epoch,
+                    });
+                }
+                let epoch_step = assignment.leader_epoch - current.leader_epoch;
+                let invalid =
+                    |why| MetadataError::InvalidAssignment { name: name.clone(), partition: *partition as usize, why };
+                if !(0..=1).contains(&epoch_step) || (assignment.leader != current.leader && epoch_step != 1) {
+                    return Err(invalid("a change of leader moves the leader epoch up by one, and only then"));
+                }
+                if let Some(why) = assignment.invalid() {
+                    return Err(invalid(why));
+                }
+            }
         }
         Ok(())
     }
@@ -158,7 +244,7 @@ impl Snapshot {
         match record {
             MetadataRecord::CreateTopic { name, id, partitions, configs } => {
                 self.ids.insert(*id, name.clone());
-                let partitions = partitions.clone();
+                let partitions = partitions.iter().cloned().map(PartitionAssignment::normalized).collect();
                 let meta = TopicMeta { name: name.clone(), id: *id, partitions, configs: configs.clone() };
                 self.topics.insert(name.clone(), Arc::new(meta));
             }
@@ -167,14 +253,29 @@ impl Snapshot {
                     self.ids.remove(&t.id);
                 }
             }
-            MetadataRecord::CreatePartitions { name, partitions } => {
-                self.update(name, |t| t.partitions.extend_from_slice(partitions))
-            }
+            MetadataRecord::CreatePartitions { name, partitions } => self
+                .update(name, |t| t.partitions.extend(partitions.iter().cloned().map(PartitionAssignment::normalized))),
             MetadataRecord::AlterConfigs { name, configs } => self.update(name, |t| t.configs = configs.clone()),
             MetadataRecord::UpdateConfigs { name, set, remove } => self.update(name, |t| {
                 t.configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
                 t.configs.retain(|k, _| !remove.contains(k));
             }),
+            MetadataRecord::RegisterNode { registration } => {
+                self.nodes.insert(registration.id, registration.clone());
+            }
+            MetadataRecord::FenceNode { node, .. } => self.set_fenced(*node, true),
+            MetadataRecord::UnfenceNode { node, .. } => self.set_fenced(*node, false),
+            MetadataRecord::ChangePartition { name, partition, assignment } => self.update(name, |t| {
+                if let Some(slot) = t.partitions.get_mut(*partition as usize) {
+                    *slot = assignment.clone();
+                }
+            }),
+        }
+    }
+
+    fn set_fenced(&mut self, node: NodeId, fenced: bool) {
+        if let Some(registration) = self.nodes.get_mut(&node) {
+            registration.fenced = fenced;
         }
     }
 
@@ -187,7 +288,8 @@ impl Snapshot {
 
 /// Every assignment of partitions `first..` of `name` leads from one of its replicas.
 fn check_assignments(name: &str, first: usize, partitions: &[PartitionAssignment]) -> Result<(), MetadataError> {
-    match partitions.iter().enumerate().find_map(|(p, a)| a.invalid().map(|why| (first + p, why))) {
+    let invalid = |a: &PartitionAssignment| a.clone().normalized().invalid();
+    match partitions.iter().enumerate().find_map(|(p, a)| invalid(a).map(|why| (first + p, why))) {
         Some((partition, why)) => Err(MetadataError::InvalidAssignment { name: name.into(), partition, why }),
         None => Ok(()),
     }
@@ -224,7 +326,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{NodeId, ReplicaPlacement, ShardId};
+    use crate::cluster::{NodeId, NodeRegistration, ReplicaPlacement, ShardId};
 
     fn on_shard(shard: u16) -> PartitionAssignment {
         PartitionAssignment::single(ReplicaPlacement::new(NodeId(0), ShardId(shard)))
@@ -257,5 +359,72 @@ mod tests {
         assert!(matches!(refused, Err(MetadataError::InvalidAssignment { partition: 4, .. })), "{refused:?}");
         s.apply(&MetadataRecord::DeleteTopic { name: "a".into() });
         assert!(s.topic("a").is_none() && s.ids.is_empty());
+    }
+
+    fn registration(node: u32, epoch: i64) -> NodeRegistration {
+        let (incarnation, host) = (Uuid::from_u128(epoch as u128), format!("127.0.0.{node}"));
+        NodeRegistration { id: NodeId(node), incarnation, epoch, host, port: 9092, shards: 2, fenced: true }
+    }
+
+    fn apply(s: &mut Snapshot, record: MetadataRecord) -> Result<(), MetadataError> {
+        s.check(&record)?;
+        s.apply(&record);
+        Ok(())
+    }
+
+    #[test]
+    fn nodes_register_fence_and_unfence_by_their_broker_epoch() {
+        let mut s = Snapshot::default();
+        apply(&mut s, MetadataRecord::RegisterNode { registration: registration(1, 10) }).unwrap();
+        assert!(s.nodes[&NodeId(1)].fenced, "a node registers fenced");
+        apply(&mut s, MetadataRecord::UnfenceNode { node: NodeId(1), epoch: 10 }).unwrap();
+        assert!(!s.nodes[&NodeId(1)].fenced);
+        let stale = apply(&mut s, MetadataRecord::RegisterNode { registration: registration(1, 10) });
+        assert!(matches!(stale, Err(MetadataError::StaleNodeEpoch { got: 10, current: 10, .. })), "{stale:?}");
+        apply(&mut s, MetadataRecord::RegisterNode { registration: registration(1, 25) }).unwrap();
+        let old_life = apply(&mut s, MetadataRecord::FenceNode { node: NodeId(1), epoch: 10 });
+        assert!(matches!(old_life, Err(MetadataError::StaleNodeEpoch { .. })), "{old_life:?}");
+        let unknown = apply(&mut s, MetadataRecord::UnfenceNode { node: NodeId(2), epoch: 1 });
+        assert!(matches!(unknown, Err(MetadataError::UnknownNode(NodeId(2)))));
+    }
+
+    #[test]
+    fn a_partition_changes_only_from_its_current_epoch() {
+        let at = |node| ReplicaPlacement::new(NodeId(node), ShardId(0));
+        let mut s = Snapshot::default();
+        let three = PartitionAssignment::led_by_first(vec![at(1), at(2), at(3)]);
+        let create = MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(7),
+            partitions: vec![three.clone()],
+            configs: BTreeMap::new(),
+        };
+        apply(&mut s, create).unwrap();
+        let change = |assignment| MetadataRecord::ChangePartition { name: "t".into(), partition: 0, assignment };
+        // The leader shrinks the ISR: same leader, same leader epoch.
+        let shrunk = PartitionAssignment { isr: vec![at(1), at(2)], partition_epoch: 1, ..three.clone() };
+        apply(&mut s, change(shrunk.clone())).unwrap();
+        // A second change made on epoch 0 is refused, not applied over the first.
+        let late = PartitionAssignment { isr: vec![at(1), at(3)], partition_epoch: 1, ..three.clone() };
+        assert!(matches!(apply(&mut s, change(late)), Err(MetadataError::StalePartitionEpoch { current: 1, .. })));
+        // A new leader without a new leader epoch would not fence the old one.
+        let moved = PartitionAssignment { leader: Some(at(2)), partition_epoch: 2, ..shrunk.clone() };
+        assert!(matches!(apply(&mut s, change(moved.clone())), Err(MetadataError::InvalidAssignment { .. })));
+        let moved = PartitionAssignment { leader_epoch: 1, isr: vec![at(2)], ..moved };
+        apply(&mut s, change(moved.clone())).unwrap();
+        assert_eq!(s.topic("t").unwrap().partition(0), Some(&moved));
+        // No leader at all: the partition is offline, which Metadata shows as -1.
+        let offline = PartitionAssignment { leader: None, isr: vec![], leader_epoch: 2, partition_epoch: 3, ..moved };
+        apply(&mut s, change(offline)).unwrap();
+        assert_eq!(s.topic("t").unwrap().partition(0).unwrap().leader, None);
+    }
+
+    #[test]
+    fn an_assignment_logged_before_the_isr_existed_has_every_replica_in_sync() {
+        let old = r#"{"type":"CreateTopic","name":"t","id":"f37e4f12-48f9-48b8-b319-d254aa8461dc","partitions":[{"replicas":[{"node":0,"shard":1}],"leader":{"node":0,"shard":1},"leader_epoch":0}],"configs":{}}"#;
+        let record: MetadataRecord = serde_json::from_str(old).unwrap();
+        let mut s = Snapshot::default();
+        apply(&mut s, record).unwrap();
+        assert_eq!(s.topic("t").unwrap().partitions, vec![on_shard(1)]);
     }
 }

@@ -52,9 +52,9 @@ fn batch_len(group_id: &str, records: &[OffsetRecord], bytes_max: usize) -> usiz
 
 impl Shard {
     /// The (node, shard) coordinating `group_id`: the leader of its offsets
-    /// topic partition, if the offsets topic exists.
+    /// topic partition, if the offsets topic exists and the partition has one.
     pub fn group_coordinator(&self, group_id: &str) -> Option<ReplicaPlacement> {
-        Some(self.snapshot().topic(OFFSETS_TOPIC)?.partition(offsets_topic::partition_for(group_id))?.leader)
+        self.snapshot().topic(OFFSETS_TOPIC)?.partition(offsets_topic::partition_for(group_id))?.leader
     }
 
     /// The offsets-topic replica of `group_id`, or the error telling the

@@ -188,7 +188,7 @@ mod tests {
                 PartitionAssignment::single(at(1, 0)),
                 PartitionAssignment::single(at(0, 1)),
                 PartitionAssignment::single(here),
-                PartitionAssignment { replicas: vec![at(0, 0), here], leader: at(0, 0), leader_epoch: 3 },
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(0, 0), here]) },
             ];
             let id = uuid::Uuid::from_u128(1);
             let mut snapshot = Snapshot::default();
