@@ -44,12 +44,12 @@ def _port_free(port: int) -> bool:
         s.close()
 
 
-def _bindable(port: int) -> bool:
+def _bindable(port: int, host: str = HOST) -> bool:
     """Could a server bind this port now (with SO_REUSEADDR, as the broker does)?"""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        s.bind((HOST, port))
+        s.bind((host, port))
         s.listen(1)
         return True
     except OSError:
@@ -109,11 +109,18 @@ class Broker:
         return cmd
 
     def start(self, timeout=READY_TIMEOUT):
+        self.spawn()
+        self._wait_ready(timeout)
+        return self
+
+    def spawn(self):
+        """Starts the process without waiting for it to serve (a node of a
+        cluster serves only once a quorum of its peers runs too)."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         # A killed io_uring process releases its listening sockets asynchronously (a few ms
         # after exit): wait for the ports like a supervisor's restart delay would.
         deadline = time.monotonic() + 10
-        while not all(_bindable(self.port + s) for s in range(self.shards)) and time.monotonic() < deadline:
+        while not all(_bindable(self.port + s, self.host) for s in range(self.shards)) and time.monotonic() < deadline:
             time.sleep(0.05)
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
@@ -128,8 +135,6 @@ class Broker:
             start_new_session=True,
         )
         self.returncode = None
-        self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
