@@ -217,3 +217,37 @@ def test_a_group_resumes_from_its_committed_offsets_after_its_coordinators_node_
                 first = m.offset()
     resumed.close()
     assert first == 60, f"resumed at {first}, not at the committed 60, after node {coordinator} was killed"
+
+
+def test_the_java_clients_idempotent_producer_survives_killing_the_leaders_node(cluster3, tmp_path):
+    """Kafka's VerifiableProducer (the Java client, acks=all, idempotent by
+    default) throttled to run across the kill; every success it reports is read back."""
+    import json
+    import subprocess
+
+    from kafka_java import start_tool
+
+    topic = "java-orders"
+    create_topic(cluster3, topic, configs={"min.insync.replicas": "2"})
+    stderr = open(tmp_path / "verifiable-producer.stderr", "w")
+    proc = start_tool("kafka-verifiable-producer", "--bootstrap-server", cluster3.bootstrap, "--topic", topic,
+                      "--acks", "-1", "--max-messages", "8000", "--throughput", "1000",
+                      "--producer.config", "/dev/null", stdout=subprocess.PIPE, stderr=stderr, text=True)
+    events: list[dict] = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                events.append(json.loads(line))
+                acked = sum(e["name"] == "producer_send_success" for e in events)
+                if acked == 2000:
+                    cluster3.kill(node_of(partitions_of(cluster3.bootstrap, topic)[0][0]))
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr.close()
+    errors = [e for e in events if e["name"] == "producer_send_error"]
+    assert not errors, errors[:5]
+    acked = [(e["partition"], e["offset"], e["value"].encode()) for e in events if e["name"] == "producer_send_success"]
+    assert len(acked) == 8000
+    check_acked(acked, read_all(cluster3.bootstrap, topic))
