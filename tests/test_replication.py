@@ -232,7 +232,7 @@ def test_the_java_clients_idempotent_producer_survives_killing_the_leaders_node(
     stderr = open(tmp_path / "verifiable-producer.stderr", "w")
     proc = start_tool("kafka-verifiable-producer", "--bootstrap-server", cluster3.bootstrap, "--topic", topic,
                       "--acks", "-1", "--max-messages", "8000", "--throughput", "1000",
-                      "--producer.config", "/dev/null", stdout=subprocess.PIPE, stderr=stderr, text=True)
+                      stdout=subprocess.PIPE, stderr=stderr)
     events: list[dict] = []
     try:
         for line in proc.stdout:
