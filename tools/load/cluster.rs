@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -48,23 +48,71 @@ fn metadata(client: &mut Connection, versions: &Versions, topic: &str) -> Result
     Ok(client.send_at(&request, versions.metadata)?)
 }
 
-/// Connects to the bootstrap server, creates the topic if it is missing and
-/// waits until every partition has a leader.
-pub fn discover(
-    bootstrap: &str,
-    client_id: &str,
-    topic: &str,
-    partitions: i32,
-    replication_factor: i16,
-) -> Result<Topology> {
-    let mut client = versions::connect(bootstrap, client_id)?;
+/// node id -> "host:port" of every broker a Metadata answer names.
+fn brokers_of(response: &MetadataResponse) -> BTreeMap<i32, String> {
+    response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect()
+}
+
+/// Each partition's leader id in a Metadata answer (-1: none named, or an
+/// error for that partition, such as LEADER_NOT_AVAILABLE during an election).
+fn leaders_of(partitions: &[kafka_protocol::messages::metadata_response::MetadataResponsePartition]) -> Vec<i32> {
+    let mut leaders = vec![-1; partitions.len()];
+    for p in partitions {
+        if let Some(slot) = leaders.get_mut(p.partition_index as usize) {
+            *slot = if p.error_code == 0 { p.leader_id.0 } else { -1 };
+        }
+    }
+    leaders
+}
+
+/// Connects to the first of a comma-separated list of brokers that answers.
+pub fn connect_any(servers: &str, client_id: &str) -> Result<Connection> {
+    let mut last = None;
+    for addr in servers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match versions::connect(addr, client_id) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e.context(format!("connecting to {addr}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no broker address in {servers:?}")))
+}
+
+/// The topic's brokers and leaders now, asked of `client` (leader changes:
+/// `route::Router`).
+pub fn refresh(client: &mut Connection, versions: &Versions, topic: &str) -> Result<Topology> {
+    let response = metadata(client, versions, topic)?;
+    let t = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+        .ok_or_else(|| anyhow!("Metadata for {topic} did not mention the topic"))?;
+    if t.error_code != 0 {
+        bail!("Metadata for {topic}: {}", error_name(t.error_code));
+    }
+    Ok(Topology { versions: *versions, brokers: brokers_of(&response), leaders: leaders_of(&t.partitions) })
+}
+
+/// How the topic is created when it is missing.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub partitions: i32,
+    /// -1: the broker's default.
+    pub replication_factor: i16,
+    /// (name, value) topic configs, e.g. min.insync.replicas.
+    pub configs: Vec<(String, String)>,
+}
+
+/// Connects to one of the bootstrap servers (comma-separated), creates the
+/// topic if it is missing and waits until every partition has a leader.
+pub fn discover(bootstrap: &str, client_id: &str, topic: &str, new: &NewTopic) -> Result<Topology> {
+    let partitions = new.partitions;
+    let mut client = connect_any(bootstrap, client_id)?;
     let versions = versions::versions(&client)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut created = false;
     loop {
         let response = metadata(&mut client, &versions, topic)?;
-        let brokers: BTreeMap<i32, String> =
-            response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        let brokers = brokers_of(&response);
         let t = response
             .topics
             .iter()
@@ -72,12 +120,7 @@ pub fn discover(
             .ok_or_else(|| anyhow!("Metadata for {topic} did not mention the topic"))?;
         match t.error_code {
             0 if !t.partitions.is_empty() => {
-                let mut leaders = vec![-1; t.partitions.len()];
-                for p in &t.partitions {
-                    if let Some(slot) = leaders.get_mut(p.partition_index as usize) {
-                        *slot = p.leader_id.0;
-                    }
-                }
+                let leaders = leaders_of(&t.partitions);
                 if leaders.iter().all(|l| brokers.contains_key(l)) {
                     if !created && leaders.len() as i32 != partitions {
                         eprintln!(
@@ -98,8 +141,8 @@ pub fn discover(
                     bail!("topic {topic} does not exist and the broker does not serve CreateTopics");
                 }
                 let controller = response.controller_id.0;
-                let addr = brokers.get(&controller).cloned().unwrap_or_else(|| bootstrap.to_string());
-                create_topic(&addr, client_id, &versions, topic, partitions, replication_factor)?;
+                let addr = brokers.get(&controller).cloned().unwrap_or_else(|| client.addr().to_string());
+                create_topic(&addr, client_id, &versions, topic, new)?;
                 eprintln!("corelog-load: created topic {topic} with {partitions} partitions");
                 created = true;
             }
@@ -113,20 +156,23 @@ pub fn discover(
     }
 }
 
-fn create_topic(
-    addr: &str,
-    client_id: &str,
-    versions: &Versions,
-    topic: &str,
-    partitions: i32,
-    replication_factor: i16,
-) -> Result<()> {
+fn create_topic(addr: &str, client_id: &str, versions: &Versions, topic: &str, new: &NewTopic) -> Result<()> {
     let mut client = versions::connect(addr, client_id)?;
+    let configs = new
+        .configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(StrBytes::from_string(v.clone())))
+        })
+        .collect();
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(replication_factor)])
+            .with_num_partitions(new.partitions)
+            .with_replication_factor(new.replication_factor)
+            .with_configs(configs)])
         .with_timeout_ms(30_000);
     let response: CreateTopicsResponse = client.send_at(&request, versions.create_topics)?;
     for t in &response.topics {

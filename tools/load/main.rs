@@ -15,7 +15,9 @@ mod cluster;
 mod consume;
 mod group;
 mod produce;
+mod route;
 mod stats;
+mod template;
 mod versions;
 
 use std::path::PathBuf;
@@ -37,7 +39,8 @@ use crate::stats::{latency_json, latency_line, si, Clock, Live, Tally};
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(name = "corelog-load", version, about = "Load generator for corelog and any Kafka-compatible broker")]
 struct Args {
-    /// host:port of any broker of the cluster.
+    /// host:port of a broker of the cluster, or several, comma-separated
+    /// (the first that answers is asked; leader changes ask any of them).
     #[arg(long, default_value = "localhost:9092")]
     bootstrap_server: String,
     #[arg(long, default_value = "corelog-load")]
@@ -48,6 +51,9 @@ struct Args {
     /// Replication factor when creating the topic (-1: the broker's default).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     replication_factor: i16,
+    /// A topic config when creating the topic, NAME=VALUE (repeatable), e.g. min.insync.replicas=2.
+    #[arg(long, value_parser = parse_config)]
+    topic_config: Vec<(String, String)>,
     /// Producer threads; producer i writes the partitions p with p % producers == i
     /// (with more producers than partitions: partition i % partitions, shared).
     #[arg(long, default_value_t = 1)]
@@ -103,6 +109,11 @@ struct Args {
     /// Write the full result (config, counts, rates, percentiles) to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write every produce acknowledgement and error to this file, one line
+    /// each: wall-clock µs, partition, the broker id that answered, "ack" or
+    /// the error (a failover's gap is read from it).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
     /// Pin worker threads to cores: auto (when there are no more workers than cores), on, off.
     #[arg(long, default_value = "auto", num_args = 0..=1, default_missing_value = "on", value_parser = ["auto", "on", "off"])]
     pin: String,
@@ -147,6 +158,13 @@ fn main() {
             eprintln!("corelog-load: {e:#}");
             std::process::exit(1);
         }
+    }
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
     }
 }
 
@@ -223,13 +241,12 @@ fn run(args: Args) -> Result<bool> {
     let cluster = if args.sink {
         None
     } else {
-        Some(cluster::discover(
-            &args.bootstrap_server,
-            &args.client_id,
-            &args.topic,
-            args.partitions,
-            args.replication_factor,
-        )?)
+        let new = cluster::NewTopic {
+            partitions: args.partitions,
+            replication_factor: args.replication_factor,
+            configs: args.topic_config.clone(),
+        };
+        Some(cluster::discover(&args.bootstrap_server, &args.client_id, &args.topic, &new)?)
     };
     let (partitions, leader_of, versions): (i32, Vec<String>, Option<versions::Versions>) = match &cluster {
         None => (args.partitions, vec![String::new(); args.partitions as usize], None),
@@ -295,10 +312,28 @@ fn run(args: Args) -> Result<bool> {
             let n_p = producers as u64;
             n / n_p + u64::from((i as u64) < n % n_p)
         });
+        let mine = partitions_of(partitions, producers, i, true);
+        let (routes, router) = match &cluster {
+            Some(t) => {
+                let (routes, leaderless) = route::routes(t, &mine);
+                debug_assert!(leaderless.is_empty(), "discover waits for every partition's leader");
+                let router = route::Router {
+                    bootstrap: args.bootstrap_server.clone(),
+                    client_id: args.client_id.clone(),
+                    topic: args.topic.clone(),
+                    versions: t.versions,
+                    known: t.brokers.clone(),
+                };
+                (routes, Some(router))
+            }
+            None => (vec![route::Route { broker_id: -1, addr: String::new(), partitions: mine }], None),
+        };
         let plan = produce::Plan {
             id: i,
             topic: args.topic.clone(),
-            lanes: assign(partitions_of(partitions, producers, i, true), topology, |p| p),
+            routes,
+            router,
+            timeline: args.timeline.is_some(),
             version: versions.map_or(9, |v| v.produce),
             acks,
             shape,
@@ -490,6 +525,11 @@ fn run(args: Args) -> Result<bool> {
     for t in producer_threads {
         produced.merge(&t.join().expect("a producer thread panicked"));
     }
+    let timeline_events = produced.timeline.len();
+    if let Some(path) = &args.timeline {
+        std::fs::write(path, route::timeline_text(&mut produced.timeline))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let mut consumed = Tally::new();
     for t in consumer_threads {
         consumed.merge(&t.join().expect("a consumer thread panicked"));
@@ -594,6 +634,7 @@ fn run(args: Args) -> Result<bool> {
                 })),
                 "pinned_cores": pinned,
                 "idle_connections": idle.len(),
+                "timeline_events": args.timeline.as_ref().map(|_| timeline_events),
                 "cores": cores.len(),
             },
             "produce": side(&produced, produce_secs, if args.sink { "generate_latency_us" } else { "ack_latency_us" }),

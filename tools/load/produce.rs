@@ -8,6 +8,10 @@
 //! written straight from the template; nothing is allocated per message or
 //! per request on this path.
 //!
+//! A lost connection or a leader error sends the producer back to the
+//! cluster's metadata for the new leaders (`route`), and it carries on with
+//! them; what was in flight on the lost connection counts as errors.
+//!
 //! Latency is measured from each request's *intended* send time: in closed
 //! loop that is when it was started, in open loop (`--rate`) the moment the
 //! schedule said it was due, even if the producer could only send it later,
@@ -18,31 +22,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
-use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use anyhow::{anyhow, bail, Context as _, Result};
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 
-use crate::batch::{self, Shape};
+use crate::batch::Shape;
+use crate::route::{self, Event, EventKind, Route, Router};
 use crate::stats::{record, Clock, Live, Tally};
-use corelog_client::{error_name, frame, poll, Pipelined};
+use crate::template::Template;
+use corelog_client::{error_name, frame, poll, Connection, Pipelined};
 
 /// How long in-flight requests may take to be answered once sending stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sends started per lane before the loop looks at the clock again.
 const BURST_MAX: usize = 64;
 /// Broker-side timeout for acks (Produce timeout_ms).
-const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+pub const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// How long a partition may stay without a reachable leader before the
+/// producer gives up (a cluster that lost its quorum, or the topic).
+const LEADER_WAIT_MAX: Duration = Duration::from_secs(120);
 
 /// Everything one producer needs to know.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub id: usize,
     pub topic: String,
-    /// (leader address, partitions it leads that this producer writes); the
-    /// address is empty in sink mode.
-    pub lanes: Vec<(String, Vec<i32>)>,
+    /// The leaders of this producer's partitions at the start, one lane
+    /// (connection) each; in sink mode one route with no address.
+    pub routes: Vec<Route>,
+    /// Finds the leaders again after a leader change; None in sink mode.
+    pub router: Option<Router>,
+    /// Record a timeline event per partition per answer (`--timeline`).
+    pub timeline: bool,
     pub version: i16,
     pub acks: i16,
     pub shape: Shape,
@@ -75,81 +85,6 @@ impl Times {
     }
 }
 
-/// Where one batch sits inside a template frame.
-#[derive(Debug)]
-struct Slot {
-    at: usize,
-    len: usize,
-    stamp_at: Option<usize>,
-}
-
-/// An encoded Produce request ready to be stamped and sent again and again.
-struct Template {
-    frame: Vec<u8>,
-    partitions: Vec<i32>,
-    slots: Vec<Slot>,
-    messages_per_batch: u64,
-    payload_bytes_per_batch: u64,
-    batch_bytes: u64,
-}
-
-impl Template {
-    fn build(plan: &Plan, partitions: &[i32], records: usize) -> Result<Template> {
-        let mut batches = Vec::with_capacity(partitions.len());
-        let mut data = Vec::with_capacity(partitions.len());
-        for &p in partitions {
-            let seed = ((plan.id as u64) << 32) ^ (p as u64) ^ ((records as u64) << 48);
-            let b = batch::build(&plan.shape, records, seed).map_err(|e| anyhow!("building a batch: {e}"))?;
-            data.push(PartitionProduceData::default().with_index(p).with_records(Some(Bytes::from(b.bytes.clone()))));
-            batches.push(b);
-        }
-        let request = ProduceRequest::default()
-            .with_acks(plan.acks)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(plan.topic.clone())))
-                .with_partition_data(data)]);
-        let frame =
-            frame::encode_request(&request, plan.version, 0, &StrBytes::from_string(plan.client_id.clone()))?.to_vec();
-        // Find each batch in the encoded frame (in order), so it can be stamped in place.
-        let mut slots = Vec::with_capacity(batches.len());
-        let mut from = 0;
-        for b in &batches {
-            let at =
-                find(&frame[from..], &b.bytes).ok_or_else(|| anyhow!("batch not found in its request frame"))? + from;
-            slots.push(Slot { at, len: b.bytes.len(), stamp_at: b.stamp_at });
-            from = at + b.bytes.len();
-        }
-        let record_payload = (plan.shape.record_bytes + plan.shape.key_bytes) as u64;
-        Ok(Template {
-            frame,
-            partitions: partitions.to_vec(),
-            slots,
-            messages_per_batch: records as u64,
-            payload_bytes_per_batch: records as u64 * record_payload,
-            batch_bytes: batches.iter().map(|b| b.bytes.len() as u64).sum(),
-        })
-    }
-
-    fn messages(&self) -> u64 {
-        self.messages_per_batch * self.slots.len() as u64
-    }
-
-    #[inline]
-    fn stamp(&mut self, correlation_id: i32, wall_us: u64) {
-        self.frame[8..12].copy_from_slice(&correlation_id.to_be_bytes());
-        for slot in &self.slots {
-            batch::stamp(&mut self.frame[slot.at..slot.at + slot.len], slot.stamp_at, wall_us);
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let head = &needle[..needle.len().min(32)];
-    (0..=haystack.len().checked_sub(needle.len())?)
-        .find(|&i| haystack[i..i + head.len()] == *head && haystack[i..i + needle.len()] == *needle)
-}
-
 /// A request on its way: what it carries and when it was meant to leave.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -169,8 +104,17 @@ enum Which {
 
 /// One connection to one partition leader.
 struct Lane {
+    broker_id: i32,
+    addr: String,
+    /// None in sink mode, and once the connection is lost.
     conn: Option<Pipelined>,
+    /// The connection broke: the lane is dropped at the next `settle`.
+    broken: bool,
+    /// The partitions this lane is to write; `templates` cover them once
+    /// `next_templates` (set by a leader change) is swapped in.
+    partitions: Vec<i32>,
     templates: Vec<Template>,
+    next_templates: Option<Vec<Template>>,
     next: usize,
     /// A one-off smaller request for the end of a `--messages` run.
     tail: Option<Template>,
@@ -179,12 +123,35 @@ struct Lane {
 }
 
 impl Lane {
+    /// The templates of `route`'s partitions and, unless in sink mode, a connection to its leader.
+    fn open(plan: &Plan, route: &Route) -> Result<Lane> {
+        let templates = templates(plan, &route.partitions)?;
+        let conn = if plan.sink {
+            None
+        } else {
+            Some(Pipelined::connect(&route.addr).with_context(|| format!("connecting to broker {}", route.broker_id))?)
+        };
+        Ok(Lane {
+            broker_id: route.broker_id,
+            addr: route.addr.clone(),
+            conn,
+            broken: false,
+            partitions: route.partitions.clone(),
+            templates,
+            next_templates: None,
+            next: 0,
+            tail: None,
+            writing: None,
+            in_flight: VecDeque::new(),
+        })
+    }
+
     fn idle(&self) -> bool {
         self.writing.is_none() && self.in_flight.is_empty()
     }
 
     fn can_start(&self, max_in_flight: usize) -> bool {
-        self.writing.is_none() && self.in_flight.len() < max_in_flight
+        !self.broken && !self.templates.is_empty() && self.writing.is_none() && self.in_flight.len() < max_in_flight
     }
 
     fn frame(&self, which: Which) -> &[u8] {
@@ -201,8 +168,20 @@ struct Producer {
     live: Arc<Live>,
     tally: Tally,
     lanes: Vec<Lane>,
+    /// Every partition this producer writes.
+    mine: Vec<i32>,
+    /// Open loop: (lane, template) in round-robin order; rebuilt when lanes change.
+    order: Vec<(usize, usize)>,
+    next_in_order: usize,
     remaining: Option<u64>,
     correlation_id: i32,
+    /// The connection metadata refreshes go over.
+    router_conn: Option<Connection>,
+    /// When the leaders are to be looked up again (None: all routed).
+    reroute_at: Option<Instant>,
+    last_refresh: Option<Instant>,
+    /// Since when some partition has had no reachable leader.
+    leaderless_since: Option<Instant>,
 }
 
 /// Lets every worker finish its set-up (connections, pre-built batches)
@@ -242,7 +221,24 @@ pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>) -> Tally {
     match lanes {
         Ok(lanes) => {
             let remaining = plan.quota;
-            let mut p = Producer { plan, times, live, tally, lanes, remaining, correlation_id: 0 };
+            let mine = plan.routes.iter().flat_map(|r| r.partitions.iter().copied()).collect();
+            let mut p = Producer {
+                plan,
+                times,
+                live,
+                tally,
+                lanes,
+                mine,
+                order: Vec::new(),
+                next_in_order: 0,
+                remaining,
+                correlation_id: 0,
+                router_conn: None,
+                reroute_at: None,
+                last_refresh: None,
+                leaderless_since: None,
+            };
+            p.rebuild_order();
             if let Err(e) = p.run() {
                 let unanswered: u64 = p.lanes.iter().map(|l| l.in_flight.len() as u64).sum();
                 p.tally.failure = Some(format!("{e:#} ({unanswered} requests unanswered)"));
@@ -255,17 +251,14 @@ pub fn run(plan: Plan, gate: Arc<StartGate>, live: Arc<Live>) -> Tally {
 }
 
 fn build_lanes(plan: &Plan) -> Result<Vec<Lane>> {
+    plan.routes.iter().map(|r| Lane::open(plan, r)).collect()
+}
+
+/// The request templates for `partitions`: one partition each in open loop,
+/// as many as a request takes in closed loop.
+fn templates(plan: &Plan, partitions: &[i32]) -> Result<Vec<Template>> {
     let per_request = if plan.rate.is_some() { 1 } else { plan.partitions_per_request.max(1) };
-    let mut lanes = Vec::new();
-    for (addr, partitions) in &plan.lanes {
-        let templates = partitions
-            .chunks(per_request)
-            .map(|group| Template::build(plan, group, plan.records_per_batch))
-            .collect::<Result<Vec<_>>>()?;
-        let conn = if plan.sink { None } else { Some(Pipelined::connect(addr)?) };
-        lanes.push(Lane { conn, templates, next: 0, tail: None, writing: None, in_flight: VecDeque::new() });
-    }
-    Ok(lanes)
+    partitions.chunks(per_request).map(|group| Template::build(plan, group, plan.records_per_batch)).collect()
 }
 
 impl Producer {
@@ -279,32 +272,38 @@ impl Producer {
         if self.lanes.is_empty() {
             return Ok(());
         }
-        // Open loop: (lane, template) in round-robin order, one batch every `interval`.
-        let order: Vec<(usize, usize)> = self
-            .lanes
-            .iter()
-            .enumerate()
-            .flat_map(|(l, lane)| (0..lane.templates.len()).map(move |t| (l, t)))
-            .collect();
-        let mut next_in_order = 0;
         let interval = self.plan.rate.map(|r| Duration::from_secs_f64(self.plan.records_per_batch as f64 / r));
         let mut next_due = self.times.start;
         let mut drain_deadline: Option<Instant> = None;
         let mut pollfds: Vec<libc::pollfd> = Vec::with_capacity(self.lanes.len());
+        let mut polled: Vec<usize> = Vec::with_capacity(self.lanes.len());
 
         loop {
             let now = Instant::now();
             let over = self.sending_over(now);
+            if !over && self.reroute_at.is_some_and(|at| now >= at) {
+                self.reroute(now)?;
+            }
+            self.settle();
             if !over {
                 if let Some(interval) = interval {
                     while next_due <= now && self.remaining != Some(0) {
-                        let (l, t) = order[next_in_order];
+                        if self.order.is_empty() {
+                            // No partition has a reachable leader: the
+                            // schedule goes on, and what was due is not sent.
+                            self.tally.error("produce batch not sent: no reachable leader".into(), 1);
+                            self.live.errors.fetch_add(1, Ordering::Relaxed);
+                            next_due += interval;
+                            continue;
+                        }
+                        self.next_in_order %= self.order.len();
+                        let (l, t) = self.order[self.next_in_order];
                         if !self.lanes[l].can_start(self.plan.max_in_flight) {
                             break; // late: the latency it adds is measured from next_due
                         }
                         self.start(l, t, next_due);
                         self.flush(l)?;
-                        next_in_order = (next_in_order + 1) % order.len();
+                        self.next_in_order = (self.next_in_order + 1) % self.order.len();
                         next_due += interval;
                     }
                 } else {
@@ -355,25 +354,158 @@ impl Producer {
                     timeout = timeout.min(end - now);
                 }
             }
+            if let (Some(at), false) = (self.reroute_at, over) {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
             if !over && interval.is_none() && self.lanes.iter().any(|l| l.can_start(self.plan.max_in_flight)) {
                 timeout = Duration::ZERO;
             }
             pollfds.clear();
-            for lane in &self.lanes {
-                let conn = lane.conn.as_ref().unwrap();
+            polled.clear();
+            for (l, lane) in self.lanes.iter().enumerate() {
+                let Some(conn) = lane.conn.as_ref() else { continue };
                 let mut events = libc::POLLIN;
                 if lane.writing.is_some() {
                     events |= libc::POLLOUT;
                 }
                 pollfds.push(libc::pollfd { fd: conn.fd(), events, revents: 0 });
+                polled.push(l);
             }
             poll(&mut pollfds, Some(timeout))?;
-            for (l, fd) in pollfds.iter().enumerate() {
+            for (fd, &l) in pollfds.iter().zip(&polled) {
                 if fd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
                     self.receive(l)?;
                 }
             }
         }
+    }
+
+    /// Open loop's round-robin order over every lane's templates.
+    fn rebuild_order(&mut self) {
+        self.order.clear();
+        for (l, lane) in self.lanes.iter().enumerate() {
+            if !lane.broken {
+                self.order.extend((0..lane.templates.len()).map(|t| (l, t)));
+            }
+        }
+    }
+
+    /// Applies what leader changes decided, where no write is half done:
+    /// new templates swapped in, broken lanes and drained lanes that lead
+    /// none of this producer's partitions any more dropped.
+    fn settle(&mut self) {
+        let lanes = self.lanes.len();
+        let mut changed = false;
+        for lane in &mut self.lanes {
+            if lane.writing.is_none() {
+                if let Some(t) = lane.next_templates.take() {
+                    lane.templates = t;
+                    lane.next = 0;
+                    lane.tail = None;
+                    changed = true;
+                }
+            }
+        }
+        let drained = |l: &Lane| l.templates.is_empty() && l.next_templates.is_none() && l.idle();
+        self.lanes.retain(|l| !l.broken && !drained(l));
+        if changed || self.lanes.len() != lanes {
+            self.rebuild_order();
+        }
+    }
+
+    /// Asks the cluster for the leaders again and points the lanes at them:
+    /// a lane to a leader that keeps its connection (and what is in flight on
+    /// it) and changes only its partitions; a new leader gets a new lane.
+    fn reroute(&mut self, now: Instant) -> Result<()> {
+        let Some(router) = self.plan.router.as_mut() else {
+            self.reroute_at = None;
+            return Ok(());
+        };
+        self.last_refresh = Some(now);
+        let wall_us = self.times.clock.wall_us(now);
+        let (routes, leaderless) = match router.refresh(&mut self.router_conn) {
+            Ok(topology) => route::routes(&topology, &self.mine),
+            Err(_) => {
+                self.tally.error("metadata refresh: no broker answered".into(), 1);
+                (Vec::new(), self.mine.clone())
+            }
+        };
+        let mut unreachable = leaderless.clone();
+        for lane in &mut self.lanes {
+            if !routes.iter().any(|r| r.broker_id == lane.broker_id && r.addr == lane.addr) {
+                lane.partitions.clear();
+                lane.next_templates = Some(Vec::new());
+            }
+        }
+        for r in &routes {
+            let kept = self.lanes.iter().position(|l| !l.broken && l.broker_id == r.broker_id && l.addr == r.addr);
+            match kept {
+                Some(i) if self.lanes[i].partitions == r.partitions => {}
+                Some(i) => {
+                    self.lanes[i].next_templates = Some(templates(&self.plan, &r.partitions)?);
+                    self.lanes[i].partitions = r.partitions.clone();
+                }
+                None => match Lane::open(&self.plan, r) {
+                    Ok(lane) => self.lanes.push(lane),
+                    Err(_) => {
+                        self.tally.error(format!("produce: connecting to broker {} failed", r.broker_id), 1);
+                        for &partition in &r.partitions {
+                            self.event(wall_us, partition, r.broker_id, EventKind::Disconnected);
+                        }
+                        unreachable.extend(&r.partitions);
+                    }
+                },
+            }
+        }
+        for &partition in &leaderless {
+            self.event(wall_us, partition, -1, EventKind::NoLeader);
+        }
+        self.rebuild_order();
+        if unreachable.is_empty() {
+            self.reroute_at = None;
+            self.leaderless_since = None;
+            return Ok(());
+        }
+        self.reroute_at = Some(now + route::RETRY_BACKOFF);
+        let since = *self.leaderless_since.get_or_insert(now);
+        if now.duration_since(since) > LEADER_WAIT_MAX {
+            bail!("partitions {unreachable:?} without a reachable leader for {} s", LEADER_WAIT_MAX.as_secs());
+        }
+        Ok(())
+    }
+
+    /// Looks the leaders up again soon: at once, unless the last refresh
+    /// was less than RETRY_BACKOFF ago.
+    fn want_reroute(&mut self, now: Instant) {
+        let at = self.last_refresh.map_or(now, |last| (last + route::RETRY_BACKOFF).max(now));
+        self.reroute_at = Some(self.reroute_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn event(&mut self, unix_us: u64, partition: i32, broker_id: i32, kind: EventKind) {
+        if self.plan.timeline {
+            self.tally.timeline.push(Event { unix_us, partition, broker_id, kind });
+        }
+    }
+
+    /// Lane `l`'s connection broke: what was on it is lost (counted as
+    /// errors), the lane goes, and the leaders are looked up again.
+    fn lose(&mut self, l: usize, now: Instant) {
+        let lane = &mut self.lanes[l];
+        let unanswered = lane.in_flight.len() as u64 + u64::from(lane.writing.is_some());
+        lane.conn = None;
+        lane.broken = true;
+        lane.in_flight.clear();
+        lane.writing = None;
+        let (broker_id, partitions) = (lane.broker_id, lane.partitions.clone());
+        if unanswered > 0 {
+            self.tally.error("produce requests unanswered: connection lost".into(), unanswered);
+            self.live.errors.fetch_add(unanswered, Ordering::Relaxed);
+        }
+        let wall_us = self.times.clock.wall_us(now);
+        for partition in partitions {
+            self.event(wall_us, partition, broker_id, EventKind::Disconnected);
+        }
+        self.want_reroute(now);
     }
 
     /// Stamps the next request of lane `l` (template `t`, or a smaller tail
@@ -386,7 +518,7 @@ impl Producer {
         if let Some(remaining) = self.remaining {
             if remaining < lane.templates[t].messages() {
                 // Cold path, once per run: a single-partition request with what is left.
-                let partition = first_partition(&lane.templates[t]);
+                let partition = lane.templates[t].partitions[0];
                 let records = remaining.min(self.plan.records_per_batch as u64) as usize;
                 match Template::build(&self.plan, &[partition], records) {
                     Ok(tail) => lane.tail = Some(tail),
@@ -422,6 +554,9 @@ impl Producer {
     fn flush(&mut self, l: usize) -> Result<()> {
         let lane = &mut self.lanes[l];
         let Some((which, mut pos, sent)) = lane.writing else { return Ok(()) };
+        if lane.broken {
+            return Ok(());
+        }
         let len = lane.frame(which).len();
         match lane.conn.as_mut() {
             None => {
@@ -435,7 +570,13 @@ impl Producer {
                         Which::Template(i) => &lane.templates[i].frame,
                         Which::Tail => &lane.tail.as_ref().unwrap().frame,
                     };
-                    let n = lane.conn.as_mut().unwrap().write_some(&frame[pos..])?;
+                    let n = match lane.conn.as_mut().unwrap().write_some(&frame[pos..]) {
+                        Ok(n) => n,
+                        Err(_) => {
+                            self.lose(l, Instant::now());
+                            return Ok(());
+                        }
+                    };
                     if n == 0 {
                         break;
                     }
@@ -458,43 +599,67 @@ impl Producer {
         Ok(())
     }
 
-    /// Reads the Produce responses that have arrived on lane `l`.
+    /// Reads the Produce responses that have arrived on lane `l`. A broken
+    /// connection loses the lane; an answer that makes no sense ends the run.
     fn receive(&mut self, l: usize) -> Result<()> {
         let version = self.plan.version;
+        let timeline = self.plan.timeline;
         let lane = &mut self.lanes[l];
-        let conn = lane.conn.as_mut().unwrap();
+        let broker_id = lane.broker_id;
+        let Some(conn) = lane.conn.as_mut() else { return Ok(()) };
         let in_flight = &mut lane.in_flight;
         let mut answered: Vec<(Sent, u32)> = Vec::new();
-        let mut errors: Vec<String> = Vec::new();
-        conn.read_frames(|frame| -> Result<()> {
+        // (partition, error code) of every partition answered, errors always, acks with --timeline.
+        let mut outcomes: Vec<(i32, i16)> = Vec::new();
+        let mut nonsense = false;
+        let read = conn.read_frames(|frame| -> Result<()> {
+            nonsense = true;
             let sent = in_flight.pop_front().ok_or_else(|| anyhow!("a Produce response nobody asked for"))?;
             if frame::correlation_id(&frame) != Some(sent.correlation_id) {
                 bail!("Produce responses out of order (expected correlation id {})", sent.correlation_id);
             }
             let response: ProduceResponse =
                 frame::decode_response(ApiKey::Produce, version, sent.correlation_id, frame)?;
+            nonsense = false;
             let mut ok = 0;
             for topic in &response.responses {
                 for p in &topic.partition_responses {
                     if p.error_code == 0 {
                         ok += 1;
-                    } else {
-                        errors.push(format!("produce {}", error_name(p.error_code)));
+                    }
+                    if p.error_code != 0 || timeline {
+                        outcomes.push((p.index, p.error_code));
                     }
                 }
             }
             answered.push((sent, ok));
             Ok(())
-        })?;
+        });
         let now = Instant::now();
         for (sent, ok) in answered {
             self.account(&sent, ok, now, true);
         }
-        for e in errors {
-            self.tally.error(e, 1);
+        let wall_us = self.times.clock.wall_us(now);
+        for (partition, code) in outcomes {
+            if code == 0 {
+                self.event(wall_us, partition, broker_id, EventKind::Ack);
+                continue;
+            }
+            self.event(wall_us, partition, broker_id, EventKind::Error(code));
+            self.tally.error(format!("produce {}", error_name(code)), 1);
             self.live.errors.fetch_add(1, Ordering::Relaxed);
+            if route::is_stale_leader(code) {
+                self.want_reroute(now);
+            }
         }
-        Ok(())
+        match read {
+            Err(e) if nonsense => Err(e),
+            Err(_) => {
+                self.lose(l, now);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     fn account(&mut self, sent: &Sent, ok_batches: u32, now: Instant, latency: bool) {
@@ -516,8 +681,4 @@ impl Producer {
             }
         }
     }
-}
-
-fn first_partition(template: &Template) -> i32 {
-    template.partitions[0]
 }

@@ -8,6 +8,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::route::Event;
+
 /// One clock for the whole run: monotonic instants, mapped to wall-clock
 /// microseconds for the stamps that travel inside batches (so a consumer in
 /// another process on the same host can read them too).
@@ -86,6 +88,8 @@ pub struct Tally {
     pub last_at: Option<Instant>,
     /// Set when the worker stopped early (connection lost, timed out, ...).
     pub failure: Option<String>,
+    /// Every acknowledgement and error per partition (`--timeline` only).
+    pub timeline: Vec<Event>,
 }
 
 impl Tally {
@@ -101,6 +105,7 @@ impl Tally {
             latency_us: latency_histogram(),
             last_at: None,
             failure: None,
+            timeline: Vec::new(),
         }
     }
 
@@ -126,6 +131,7 @@ impl Tally {
         if self.failure.is_none() {
             self.failure = other.failure.clone();
         }
+        self.timeline.extend_from_slice(&other.timeline);
     }
 
     pub fn error_count(&self) -> u64 {
