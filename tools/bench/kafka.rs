@@ -1,5 +1,6 @@
-//! Apache Kafka as the yardstick (`corelog-bench peer`): one KRaft node,
-//! broker and controller in one process, run from the jars that
+//! Apache Kafka as the yardstick (`corelog-bench peer`): KRaft nodes, each
+//! broker and controller in one process (one node, or `--nodes N` on
+//! 127.0.0.1..N with the same cluster id), run from the jars that
 //! tests/java/setup.sh resolves from Maven Central, with the heap and JVM
 //! flags of Kafka's own bin/kafka-server-start.sh and kafka-run-class.sh.
 //! Everything the issue does not name keeps Kafka's default, the flush policy
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::proc::{self, Broker, HOST};
+use crate::cluster::{self, Cluster, Layout};
+use crate::peer_report::BrokerKind;
+use crate::proc;
 
 /// bin/kafka-server-start.sh: KAFKA_HEAP_OPTS.
 pub const SERVER_HEAP_ARGS: &[&str] = &["-Xmx1G", "-Xms1G"];
@@ -38,7 +41,11 @@ pub const CONSUMER_PERF_CLASS: &str = "org.apache.kafka.tools.ConsumerPerformanc
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const FORMAT_TIMEOUT: Duration = Duration::from_secs(180);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
-const NODE_ID: u32 = 1;
+/// Replication factor and min.insync.replicas of the internal topics
+/// (offsets, transactions, share state) when the cluster has that many nodes:
+/// Kafka's defaults of 3 and 2.
+const INTERNAL_REPLICATION_FACTOR: u32 = 3;
+const INTERNAL_MIN_INSYNC_REPLICAS: u32 = 2;
 
 /// Java and Kafka's jars, as tests/java/setup.sh resolved them.
 #[derive(Clone)]
@@ -89,80 +96,106 @@ pub fn server_jvm_args() -> Vec<&'static str> {
     [SERVER_HEAP_ARGS, JVM_PERFORMANCE_ARGS].concat()
 }
 
-/// Apache Kafka, ready to start: its jars and a formatted empty log directory
-/// that every start copies (the same as running kafka-storage format each
-/// time, without a JVM start per run).
+/// Apache Kafka, ready to start: its jars and, per node, a formatted empty
+/// log directory that every start copies (the same as running kafka-storage
+/// format each time, without a JVM start per run). Every node's template
+/// carries the same cluster id.
 pub struct Kafka {
     pub jars: Jars,
-    template: PathBuf,
+    nodes: u32,
+    templates: Vec<PathBuf>,
     extra_config: Vec<String>,
 }
 
 impl Kafka {
-    /// Formats the template log directory under `work`.
-    pub fn prepare(jars: Jars, work: &Path, extra_config: &[String]) -> Result<Kafka> {
-        let template = work.join("kafka-formatted");
-        proc::fresh_dir(&template)?;
-        let props = work.join("kafka-format.properties");
-        let port = proc::free_port_range(2)?;
-        std::fs::write(&props, server_properties(port, port + 1, &template, extra_config))?;
-        let log = work.join("kafka-format.log");
-        let mut cmd = jars.java_command(None, FORMAT_HEAP_ARGS, STORAGE_TOOL_CLASS);
-        cmd.args(["format", "--cluster-id", &cluster_id(*uuid::Uuid::new_v4().as_bytes()), "--config"]).arg(&props);
-        let status = proc::run_logged(&mut cmd, &log, FORMAT_TIMEOUT)?;
-        if !status.success() {
-            bail!("kafka-storage format exited with {status}:\n{}", proc::tail(&log));
+    /// Formats one template log directory per node under `work`
+    /// (`kafka-formatted` for a single node, `kafka-formatted-nodeN` in a cluster).
+    pub fn prepare(jars: Jars, work: &Path, extra_config: &[String], nodes: u32) -> Result<Kafka> {
+        let id = cluster_id(*uuid::Uuid::new_v4().as_bytes());
+        let layout = Layout::pick(nodes, 1)?;
+        let mut templates = Vec::new();
+        for node in 1..=nodes {
+            let suffix = if nodes == 1 { String::new() } else { format!("-node{node}") };
+            let template = work.join(format!("kafka-formatted{suffix}"));
+            proc::fresh_dir(&template)?;
+            let props = work.join(format!("kafka-format{suffix}.properties"));
+            std::fs::write(&props, server_properties(&layout, node, &template, extra_config))?;
+            let log = work.join(format!("kafka-format{suffix}.log"));
+            let mut cmd = jars.java_command(None, FORMAT_HEAP_ARGS, STORAGE_TOOL_CLASS);
+            cmd.args(["format", "--cluster-id", &id, "--config"]).arg(&props);
+            let status = proc::run_logged(&mut cmd, &log, FORMAT_TIMEOUT)?;
+            if !status.success() {
+                bail!("kafka-storage format (node {node}) exited with {status}:\n{}", proc::tail(&log));
+            }
+            templates.push(template);
         }
-        Ok(Kafka { jars, template, extra_config: extra_config.to_vec() })
+        Ok(Kafka { jars, nodes, templates, extra_config: extra_config.to_vec() })
     }
 
-    /// Starts Kafka on a copy of the formatted template in `data_dir`. Its
-    /// server.properties, output (log4j at WARN, from tests/java) and GC log
-    /// (kafka-server-start.sh's -loggc) go to `logs` + ".server.properties",
-    /// ".broker.log" and ".gc.log".
-    pub fn start(&self, cpus: Option<&str>, data_dir: &Path, logs: &str) -> Result<Broker> {
-        proc::fresh_dir(data_dir)?;
-        copy_tree(&self.template, data_dir)?;
-        let port = proc::free_port_range(2)?;
-        let props = PathBuf::from(format!("{logs}.server.properties"));
-        std::fs::write(&props, self.server_properties(port, data_dir))
-            .with_context(|| format!("writing {}", props.display()))?;
-        let mut cmd = proc::on_cpus(&self.jars.java, cpus);
-        cmd.args(server_jvm_args())
-            .arg(format!("-Xlog:gc*:file={logs}.gc.log:time,tags:filecount=10,filesize=100M"))
-            .arg("-cp")
-            .arg(&self.jars.classpath)
-            .arg(SERVER_CLASS)
-            .arg(&props);
-        Broker::spawn("kafka", &mut cmd, &[port], data_dir, Path::new(&format!("{logs}.broker.log")), READY_TIMEOUT)
+    /// Starts every node on a copy of its formatted template under
+    /// `data_dir`, all pinned to `cpus`, and waits until each serves the
+    /// whole cluster. Node i's server.properties, output (log4j at WARN,
+    /// from tests/java) and GC log (kafka-server-start.sh's -loggc) go to
+    /// `logs` + ".server.properties", ".broker.log" and ".gc.log" (with
+    /// ".nodeN" before them in a cluster).
+    pub fn start(&self, cpus: Option<&str>, data_dir: &Path, logs: &str) -> Result<Cluster> {
+        let layout = Layout::pick(self.nodes, 1)?;
+        cluster::fresh_node_dirs(&layout, data_dir)?;
+        let mut commands = Vec::new();
+        for (i, template) in self.templates.iter().enumerate() {
+            let node = i as u32 + 1;
+            let dir = layout.node_dir(data_dir, node);
+            copy_tree(template, &dir)?;
+            let prefix = if self.nodes == 1 { logs.to_string() } else { format!("{logs}.node{node}") };
+            let props = PathBuf::from(format!("{prefix}.server.properties"));
+            std::fs::write(&props, self.server_properties(&layout, node, &dir))
+                .with_context(|| format!("writing {}", props.display()))?;
+            let mut cmd = proc::on_cpus(&self.jars.java, cpus);
+            cmd.args(server_jvm_args())
+                .arg(format!("-Xlog:gc*:file={prefix}.gc.log:time,tags:filecount=10,filesize=100M"))
+                .arg("-cp")
+                .arg(&self.jars.classpath)
+                .arg(SERVER_CLASS)
+                .arg(&props);
+            commands.push(cmd);
+        }
+        Cluster::start(BrokerKind::Kafka, layout, commands, data_dir, logs, Some(READY_TIMEOUT))
     }
 
-    /// The server.properties of a start on `port` (its controller on port + 1).
-    pub fn server_properties(&self, port: u16, data_dir: &Path) -> String {
-        server_properties(port, port + 1, data_dir, &self.extra_config)
+    /// Node `node`'s server.properties in `layout`.
+    pub fn server_properties(&self, layout: &Layout, node: u32, data_dir: &Path) -> String {
+        server_properties(layout, node, data_dir, &self.extra_config)
     }
 }
 
-/// A single KRaft node's server.properties: what Kafka's config/server.properties
-/// sets for one combined broker and controller (listeners, replication factor 1
-/// for the internal topics), on 127.0.0.1; Kafka's defaults for the rest.
-/// `extra` (KEY=VALUE, from --kafka-config) comes last and so wins.
-fn server_properties(port: u16, controller_port: u16, log_dir: &Path, extra: &[String]) -> String {
+/// A KRaft combined node's server.properties: what Kafka's
+/// config/server.properties sets for a broker and controller in one process
+/// (listeners, the voters, the internal topics' replication), node i on
+/// 127.0.0.i; Kafka's defaults for the rest. The internal topics get
+/// replication factor 3 and min.insync.replicas 2, or as many as there are
+/// nodes (1 and 1 for a single node, as Kafka's own file). `extra`
+/// (KEY=VALUE, from --kafka-config) comes last and so wins.
+fn server_properties(layout: &Layout, node: u32, log_dir: &Path, extra: &[String]) -> String {
+    let host = layout.host(node);
+    let (port, controller_port) = (layout.port, layout.controller_port);
+    let rf = INTERNAL_REPLICATION_FACTOR.min(layout.nodes);
+    let min_isr = INTERNAL_MIN_INSYNC_REPLICAS.min(layout.nodes);
     let mut s = format!(
         "process.roles=broker,controller\n\
-         node.id={NODE_ID}\n\
-         controller.quorum.voters={NODE_ID}@{HOST}:{controller_port}\n\
-         listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}\n\
-         advertised.listeners=PLAINTEXT://{HOST}:{port}\n\
+         node.id={node}\n\
+         controller.quorum.voters={}\n\
+         listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}\n\
+         advertised.listeners=PLAINTEXT://{host}:{port}\n\
          controller.listener.names=CONTROLLER\n\
          inter.broker.listener.name=PLAINTEXT\n\
          listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
          log.dirs={}\n\
-         offsets.topic.replication.factor=1\n\
-         transaction.state.log.replication.factor=1\n\
-         transaction.state.log.min.isr=1\n\
-         share.coordinator.state.topic.replication.factor=1\n\
-         share.coordinator.state.topic.min.isr=1\n",
+         offsets.topic.replication.factor={rf}\n\
+         transaction.state.log.replication.factor={rf}\n\
+         transaction.state.log.min.isr={min_isr}\n\
+         share.coordinator.state.topic.replication.factor={rf}\n\
+         share.coordinator.state.topic.min.isr={min_isr}\n",
+        layout.voters(),
         log_dir.display()
     );
     for kv in extra {
@@ -232,13 +265,31 @@ mod tests {
 
     #[test]
     fn properties_name_both_listeners_and_let_extra_settings_win() {
-        let p = server_properties(9000, 9001, Path::new("/d/k"), &["num.io.threads=4".into()]);
+        let one = Layout { nodes: 1, shards: 1, port: 9000, controller_port: 9001 };
+        let p = server_properties(&one, 1, Path::new("/d/k"), &["num.io.threads=4".into()]);
+        assert!(p.contains("node.id=1\n"));
         assert!(p.contains("controller.quorum.voters=1@127.0.0.1:9001\n"));
         assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:9000,CONTROLLER://127.0.0.1:9001\n"));
         assert!(p.contains("log.dirs=/d/k\n"));
+        assert!(p.contains("offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"));
         assert!(p.ends_with("num.io.threads=4\n"));
         // Kafka's default flush policy: nothing about flushing is set.
         assert!(!p.contains("flush"));
+    }
+
+    #[test]
+    fn every_node_of_a_cluster_names_all_voters_and_listens_on_its_own_address() {
+        let three = Layout { nodes: 3, shards: 1, port: 9000, controller_port: 9001 };
+        let p = server_properties(&three, 2, Path::new("/d/node2"), &[]);
+        assert!(p.contains("node.id=2\n"));
+        assert!(p.contains("controller.quorum.voters=1@127.0.0.1:9001,2@127.0.0.2:9001,3@127.0.0.3:9001\n"));
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.2:9000,CONTROLLER://127.0.0.2:9001\n"));
+        assert!(p.contains("advertised.listeners=PLAINTEXT://127.0.0.2:9000\n"));
+        assert!(p.contains("offsets.topic.replication.factor=3\n"));
+        assert!(p.contains("transaction.state.log.min.isr=2\n"));
+        assert!(p.contains("share.coordinator.state.topic.replication.factor=3\n"));
+        // min.insync.replicas of the measured topics is a topic config, not the broker's default.
+        assert!(!p.contains("\nmin.insync.replicas"));
     }
 
     #[test]

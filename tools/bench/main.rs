@@ -7,11 +7,14 @@
 //! same cases against corelog and Apache Kafka, interleaved, and writes the
 //! two side by side with the ratio corelog / Kafka.
 
+mod cluster;
 mod compare;
+mod failover;
 mod kafka;
 mod matrix;
 mod peer;
 mod peer_cases;
+mod peer_method;
 mod peer_report;
 mod perf;
 mod probe;

@@ -3,7 +3,10 @@
 //! (corelog, Kafka; Kafka first in odd rounds, so that a drift of the
 //! machine's speed does not favour one side), both pinned the same way, driven
 //! by the same load generator (corelog-load) and by Kafka's own
-//! ProducerPerformance; peer.md gets the medians side by side.
+//! ProducerPerformance; peer.md gets the medians side by side. With
+//! `--nodes N` each broker is a cluster of N nodes on 127.0.0.1..N
+//! (cluster.rs) and the cases are the replicated ones (peer_cases.rs),
+//! the failover under load among them (failover.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,15 +15,18 @@ use anyhow::{bail, ensure, Context as _, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cluster::{self, Cluster, Layout};
 use crate::kafka::{self, Jars, Kafka};
-use crate::peer_cases::{cases, select, Case, CaseKind};
+use crate::peer_cases::{cases, cluster_cases, select, Case, CaseKind};
 use crate::peer_report::{self, fig, BrokerKind, PeerResults, PeerRun};
 use crate::proc::{CpuSampler, CpuSamples};
-use crate::{perf, proc, shell_quote, sibling};
+use crate::{peer_method, perf, proc, shell_quote, sibling};
 
 /// corelog-load may take this long beyond --warmup + --duration (topic
 /// creation, draining consumers, filling the consume topic).
-const LOAD_SLACK: Duration = Duration::from_secs(300);
+pub const LOAD_SLACK: Duration = Duration::from_secs(300);
+/// Nodes of a cluster at most: node i listens on 127.0.0.i.
+const NODES_MAX: u32 = 254;
 /// How long ConsumerPerformance waits for records before it gives up.
 const CONSUMER_PERF_IDLE_MS: u64 = 30_000;
 
@@ -34,69 +40,100 @@ const WARM_TOPIC: &str = "peer-warm";
 pub struct PeerArgs {
     /// Where peer.md, results.json and the logs go.
     #[arg(long, default_value = "bench-peer")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Interleaved rounds; the table shows the median of each figure over them.
     #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    pub rounds: usize,
     /// Seconds measured per throughput and fixed-rate case.
     #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    pub duration: f64,
     /// Seconds before the measured window (Kafka's JIT compiles its hot paths meanwhile).
     #[arg(long, default_value_t = 5.0)]
-    warmup: f64,
+    pub warmup: f64,
     /// Run only cases whose name contains this (repeatable); see --list.
     #[arg(long)]
-    only: Vec<String>,
+    pub only: Vec<String>,
     /// Print the selected cases and exit.
     #[arg(long)]
-    list: bool,
+    pub list: bool,
     /// The brokers to run, in this order in even rounds.
     #[arg(long, value_delimiter = ',', default_value = "corelog,kafka")]
-    brokers: Vec<BrokerKind>,
+    pub brokers: Vec<BrokerKind>,
     /// Megabytes of records each consume case writes first and then reads from the beginning.
     #[arg(long, default_value_t = 500.0)]
-    consume_mb: f64,
+    pub consume_mb: f64,
     /// Fixed-rate cases run at this percentage of the lower of the brokers'
     /// produce maxima (same record size, 1 partition, 1 producer) in the first round.
     #[arg(long, default_value_t = 50.0)]
-    latency_pct: f64,
+    pub latency_pct: f64,
     /// Records of each ProducerPerformance run (a fifth of them warm-up).
     #[arg(long, default_value_t = 2_000_000)]
-    perf_records: u64,
+    pub perf_records: u64,
     /// acks of the ProducerPerformance runs (all: the Java client's default).
     #[arg(long, default_value = "all", value_parser = ["0", "1", "all"])]
-    perf_acks: String,
+    pub perf_acks: String,
     /// CPUs of the broker (taskset -c), the same for corelog and Kafka.
     #[arg(long, default_value = "0")]
-    broker_cpus: String,
+    pub broker_cpus: String,
     /// CPUs of corelog-load and ProducerPerformance (taskset -c).
     #[arg(long, default_value = "1")]
-    load_cpus: String,
+    pub load_cpus: String,
     /// The corelog binary (default: next to corelog-bench).
     #[arg(long)]
-    corelog: Option<PathBuf>,
+    pub corelog: Option<PathBuf>,
     /// The corelog-load binary (default: next to corelog-bench).
     #[arg(long)]
-    load: Option<PathBuf>,
+    pub load: Option<PathBuf>,
     /// Extra argument for `corelog serve` (repeatable).
     #[arg(long, allow_hyphen_values = true)]
-    broker_arg: Vec<String>,
+    pub broker_arg: Vec<String>,
     /// Extra KEY=VALUE line for Kafka's server.properties (repeatable).
     #[arg(long)]
-    kafka_config: Vec<String>,
+    pub kafka_config: Vec<String>,
     /// The java to run Kafka with.
     #[arg(long, default_value = "java")]
-    java: PathBuf,
+    pub java: PathBuf,
     /// tests/java of the repository: its setup.sh resolves Kafka's jars from Maven Central.
     #[arg(long)]
-    java_dir: Option<PathBuf>,
+    pub java_dir: Option<PathBuf>,
     /// Both brokers' data directory, cleared per run (default: OUT/broker-data).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// Nodes per broker: 1 runs today's single-node cases; more start a
+    /// cluster of each kind on 127.0.0.1..N and run the replicated cases.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Replication factor of a cluster's measured topics (default: the node
+    /// count); the RF=1 cases run beside them.
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
+    /// Messages per second of the failover case's producer (100 B records, acks=all).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub failover_rate: f64,
+    /// Seconds of load after the warm-up before the partition leader's node is SIGKILLed.
+    #[arg(long, default_value_t = 5.0)]
+    pub failover_after: f64,
+    /// Seconds the load goes on after the kill (the new leader must ack within them).
+    #[arg(long, default_value_t = 30.0)]
+    pub failover_window: f64,
+}
+
+impl PeerArgs {
+    pub fn replication_factor(&self) -> i16 {
+        self.replication_factor.unwrap_or(self.nodes.min(i16::MAX as u32) as i16)
+    }
 }
 
 pub fn run(args: PeerArgs) -> Result<bool> {
-    let cases = select(cases(), &args.only);
+    ensure!((1..=NODES_MAX).contains(&args.nodes), "--nodes must be 1 to {NODES_MAX}");
+    let rf = args.replication_factor();
+    ensure!(rf >= 1 && rf as u32 <= args.nodes, "--replication-factor must be 1 to --nodes ({})", args.nodes);
+    ensure!(
+        args.failover_rate > 0.0 && args.failover_after >= 0.0 && args.failover_window > 0.0,
+        "--failover-rate and --failover-window must be positive, --failover-after not negative"
+    );
+    let all = if args.nodes == 1 { cases() } else { cluster_cases(args.nodes, rf) };
+    let cases = select(all, &args.only);
     if args.list {
         for c in &cases {
             println!("{}", c.name);
@@ -138,7 +175,7 @@ pub fn run(args: PeerArgs) -> Result<bool> {
         None
     };
     let kafka = match (&jars, wants(BrokerKind::Kafka)) {
-        (Some(j), true) => Some(Kafka::prepare(j.clone(), &out, &args.kafka_config)?),
+        (Some(j), true) => Some(Kafka::prepare(j.clone(), &out, &args.kafka_config, args.nodes)?),
         _ => None,
     };
 
@@ -149,6 +186,11 @@ pub fn run(args: PeerArgs) -> Result<bool> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let perf_jvm_args = [kafka::PERF_HEAP_ARGS, kafka::JVM_PERFORMANCE_ARGS].concat();
+    // How the nodes are started, on example ports (each start picks free ones).
+    let example = Layout { nodes: args.nodes, shards: 1, port: 9092, controller_port: 9093 };
+    let corelog_args: Vec<Vec<String>> = (1..=args.nodes)
+        .map(|n| cluster::corelog_args(&example, n, &example.node_dir(Path::new("DATA"), n), &args.broker_arg))
+        .collect();
     let results = PeerResults {
         tool: "corelog-bench peer".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -158,11 +200,13 @@ pub fn run(args: PeerArgs) -> Result<bool> {
             "corelog": {
                 "binary": corelog.display().to_string(), "version": corelog_version,
                 "args": ["serve", "--shards", "1"], "extra_args": args.broker_arg,
+                "nodes": args.nodes, "node_args": corelog_args,
             },
             "kafka": kafka.as_ref().map(|k| json!({
                 "version": k.jars.version, "java": k.jars.java_version,
                 "jvm_args": kafka::server_jvm_args(), "main_class": kafka::SERVER_CLASS,
-                "server_properties": k.server_properties(9092, &data_dir),
+                "nodes": args.nodes,
+                "server_properties": k.server_properties(&example, 1, &example.node_dir(&data_dir, 1)),
             })),
             "producer_performance": jars.as_ref().map(|j| json!({
                 "version": j.version, "jvm_args": perf_jvm_args,
@@ -203,7 +247,7 @@ pub fn run(args: PeerArgs) -> Result<bool> {
     r.every_figure = peer_report::summarize(&r.runs, &peer_report::every_figure(&cases, &r.runs));
     runner.save()?;
     let r = &runner.results;
-    peer_report::write(&out.join("peer.md"), r, &method(&args, r))?;
+    peer_report::write(&out.join("peer.md"), r, &peer_method::method(&args, r))?;
     println!("{}", peer_report::markdown(&r.headline));
     let failed = r.runs.iter().filter(|x| !x.ok).count();
     eprintln!(
@@ -230,74 +274,16 @@ fn brief(r: &PeerRun) -> String {
     format!("{} on {}: {} ({:.1} s)", r.case, r.broker.name(), shown.join(", "), r.wall_s)
 }
 
-/// The "how" of peer.md: both brokers' settings, the CPUs, the load, the rounds.
-fn method(args: &PeerArgs, r: &PeerResults) -> String {
-    let b = &r.brokers;
-    let mut s = format!(
-        "- **corelog:** {} (`{}`), `corelog serve --shards 1{}` (its defaults: O_DIRECT segment writes with a \
-         hot tail in memory, no fsync per acknowledgement)\n",
-        b["corelog"]["version"].as_str().unwrap_or("?"),
-        b["corelog"]["binary"].as_str().unwrap_or("?"),
-        args.broker_arg.iter().map(|a| format!(" {}", shell_quote(a))).collect::<String>(),
-    );
-    if let Some(k) = b["kafka"].as_object() {
-        s += &format!(
-            "- **Apache Kafka:** {} from Maven Central, one KRaft node (broker and controller in one process), \
-             {}, `java {} {}` (the heap and JVM flags of bin/kafka-server-start.sh), log4j at WARN; Kafka's \
-             defaults otherwise, its flush policy included (no log.flush.* setting: acknowledged writes are in \
-             the page cache). server.properties (each start on ports of its own):\n\n```properties\n{}```\n",
-            k["version"].as_str().unwrap_or("?"),
-            k["java"].as_str().unwrap_or("?"),
-            kafka::server_jvm_args().join(" "),
-            kafka::SERVER_CLASS,
-            k["server_properties"].as_str().unwrap_or("")
-        );
-    }
-    s += &format!(
-        "- **CPUs:** each broker under `taskset -c {}`, corelog-load and ProducerPerformance under `taskset -c {}`: \
-         the broker's every thread (Kafka's network, I/O, GC and JIT threads; corelog's shard and io_uring \
-         workers) on its CPU(s), the client on the other(s)\n",
-        args.broker_cpus, args.load_cpus
-    );
-    s += &format!(
-        "- **Load:** corelog-load (the same binary and flags for both), {} s measured after {} s warm-up, acks=1, \
-         64 KiB batches, 5 requests in flight per connection; consume cases first write {} MB and read them \
-         from the beginning with one consumer; fixed-rate cases (one producer, one consumer) run open loop at {}% \
-         of the lower of both brokers' maxima in the first round, after as many seconds of closed-loop load as \
-         the warm-up lasts (a cold JVM would carry its backlog into the measured window); broker CPU per \
-         million messages is taken over the measured window; ProducerPerformance: {} records ({} warm-up), acks={}, the Java producer's other defaults\n",
-        args.duration,
-        args.warmup,
-        args.consume_mb,
-        args.latency_pct,
-        args.perf_records,
-        args.perf_records / perf::WARMUP_FRACTION,
-        args.perf_acks
-    );
-    s += &format!(
-        "- **Rounds:** {}, interleaved: every case runs on a fresh broker of each kind in turn ({} first in even \
-         rounds, last in odd ones), each on a fresh data directory `{}` (the same disk for both)\n",
-        args.rounds,
-        args.brokers.first().map(|b| b.name()).unwrap_or("?"),
-        r.options["data_dir"].as_str().map(str::to_string).unwrap_or_else(|| args
-            .out
-            .join("broker-data")
-            .display()
-            .to_string())
-    );
-    s
-}
-
 /// What every run needs: the options, the binaries, where things go, what was measured so far.
-struct Runner<'a> {
-    args: &'a PeerArgs,
+pub(crate) struct Runner<'a> {
+    pub(crate) args: &'a PeerArgs,
     corelog: PathBuf,
-    load: PathBuf,
+    pub(crate) load: PathBuf,
     jars: Option<Jars>,
     kafka: Option<Kafka>,
     data_dir: PathBuf,
-    logs: PathBuf,
-    raw: PathBuf,
+    pub(crate) logs: PathBuf,
+    pub(crate) raw: PathBuf,
     results: PeerResults,
 }
 
@@ -327,35 +313,56 @@ impl Runner<'_> {
         let tag = format!("r{}-{}-{}", r.round, case.name, r.broker.name());
         let logs = self.logs.join(&tag).display().to_string();
         let cpus = Some(self.args.broker_cpus.as_str());
-        let broker = match r.broker {
-            BrokerKind::Corelog => proc::Broker::start(
-                &self.corelog,
-                cpus,
-                &self.data_dir,
-                1,
-                &self.args.broker_arg,
-                Path::new(&format!("{logs}.broker.log")),
-            )?,
+        let mut cluster = match r.broker {
+            BrokerKind::Corelog => {
+                let layout = Layout::pick(self.args.nodes, 1)?;
+                cluster::fresh_node_dirs(&layout, &self.data_dir)?;
+                let commands =
+                    cluster::corelog_commands(&self.corelog, &layout, cpus, &self.data_dir, &self.args.broker_arg);
+                Cluster::start(BrokerKind::Corelog, layout, commands, &self.data_dir, &logs, None)?
+            }
             BrokerKind::Kafka => {
                 self.kafka.as_ref().context("Kafka was not prepared")?.start(cpus, &self.data_dir, &logs)?
             }
         };
-        let pid = broker.pid();
-        r.pid = Some(pid);
-        r.set(fig::START_MS, Some(broker.start_time.as_secs_f64() * 1e3));
-        r.set(fig::IDLE_RSS_MIB, proc::rss_kib(pid).map(|k| k as f64 / 1024.0));
-        let on = On { bootstrap: broker.bootstrap(), pid, tag };
+        let pids = cluster.pids();
+        r.pid = pids.first().copied();
+        r.pids = pids.clone();
+        r.set(fig::START_MS, Some(cluster.start_time.as_secs_f64() * 1e3));
+        r.set(fig::IDLE_RSS_MIB, sum_kib(&pids, proc::rss_kib));
+        let on = On { bootstrap: cluster.bootstrap(), pids: pids.clone(), tag };
         let result = match &case.kind {
             CaseKind::Throughput { record_bytes, partitions, producers } => {
-                self.throughput(&on, r, *record_bytes, *partitions, *producers)
+                self.throughput(&on, r, case, *record_bytes, *partitions, *producers)
             }
-            CaseKind::Latency { record_bytes, .. } => self.latency(&on, r, *record_bytes, rate.unwrap_or_default()),
-            CaseKind::ProducerPerf { record_bytes } => self.producer_perf(&on, r, *record_bytes),
+            CaseKind::Latency { record_bytes, .. } => {
+                self.latency(&on, r, case, *record_bytes, rate.unwrap_or_default())
+            }
+            CaseKind::ProducerPerf { record_bytes } => self.producer_perf(&on, r, case, *record_bytes),
+            CaseKind::Failover { record_bytes } => self.failover(&mut cluster, &on, r, case, *record_bytes),
         };
-        r.set(fig::PEAK_RSS_MIB, proc::peak_rss_kib(pid).map(|k| k as f64 / 1024.0));
-        let stopped = broker.stop();
+        // The nodes still running (a failover case killed one).
+        r.set(fig::PEAK_RSS_MIB, sum_kib(&cluster.pids(), proc::peak_rss_kib));
+        let stopped = cluster.stop();
         result?;
-        stopped.map(drop)
+        stopped
+    }
+
+    /// corelog-load's flags for a case's topic and producers: on a cluster
+    /// the replication factor, min.insync.replicas and acks=all; nothing on a
+    /// single node (the broker's defaults, acks=1).
+    pub(crate) fn topic_args(&self, case: &Case) -> Vec<String> {
+        match case.replication {
+            None => Vec::new(),
+            Some(r) => vec![
+                "--acks".into(),
+                case.acks().into(),
+                "--replication-factor".into(),
+                r.factor.to_string(),
+                "--topic-config".into(),
+                format!("min.insync.replicas={}", r.min_insync_replicas()),
+            ],
+        }
     }
 
     /// The fixed rate of a latency case: --latency-pct of the lower of the
@@ -393,29 +400,36 @@ impl Runner<'_> {
         &self,
         on: &On,
         r: &mut PeerRun,
+        case: &Case,
         record_bytes: usize,
         partitions: i32,
         producers: usize,
     ) -> Result<()> {
         let a = &self.args;
+        let topic_args = self.topic_args(case);
+        let topic_args: Vec<&str> = topic_args.iter().map(String::as_str).collect();
         let (v, cpu) = self.load(
             on,
             r,
             "produce",
             &[
-                "--topic",
-                TOPIC,
-                "--partitions",
-                &partitions.to_string(),
-                "--producers",
-                &producers.to_string(),
-                "--record-bytes",
-                &record_bytes.to_string(),
-                "--duration",
-                &a.duration.to_string(),
-                "--warmup",
-                &a.warmup.to_string(),
-            ],
+                &topic_args[..],
+                &[
+                    "--topic",
+                    TOPIC,
+                    "--partitions",
+                    &partitions.to_string(),
+                    "--producers",
+                    &producers.to_string(),
+                    "--record-bytes",
+                    &record_bytes.to_string(),
+                    "--duration",
+                    &a.duration.to_string(),
+                    "--warmup",
+                    &a.warmup.to_string(),
+                ],
+            ]
+            .concat(),
         )?;
         produce_figures(r, &v, &cpu);
         if producers != 1 {
@@ -428,15 +442,19 @@ impl Runner<'_> {
             r,
             "fill",
             &[
-                "--topic",
-                CONSUME_TOPIC,
-                "--partitions",
-                &partitions.to_string(),
-                "--record-bytes",
-                &record_bytes.to_string(),
-                "--messages",
-                &n_s,
-            ],
+                &topic_args[..],
+                &[
+                    "--topic",
+                    CONSUME_TOPIC,
+                    "--partitions",
+                    &partitions.to_string(),
+                    "--record-bytes",
+                    &record_bytes.to_string(),
+                    "--messages",
+                    &n_s,
+                ],
+            ]
+            .concat(),
         )?;
         let written = fill.pointer("/produce/messages").and_then(Value::as_u64);
         ensure!(written == Some(n), "filling {CONSUME_TOPIC}: {written:?} of {n} messages acknowledged");
@@ -465,8 +483,10 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn latency(&self, on: &On, r: &mut PeerRun, record_bytes: usize, rate: f64) -> Result<()> {
+    fn latency(&self, on: &On, r: &mut PeerRun, case: &Case, record_bytes: usize, rate: f64) -> Result<()> {
         let a = &self.args;
+        let topic_args = self.topic_args(case);
+        let topic_args: Vec<&str> = topic_args.iter().map(String::as_str).collect();
         // A fresh JVM runs its produce path interpreted until the JIT has
         // compiled it; an open-loop run that starts cold carries the backlog
         // of those seconds into its measured window. So both brokers first
@@ -477,17 +497,21 @@ impl Runner<'_> {
                 r,
                 "prewarm",
                 &[
-                    "--topic",
-                    WARM_TOPIC,
-                    "--partitions",
-                    "1",
-                    "--consumers",
-                    "1",
-                    "--record-bytes",
-                    &record_bytes.to_string(),
-                    "--duration",
-                    &a.warmup.to_string(),
-                ],
+                    &topic_args[..],
+                    &[
+                        "--topic",
+                        WARM_TOPIC,
+                        "--partitions",
+                        "1",
+                        "--consumers",
+                        "1",
+                        "--record-bytes",
+                        &record_bytes.to_string(),
+                        "--duration",
+                        &a.warmup.to_string(),
+                    ],
+                ]
+                .concat(),
             )?;
         }
         let (v, cpu) = self.load(
@@ -495,21 +519,25 @@ impl Runner<'_> {
             r,
             "rate",
             &[
-                "--topic",
-                TOPIC,
-                "--partitions",
-                "1",
-                "--consumers",
-                "1",
-                "--record-bytes",
-                &record_bytes.to_string(),
-                "--rate",
-                &rate.to_string(),
-                "--duration",
-                &a.duration.to_string(),
-                "--warmup",
-                &a.warmup.to_string(),
-            ],
+                &topic_args[..],
+                &[
+                    "--topic",
+                    TOPIC,
+                    "--partitions",
+                    "1",
+                    "--consumers",
+                    "1",
+                    "--record-bytes",
+                    &record_bytes.to_string(),
+                    "--rate",
+                    &rate.to_string(),
+                    "--duration",
+                    &a.duration.to_string(),
+                    "--warmup",
+                    &a.warmup.to_string(),
+                ],
+            ]
+            .concat(),
         )?;
         r.set(fig::RATE, Some(rate));
         produce_figures(r, &v, &cpu);
@@ -517,15 +545,18 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn producer_perf(&self, on: &On, r: &mut PeerRun, record_bytes: usize) -> Result<()> {
+    fn producer_perf(&self, on: &On, r: &mut PeerRun, case: &Case, record_bytes: usize) -> Result<()> {
         let jars = self.jars.as_ref().context("Kafka's jars were not resolved")?;
-        // The topic first (same partitions on both brokers), so that the run does not time its creation.
-        self.load(on, r, "create", &["--topic", TOPIC, "--partitions", "1", "--messages", "0"])?;
+        // The topic first (same partitions and replication on both brokers),
+        // so that the run does not time its creation.
+        let mut create = self.topic_args(case);
+        create.extend(["--topic", TOPIC, "--partitions", "1", "--messages", "0"].map(String::from));
+        self.load(on, r, "create", &create.iter().map(String::as_str).collect::<Vec<_>>())?;
         let args = perf::args(&on.bootstrap, TOPIC, self.args.perf_records, record_bytes, &self.args.perf_acks);
-        let cpu0 = proc::cpu_seconds(on.pid);
+        let cpu0 = proc::cpu_seconds_of(&on.pids);
         let s = self.run_java_tool(on, jars, kafka::PRODUCER_PERF_CLASS, "perf", &args, perf::parse)?;
         // The whole run's (its warm-up records included: ProducerPerformance reports no times).
-        let cpu = proc::cpu_seconds(on.pid).zip(cpu0).map(|(b, a)| b - a);
+        let cpu = proc::cpu_seconds_of(&on.pids).zip(cpu0).map(|(b, a)| b - a);
         r.set(fig::PERF_RECORDS, Some(s.records_per_s));
         // Its "MB" are MiB; the table's MB/s are 10^6 bytes, as corelog-load's.
         r.set(fig::PERF_MB, Some(s.records_per_s * record_bytes as f64 / 1e6));
@@ -585,14 +616,14 @@ impl Runner<'_> {
 
     /// Runs corelog-load (pinned like the client) against the broker; its
     /// --json result (also kept in raw/) and the broker's CPU time meanwhile.
-    fn load(&self, on: &On, r: &mut PeerRun, step: &str, args: &[&str]) -> Result<(Value, CpuSamples)> {
+    pub(crate) fn load(&self, on: &On, r: &mut PeerRun, step: &str, args: &[&str]) -> Result<(Value, CpuSamples)> {
         let json_path = self.raw.join(format!("{}-{step}.json", on.tag));
         let log = self.logs.join(format!("{}-{step}.load.log", on.tag));
         let _ = std::fs::remove_file(&json_path);
         let mut cmd = proc::on_cpus(&self.load, Some(&self.args.load_cpus));
         cmd.args(["--bootstrap-server", &on.bootstrap, "--quiet", "--json"]).arg(&json_path).args(args);
         let timeout = Duration::from_secs_f64(self.args.duration + self.args.warmup) + LOAD_SLACK;
-        let sampler = CpuSampler::start(on.pid);
+        let sampler = CpuSampler::start(on.pids.clone());
         let status = proc::run_logged(&mut cmd, &log, timeout);
         let cpu = sampler.finish();
         let status = status?;
@@ -606,11 +637,17 @@ impl Runner<'_> {
     }
 }
 
-/// The broker a run talks to.
-struct On {
-    bootstrap: String,
-    pid: i32,
-    tag: String,
+/// The broker (its nodes) a run talks to.
+pub(crate) struct On {
+    /// Every node's address, comma-separated.
+    pub(crate) bootstrap: String,
+    pids: Vec<i32>,
+    pub(crate) tag: String,
+}
+
+/// A /proc figure in KiB summed over the processes that still run, in MiB.
+fn sum_kib(pids: &[i32], figure: fn(i32) -> Option<u64>) -> Option<f64> {
+    pids.iter().filter_map(|p| figure(*p)).reduce(|a, b| a + b).map(|k| k as f64 / 1024.0)
 }
 
 fn number(v: &Value, pointer: &str) -> Option<f64> {

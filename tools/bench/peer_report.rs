@@ -47,6 +47,12 @@ pub mod fig {
     pub const CONSUMER_PERF_MSGS: &str = "consumer_perf_msgs_per_s";
     pub const CONSUMER_PERF_FETCH_MSGS: &str = "consumer_perf_fetch_msgs_per_s";
     pub const CONSUMER_PERF_FETCH_MB: &str = "consumer_perf_fetch_mb_per_s";
+    /// From the old leader's last acknowledgement to a new leader's first.
+    pub const FAILOVER_GAP_MS: &str = "failover_gap_ms";
+    /// From the SIGKILL of the leader's node to a new leader's first acknowledgement.
+    pub const FAILOVER_KILL_MS: &str = "failover_kill_to_ack_ms";
+    /// Errors the producer saw for the partition during the gap.
+    pub const FAILOVER_ERRORS: &str = "failover_errors";
 
     /// The order figures are listed in; anything else follows alphabetically.
     pub const ORDER: &[&str] = &[
@@ -73,6 +79,9 @@ pub mod fig {
         CONSUMER_PERF_MSGS,
         CONSUMER_PERF_FETCH_MSGS,
         CONSUMER_PERF_FETCH_MB,
+        FAILOVER_GAP_MS,
+        FAILOVER_KILL_MS,
+        FAILOVER_ERRORS,
         START_MS,
         IDLE_RSS_MIB,
         PEAK_RSS_MIB,
@@ -105,7 +114,10 @@ pub struct PeerRun {
     pub broker: BrokerKind,
     pub ok: bool,
     pub error: Option<String>,
+    /// The first node's process id (the only one of a single node).
     pub pid: Option<i32>,
+    /// Every node's process id.
+    pub pids: Vec<i32>,
     pub wall_s: f64,
     pub figures: BTreeMap<String, f64>,
     /// Every corelog-load --json result and ProducerPerformance summary of the run.
@@ -218,8 +230,12 @@ pub fn headline(cases: &[Case], rates: &BTreeMap<String, f64>, consume_mb: f64, 
     }
     for c in cases {
         if let CaseKind::Throughput { record_bytes, partitions, producers: 1 } = c.kind {
-            let what =
-                format!("consume {}, {} from the beginning", size_label(record_bytes), partitions_label(partitions));
+            let what = format!(
+                "consume {}, {}{} from the beginning",
+                size_label(record_bytes),
+                partitions_label(partitions),
+                replicated(c)
+            );
             row(format!("{what} ({consume_mb} MB): msgs/s"), c, fig::CONSUME_MSGS);
             row(format!("{what} ({consume_mb} MB): MB/s"), c, fig::CONSUME_MB);
         }
@@ -230,7 +246,8 @@ pub fn headline(cases: &[Case], rates: &BTreeMap<String, f64>, consume_mb: f64, 
                 Some(r) => format!("at {} msgs/s", si(Some(*r))),
                 None => "at a fixed rate".into(),
             };
-            let what = format!("{}, 1 partition, {at}", size_label(record_bytes));
+            let acks = if c.replication.is_some() { ", acks=all" } else { "" };
+            let what = format!("{}, 1 partition{}{acks}, {at}", size_label(record_bytes), replicated(c));
             // A broker that cannot hold the rate shows it here (and its latency has no meaning).
             row(format!("rate achieved, {what}: msgs/s"), c, fig::PRODUCE_MSGS);
             row(format!("ack latency p50, {what}: ms"), c, fig::ACK_P50);
@@ -250,15 +267,29 @@ pub fn headline(cases: &[Case], rates: &BTreeMap<String, f64>, consume_mb: f64, 
     }
     for c in cases {
         if let CaseKind::ProducerPerf { record_bytes } = c.kind {
-            let what = format!("Kafka's ProducerPerformance, {}, acks={perf_acks}", size_label(record_bytes));
+            let what =
+                format!("Kafka's ProducerPerformance, {}{}, acks={perf_acks}", size_label(record_bytes), replicated(c));
             row(format!("{what}: records/s"), c, fig::PERF_RECORDS);
             row(format!("{what}: MB/s"), c, fig::PERF_MB);
             row(format!("{what}: p50 ms"), c, fig::PERF_P50);
             row(format!("{what}: p99 ms"), c, fig::PERF_P99);
             row(format!("{what}: p99.9 ms"), c, fig::PERF_P99_9);
-            let what = format!("Kafka's ConsumerPerformance, {}, the same records", size_label(record_bytes));
+            let what =
+                format!("Kafka's ConsumerPerformance, {}{}, the same records", size_label(record_bytes), replicated(c));
             row(format!("{what}: msgs/s while fetching"), c, fig::CONSUMER_PERF_FETCH_MSGS);
             row(format!("{what}: MB/s while fetching"), c, fig::CONSUMER_PERF_FETCH_MB);
+        }
+    }
+    for c in cases {
+        if let CaseKind::Failover { .. } = c.kind {
+            let at = match rates.get(&c.name) {
+                Some(r) => format!(" at {} msgs/s", si(Some(*r))),
+                None => String::new(),
+            };
+            let what = format!("failover, {}{at}, leader's node SIGKILLed", c.describe());
+            row(format!("{what}: old leader's last ack to new leader's first, ms"), c, fig::FAILOVER_GAP_MS);
+            row(format!("{what}: SIGKILL to new leader's first ack, ms"), c, fig::FAILOVER_KILL_MS);
+            row(format!("{what}: errors in between"), c, fig::FAILOVER_ERRORS);
         }
     }
     let mut general = |label: &str, pool: Pool, figure| specs.push(RowSpec { label: label.into(), pool, figure });
@@ -289,6 +320,11 @@ pub fn every_figure(cases: &[Case], runs: &[PeerRun]) -> Vec<RowSpec> {
         }
     }
     specs
+}
+
+/// ", 3 nodes, RF 3" for a cluster's case, nothing for a single node's.
+fn replicated(c: &Case) -> String {
+    c.replication.map_or(String::new(), |r| format!(", {} nodes, RF {}", r.nodes, r.factor))
 }
 
 pub fn size_label(bytes: usize) -> String {

@@ -31,11 +31,17 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     Some((utime + stime) as f64 / tick)
 }
 
+/// utime + stime of the processes still running among `pids`, summed (the
+/// nodes of a cluster); None when none runs.
+pub fn cpu_seconds_of(pids: &[i32]) -> Option<f64> {
+    pids.iter().filter_map(|p| cpu_seconds(*p)).reduce(|a, b| a + b)
+}
+
 /// How often `CpuSampler` reads a process's CPU time.
 const CPU_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Reads a process's CPU time every CPU_SAMPLE_INTERVAL on a thread of its
-/// own, so that the CPU spent within a window known only afterwards (a load
+/// Reads the CPU time of processes (summed: a cluster's nodes) every
+/// CPU_SAMPLE_INTERVAL on a thread of its own, so that the CPU spent within a window known only afterwards (a load
 /// generator's measured window, after its warm-up) can be read back.
 pub struct CpuSampler {
     stop: Arc<AtomicBool>,
@@ -43,14 +49,14 @@ pub struct CpuSampler {
 }
 
 impl CpuSampler {
-    pub fn start(pid: i32) -> CpuSampler {
+    pub fn start(pids: Vec<i32>) -> CpuSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
             loop {
                 let last = stopped.load(Ordering::Relaxed);
-                if let Some(cpu) = cpu_seconds(pid) {
+                if let Some(cpu) = cpu_seconds_of(&pids) {
                     samples.push((unix_ms(), cpu));
                 }
                 if last {
@@ -274,15 +280,19 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
     }
 }
 
-/// Runs a command with stdout and stderr going to `log`; kills it after `timeout`.
-pub fn run_logged(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<ExitStatus> {
+/// Starts a command with stdout and stderr going to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
     let f = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(f.try_clone()?)
         .stderr(f)
         .spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+        .with_context(|| format!("starting {:?}", cmd.get_program()))
+}
+
+/// Runs a command with stdout and stderr going to `log`; kills it after `timeout`.
+pub fn run_logged(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<ExitStatus> {
+    let mut child = spawn_logged(cmd, log)?;
     match wait_timeout(&mut child, timeout)? {
         Some(s) => Ok(s),
         None => {
@@ -388,7 +398,7 @@ mod tests {
 
     #[test]
     fn sampler_sees_its_own_process_work() {
-        let sampler = super::CpuSampler::start(std::process::id() as i32);
+        let sampler = super::CpuSampler::start(vec![std::process::id() as i32]);
         let t = std::time::Instant::now();
         let mut x = 0u64;
         while t.elapsed() < std::time::Duration::from_millis(300) {
