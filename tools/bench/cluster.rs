@@ -24,7 +24,7 @@ pub const CORELOG_SHARDS_PER_NODE_MAX: i32 = 1000;
 /// How long corelog nodes may take to serve (a quorum to form first).
 const CORELOG_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to exit after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two readiness probes; bounds the error of the start time.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long one readiness probe waits for its answer.
@@ -255,8 +255,13 @@ impl Cluster {
     }
 
     /// SIGTERM to every node still running, then a clean exit of each
-    /// (SIGKILL after STOP_TIMEOUT); the data directory is removed.
-    pub fn stop(mut self) -> Result<()> {
+    /// (SIGKILL after STOP_TIMEOUT); the data directory is removed. A single
+    /// node that does not exit in time is an error. In a cluster the last
+    /// nodes may be unable to: a Kafka node's controlled shutdown waits for
+    /// a controller quorum that the others took with them (or that a failover
+    /// case's kill already cut down). Such nodes are SIGKILLed and returned,
+    /// not an error: stopping is not measured, and the data is thrown away.
+    pub fn stop(mut self) -> Result<Vec<u32>> {
         for n in self.nodes.iter().filter(|n| !n.killed) {
             // SAFETY: kill takes no pointer; the pid is our child's, not yet reaped.
             unsafe { libc::kill(n.child.id() as i32, libc::SIGTERM) };
@@ -270,10 +275,10 @@ impl Cluster {
             }
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        if !stuck.is_empty() {
-            bail!("{} nodes {stuck:?} did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.kind.name());
+        if !stuck.is_empty() && self.layout.nodes == 1 {
+            bail!("{} did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.kind.name());
         }
-        Ok(())
+        Ok(stuck)
     }
 }
 

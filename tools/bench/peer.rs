@@ -345,7 +345,13 @@ impl Runner<'_> {
         r.set(fig::PEAK_RSS_MIB, sum_kib(&cluster.pids(), proc::peak_rss_kib));
         let stopped = cluster.stop();
         result?;
-        stopped
+        let forced = stopped?;
+        if !forced.is_empty() {
+            let waited = cluster::STOP_TIMEOUT.as_secs();
+            eprintln!("{}: nodes {forced:?} did not exit within {waited} s of SIGTERM: SIGKILLed", r.broker.name());
+            r.raw.push(json!({"step": "stop", "sigkilled_after_sigterm": forced}));
+        }
+        Ok(())
     }
 
     /// corelog-load's flags for a case's topic and producers: on a cluster
