@@ -14,6 +14,8 @@ mod batch;
 mod cluster;
 mod consume;
 mod group;
+#[cfg(test)]
+mod leader_change_test;
 mod produce;
 mod route;
 mod stats;
