@@ -210,7 +210,7 @@ fn a_producer_follows_the_leader_to_another_broker_and_its_timeline_shows_the_ga
     let acks_from = |b: i32| tally.timeline.iter().filter(|e| e.broker_id == b && e.kind == EventKind::Ack).count();
     assert_eq!(acks_from(1), PRODUCES_BEFORE_DEATH as usize - 1, "broker 1 acked until it died");
     assert!(acks_from(2) > 10, "broker 2 took over: {} acks", acks_from(2));
-    let last_old = tally.timeline.iter().filter(|e| e.broker_id == 1 && e.kind == EventKind::Ack).last().unwrap();
+    let last_old = tally.timeline.iter().rfind(|e| e.broker_id == 1 && e.kind == EventKind::Ack).unwrap();
     let first_new = tally.timeline.iter().find(|e| e.broker_id == 2 && e.kind == EventKind::Ack).unwrap();
     let gap_ms = (first_new.unix_us - last_old.unix_us) / 1000;
     assert!(gap_ms >= STALE_METADATA.as_millis() as u64, "the gap spans the stale metadata: {gap_ms} ms");
