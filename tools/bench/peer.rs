@@ -191,7 +191,7 @@ pub fn run(args: PeerArgs) -> Result<bool> {
     let corelog_args: Vec<Vec<String>> = (1..=args.nodes)
         .map(|n| cluster::corelog_args(&example, n, &example.node_dir(Path::new("DATA"), n), &args.broker_arg))
         .collect();
-    let results = PeerResults {
+    let mut results = PeerResults {
         tool: "corelog-bench peer".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         command_line: std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" "),
@@ -217,6 +217,10 @@ pub fn run(args: PeerArgs) -> Result<bool> {
         cases: cases.clone(),
         ..PeerResults::default()
     };
+    // The failover cases' rate is fixed by --failover-rate (the table names it).
+    for c in cases.iter().filter(|c| matches!(c.kind, CaseKind::Failover { .. })) {
+        results.rates.insert(c.name.clone(), args.failover_rate);
+    }
     let mut runner = Runner { args: &args, corelog, load, jars, kafka, data_dir, logs, raw, results };
     let started = Instant::now();
     let total = args.rounds * cases.len() * args.brokers.len();

@@ -554,4 +554,30 @@ mod tests {
         // 2 ConsumerPerformance, 3 general
         assert_eq!(specs.len(), 16 + 8 + 10 + 2 + 5 + 2 + 3);
     }
+
+    #[test]
+    fn a_clusters_headline_names_nodes_and_replication_and_the_failover() {
+        let cases = crate::peer_cases::cluster_cases(3, 3);
+        let rates = BTreeMap::from([
+            ("latency-100B-n3-rf3".to_string(), 20_000.0),
+            ("failover-100B-n3-rf3".to_string(), 10_000.0),
+        ]);
+        let specs = headline(&cases, &rates, 500.0, "all");
+        let labels: Vec<&str> = specs.iter().map(|s| s.label.as_str()).collect();
+        for expected in [
+            "produce 100 B, 1 partition, 1 producer, 3 nodes, RF 3, acks=all: msgs/s",
+            "produce 100 B, 1 partition, 1 producer, 3 nodes, RF 1, acks=all: msgs/s",
+            "consume 100 B, 16 partitions, 3 nodes, RF 1 from the beginning (500 MB): MB/s",
+            "ack latency p99.9, 100 B, 1 partition, 3 nodes, RF 3, acks=all, at 20.0k msgs/s: ms",
+            "Kafka's ProducerPerformance, 100 B, 3 nodes, RF 1, acks=all: records/s",
+            "failover, 100 B, 1 partition, 3 nodes, RF 3, acks=all at 10.0k msgs/s, leader's node SIGKILLed: \
+             old leader's last ack to new leader's first, ms",
+            "failover, 100 B, 1 partition, 3 nodes, RF 3, acks=all at 10.0k msgs/s, leader's node SIGKILLed: \
+             errors in between",
+        ] {
+            assert!(labels.contains(&expected), "{expected:?} not in {labels:#?}");
+        }
+        let gap = specs.iter().find(|s| s.figure == fig::FAILOVER_GAP_MS).unwrap();
+        assert_eq!(gap.pool, Pool::Case("failover-100B-n3-rf3".into()));
+    }
 }
