@@ -271,10 +271,11 @@ fn default_java_dir() -> Option<PathBuf> {
 }
 
 fn brief(r: &PeerRun) -> String {
-    let shown: Vec<String> = [fig::PRODUCE_MSGS, fig::CONSUME_MSGS, fig::ACK_P99, fig::PERF_RECORDS, fig::START_MS]
-        .iter()
-        .filter_map(|f| r.figures.get(*f).map(|v| format!("{f} {}", peer_report::fmt_value(f, *v))))
-        .collect();
+    let shown: Vec<String> =
+        [fig::PRODUCE_MSGS, fig::CONSUME_MSGS, fig::ACK_P99, fig::PERF_RECORDS, fig::FAILOVER_GAP_MS, fig::START_MS]
+            .iter()
+            .filter_map(|f| r.figures.get(*f).map(|v| format!("{f} {}", peer_report::fmt_value(f, *v))))
+            .collect();
     format!("{} on {}: {} ({:.1} s)", r.case, r.broker.name(), shown.join(", "), r.wall_s)
 }
 

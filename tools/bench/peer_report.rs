@@ -346,6 +346,8 @@ pub fn fmt_value(figure: &str, v: f64) -> String {
         si(Some(v))
     } else if figure.ends_with("mb_per_s") {
         num(Some(v), 1)
+    } else if figure.ends_with("_errors") {
+        num(Some(v), 0)
     } else if figure.ends_with("_mib") {
         num(Some(v), if v < 10.0 { 1 } else { 0 })
     } else {
@@ -531,6 +533,8 @@ mod tests {
         assert_eq!(fmt_value(fig::PERF_P99, 1320.0), "1320");
         assert_eq!(fmt_value(fig::IDLE_RSS_MIB, 6.04), "6.0");
         assert_eq!(fmt_value(fig::PEAK_RSS_MIB, 612.7), "613");
+        assert_eq!(fmt_value(fig::FAILOVER_ERRORS, 93.0), "93");
+        assert_eq!(fmt_value(fig::FAILOVER_GAP_MS, 9463.2), "9463");
         assert_eq!(fmt_ratio(Some(12.345)), "12.3");
         assert_eq!(fmt_ratio(Some(0.456)), "0.46");
         assert_eq!(fmt_ratio(Some(0.0038703)), "0.0039");
