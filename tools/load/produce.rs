@@ -426,8 +426,9 @@ impl Producer {
         let (routes, leaderless) = match router.refresh(&mut self.router_conn) {
             Ok(topology) => route::routes(&topology, &self.mine),
             Err(_) => {
+                // Nothing learnt: the lanes stay as they are until an answer comes.
                 self.tally.error("metadata refresh: no broker answered".into(), 1);
-                (Vec::new(), self.mine.clone())
+                return self.retry_reroute(now, &self.mine.clone());
             }
         };
         let mut unreachable = leaderless.clone();
@@ -466,6 +467,12 @@ impl Producer {
             self.leaderless_since = None;
             return Ok(());
         }
+        self.retry_reroute(now, &unreachable)
+    }
+
+    /// Some partitions have no reachable leader yet: look again after
+    /// RETRY_BACKOFF, and give up once that has lasted LEADER_WAIT_MAX.
+    fn retry_reroute(&mut self, now: Instant, unreachable: &[i32]) -> Result<()> {
         self.reroute_at = Some(now + route::RETRY_BACKOFF);
         let since = *self.leaderless_since.get_or_insert(now);
         if now.duration_since(since) > LEADER_WAIT_MAX {
