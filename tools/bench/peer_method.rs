@@ -63,7 +63,7 @@ pub fn method(args: &PeerArgs, r: &PeerResults) -> String {
         s += &format!(
             "- **Replication:** every case's topic is created with replication factor {rf} (and 1 in the \
              `-rf1` cases) and min.insync.replicas {} (1 at RF 1); corelog-load produces with acks=all. \
-             Failover: open loop at {} msgs/s of 100 B records to one partition; {} s after the warm-up the \
+             Failover: open loop at {} msgs/s of 100 B records to one partition, batches closed every 20 ms; {} s after the warm-up the \
              node leading it (found through Metadata) is SIGKILLed; the gap is read from corelog-load's \
              timeline of acknowledgements: from the old leader's last to a new leader's first (corelog-load \
              follows the leader change as a Kafka client does: metadata refresh on NOT_LEADER_OR_FOLLOWER or a \
