@@ -21,6 +21,8 @@ pub enum ErrorCode {
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,
     NotLeaderOrFollower = 6,
+    NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
     OffsetMetadataTooLarge = 12,
@@ -47,6 +49,8 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     InvalidProducerEpoch = 47,
     KafkaStorageError = 56,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
     StaleBrokerEpoch = 77,
     InvalidUpdateVersion = 95,
     BrokerIdNotRegistered = 102,
@@ -94,6 +98,11 @@ impl From<&PartitionError> for ErrorCode {
             PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
                 ErrorCode::KafkaStorageError
             }
+            PartitionError::NotLeader | PartitionError::NotAReplica { .. } => ErrorCode::NotLeaderOrFollower,
+            PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+            PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            PartitionError::NotEnoughReplicasAfterAppend { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
         }
     }
 }

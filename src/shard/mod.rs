@@ -10,6 +10,7 @@ mod groups;
 mod partitions;
 mod producer_expiry;
 mod producer_ids;
+mod replication;
 mod retention;
 
 use std::cell::{Cell, RefCell};
