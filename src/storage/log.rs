@@ -15,9 +15,10 @@ use std::rc::Rc;
 
 use tokio::sync::{Mutex, Notify};
 
-use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::model::batch::BatchHeader;
 use crate::runtime::File;
 
+use super::append::{self, AppendShape, Stamp};
 use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
@@ -25,9 +26,9 @@ use super::hot_tail::{HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
-use super::segment::{self, BatchMeta, Segment};
+use super::segment::{self, Segment};
 use super::segment_set::SegmentSet;
-use super::writer::{self, WriteJob, WriterState};
+use super::writer::{self, WriterState};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,30 +123,6 @@ const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from
 pub(super) struct Inner {
     pub segments: SegmentSet,
     pub writer: WriterState,
-}
-
-/// The record batches of one append, checked to tile the buffer exactly.
-struct AppendShape {
-    records: u64,
-}
-
-fn append_shape(batches: &[u8]) -> Result<AppendShape, StorageError> {
-    if batches.is_empty() {
-        return Err(BatchError::Truncated { available: 0, needed: HEADER_BYTES }.into());
-    }
-    let mut records = 0u64;
-    let mut at = 0;
-    while at < batches.len() {
-        let header = BatchHeader::parse(&batches[at..])?;
-        let bytes = header.total_bytes();
-        if at + bytes > batches.len() || header.last_offset_delta < 0 {
-            return Err(BatchError::Truncated { available: batches.len() - at, needed: bytes }.into());
-        }
-        debug_assert!(batch::validate(&batches[at..]).is_ok(), "callers validate batches before append");
-        records += header.last_offset_delta as u64 + 1;
-        at += bytes;
-    }
-    Ok(AppendShape { records })
 }
 
 /// Where a read starts: a segment, a batch boundary at or before the wanted
@@ -259,19 +236,44 @@ impl PartitionLog {
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
-    /// offsets from the log end on and stamping `leader_epoch` (the replica's). Rolls the segment first when needed. The
-    /// bytes reach the file later: await `wait_appended(&info)`.
+    /// offsets from the log end on and stamping `leader_epoch` (the
+    /// replica's). Rolls the segment first when needed. The bytes reach the
+    /// file later: await `wait_appended(&info)`.
     pub fn append(&self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
-        let shape = append_shape(batches)?;
+        let shape = append::leader_shape(batches)?;
+        self.append_shaped(batches, shape, Stamp::Assign { leader_epoch }, now_ms)
+    }
+
+    /// A follower's append (Kafka's `appendAsFollower`): batches fetched
+    /// from the leader, stored as they are, with the offsets and leader
+    /// epochs the leader gave them. Each must be whole and CRC-valid, the
+    /// first at or after the log end ([`StorageError::ReplicaOverlap`]
+    /// otherwise: truncate first), each after the one before; nothing is
+    /// written when one is not. Written and flushed as `append`'s: await
+    /// `wait_appended(&info)`.
+    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let shape = append::replicated_shape(batches, self.log_end_offset())?;
+        self.append_shaped(batches, shape, Stamp::Keep, now_ms)
+    }
+
+    fn append_shaped(
+        &self,
+        batches: &[u8],
+        shape: AppendShape,
+        stamp: Stamp,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if let Some(refusal) = inner.writer.refusal(&self.dir) {
             return Err(refusal);
         }
-        if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
+        if self.needs_roll(inner, batches.len() as u64, shape.offsets, now_ms) {
             self.roll(inner)?;
         }
-        let base_offset = inner.segments.log_end_offset();
+        let log_end_offset = inner.segments.log_end_offset();
+        let (base_offset, last_offset) =
+            shape.kept_offsets.unwrap_or((log_end_offset, log_end_offset + shape.offsets as i64 - 1));
         let Inner { segments, writer } = &mut *inner;
         let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
@@ -279,23 +281,18 @@ impl PartitionLog {
         }
         active.first_append_ms.get_or_insert(now_ms);
         let job = writer.open_job(active, base_offset);
-        let next_offset =
-            copy_batches(batches, base_offset, leader_epoch, job, active, self.config().index_interval_bytes);
-        job.messages += shape.records;
+        let next_offset = append::copy_batches(batches, stamp, job, active, self.config().index_interval_bytes);
+        debug_assert_eq!(next_offset, last_offset + 1, "the copy took the offsets the shape gave");
+        job.messages += shape.offsets;
         segments.appended();
         let write_epoch = inner.writer.write_epoch();
         drop(guard);
         self.wake.notify_one();
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next_offset - 1,
-            log_start_offset: self.log_start_offset(),
-            write_epoch,
-        })
+        Ok(AppendInfo { base_offset, last_offset, log_start_offset: self.log_start_offset(), write_epoch })
     }
 
-    fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
-        let last_offset = inner.segments.log_end_offset() + records as i64 - 1;
+    fn needs_roll(&self, inner: &mut Inner, bytes: u64, offsets: u64, now_ms: i64) -> bool {
+        let last_offset = inner.segments.log_end_offset() + offsets as i64 - 1;
         let config = self.config();
         let active = inner.segments.active();
         if active.size == 0 {
@@ -559,38 +556,4 @@ impl Drop for PartitionLog {
         // Lets an idle writer task notice that the log is gone and end.
         self.wake.notify_one();
     }
-}
-
-/// Copies each batch into the pending buffer (one memcpy per batch),
-/// rewriting its base offset and leader epoch; indexes it. Returns the next offset.
-fn copy_batches(
-    batches: &[u8],
-    mut next_offset: i64,
-    leader_epoch: i32,
-    job: &mut WriteJob,
-    active: &mut Segment,
-    interval: u32,
-) -> i64 {
-    let mut at = 0;
-    while at < batches.len() {
-        let header = BatchHeader::parse(&batches[at..]).expect("append_shape checked every header");
-        let bytes = header.total_bytes();
-        let start = job.buf.len();
-        job.buf.extend_from_slice(&batches[at..at + bytes]);
-        batch::set_base_offset(&mut job.buf[start..], next_offset);
-        batch::set_partition_leader_epoch(&mut job.buf[start..], leader_epoch);
-        let last_offset = next_offset + header.last_offset_delta as i64;
-        let meta = BatchMeta {
-            position: active.size,
-            base_offset: next_offset,
-            last_offset,
-            max_timestamp: header.max_timestamp,
-            bytes: bytes as u64,
-        };
-        active.track(&meta, interval);
-        next_offset = last_offset + 1;
-        at += bytes;
-    }
-    job.last_offset = next_offset - 1;
-    next_offset
 }

@@ -5,6 +5,8 @@
 //!
 //! - `log.rs`: `PartitionLog`, the API (append, wait, read, close) that
 //!   drives the parts below, which share one `RefCell` on the shard;
+//! - `append.rs`: the checks and the copy of a leader's and a follower's
+//!   append into the pending write;
 //! - `segment_set.rs`: the segments and the log start / written end / log
 //!   end offsets, changed only through methods that check their invariants;
 //! - `writer.rs`: the writer's queue and state (`WriterState`) and its task:
@@ -17,6 +19,7 @@
 //! - reads: `direct_read.rs` (O_DIRECT), `hot_tail.rs` (recent writes in
 //!   memory), `headers.rs` (walking batch headers), `read_slice.rs`.
 
+mod append;
 mod cleaner;
 mod direct_read;
 mod error;

@@ -145,6 +145,7 @@ mod append_read;
 mod descriptors;
 mod direct_io;
 mod faulty_io;
+mod follower_append;
 mod queued_writes;
 mod recovery;
 mod retention;
