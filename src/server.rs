@@ -137,6 +137,8 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             runtime::spawn(runtime::supervise("retention", move || retention.clone().run_retention()));
             let isr = shard.clone();
             runtime::spawn(runtime::supervise("isr changes", move || isr.clone().run_isr_changes()));
+            let fetchers = shard.clone();
+            runtime::spawn(runtime::supervise("replica fetchers", move || fetchers.clone().run_replica_fetchers()));
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             let listener = runtime::TcpListener::from_std(listener);
             let here = boot.node.replica(ShardId(id as u16));

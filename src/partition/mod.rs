@@ -10,7 +10,8 @@
 //! its ISR and high watermark by the pure rules of leader.rs.
 
 mod error;
-mod leader;
+mod follower;
+pub mod leader;
 mod leader_epoch;
 mod producers;
 mod replica;
@@ -19,7 +20,8 @@ mod validate;
 mod waiters;
 
 pub use error::PartitionError;
+pub use leader as leader_rules;
 pub use producers::{ProducerBudget, PRODUCER_EXPIRY_CHECK_INTERVAL};
 pub use replica::{Replica, ReplicaHost};
-pub use replication::{FollowerFetch, ReadBound};
+pub use replication::ReadBound;
 pub use waiters::WriteWaiters;

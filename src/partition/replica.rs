@@ -45,7 +45,7 @@ pub struct Replica {
     log: Rc<PartitionLog>,
     /// The topic's configs, parsed when the metadata snapshot changes.
     config: RefCell<TopicConfig>,
-    producers: Rc<ProducerTable>,
+    pub(super) producers: Rc<ProducerTable>,
     pub(super) leader_epochs: RefCell<LeaderEpochCache>,
     /// The partition's leader epoch as the metadata gives it: stamped on
     /// every batch this replica appends as leader, and what requests'

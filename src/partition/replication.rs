@@ -33,6 +33,9 @@ pub struct Replication {
     /// The log end when this replica's leadership began: a follower joins the
     /// ISR only once it holds it (leader.rs `caught_up`).
     pub epoch_start_offset: i64,
+    /// The leader epoch a follower last truncated for (follower.rs): it
+    /// fetches only once this is the partition's.
+    pub truncated_for_epoch: Option<i32>,
 }
 
 impl Replication {

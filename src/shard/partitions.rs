@@ -31,6 +31,8 @@ pub struct Partitions {
     pub producers: Rc<ProducerBudget>,
     /// Wakes the shard's ISR task: a follower caught up (replication/isr.rs).
     isr_changes: Notify,
+    /// Wakes the shard's fetcher supervisor: some replica's role changed.
+    roles: Notify,
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -58,6 +60,7 @@ impl Partitions {
             hot_tail: HotTail::new(hot_bytes),
             producers: Rc::new(ProducerBudget::default()),
             isr_changes: Notify::new(),
+            roles: Notify::new(),
         }
     }
 
@@ -65,6 +68,11 @@ impl Partitions {
     /// than at its next tick (Kafka expands the ISR on the fetch itself).
     pub fn isr_changes_due(&self) {
         self.isr_changes.notify_one();
+    }
+
+    /// Resolves after some replica's role or leader epoch changed.
+    pub async fn roles_changed(&self) {
+        self.roles.notified().await
     }
 
     /// Resolves when [`isr_changes_due`](Self::isr_changes_due) was called.
@@ -120,14 +128,17 @@ impl Partitions {
             for (replica, assignment) in local.replicas.iter().zip(&meta.partitions) {
                 let Some(replica) = replica else { continue };
                 match replica.set_assignment(here, assignment, now_ms) {
-                    Ok(true) if assignment.replicas.len() > 1 => tracing::info!(
-                        topic = %name,
-                        partition = replica.partition(),
-                        leader = ?assignment.leader.map(|l| l.broker_id()),
-                        leader_epoch = assignment.leader_epoch,
-                        leads = assignment.is_led_by(here),
-                        "partition role"
-                    ),
+                    Ok(true) if assignment.replicas.len() > 1 => {
+                        self.roles.notify_one();
+                        tracing::info!(
+                            topic = %name,
+                            partition = replica.partition(),
+                            leader = ?assignment.leader.map(|l| l.broker_id()),
+                            leader_epoch = assignment.leader_epoch,
+                            leads = assignment.is_led_by(here),
+                            "partition role"
+                        )
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::error!(topic = %name, partition = replica.partition(), error = %e, "cannot take the partition's new leader epoch")
