@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
 
+use super::leader_hint::{leader_hint, tells_leader, LeaderHint};
 use super::{local_replica, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::cluster::ReplicaPlacement;
 use crate::metadata::Snapshot;
 use crate::partition::{ReadBound, Replica, WriteWaiters};
-use crate::protocol::fetch::{self, PartitionData, Piece, TopicData};
+use crate::protocol::fetch::{self, CurrentLeader, NodeEndpoint, PartitionData, Piece, TopicData};
 use crate::storage::read_memory::Reservation;
 use crate::storage::{ReadSlice, StorageError};
 
@@ -78,6 +79,8 @@ impl Fetcher {
 struct Found {
     partition: i32,
     error: ErrorCode,
+    /// Where the partition's leader is, for a fetch sent elsewhere (KIP-951).
+    leader: Option<LeaderHint>,
     high_watermark: i64,
     log_start_offset: i64,
     slice: Option<ReadSlice>,
@@ -205,8 +208,11 @@ async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits, fetcher
         for wanted in &topic.partitions {
             let partition = wanted.partition;
             let found = match fetched_replica(ctx, &snapshot, &topic.name, wanted, fetcher) {
-                Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
-                Err(code) => error(partition, code),
+                Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id(), None),
+                Err(code) if tells_leader(code) => {
+                    error(partition, code, leader_hint(ctx, &snapshot, &topic.name, partition))
+                }
+                Err(code) => error(partition, code, None),
                 Ok(replica) => {
                     let end = readable_end(&replica, fetcher);
                     let found = read_within(ctx, &topic.name, &replica, wanted, fetcher, &spent, limits).await;
@@ -270,6 +276,7 @@ fn unread(partition: i32, replica: &Replica) -> Found {
     Found {
         partition,
         error: ErrorCode::None,
+        leader: None,
         high_watermark: replica.high_watermark(),
         log_start_offset: replica.log_start_offset(),
         slice: None,
@@ -288,8 +295,8 @@ fn note_memory_spent(ctx: &Context<'_>) {
     );
 }
 
-fn error(partition: i32, error: ErrorCode) -> Found {
-    Found { partition, error, high_watermark: -1, log_start_offset: -1, slice: None }
+fn error(partition: i32, error: ErrorCode, leader: Option<LeaderHint>) -> Found {
+    Found { partition, error, leader, high_watermark: -1, log_start_offset: -1, slice: None }
 }
 
 impl ErrorCode {
@@ -380,6 +387,15 @@ fn has_errors(found: &[Vec<Found>]) -> bool {
 }
 
 fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<Chunk> {
+    // Each leader named once among the endpoints (v16+).
+    let mut leaders: Vec<LeaderHint> = Vec::new();
+    for hint in found.iter().flatten().filter_map(|f| f.leader.as_ref()) {
+        if !leaders.iter().any(|l| l.broker_id == hint.broker_id) {
+            leaders.push(hint.clone());
+        }
+    }
+    let endpoints: Vec<NodeEndpoint<'_>> =
+        leaders.iter().map(|l| NodeEndpoint { node_id: l.broker_id, host: &l.host, port: i32::from(l.port) }).collect();
     let topics: Vec<TopicData<'_, ReadSlice>> = wanted
         .iter()
         .zip(found)
@@ -394,6 +410,10 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                     high_watermark: f.high_watermark,
                     last_stable_offset: f.high_watermark,
                     log_start_offset: f.log_start_offset,
+                    current_leader: f
+                        .leader
+                        .as_ref()
+                        .map(|l| CurrentLeader { leader_id: l.broker_id, leader_epoch: l.leader_epoch }),
                     records: f.slice.map(|s| {
                         let len = s.len();
                         (s, len)
@@ -402,7 +422,7 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                 .collect(),
         })
         .collect();
-    fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics)
+    fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics, &endpoints)
         .into_iter()
         .map(|piece| match piece {
             Piece::Inline(bytes) => Chunk::Inline(bytes),

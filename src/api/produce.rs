@@ -8,11 +8,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
+use super::leader_hint::{leader_hint, tells_leader, LeaderHint};
 use super::{local_replica, ApiError, Context, ErrorCode, Response};
 use crate::metadata::{self, Snapshot};
 use crate::model::now_ms;
@@ -141,6 +144,8 @@ impl Appended {
     pub async fn answer(self, ctx: &Context<'_>) -> Result<Response, ApiError> {
         let mut responses = Vec::with_capacity(self.topics.len());
         let deadline = Instant::now() + self.timeout;
+        // The leaders told to the client (KIP-951), each once.
+        let mut leaders: Vec<LeaderHint> = Vec::new();
         for (name, appended) in self.topics {
             let mut partitions = Vec::with_capacity(appended.len());
             for (index, outcome) in appended {
@@ -148,13 +153,37 @@ impl Appended {
                     Ok((replica, info)) if self.acks != 0 => acknowledged(&replica, info, self.acks, deadline).await,
                     other => other.map(|(_, info)| info),
                 };
-                partitions.push(partition_response(index, outcome));
+                let hint = match &outcome {
+                    Err(Refusal(code, _)) if tells_leader(*code) => {
+                        leader_hint(ctx, &ctx.shard.snapshot(), name.as_str(), index)
+                    }
+                    _ => None,
+                };
+                let mut response = partition_response(index, outcome);
+                if let Some(hint) = hint {
+                    response = response.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(hint.broker_id))
+                            .with_leader_epoch(hint.leader_epoch),
+                    );
+                    if !leaders.iter().any(|l: &LeaderHint| l.broker_id == hint.broker_id) {
+                        leaders.push(hint);
+                    }
+                }
+                partitions.push(response);
             }
             responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
         }
         if self.acks == 0 {
             return Ok(Response::None);
         }
-        ctx.respond(&ProduceResponse::default().with_responses(responses))
+        let endpoints = leaders.into_iter().map(|l| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(l.broker_id))
+                .with_host(StrBytes::from_string(l.host))
+                .with_port(i32::from(l.port))
+        });
+        let response = ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints.collect());
+        ctx.respond(&response)
     }
 }
