@@ -22,7 +22,7 @@ use super::append::{self, AppendShape, Stamp};
 use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
-use super::hot_tail::{HotTail, LogHotTail};
+use super::hot_tail::{HotRead, HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
@@ -372,26 +372,45 @@ impl PartitionLog {
     /// least one batch (KIP-74), all below the written end and within one
     /// segment. None when `offset` is the written end.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
-        let Some(mut plan) = self.plan_read(offset)? else {
+        self.read_below(offset, max_bytes, i64::MAX).await
+    }
+
+    /// As [`Self::read`], with whole batches whose last offset is below
+    /// `end_offset` only (exclusive; a leader serves consumers below its high
+    /// watermark): a batch is never cut, so None when the batch holding
+    /// `offset` reaches `end_offset`, or `offset` is at or past it (but not
+    /// past the written end, which is out of range).
+    pub async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        end_offset: i64,
+    ) -> Result<Option<ReadSlice>, StorageError> {
+        let Some(mut plan) = self.plan_read(offset, end_offset)? else {
             return Ok(None);
         };
-        if let Some((bytes, held_bytes)) = self.hot.borrow().read(offset, max_bytes) {
-            return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
+        match self.hot.borrow().read(offset, max_bytes, end_offset) {
+            HotRead::Batches { bytes, held_bytes } => return Ok(Some(ReadSlice::Memory { bytes, held_bytes })),
+            HotRead::Beyond => return Ok(None),
+            HotRead::Missing => {}
         }
         loop {
             if let Some(direct) = self.direct_reader(plan.segment_base)? {
                 let what = || format!("reading {}", segment::log_path(&self.dir, plan.segment_base).display());
-                let read = self.read_ahead.read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
+                let offsets = (offset, end_offset);
+                let read =
+                    self.read_ahead.read(&direct, plan.from, plan.end, offsets, max_bytes).await.context(what)?;
                 if let Some((bytes, held_bytes)) = read {
                     return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
                 }
-            } else if let Some(slice) = self.read_from_page_cache(&plan, offset, max_bytes).await? {
+            } else if let Some(slice) = self.read_from_page_cache(&plan, (offset, end_offset), max_bytes).await? {
                 return Ok(Some(slice));
             }
-            // Offsets missing from this segment's end continue in the next one.
+            // Offsets missing from this segment's end continue in the next
+            // one, unless it starts at or past the end offset.
             match self.plan_after(plan.segment_base) {
-                Some(next) => plan = next,
-                None => return Ok(None),
+                Some(next) if next.segment_base < end_offset => plan = next,
+                _ => return Ok(None),
             }
         }
     }
@@ -418,31 +437,55 @@ impl PartitionLog {
         }
     }
 
-    /// The batches from the one holding `offset` within the plan's segment,
-    /// found by walking headers through the page cache, for splicing.
+    /// The batches from the one holding `offsets.0` within the plan's
+    /// segment and below `offsets.1`, found by walking headers through the
+    /// page cache, for splicing.
     async fn read_from_page_cache(
         &self,
         plan: &ReadPlan,
-        offset: i64,
+        (offset, end_offset): (i64, i64),
         max_bytes: u32,
     ) -> Result<Option<ReadSlice>, StorageError> {
         let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
         let Some((start, first)) = walk.find_offset(plan.from, offset).await? else {
             return Ok(None);
         };
-        let limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
-        let end = self.read_end(&mut walk, plan.segment_base, start + first.total_bytes() as u64, limit).await?;
+        if first.last_offset() >= end_offset {
+            return Ok(None);
+        }
+        let first_end = start + first.total_bytes() as u64;
+        let mut limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
+        if end_offset < self.written_end_offset() {
+            // The end offset may fall in this segment: no byte from the
+            // batch that reaches it on.
+            let indexed = self.index_position(plan, end_offset).unwrap_or(0).max(first_end);
+            if indexed < limit {
+                if let Some((reaching, _)) = walk.find_offset(indexed, end_offset).await? {
+                    limit = limit.min(reaching);
+                }
+            }
+        }
+        let end = self.read_end(&mut walk, plan.segment_base, first_end, limit).await?;
         debug_assert!(end > start && end <= plan.end);
         Ok(Some(ReadSlice::File { file: plan.file.clone(), position: start, bytes: (end - start) as u32 }))
     }
 
-    fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
+    /// Where the sparse index of the plan's segment says the batch holding
+    /// `offset` starts at the latest; None when the segment no longer holds
+    /// the plan's file (compaction swapped it).
+    fn index_position(&self, plan: &ReadPlan, offset: i64) -> Option<u64> {
+        let mut inner = self.inner.borrow_mut();
+        let segment = inner.segments.segment_mut(plan.segment_base).filter(|s| Rc::ptr_eq(&s.file, &plan.file))?;
+        Some(segment.index.position_for(segment.relative(offset)) as u64)
+    }
+
+    fn plan_read(&self, offset: i64, end_offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
         let (log_start, written_end_offset) = (inner.segments.log_start_offset(), inner.segments.written_end_offset());
         if offset < log_start || offset > written_end_offset {
             return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
-        if offset == written_end_offset {
+        if offset >= written_end_offset.min(end_offset) {
             return Ok(None);
         }
         let at = inner.segments.segment_for(offset);

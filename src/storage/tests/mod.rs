@@ -142,6 +142,7 @@ fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize, clean: bool) -> 
 }
 
 mod append_read;
+mod bounded_read;
 mod descriptors;
 mod direct_io;
 mod faulty_io;
