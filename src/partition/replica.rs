@@ -143,12 +143,7 @@ impl Replica {
             ReadBound::HighWatermark => self.high_watermark(),
             ReadBound::WrittenEnd => self.log.written_end_offset(),
         };
-        // Between the bound and the written end there is nothing to read
-        // yet (Kafka answers an empty fetch, not OFFSET_OUT_OF_RANGE).
-        if (end..=self.log.written_end_offset()).contains(&offset) {
-            return Ok(None);
-        }
-        self.log.read(offset, max_bytes).await
+        self.log.read_below(offset, max_bytes, end).await
     }
 
     /// Fired whenever the high watermark moves: what long polls wait on.

@@ -300,6 +300,17 @@ mod tests {
 
             // Follower 3 goes silent: after the lag time it leaves the ISR.
             let _ = produce(&replica, b"b").await;
+            // Consumers see only what every in-sync replica has; followers all that is written.
+            let below_hw = replica.read(0, 1 << 20, ReadBound::HighWatermark).await.unwrap().unwrap();
+            let below_hw = below_hw.into_bytes().await.unwrap();
+            let first = crate::model::batch::BatchHeader::parse(&below_hw).unwrap();
+            assert_eq!(
+                (below_hw.len(), first.last_offset_delta),
+                (first.total_bytes(), 0),
+                "the batch past the HW is not served"
+            );
+            let all = replica.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
+            assert!(all.len() as usize > first.total_bytes());
             replica.follower_fetched(at(2), 2, 20_000).unwrap();
             assert_eq!(replica.proposed_isr(20_000, 30_000), None);
             let shrunk = replica.proposed_isr(40_001, 30_000).expect("3 lags");
