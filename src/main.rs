@@ -51,6 +51,18 @@ struct ServeArgs {
     /// [default: none, a single node].
     #[arg(long)]
     controller_quorum_voters: Option<String>,
+    /// broker.session.timeout.ms: a node whose heartbeats stop this long is fenced [default: 9000].
+    #[arg(long)]
+    broker_session_timeout_ms: Option<u64>,
+    /// broker.heartbeat.interval.ms: how often a node heartbeats to the controller [default: 2000].
+    #[arg(long)]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// offsets.topic.replication.factor: replicas of __consumer_offsets, capped at the live nodes [default: 3].
+    #[arg(long)]
+    offsets_topic_replication_factor: Option<i16>,
+    /// leader.imbalance.check.interval.seconds: how often leadership moves back to preferred replicas [default: 300].
+    #[arg(long)]
+    leader_imbalance_check_interval_seconds: Option<u64>,
     /// default.replication.factor: replicas of auto-created topics [default: 1].
     #[arg(long)]
     default_replication_factor: Option<i16>,
@@ -200,6 +212,10 @@ impl ServeArgs {
         }
         set!(
             controller_quorum_voters,
+            broker_session_timeout_ms,
+            broker_heartbeat_interval_ms,
+            offsets_topic_replication_factor,
+            leader_imbalance_check_interval_seconds,
             default_replication_factor,
             min_insync_replicas,
             data_dir,
