@@ -123,7 +123,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             let (handle, thread) = start_controller(&config, &node, voters.clone())?;
             // A node serves clients only once the quorum has registered and unfenced it.
             let snapshot = Snapshot::clone(&handle.wait_until_serving());
-            tracing::info!(node_id = %node.id(), cluster_id = ?snapshot.cluster_id, "registered with the controller quorum");
+            let broker_epoch = snapshot.nodes.get(&node.id()).map_or(-1, |n| n.epoch);
+            let cluster_id = snapshot.cluster_id.as_deref().unwrap_or("");
+            tracing::info!(node_id = %node.id(), broker_epoch, cluster_id, "registered with the controller quorum");
             (MetadataOwner::Quorum(handle.clone()), snapshot, Some((handle, thread)))
         }
     };

@@ -162,14 +162,17 @@ impl ControllerNode {
         })
     }
 
+    #[cfg(test)]
     pub fn state(&self) -> &Snapshot {
         &self.state
     }
 
+    #[cfg(test)]
     pub fn applied(&self) -> u64 {
         self.applied
     }
 
+    #[cfg(test)]
     pub fn is_leader(&self) -> bool {
         self.leader
     }

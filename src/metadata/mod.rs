@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::{NodeId, NodeRegistration, PartitionAssignment};
+use crate::cluster::{BrokerAddress, NodeId, NodeRegistration, PartitionAssignment, ReplicaPlacement, ShardId};
 
 pub use image::{decode_image, encode_image};
 pub use meta_properties::claim as claim_data_dir;
@@ -219,6 +219,19 @@ impl Snapshot {
         self.nodes.values().filter(|n| !n.fenced)
     }
 
+    /// The Kafka brokers of the registered, unfenced nodes: one per shard,
+    /// at the host and ports each node registered.
+    pub fn brokers(&self) -> impl Iterator<Item = BrokerAddress<'_>> {
+        self.unfenced_nodes().flat_map(|n| (0..n.shards).map(move |s| node_broker(n, ShardId(s))))
+    }
+
+    /// Where clients reach broker `broker_id`, if it is a shard of a registered node.
+    pub fn broker_address(&self, broker_id: i32) -> Option<BrokerAddress<'_>> {
+        let at = ReplicaPlacement::from_broker_id(broker_id)?;
+        let node = self.nodes.get(&at.node)?;
+        node.replica(at.shard).map(|_| node_broker(node, at.shard))
+    }
+
     /// Whether the node `node` is registered and unfenced.
     pub fn is_unfenced(&self, node: NodeId) -> bool {
         self.nodes.get(&node).is_some_and(|n| !n.fenced)
@@ -353,6 +366,11 @@ impl Snapshot {
             change(Arc::make_mut(t));
         }
     }
+}
+
+fn node_broker(node: &NodeRegistration, shard: ShardId) -> BrokerAddress<'_> {
+    let broker_id = ReplicaPlacement::new(node.id, shard).broker_id();
+    BrokerAddress { broker_id, host: &node.host, port: node.port_of(shard) }
 }
 
 /// Every assignment of partitions `first..` of `name` leads from one of its replicas.
