@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::groups::GroupsCommand,
     },
+    /// Describe a cluster: nodes, controller, under-replicated and offline partitions.
+    Cluster {
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+    },
 }
 
 /// Every broker option. Flags override the --config file, which overrides the
@@ -283,5 +288,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
         Command::Topics { command } => cli::topics::run(command),
         Command::Groups { command } => cli::groups::run(command),
+        Command::Cluster { command } => cli::cluster::run(command),
     }
 }

@@ -44,15 +44,21 @@ def _free_everywhere(port: int) -> bool:
 
 
 def _ports() -> tuple[int, int]:
-    """(shard base port, controller port), free on every host."""
+    """(shard base port, controller port), free on every host. As in the
+    issue's command (--port 9092, voters on :9093), the controller port is
+    base + 1, inside the shards' range: shard 1 steps over it to base + 2."""
     for _ in range(200):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind(("127.0.0.1", 0))
         base = s.getsockname()[1]
         s.close()
         if base + SHARDS + 1 < 65535 and all(_free_everywhere(base + i) for i in range(SHARDS + 1)):
-            return base, base + SHARDS
+            return base, base + 1
     raise RuntimeError("no free ports")
+
+
+def shard_port(base: int, shard: int) -> int:
+    return base + shard + (1 if shard >= 1 else 0)
 
 
 class Node:
@@ -169,9 +175,9 @@ def test_every_node_registers_and_topics_get_replicas_on_three_nodes(cluster):
     md = wait_until(lambda: (m := cluster.metadata(cluster.nodes[1])) and len(m.brokers) == 6 and m,
                     timeout=20, what="six brokers")
     assert set(md.brokers) == {1000, 1001, 2000, 2001, 3000, 3001}, md.brokers
-    # Each node's shards at the host and ports it registered.
+    # Each node's shards at the host and ports it registered; shard 1 steps over the controller port.
     assert {(b.host, b.port) for b in md.brokers.values()} == {
-        (h, cluster.port + s) for h in HOSTS for s in range(SHARDS)}
+        (h, shard_port(cluster.port, s)) for h in HOSTS for s in range(SHARDS)}
     assert md.cluster_id and md.cluster_id != "corelog-single-node"
     assert _controller(md) in {1000, 2000, 3000}
     # Every node answers the same cluster and controller.
@@ -229,6 +235,14 @@ def test_a_killed_controller_is_replaced_and_its_node_comes_back_with_a_new_epoc
     for p in md.topics[topic].partitions.values():
         assert p.leader // 1000 != victim.id and p.leader in md.brokers, p
         assert all(r // 1000 != victim.id for r in p.isrs), p
+    described = subprocess.run([cluster.binary, "cluster", "describe", "--bootstrap-server", others[0].bootstrap],
+                               capture_output=True, text=True, timeout=60)
+    assert described.returncode == 0, described.stderr
+    out = described.stdout
+    assert f"Controller: node {md.controller_id // 1000}" in out and "Nodes: 2" in out, out
+    under = int(re.search(r"Under-replicated partitions: (\d+)", out).group(1))
+    assert under >= 3, f"the topic's partitions lost a replica:\n{out}"
+    assert "Offline partitions: 0" in out, out
 
     # The two remaining nodes are a quorum: creating a topic works (RF=3 needs three nodes).
     admin = cluster.admin(others[1])
