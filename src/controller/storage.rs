@@ -100,9 +100,7 @@ impl DurableStorage {
         let (hard_state, conf_state) = match std::fs::read(dir.join(STATE_FILE)) {
             Ok(bytes) => decode_state(&bytes).ok_or_else(|| corrupt(STATE_FILE, "unreadable"))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut conf_state = ConfState::default();
-                conf_state.voters = voters.to_vec();
-                (HardState::default(), conf_state)
+                (HardState::default(), ConfState { voters: voters.to_vec(), ..Default::default() })
             }
             Err(e) => return Err(io("read raft.state", e)),
         };
@@ -210,8 +208,7 @@ impl DurableStorage {
             return Ok(());
         }
         let term = raft::Storage::term(self, applied).map_err(|e| corrupt(LOG_FILE, e))?;
-        let mut snapshot = RaftSnapshot::default();
-        snapshot.data = data.into();
+        let mut snapshot = RaftSnapshot { data: data.into(), ..Default::default() };
         let metadata = snapshot.mut_metadata();
         metadata.index = applied;
         metadata.term = term;
@@ -327,11 +324,7 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry { index, term, data: data.to_vec().into(), ..Default::default() }
     }
 
     fn data(storage: &DurableStorage) -> Vec<(u64, u64, Vec<u8>)> {
@@ -410,8 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = DurableStorage::open(dir.path(), &[1, 2]).unwrap();
         s.append(&[entry(1, 1, b"a"), entry(2, 1, b"b")]).unwrap();
-        let mut snapshot = RaftSnapshot::default();
-        snapshot.data = b"state at 10".to_vec().into();
+        let mut snapshot = RaftSnapshot { data: b"state at 10".to_vec().into(), ..Default::default() };
         snapshot.mut_metadata().index = 10;
         snapshot.mut_metadata().term = 3;
         snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2];

@@ -61,7 +61,7 @@ impl Shard {
     pub async fn change_metadata(&self, record: MetadataRecord) -> Result<(), ControlError> {
         let (reply, answer) = oneshot::channel();
         self.mailboxes[0].send(Control::Change { record, reply }).await.map_err(|_| ControlError::ShuttingDown)?;
-        Ok(answer.await.map_err(|_| ControlError::ShuttingDown)??)
+        answer.await.map_err(|_| ControlError::ShuttingDown)?
     }
 
     /// Adopts the snapshot the broker starts with and opens the local logs.

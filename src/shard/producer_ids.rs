@@ -81,7 +81,7 @@ impl Shard {
         let (reply, answer) = oneshot::channel();
         let request = Control::AllocateProducerIds { reply };
         self.mailboxes[0].send(request).await.map_err(|_| ControlError::ShuttingDown)?;
-        Ok(answer.await.map_err(|_| ControlError::ShuttingDown)??)
+        answer.await.map_err(|_| ControlError::ShuttingDown)?
     }
 
     /// Shard 0 of a single node only (None elsewhere): the next block from
