@@ -37,6 +37,8 @@ pub enum StartError {
     Metadata(#[from] MetadataError),
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    #[error("{0} holds a single node's metadata log (__cluster_metadata.log): a cluster node starts on a data directory of its own; moving a single node's topics into a cluster is not supported")]
+    SingleNodeDataDir(PathBuf),
     #[error("starting shard threads: {0}")]
     Threads(std::io::Error),
 }
@@ -119,6 +121,10 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             (MetadataOwner::Local(std::cell::RefCell::new(store)), snapshot, None)
         }
         Some(_) => {
+            if MetadataStore::exists(&config.data_dir) {
+                // Its topics are not in the quorum's log: starting would hide them.
+                return Err(StartError::SingleNodeDataDir(config.data_dir.clone()));
+            }
             crate::metadata::claim_data_dir(&config.data_dir, node.id())?;
             let (handle, thread) = start_controller(&config, &node, voters.clone())?;
             // A node serves clients only once the quorum has registered and unfenced it.

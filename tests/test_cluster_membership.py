@@ -22,8 +22,10 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import InvalidReplicationFactorError
 
+import kafka_wire as kw
 from conftest import corelog_bin
 from helpers import QUIET, unique, wait_until
+from test_producer_ids import ids_of, init_producer_ids
 
 HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 SHARDS = 2
@@ -264,6 +266,16 @@ def test_a_killed_controller_is_replaced_and_its_node_comes_back_with_a_new_epoc
     assert md.cluster_id == first.cluster_id
 
 
+def producer_ids(cluster, per_shard=100) -> list[int]:
+    """InitProducerId on every shard of every node: blocks come from the metadata log."""
+    ids = []
+    for n in cluster.nodes:
+        for s in range(SHARDS):
+            with kw.Conn(n.host, shard_port(cluster.port, s), timeout=20) as conn:
+                ids += ids_of(init_producer_ids(conn, per_shard))
+    return ids
+
+
 def test_a_whole_cluster_sigkilled_and_restarted_keeps_every_topic(cluster):
     admin = cluster.admin()
     topics = {unique("kept"): (3, 3), unique("kept"): (2, 2), unique("kept"): (1, 1)}
@@ -274,6 +286,7 @@ def test_a_whole_cluster_sigkilled_and_restarted_keeps_every_topic(cluster):
         admin.close()
     before = cluster.metadata(cluster.nodes[0])
     ids = {t: before.topics[t].partitions[0].replicas for t in topics}
+    handed_out = producer_ids(cluster)
     for n in cluster.nodes:
         n.kill()
     cluster.start()
@@ -285,3 +298,5 @@ def test_a_whole_cluster_sigkilled_and_restarted_keeps_every_topic(cluster):
         assert len(md.topics[t].partitions) == partitions
         assert md.topics[t].partitions[0].replicas == ids[t]
         assert all(len(p.replicas) == replicas for p in md.topics[t].partitions.values())
+    handed_out += producer_ids(cluster)
+    assert len(set(handed_out)) == len(handed_out), "a producer id handed out twice, by two nodes or across the crash"
