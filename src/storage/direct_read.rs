@@ -210,6 +210,12 @@ impl ReadAhead {
         Ok(Some((found.bytes, found.held_bytes)))
     }
 
+    /// Drops what was read ahead (the log was truncated: those offsets will
+    /// hold other bytes).
+    pub fn forget(&self) {
+        self.slot.borrow_mut().take();
+    }
+
     /// The offset of the read the read-ahead waits for, if any.
     #[cfg(test)]
     pub fn waiting_for(&self) -> Option<i64> {

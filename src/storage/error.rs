@@ -32,6 +32,13 @@ pub enum StorageError {
     /// OffsetsOutOfOrderException); nothing was written.
     #[error("replicated batch at offset {base_offset} does not follow the one before it (next offset {next_offset})")]
     ReplicaOffsetsOutOfOrder { base_offset: i64, next_offset: i64 },
+    /// A truncation below the log start offset (Kafka refuses it too).
+    #[error("cannot truncate to offset {offset}, below the log start offset {log_start}")]
+    TruncateBelowStart { offset: i64, log_start: i64 },
+    /// An append while a truncation is queued or running: the log end is
+    /// about to move back, so offsets cannot be assigned.
+    #[error("the partition log is being truncated")]
+    Truncating,
     /// A single append that cannot fit in one segment (positions are 32-bit).
     #[error("append of {bytes} bytes cannot fit in one segment")]
     AppendTooLarge { bytes: usize },

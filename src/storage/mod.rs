@@ -12,6 +12,7 @@
 //! - `writer.rs`: the writer's queue and state (`WriterState`) and its task:
 //!   group-committed writes, fdatasyncs, seals, rollback of a failed write;
 //! - `recovery.rs`: from a directory to a recovered `SegmentSet` and report;
+//! - `truncate.rs`: a follower's truncations, as jobs of the writer;
 //! - `retention.rs`: retention and DeleteRecords as removals from the
 //!   segment set, the log start checkpoint; `cleaner/`: compaction;
 //! - `io.rs`: the `LogIo` seam (writes, fdatasyncs, O_DIRECT opens) that
@@ -38,6 +39,7 @@ mod sync_journal;
 #[cfg(test)]
 mod tests;
 mod timestamps;
+mod truncate;
 mod writer;
 
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};

@@ -151,4 +151,5 @@ mod queued_writes;
 mod recovery;
 mod retention;
 mod segment_set;
+mod truncation;
 mod writer_faults;
