@@ -100,7 +100,6 @@ impl From<&PartitionError> for ErrorCode {
             PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
                 ErrorCode::KafkaStorageError
             }
-            PartitionError::TruncationUnavailable { .. } => ErrorCode::KafkaStorageError,
             PartitionError::NotLeader | PartitionError::NotAReplica { .. } => ErrorCode::NotLeaderOrFollower,
             PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,

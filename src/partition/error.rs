@@ -60,9 +60,6 @@ pub enum PartitionError {
     /// before every in-sync replica had it.
     #[error("appended, but the ISR shrank to {isr}, below min.insync.replicas {min}")]
     NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
-    /// Interim, until storage can truncate a log (part A's `truncate_to`).
-    #[error("cannot truncate the log to {offset} yet")]
-    TruncationUnavailable { offset: i64 },
     #[error("{path}: line {line}: {why}: refusing a leader epoch checkpoint that is not Kafka's format")]
     CheckpointCorrupt { path: PathBuf, line: usize, why: String },
 }

@@ -68,11 +68,30 @@ impl Replica {
         Ok(())
     }
 
-    /// Interim until part A's `PartitionLog::truncate_to` is merged: a
-    /// follower that would cut its log refuses, and its fetcher retries
-    /// with backoff (nothing is lost, nothing is fetched meanwhile).
+    /// Cuts the log at `offset`; below its log start, the whole log goes and
+    /// it starts afresh at `offset` (Kafka's `truncateFullyAndStartAt`).
     async fn cut_log(&self, offset: i64) -> Result<(), PartitionError> {
-        Err(PartitionError::TruncationUnavailable { offset })
+        match offset < self.log().log_start_offset() {
+            true => self.log().truncate_fully_and_start_at(offset).await?,
+            false => self.log().truncate_to(offset).await?,
+        }
+        Ok(())
+    }
+
+    /// The leader's log starts past this follower's end (retention or
+    /// DeleteRecords removed what it lacks): the log starts afresh there.
+    pub async fn start_at_leader_log_start(&self, leader_log_start: i64) -> Result<(), PartitionError> {
+        tracing::info!(
+            topic = self.topic(),
+            partition = self.partition(),
+            from = self.log().log_end_offset(),
+            to = leader_log_start,
+            "the leader's log starts past this follower's end: starting afresh there"
+        );
+        self.log().truncate_fully_and_start_at(leader_log_start).await?;
+        self.leader_epochs.borrow_mut().truncate_from_end(leader_log_start)?;
+        self.producers.forget_all();
+        Ok(())
     }
 
     /// Appends batches fetched from the leader as they are (offsets and
@@ -153,6 +172,20 @@ mod tests {
             assert_eq!(follower.high_watermark(), 2);
             follower.set_follower_high_watermark(1);
             assert_eq!(follower.high_watermark(), 2, "never back");
+
+            // A new leader at epoch 4 had only offset 0 of epoch 3: the follower cuts its tail there.
+            let moved = PartitionAssignment { leader: Some(at(3)), leader_epoch: 4, partition_epoch: 1, ..two.clone() };
+            follower.set_assignment(at(2), &moved, 20).unwrap();
+            assert_eq!(follower.truncation_due(), Some(4));
+            let to = crate::partition::leader_rules::truncation_offset(follower.log().log_end_offset(), 1);
+            follower.truncate_for_epoch(to, 4).await.unwrap();
+            assert_eq!((follower.log().log_end_offset(), follower.truncation_due()), (1, None));
+            assert_eq!(follower.end_offset_for(3), (3, 1), "epoch 3 ends where the log now ends");
+            let left = follower.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
+            assert_eq!(
+                crate::model::batch::BatchHeader::parse(&left.into_bytes().await.unwrap()).unwrap().last_offset_delta,
+                0
+            );
             leader.log().close().await.unwrap();
             follower.log().close().await.unwrap();
         });

@@ -52,6 +52,7 @@ const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
 const FETCH_VERSION: i16 = 12;
 const OFFSETS_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const KAFKA_NONE: i16 = 0;
+const KAFKA_OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// The leaders a fetcher task runs for; a task takes its leader out when it ends.
 type Running = Rc<RefCell<HashSet<ReplicaPlacement>>>;
@@ -211,6 +212,11 @@ impl Shard {
                 let Some(replica) = find(replicas.iter().copied(), topic.topic.as_str(), data.partition_index) else {
                     continue;
                 };
+                let behind_log_start = data.log_start_offset > replica.log().log_end_offset();
+                if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE && behind_log_start {
+                    replica.start_at_leader_log_start(data.log_start_offset).await?;
+                    continue;
+                }
                 if data.error_code != KAFKA_NONE {
                     refused += 1;
                     tracing::debug!(
