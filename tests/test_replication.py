@@ -154,3 +154,29 @@ def test_min_insync_replicas_refuses_acks_all_but_not_acks_1(cluster):
     assert ones == [None], ones
     # Consumers see both acknowledged records: the two in-sync replicas hold them.
     assert read_all(cluster, topic, expected=2) == [b"three in sync", b"acks=1"]
+
+
+def test_a_whole_cluster_sigkilled_loses_no_acknowledged_record(cluster):
+    topic = unique("whole")
+    create(cluster, topic, partitions=2)
+    acked: list[tuple[int, int, bytes]] = []
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.append((msg.partition(), msg.offset(), msg.value()))
+        else:
+            failed.append(err)
+
+    p = producer(cluster)
+    for i in range(2000):
+        p.produce(topic, value=f"w{i:05d}".encode(), partition=i % 2, on_delivery=on_delivery)
+        p.poll(0)
+    assert p.flush(60) == 0 and not failed, failed[:3]
+    for n in cluster.nodes:
+        n.kill()
+    cluster.start()
+    for partition in (0, 1):
+        expected = [v for (pt, _, v) in sorted(acked) if pt == partition]
+        values = read_all(cluster, topic, expected=len(expected), partition=partition)
+        assert values == expected, (partition, len(values), len(expected), cluster.logs())
