@@ -210,10 +210,18 @@ impl Replica {
     }
 
     /// Kafka's DeleteRecords: moves the log start up to `offset` (-1: the
-    /// high watermark), deleting the segments wholly below it. Returns the
-    /// new log start offset.
+    /// high watermark; past it: OFFSET_OUT_OF_RANGE), deleting the segments
+    /// wholly below it. Returns the new log start offset.
     pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), PartitionError> {
-        Ok(self.log.delete_records(offset).await?)
+        // Kafka's leader deletes below its high watermark at most: what a
+        // follower may not have yet is not the client's to delete.
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target > high_watermark {
+            let (log_start, written_end_offset) = (self.log_start_offset(), self.log.written_end_offset());
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset }.into());
+        }
+        Ok(self.log.delete_records(target).await?)
     }
 
     /// Rebuilds the idempotent producers of a replica opened from the files

@@ -359,6 +359,26 @@ mod tests {
     }
 
     #[test]
+    fn delete_records_goes_no_further_than_the_high_watermark() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let replica = open(dir.path(), &[]);
+            replica.set_assignment(at(1), &PartitionAssignment::led_by_first(vec![at(1), at(2)]), 0).unwrap();
+            produce(&replica, b"a").await;
+            produce(&replica, b"b").await;
+            replica.follower_fetched(at(2), 1, 1).unwrap();
+            assert_eq!(replica.high_watermark(), 1);
+            let past = replica.delete_records(2).await;
+            assert!(matches!(
+                past,
+                Err(PartitionError::Storage(crate::storage::StorageError::OffsetOutOfRange { .. }))
+            ));
+            assert_eq!(replica.delete_records(-1).await.unwrap().0, 1, "-1: the high watermark");
+            replica.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
     fn a_single_replica_acknowledges_what_it_has_written() {
         tokio_uring::start(async {
             let dir = tempfile::tempdir().unwrap();
