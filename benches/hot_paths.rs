@@ -318,10 +318,11 @@ fn bench_fetch(c: &mut Criterion) {
                             last_stable_offset: 1_000_000,
                             log_start_offset: 0,
                             records: Some((p as u32, 64 * KIB as u32)),
+                            current_leader: None,
                         })
                         .collect(),
                 }];
-                let pieces: Vec<Piece<u32>> = fetch::encode(VERSION, 42, 0, 0, black_box(topics));
+                let pieces: Vec<Piece<u32>> = fetch::encode(VERSION, 42, 0, 0, black_box(topics), &[]);
                 pieces
             })
         });
@@ -495,9 +496,10 @@ fn allocation_counts(_: &mut Criterion) {
                 last_stable_offset: 1_000_000,
                 log_start_offset: 0,
                 records: Some((0u32, 64 * KIB as u32)),
+                current_leader: None,
             }],
         }];
-        black_box(fetch::encode(12, 42, 0, 0, topics));
+        black_box(fetch::encode(12, 42, 0, 0, topics, &[]));
     });
     println!("allocations/validate_64KiB_batch          {validate:.2}");
     println!("allocations/produced_batch_100Bx1000      {produced_plain:.2}  (uncompressed: records walked in place)");

@@ -6,6 +6,7 @@
 mod api;
 pub mod cluster;
 pub mod config;
+mod controller;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 mod group;

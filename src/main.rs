@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::groups::GroupsCommand,
     },
+    /// Describe a cluster: nodes, controller, under-replicated and offline partitions.
+    Cluster {
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+    },
 }
 
 /// Every broker option. Flags override the --config file, which overrides the
@@ -51,6 +56,18 @@ struct ServeArgs {
     /// [default: none, a single node].
     #[arg(long)]
     controller_quorum_voters: Option<String>,
+    /// broker.session.timeout.ms: a node whose heartbeats stop this long is fenced [default: 9000].
+    #[arg(long)]
+    broker_session_timeout_ms: Option<u64>,
+    /// broker.heartbeat.interval.ms: how often a node heartbeats to the controller [default: 2000].
+    #[arg(long)]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// offsets.topic.replication.factor: replicas of __consumer_offsets, capped at the live nodes [default: 3].
+    #[arg(long)]
+    offsets_topic_replication_factor: Option<i16>,
+    /// leader.imbalance.check.interval.seconds: how often leadership moves back to preferred replicas [default: 300].
+    #[arg(long)]
+    leader_imbalance_check_interval_seconds: Option<u64>,
     /// default.replication.factor: replicas of auto-created topics [default: 1].
     #[arg(long)]
     default_replication_factor: Option<i16>,
@@ -200,6 +217,10 @@ impl ServeArgs {
         }
         set!(
             controller_quorum_voters,
+            broker_session_timeout_ms,
+            broker_heartbeat_interval_ms,
+            offsets_topic_replication_factor,
+            leader_imbalance_check_interval_seconds,
             default_replication_factor,
             min_insync_replicas,
             data_dir,
@@ -267,5 +288,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => Ok(corelog::server::run(args.into_config()?)?),
         Command::Topics { command } => cli::topics::run(command),
         Command::Groups { command } => cli::groups::run(command),
+        Command::Cluster { command } => cli::cluster::run(command),
     }
 }

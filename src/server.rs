@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::{IdentityError, LocalNode, ShardId};
+use crate::cluster::{IdentityError, LocalNode, NodeRegistration, ShardId};
 use crate::config::BrokerConfig;
+use crate::controller::{self, ControllerConfig, ControllerError, ControllerHandle, DutySettings, InternalTopic};
 use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::metadata::{MetadataError, MetadataRecord, MetadataStore, Snapshot};
-use crate::shard::{Boot, Control, Shard, MAILBOX_CAPACITY};
+use crate::shard::{Boot, Control, MetadataOwner, Shard, MAILBOX_CAPACITY};
 use crate::{net, runtime};
 
 /// Written at the end of a clean shutdown, removed at start: its absence at
@@ -34,6 +35,10 @@ pub enum StartError {
     DataDir { dir: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("{0} holds a single node's metadata log (__cluster_metadata.log): a cluster node starts on a data directory of its own; moving a single node's topics into a cluster is not supported")]
+    SingleNodeDataDir(PathBuf),
     #[error("starting shard threads: {0}")]
     Threads(std::io::Error),
 }
@@ -99,16 +104,43 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let open_files_max = runtime::raise_open_file_limit();
     let shard_count = config.shards.unwrap_or_else(|| core_affinity::get_core_ids().map_or(1, |c| c.len())).max(1);
     config.open_files_max = open_files_max;
-    let node = LocalNode::new(config.node_id, shard_count, config.advertised_host(), config.port)?;
-    let listeners = bind(&config, &node)?;
+    let mut node = LocalNode::new(config.node_id, shard_count, config.advertised_host(), config.port)?;
+    let voters = config.voters()?;
+    let me = voters.iter().find(|v| v.id == node.id());
+    if let Some(me) = me {
+        // The issue's own command (`--port 9092`, voters on :9093) puts the
+        // controller listener in the shards' range: they step over it.
+        node = node.skipping_port(me.port)?;
+    }
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
-    let mut store = MetadataStore::open(&config.data_dir, node.id())?;
-    create_offsets_topic(&mut store, &node)?;
+    let (owner, snapshot, controller) = match me {
+        None => {
+            let mut store = MetadataStore::open(&config.data_dir, node.id())?;
+            create_offsets_topic(&mut store, &node)?;
+            let snapshot = store.snapshot().clone();
+            (MetadataOwner::Local(std::cell::RefCell::new(store)), snapshot, None)
+        }
+        Some(_) => {
+            if MetadataStore::exists(&config.data_dir) {
+                // Its topics are not in the quorum's log: starting would hide them.
+                return Err(StartError::SingleNodeDataDir(config.data_dir.clone()));
+            }
+            crate::metadata::claim_data_dir(&config.data_dir, node.id())?;
+            let (handle, thread) = start_controller(&config, &node, voters.clone())?;
+            // A node serves clients only once the quorum has registered and unfenced it.
+            let snapshot = Snapshot::clone(&handle.wait_until_serving());
+            let broker_epoch = snapshot.nodes.get(&node.id()).map_or(-1, |n| n.epoch);
+            let cluster_id = snapshot.cluster_id.as_deref().unwrap_or("");
+            tracing::info!(node_id = %node.id(), broker_epoch, cluster_id, "registered with the controller quorum");
+            (MetadataOwner::Quorum(handle.clone()), snapshot, Some((handle, thread)))
+        }
+    };
+    let listeners = bind(&config, &node)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(MAILBOX_CAPACITY)).unzip();
     let boot = Arc::new(Boot {
         config: Arc::new(config.clone()),
         node,
-        snapshot: Arc::new(store.snapshot().clone()),
+        snapshot: Arc::new(snapshot),
         clean_shutdown,
         mailboxes: senders.clone(),
     });
@@ -116,14 +148,14 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
         node_id = %config.node_id, host = %config.host, port = config.port, shards = shard_count, data_dir = %config.data_dir.display(),
         clean_shutdown, topics = boot.snapshot.topics.len(), open_files_max, max_partitions = config.partitions_max(), "corelog starting"
     );
-    let (listeners, receivers, store) = (slots(listeners), slots(receivers), slots([store]));
+    let (listeners, receivers, owner) = (slots(listeners), slots(receivers), slots([owner]));
     let threads = runtime::spawn_shards(shard_count, move |id| {
         let boot = boot.clone();
         let listener = take(&listeners, id);
         let mailbox = take(&receivers, id);
-        let store = (id == 0).then(|| take(&store, 0));
+        let owner = (id == 0).then(|| take(&owner, 0));
         async move {
-            let shard = Rc::new(Shard::new(id, &boot, store));
+            let shard = Rc::new(Shard::new(id, &boot, owner));
             // A copy per shard, so the snapshot's reference count is never shared across cores.
             shard.start(Arc::new(Snapshot::clone(&boot.snapshot)), boot.clean_shutdown).await;
             shard.load_groups().await;
@@ -135,7 +167,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             runtime::spawn(runtime::supervise("cleaner", move || cleaner.clone().run_cleaner()));
             let retention = shard.clone();
             runtime::spawn(runtime::supervise("retention", move || retention.clone().run_retention()));
+            let isr = shard.clone();
+            runtime::spawn(runtime::supervise("isr changes", move || isr.clone().run_isr_changes()));
+            let fetchers = shard.clone();
+            runtime::spawn(runtime::supervise("replica fetchers", move || fetchers.clone().run_replica_fetchers()));
             let control = runtime::spawn(shard.clone().run_control(mailbox));
+            runtime::spawn(shard.clone().follow_quorum());
             let listener = runtime::TcpListener::from_std(listener);
             let here = boot.node.replica(ShardId(id as u16));
             tracing::info!(
@@ -157,11 +194,61 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             tracing::error!(shard = thread.id, "shard thread panicked");
         }
     }
+    if let Some((handle, thread)) = controller {
+        handle.stop();
+        let _ = thread.join();
+    }
     if let Err(e) = std::fs::write(config.data_dir.join(CLEAN_SHUTDOWN_MARKER), b"") {
         tracing::warn!(error = %e, "could not record the clean shutdown");
     }
     tracing::info!("corelog stopped");
     Ok(())
+}
+
+/// Starts this node's controller (a voter of the quorum) with its
+/// registration: a new incarnation, the addresses of its shards.
+fn start_controller(
+    config: &BrokerConfig,
+    node: &LocalNode,
+    voters: Vec<crate::cluster::Voter>,
+) -> Result<(ControllerHandle, std::thread::JoinHandle<()>), StartError> {
+    let registration = NodeRegistration {
+        id: node.id(),
+        incarnation: uuid::Uuid::new_v4(),
+        epoch: 0,
+        host: node.advertised_host().to_string(),
+        port: node.port_base(),
+        shards: node.shard_count() as u16,
+        fenced: true,
+        skipped_port: node.skipped_port(),
+    };
+    let duties = DutySettings {
+        session_timeout_ms: config.broker_session_timeout_ms,
+        auto_leader_rebalance: config.auto_leader_rebalance_enable,
+        imbalance_check_interval_ms: config.leader_imbalance_check_interval_seconds.saturating_mul(1_000),
+        imbalance_percentage_max: config.leader_imbalance_per_broker_percentage,
+    };
+    let internal_topic = InternalTopic {
+        name: OFFSETS_TOPIC.into(),
+        partitions: OFFSETS_TOPIC_PARTITIONS,
+        configs: offsets_topic_configs(),
+        replication_factor: config.offsets_topic_replication_factor,
+    };
+    Ok(controller::start(ControllerConfig {
+        dir: config.data_dir.join("controller"),
+        me: node.id(),
+        voters,
+        registration,
+        duties,
+        heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+        internal_topic: Some(internal_topic),
+    })?)
+}
+
+/// `__consumer_offsets`' configs, as Kafka creates it.
+fn offsets_topic_configs() -> std::collections::BTreeMap<String, String> {
+    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")];
+    configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// The internal topic that holds committed offsets, created on first start
@@ -171,8 +258,7 @@ fn create_offsets_topic(store: &mut MetadataStore, node: &LocalNode) -> Result<(
         return Ok(());
     }
     let partitions = (0..OFFSETS_TOPIC_PARTITIONS).map(|p| node.place(OFFSETS_TOPIC, p)).collect();
-    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "104857600")];
-    let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let configs = offsets_topic_configs();
     store.append(MetadataRecord::CreateTopic {
         name: OFFSETS_TOPIC.into(),
         id: uuid::Uuid::new_v4(),

@@ -1,10 +1,12 @@
-//! CreatePartitions: grows a topic; new partitions are placed like the first.
+//! CreatePartitions: grows a topic; new partitions are placed like the
+//! first, with as many replicas.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::create_topics::place_partitions;
 use super::{ApiError, Context, ErrorCode, Response};
 use crate::config::PARTITIONS_PER_TOPIC_MAX;
 use crate::metadata::{self, MetadataRecord};
@@ -23,11 +25,11 @@ async fn grow(
         let why = format!("topic {name} is internal: its partition count is the broker's");
         return Err((ErrorCode::PolicyViolation, why));
     }
-    let current = ctx
+    let (current, replication_factor) = ctx
         .shard
         .snapshot()
         .topic(name)
-        .map(|t| t.partition_count())
+        .map(|t| (t.partition_count(), t.partitions.first().map_or(1, |p| p.replicas.len() as i16)))
         .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
     if topic.count > PARTITIONS_PER_TOPIC_MAX {
         let why = format!("at most {} partitions per topic, asked for {}", PARTITIONS_PER_TOPIC_MAX, topic.count);
@@ -45,7 +47,9 @@ async fn grow(
     if validate_only {
         return Ok(());
     }
-    let partitions = (current..topic.count).map(|p| ctx.shard.node.place(name, p)).collect();
+    // As many replicas as the topic's first partition has, spread as a new topic's.
+    let partitions = place_partitions(ctx.shard, name, current, topic.count - current, replication_factor)
+        .map_err(|e| ((&e).into(), e.to_string()))?;
     let record = MetadataRecord::CreatePartitions { name: name.into(), partitions };
     ctx.shard.change_metadata(record).await.map_err(|e| ((&e).into(), e.to_string()))
 }

@@ -1,6 +1,7 @@
 //! The one place where internal errors become Kafka error codes.
 
 use crate::config::ConfigError;
+use crate::controller::ControllerError;
 use crate::group::GroupError;
 use crate::metadata::MetadataError;
 use crate::model::batch::BatchError;
@@ -21,6 +22,8 @@ pub enum ErrorCode {
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,
     NotLeaderOrFollower = 6,
+    NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
     OffsetMetadataTooLarge = 12,
@@ -42,11 +45,14 @@ pub enum ErrorCode {
     InvalidReplicationFactor = 38,
     InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
+    NotController = 41,
     InvalidRequest = 42,
     PolicyViolation = 44,
     OutOfOrderSequenceNumber = 45,
     InvalidProducerEpoch = 47,
     KafkaStorageError = 56,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
     StaleBrokerEpoch = 77,
     InvalidUpdateVersion = 95,
     BrokerIdNotRegistered = 102,
@@ -94,6 +100,11 @@ impl From<&PartitionError> for ErrorCode {
             PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
                 ErrorCode::KafkaStorageError
             }
+            PartitionError::NotLeader | PartitionError::NotAReplica { .. } => ErrorCode::NotLeaderOrFollower,
+            PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+            PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            PartitionError::NotEnoughReplicasAfterAppend { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
         }
     }
 }
@@ -116,6 +127,13 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownNode(_) => ErrorCode::BrokerIdNotRegistered,
             MetadataError::StaleNodeEpoch { .. } => ErrorCode::StaleBrokerEpoch,
             MetadataError::StalePartitionEpoch { .. } => ErrorCode::InvalidUpdateVersion,
+            MetadataError::ReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+            MetadataError::UnknownBroker { .. } => ErrorCode::InvalidReplicaAssignment,
+            MetadataError::CorruptImage(_) => ErrorCode::KafkaStorageError,
+            // Internal races the controller's own callers retry.
+            MetadataError::ClusterIdSet(_) | MetadataError::StaleProducerIdBlock { .. } => {
+                ErrorCode::UnknownServerError
+            }
         }
     }
 }
@@ -124,7 +142,26 @@ impl From<&ControlError> for ErrorCode {
     fn from(e: &ControlError) -> Self {
         match e {
             ControlError::Metadata(m) => m.into(),
+            ControlError::Controller(c) => c.into(),
             ControlError::ShuttingDown => ErrorCode::RequestTimedOut,
+        }
+    }
+}
+
+/// The controller quorum's refusals, as Kafka's controller answers them:
+/// no leader known is NOT_CONTROLLER (clients look again and retry), a
+/// change not committed in time REQUEST_TIMED_OUT.
+impl From<&ControllerError> for ErrorCode {
+    fn from(e: &ControllerError) -> Self {
+        match e {
+            ControllerError::Metadata(m) => m.into(),
+            ControllerError::NotController => ErrorCode::NotController,
+            ControllerError::Timeout(_) | ControllerError::Busy | ControllerError::Stopped => {
+                ErrorCode::RequestTimedOut
+            }
+            ControllerError::Storage { .. } | ControllerError::Listen { .. } | ControllerError::Raft(_) => {
+                ErrorCode::UnknownServerError
+            }
         }
     }
 }

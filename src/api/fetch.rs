@@ -21,27 +21,66 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
 
+use super::leader_hint::{leader_hint, tells_leader, LeaderHint};
 use super::{local_replica, ApiError, Chunk, Context, ErrorCode, Response};
+use crate::cluster::ReplicaPlacement;
 use crate::metadata::Snapshot;
-use crate::partition::{Replica, WriteWaiters};
-use crate::protocol::fetch::{self, PartitionData, Piece, TopicData};
+use crate::partition::{ReadBound, Replica, WriteWaiters};
+use crate::protocol::fetch::{self, CurrentLeader, NodeEndpoint, PartitionData, Piece, TopicData};
 use crate::storage::read_memory::Reservation;
 use crate::storage::{ReadSlice, StorageError};
 
 /// Longest long poll we honour, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
-/// One topic of the answer: its partitions, each with (partition, fetch
-/// offset, partition max bytes).
+/// One topic of the answer and its partitions.
 struct Wanted {
     name: String,
     id: uuid::Uuid,
-    partitions: Vec<(i32, i64, u32)>,
+    partitions: Vec<WantedPartition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WantedPartition {
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+    /// The leader epoch the fetcher knows (-1: unchecked).
+    current_leader_epoch: i32,
+}
+
+/// Who fetches: a consumer reads below the high watermark; a follower
+/// (a replica id, the broker id of the shard it is on) reads everything
+/// written and reports its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetcher {
+    Consumer,
+    Follower(ReplicaPlacement),
+}
+
+impl Fetcher {
+    /// The replica id moved into `replica_state` in v15 (KIP-903).
+    fn of(request: &FetchRequest, version: i16) -> Fetcher {
+        let id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+        match ReplicaPlacement::from_broker_id(id) {
+            Some(at) => Fetcher::Follower(at),
+            None => Fetcher::Consumer,
+        }
+    }
+
+    fn bound(self) -> ReadBound {
+        match self {
+            Fetcher::Consumer => ReadBound::HighWatermark,
+            Fetcher::Follower(_) => ReadBound::WrittenEnd,
+        }
+    }
 }
 
 struct Found {
     partition: i32,
     error: ErrorCode,
+    /// Where the partition's leader is, for a fetch sent elsewhere (KIP-951).
+    leader: Option<LeaderHint>,
     high_watermark: i64,
     log_start_offset: i64,
     slice: Option<ReadSlice>,
@@ -65,7 +104,12 @@ fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Want
         let known = topics.len();
         let topic_number = *topics.entry((t.topic_id, name.clone())).or_insert(known);
         for p in &t.partitions {
-            let entry = (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as u32);
+            let entry = WantedPartition {
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as u32,
+                current_leader_epoch: p.current_leader_epoch,
+            };
             match seen.get(&(topic_number, p.partition)) {
                 Some(&(topic, at)) => out[topic].partitions[at] = entry,
                 None => {
@@ -90,9 +134,10 @@ async fn read_one(
     partition: i32,
     offset: i64,
     max_bytes: u32,
+    bound: ReadBound,
 ) -> Found {
     let mut found = unread(partition, replica);
-    match replica.read(offset, max_bytes).await {
+    match replica.read(offset, max_bytes, bound).await {
         Ok(slice) => found.slice = slice,
         Err(e) => {
             found.error = (&e).into();
@@ -134,33 +179,44 @@ struct Limits {
 struct Pass {
     found: Vec<Vec<Found>>,
     response_bytes: u64,
-    /// Each replica read, with the high watermark the pass saw: what a long
-    /// poll waits on.
+    /// Each replica read, with the end the pass saw (the high watermark for
+    /// a consumer, the written end for a follower): what a long poll waits on.
     read: Vec<(Rc<Replica>, i64)>,
 }
 
 impl Pass {
     /// A partition was written to since this pass looked at it.
-    fn outdated(&self) -> bool {
-        self.read.iter().any(|(replica, seen)| replica.high_watermark() != *seen)
+    fn outdated(&self, fetcher: Fetcher) -> bool {
+        self.read.iter().any(|(replica, seen)| readable_end(replica, fetcher) != *seen)
+    }
+}
+
+fn readable_end(replica: &Replica, fetcher: Fetcher) -> i64 {
+    match fetcher {
+        Fetcher::Consumer => replica.high_watermark(),
+        Fetcher::Follower(_) => replica.log().written_end_offset(),
     }
 }
 
 /// One pass over every requested partition, within `limits` (see the module).
-async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits) -> Pass {
+async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits, fetcher: Fetcher) -> Pass {
     let snapshot = ctx.shard.snapshot();
     let mut spent = Spent::default();
     let mut pass = Pass { found: Vec::with_capacity(wanted.len()), ..Pass::default() };
     for topic in wanted {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for &(partition, offset, max_bytes) in &topic.partitions {
-            let found = match local_replica(ctx.shard, &snapshot, &topic.name, partition) {
-                Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id()),
-                Err(code) => error(partition, code),
+        for wanted in &topic.partitions {
+            let partition = wanted.partition;
+            let found = match fetched_replica(ctx, &snapshot, &topic.name, wanted, fetcher) {
+                Err(code) if topic.name.is_empty() => error(partition, code.for_topic_id(), None),
+                Err(code) if tells_leader(code) => {
+                    error(partition, code, leader_hint(ctx, &snapshot, &topic.name, partition))
+                }
+                Err(code) => error(partition, code, None),
                 Ok(replica) => {
-                    let found =
-                        read_within(ctx, &topic.name, &replica, (partition, offset, max_bytes), &spent, limits).await;
-                    pass.read.push((replica, found.high_watermark));
+                    let end = readable_end(&replica, fetcher);
+                    let found = read_within(ctx, &topic.name, &replica, wanted, fetcher, &spent, limits).await;
+                    pass.read.push((replica, end));
                     found
                 }
             };
@@ -187,10 +243,12 @@ async fn read_within(
     ctx: &Context<'_>,
     topic: &str,
     replica: &Replica,
-    (partition, offset, max_bytes): (i32, i64, u32),
+    wanted: &WantedPartition,
+    fetcher: Fetcher,
     spent: &Spent,
     limits: &Limits,
 ) -> Found {
+    let WantedPartition { partition, offset, max_bytes, .. } = *wanted;
     let budget = u64::from(max_bytes).min(limits.response_bytes_max.saturating_sub(spent.response_bytes)) as u32;
     // Until a partition gave records, a read gets one batch whatever its budget (Kafka's minOneMessage).
     if budget == 0 && spent.response_bytes > 0 {
@@ -199,7 +257,7 @@ async fn read_within(
     let reading = replica.log().read_bytes_max(budget);
     if reading == 0 {
         // Spliced from the page cache: no memory of the shard's.
-        return read_one(ctx, topic, replica, partition, offset, budget).await;
+        return read_one(ctx, topic, replica, partition, offset, budget, fetcher.bound()).await;
     }
     if spent.memory_bytes > 0 && spent.memory_bytes + reading > limits.request_memory_bytes_max {
         return unread(partition, replica);
@@ -208,7 +266,7 @@ async fn read_within(
         note_memory_spent(ctx);
         return unread(partition, replica);
     };
-    let found = read_one(ctx, topic, replica, partition, offset, budget).await;
+    let found = read_one(ctx, topic, replica, partition, offset, budget, fetcher.bound()).await;
     drop(reservation); // what the read holds is counted from here on
     found
 }
@@ -218,6 +276,7 @@ fn unread(partition: i32, replica: &Replica) -> Found {
     Found {
         partition,
         error: ErrorCode::None,
+        leader: None,
         high_watermark: replica.high_watermark(),
         log_start_offset: replica.log_start_offset(),
         slice: None,
@@ -236,8 +295,8 @@ fn note_memory_spent(ctx: &Context<'_>) {
     );
 }
 
-fn error(partition: i32, error: ErrorCode) -> Found {
-    Found { partition, error, high_watermark: -1, log_start_offset: -1, slice: None }
+fn error(partition: i32, error: ErrorCode, leader: Option<LeaderHint>) -> Found {
+    Found { partition, error, leader, high_watermark: -1, log_start_offset: -1, slice: None }
 }
 
 impl ErrorCode {
@@ -250,8 +309,54 @@ impl ErrorCode {
     }
 }
 
+/// The leading replica a partition of the fetch reads, once the fetch's
+/// leader epoch is checked against it.
+fn fetched_replica(
+    ctx: &Context<'_>,
+    snapshot: &Snapshot,
+    topic: &str,
+    wanted: &WantedPartition,
+    fetcher: Fetcher,
+) -> Result<Rc<Replica>, ErrorCode> {
+    let replica = local_replica(ctx.shard, snapshot, topic, wanted.partition)?;
+    // Only the partition's own replicas read past the high watermark.
+    if let Fetcher::Follower(at) = fetcher {
+        if !replica.assignment().is_some_and(|a| a.has_replica(at)) {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+    }
+    replica.check_leader_epoch(wanted.current_leader_epoch).map_err(|e| ErrorCode::from(&e))?;
+    Ok(replica)
+}
+
+/// A follower's fetch tells the leader where the follower's log ends: its
+/// fetch offsets, recorded once per request before the reads (Kafka's
+/// `updateFollowerFetchState`), which may move the high watermark. A
+/// follower that caught up wakes the shard's ISR task.
+fn record_follower_progress(ctx: &Context<'_>, wanted: &[Wanted], follower: ReplicaPlacement) {
+    let snapshot = ctx.shard.snapshot();
+    let now_ms = crate::model::now_ms();
+    for topic in wanted {
+        for w in &topic.partitions {
+            let Ok(replica) = fetched_replica(ctx, &snapshot, &topic.name, w, Fetcher::Follower(follower)) else {
+                continue;
+            };
+            match replica.follower_fetched(follower, w.offset, now_ms) {
+                Ok(progress) if progress.may_join_isr => ctx.shard.partitions.isr_changes_due(),
+                Ok(_) => {}
+                // Answered by the read: the partition's error is the refusal's.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response, ApiError> {
     let wanted = wanted(&request, ctx.version, &ctx.shard.snapshot());
+    let fetcher = Fetcher::of(&request, ctx.version);
+    if let Fetcher::Follower(follower) = fetcher {
+        record_follower_progress(ctx, &wanted, follower);
+    }
     let config = &ctx.shard.config;
     let limits = Limits {
         response_bytes_max: u64::from(request.max_bytes.max(0) as u32).min(u64::from(config.fetch_max_bytes)),
@@ -260,19 +365,19 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response
     };
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
-    let mut pass = read_all(ctx, &wanted, &limits).await;
+    let mut pass = read_all(ctx, &wanted, &limits, fetcher).await;
     while pass.response_bytes < request.min_bytes.max(0) as u64 && !has_errors(&pass.found) && !ctx.shard.stopping.get()
     {
         // Registered before checking what moved since the pass read, so a
         // write in between is not missed; only the partitions read wake it.
         let mut waiters = WriteWaiters::register(pass.read.iter().map(|(replica, _)| replica.writes()));
-        if !pass.outdated() && tokio::time::timeout_at(deadline, waiters.any()).await.is_err() {
+        if !pass.outdated(fetcher) && tokio::time::timeout_at(deadline, waiters.any()).await.is_err() {
             break;
         }
         drop(waiters);
         // What the last pass read is let go before the next one reads.
         drop(std::mem::take(&mut pass));
-        pass = read_all(ctx, &wanted, &limits).await;
+        pass = read_all(ctx, &wanted, &limits, fetcher).await;
     }
     Ok(Response::Chunks(encode(ctx, &wanted, pass.found)))
 }
@@ -282,6 +387,15 @@ fn has_errors(found: &[Vec<Found>]) -> bool {
 }
 
 fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<Chunk> {
+    // Each leader named once among the endpoints (v16+).
+    let mut leaders: Vec<LeaderHint> = Vec::new();
+    for hint in found.iter().flatten().filter_map(|f| f.leader.as_ref()) {
+        if !leaders.iter().any(|l| l.broker_id == hint.broker_id) {
+            leaders.push(hint.clone());
+        }
+    }
+    let endpoints: Vec<NodeEndpoint<'_>> =
+        leaders.iter().map(|l| NodeEndpoint { node_id: l.broker_id, host: &l.host, port: i32::from(l.port) }).collect();
     let topics: Vec<TopicData<'_, ReadSlice>> = wanted
         .iter()
         .zip(found)
@@ -296,6 +410,10 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                     high_watermark: f.high_watermark,
                     last_stable_offset: f.high_watermark,
                     log_start_offset: f.log_start_offset,
+                    current_leader: f
+                        .leader
+                        .as_ref()
+                        .map(|l| CurrentLeader { leader_id: l.broker_id, leader_epoch: l.leader_epoch }),
                     records: f.slice.map(|s| {
                         let len = s.len();
                         (s, len)
@@ -304,7 +422,7 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                 .collect(),
         })
         .collect();
-    fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics)
+    fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics, &endpoints)
         .into_iter()
         .map(|piece| match piece {
             Piece::Inline(bytes) => Chunk::Inline(bytes),
@@ -339,7 +457,7 @@ mod tests {
         let wanted = wanted(&request, 12, &Snapshot::default());
         let shape: Vec<(&str, Vec<(i32, i64)>)> = wanted
             .iter()
-            .map(|w| (w.name.as_str(), w.partitions.iter().map(|&(p, offset, _)| (p, offset)).collect()))
+            .map(|w| (w.name.as_str(), w.partitions.iter().map(|p| (p.partition, p.offset)).collect()))
             .collect();
         assert_eq!(shape, vec![("a", vec![(0, 2999), (1, 1)]), ("b", vec![(0, 5)]), ("c", vec![(0, 0)])]);
     }

@@ -39,13 +39,22 @@ fn served(key_type: i8) -> Result<(), (ErrorCode, &'static str)> {
 /// Kafka's answer where there is no coordinator: node -1, port -1.
 const NO_BROKER: i32 = -1;
 
+/// A coordinator's (broker id, host, port).
+type Coordinates = (i32, String, u16);
+
 /// (coordinator, error, error message) for one key.
-fn find<'a>(ctx: &Context<'a>, key: &str, key_type: i8) -> (Option<BrokerAddress<'a>>, ErrorCode, Option<StrBytes>) {
+fn find(ctx: &Context<'_>, key: &str, key_type: i8) -> (Option<Coordinates>, ErrorCode, Option<StrBytes>) {
     if let Err((error, message)) = served(key_type) {
         return (None, error, Some(StrBytes::from_static_str(message)));
     }
-    // The leader is always this node's until issue 16 brings other nodes.
-    let coordinator = ctx.shard.group_coordinator(key).and_then(|at| ctx.shard.node.address(at.broker_id()));
+    let snapshot = ctx.shard.snapshot();
+    let owned = |b: BrokerAddress<'_>| (b.broker_id, b.host.to_string(), b.port);
+    // The leader of the group's offsets partition: on this node, or in a
+    // cluster on whichever node the metadata names.
+    let coordinator = ctx.shard.group_coordinator(key).and_then(|at| match snapshot.nodes.is_empty() {
+        true => ctx.shard.node.address(at.broker_id()).map(owned),
+        false => snapshot.broker_address(at.broker_id()).map(owned),
+    });
     match coordinator {
         Some(broker) => (Some(broker), ErrorCode::None, None),
         None => (None, ErrorCode::CoordinatorNotAvailable, None),
@@ -53,9 +62,9 @@ fn find<'a>(ctx: &Context<'a>, key: &str, key_type: i8) -> (Option<BrokerAddress
 }
 
 /// (node id, host, port) as the answer carries them.
-fn broker(ctx: &Context<'_>, coordinator: Option<BrokerAddress<'_>>) -> (BrokerId, StrBytes, i32) {
+fn broker(ctx: &Context<'_>, coordinator: Option<Coordinates>) -> (BrokerId, StrBytes, i32) {
     match coordinator {
-        Some(b) => (BrokerId(b.broker_id), StrBytes::from_string(b.host.into()), b.port.into()),
+        Some((id, host, port)) => (BrokerId(id), StrBytes::from_string(host), port.into()),
         // Beside node -1, the host stays this broker's, as corelog has always answered.
         None => (BrokerId(NO_BROKER), StrBytes::from_string(ctx.shard.config.advertised_host()), NO_BROKER),
     }

@@ -13,17 +13,23 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::create_topics::auto_create;
 use super::{ApiError, Context, ErrorCode, Response};
-use crate::cluster::ShardId;
+use crate::cluster::{BrokerAddress, ReplicaPlacement, ShardId};
 use crate::metadata::{self, Snapshot, TopicMeta};
 use crate::shard::Shard;
 
-/// Fixed so clients that cache it see one cluster across restarts.
+/// Fixed so clients that cache it see one cluster across restarts. A
+/// cluster's id is the one its quorum fixed at its first start.
 pub const CLUSTER_ID: &str = "corelog-single-node";
 
-fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
-    shard
-        .node
-        .brokers()
+/// The brokers clients are told of: this node's shards, or in a cluster
+/// every unfenced node's.
+fn brokers(shard: &Shard, snapshot: &Snapshot) -> Vec<MetadataResponseBroker> {
+    let brokers: Vec<BrokerAddress<'_>> = match snapshot.nodes.is_empty() {
+        true => shard.node.brokers().collect(),
+        false => snapshot.brokers().collect(),
+    };
+    brokers
+        .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.broker_id))
@@ -122,11 +128,19 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
             })
             .collect(),
     };
+    let (cluster_id, controller) = match &snapshot.cluster_id {
+        // A single node's first shard answers for the metadata it owns.
+        None => (StrBytes::from_static_str(CLUSTER_ID), shard.node.replica(ShardId(0)).broker_id()),
+        // The quorum leader's first shard, as the controller.
+        Some(id) => {
+            let leader = snapshot.controller.map_or(-1, |n| ReplicaPlacement::new(n, ShardId(0)).broker_id());
+            (StrBytes::from_string(id.clone()), leader)
+        }
+    };
     let response = MetadataResponse::default()
-        .with_brokers(brokers(shard))
-        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-        // The node's first shard answers for the metadata it owns.
-        .with_controller_id(BrokerId(shard.node.replica(ShardId(0)).broker_id()))
+        .with_brokers(brokers(shard, &snapshot))
+        .with_cluster_id(Some(cluster_id))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics);
     ctx.respond(&response)
 }
@@ -134,7 +148,7 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement};
+    use crate::cluster::{NodeId, PartitionAssignment};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 
     fn named(name: &'static str) -> MetadataRequestTopic {

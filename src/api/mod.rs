@@ -19,6 +19,7 @@ mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
+mod leader_hint;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
@@ -26,6 +27,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offsets_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -117,6 +119,7 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::AlterConfigs, versions: 0..=2 },
     Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
     Handler { key: ApiKey::DescribeLogDirs, versions: 1..=4 },
+    Handler { key: ApiKey::OffsetForLeaderEpoch, versions: 2..=4 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -262,6 +265,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
         ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>(body, key, version).map(drop),
+        ApiKey::OffsetForLeaderEpoch => decode::<OffsetForLeaderEpochRequest>(body, key, version).map(drop),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }
@@ -302,6 +306,7 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::AlterConfigs => alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, decode(body, key, version)?),
+        ApiKey::OffsetForLeaderEpoch => offsets_for_leader_epoch::handle(&ctx, decode(body, key, version)?).await,
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

@@ -1,7 +1,9 @@
-//! The admin command line, `corelog topics` and `corelog groups`: clients of
+//! The admin command line, `corelog topics`, `corelog groups` and
+//! `corelog cluster`: clients of
 //! any Kafka broker, built on the workspace's one client codec
 //! (corelog-client). Part of the `corelog` binary, not of the broker library.
 
+pub mod cluster;
 pub mod groups;
 mod table;
 pub mod topics;

@@ -94,14 +94,26 @@ pub struct BrokerAddress<'a> {
     pub port: u16,
 }
 
+/// The port shard `shard` listens on: `port_base + shard`, except that the
+/// shards step over `skipped` (the controller listener's port when it falls
+/// in their range, as with `--port 9092` and voters on :9093).
+pub fn shard_port(port_base: u16, shard: ShardId, skipped: Option<u16>) -> u16 {
+    let port = port_base + shard.0;
+    match skipped {
+        Some(skipped) if skipped >= port_base && port >= skipped => port + 1,
+        _ => port,
+    }
+}
+
 /// This node as clients see it: one Kafka broker per shard, all on the
-/// advertised host, shard s on `port_base + s`.
+/// advertised host, shard s on `port_base + s` (stepping over `skipped_port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalNode {
     id: NodeId,
     shard_count: u16,
     advertised_host: String,
     port_base: u16,
+    skipped_port: Option<u16>,
 }
 
 impl LocalNode {
@@ -116,7 +128,34 @@ impl LocalNode {
         if port_base as usize + shard_count - 1 > u16::MAX as usize {
             return Err(IdentityError::PortRange { port: port_base, shards: shard_count });
         }
-        Ok(LocalNode { id, shard_count: shard_count as u16, advertised_host, port_base })
+        Ok(LocalNode { id, shard_count: shard_count as u16, advertised_host, port_base, skipped_port: None })
+    }
+
+    /// The same node with its shards stepping over `port` (the controller
+    /// listener's), when it falls in their range.
+    pub fn skipping_port(mut self, port: u16) -> Result<LocalNode, IdentityError> {
+        let last = self.port_base as usize + self.shard_count as usize - 1;
+        if (self.port_base as usize..=last).contains(&(port as usize)) {
+            if last + 1 > u16::MAX as usize {
+                return Err(IdentityError::PortRange { port: self.port_base, shards: self.shard_count as usize + 1 });
+            }
+            self.skipped_port = Some(port);
+        }
+        Ok(self)
+    }
+
+    /// The port the shards step over, if one falls in their range.
+    pub fn skipped_port(&self) -> Option<u16> {
+        self.skipped_port
+    }
+
+    pub fn advertised_host(&self) -> &str {
+        &self.advertised_host
+    }
+
+    /// The first shard's port.
+    pub fn port_base(&self) -> u16 {
+        self.port_base
     }
 
     pub fn id(&self) -> NodeId {
@@ -136,7 +175,7 @@ impl LocalNode {
     /// The port shard `shard` listens on.
     pub fn port(&self, shard: ShardId) -> u16 {
         debug_assert!(shard.0 < self.shard_count, "shard {} of a node with {} shards", shard.0, self.shard_count);
-        self.port_base + shard.0
+        shard_port(self.port_base, shard, self.skipped_port)
     }
 
     /// Where partition `partition` of a new topic (or a topic's new
@@ -202,5 +241,17 @@ mod tests {
         assert_eq!(node.address(2001).map(|b| (b.host, b.port)), Some(("h", 9093)));
         assert_eq!(node.address(2002), None, "no shard 2");
         assert_eq!(node.address(1), None, "another node's shard");
+    }
+
+    #[test]
+    fn shards_step_over_the_controller_port() {
+        let node = LocalNode::new(NodeId(1), 3, "h".into(), 9092).unwrap().skipping_port(9093).unwrap();
+        let ports: Vec<u16> = node.brokers().map(|b| b.port).collect();
+        assert_eq!(ports, [9092, 9094, 9095]);
+        let apart = LocalNode::new(NodeId(1), 2, "h".into(), 9092).unwrap().skipping_port(19093).unwrap();
+        assert_eq!(apart.skipped_port(), None, "a controller port outside the range changes nothing");
+        assert_eq!(shard_port(9092, ShardId(1), Some(9092)), 9094, "a skipped base moves every shard up");
+        let full = LocalNode::new(NodeId(1), 2, "h".into(), u16::MAX - 1).unwrap().skipping_port(u16::MAX);
+        assert!(matches!(full, Err(IdentityError::PortRange { .. })));
     }
 }

@@ -41,9 +41,9 @@ mod assignment;
 mod identity;
 mod nodes;
 
-pub use assignment::PartitionAssignment;
+pub use assignment::{place, PartitionAssignment};
 pub use identity::{
-    check_identity, BrokerAddress, IdentityError, LocalNode, NodeId, ReplicaPlacement, ShardId, NODE_ID_MAX,
-    SHARDS_PER_NODE_MAX,
+    check_identity, shard_port, BrokerAddress, IdentityError, LocalNode, NodeId, ReplicaPlacement, ShardId,
+    NODE_ID_MAX, SHARDS_PER_NODE_MAX,
 };
 pub use nodes::{parse_voters, NodeRegistration, Voter, VotersError};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use super::{NodeId, ReplicaPlacement, ShardId};
+use super::{shard_port, NodeId, ReplicaPlacement, ShardId};
 
 /// One voter of the controller quorum: `id@host:port`, Kafka's
 /// `controller.quorum.voters` entry. Every voter is also a broker node
@@ -73,6 +73,9 @@ pub struct NodeRegistration {
     pub port: u16,
     pub shards: u16,
     pub fenced: bool,
+    /// A port in the shards' range that they skip (the controller listener's).
+    #[serde(default)]
+    pub skipped_port: Option<u16>,
 }
 
 impl NodeRegistration {
@@ -83,7 +86,7 @@ impl NodeRegistration {
 
     /// The port shard `shard` listens on.
     pub fn port_of(&self, shard: ShardId) -> u16 {
-        self.port + shard.0
+        shard_port(self.port, shard, self.skipped_port)
     }
 }
 

@@ -60,6 +60,12 @@ const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up
 /// with the leader's log end for this long leaves the ISR.
 const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `leader.imbalance.check.interval.seconds`: how often the
+/// controller moves leadership back to preferred replicas.
+const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT: u64 = 300;
+/// Kafka's `leader.imbalance.per.broker.percentage`: a node's share of the
+/// partitions preferring it but led elsewhere that triggers the move.
+const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT: u32 = 10;
 /// Kafka's `offsets.topic.replication.factor` (capped at the live nodes).
 const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 /// Kafka's `log.cleaner.delete.retention.ms` (delete.retention.ms): 1 day.
@@ -102,6 +108,10 @@ pub struct BrokerConfig {
     /// auto.leader.rebalance.enable: move leadership back to each
     /// partition's preferred replica once it is in sync again.
     pub auto_leader_rebalance_enable: bool,
+    /// leader.imbalance.check.interval.seconds.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// leader.imbalance.per.broker.percentage.
+    pub leader_imbalance_per_broker_percentage: u32,
     pub data_dir: PathBuf,
     pub host: String,
     pub port: u16,
@@ -197,6 +207,8 @@ impl Default for BrokerConfig {
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             unclean_leader_election_enable: false,
             auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT,
+            leader_imbalance_per_broker_percentage: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
             data_dir: PathBuf::from("data"),
             host: "127.0.0.1".into(),
             port: 9092,

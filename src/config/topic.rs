@@ -86,6 +86,9 @@ pub struct TopicConfig {
     pub message_timestamp_after_max_ms: i64,
     /// A produced batch stamped earlier than now - this is refused.
     pub message_timestamp_before_max_ms: i64,
+    /// acks=all is refused (NOT_ENOUGH_REPLICAS) while fewer replicas than
+    /// this are in sync.
+    pub min_insync_replicas: i32,
 }
 
 /// Topic config names corelog knows, in the order `describe` lists them.
@@ -101,6 +104,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.before.max.ms",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
+    "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
@@ -123,6 +127,7 @@ pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
         "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
         "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
         "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "min.insync.replicas" => "min.insync.replicas",
         "retention.bytes" => "log.retention.bytes",
         "retention.ms" => "log.retention.ms",
         "segment.bytes" => "log.segment.bytes",
@@ -180,6 +185,7 @@ impl TopicConfig {
             max_compaction_lag_ms: broker.log_cleaner_max_compaction_lag_ms,
             message_timestamp_after_max_ms: broker.log_message_timestamp_after_max_ms,
             message_timestamp_before_max_ms: broker.log_message_timestamp_before_max_ms,
+            min_insync_replicas: broker.min_insync_replicas,
         }
     }
 
@@ -266,6 +272,13 @@ impl TopicConfig {
             "flush.ms" => self.flush_ms = parse_limit(key, value)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_non_negative(key, value)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_non_negative(key, value)?,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_num(key, value)?;
+                if self.min_insync_replicas < 1 {
+                    let why = "must be >= 1";
+                    return Err(ConfigError::InvalidValue { key: key.into(), value: value.into(), why });
+                }
+            }
             "max.compaction.lag.ms" => {
                 self.max_compaction_lag_ms = parse_num(key, value)?;
                 if self.max_compaction_lag_ms < 1 {
@@ -304,6 +317,7 @@ impl TopicConfig {
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             _ => return None,
         })

@@ -33,7 +33,7 @@ fn parse(text: &str) -> Option<NodeId> {
 
 /// Records that `data_dir` belongs to `node`, or refuses a directory that
 /// belongs to another.
-pub(super) fn claim(data_dir: &Path, node: NodeId) -> Result<(), MetadataError> {
+pub fn claim(data_dir: &Path, node: NodeId) -> Result<(), MetadataError> {
     let path = data_dir.join(FILE_NAME);
     match std::fs::read_to_string(&path) {
         Ok(text) => match parse(&text) {

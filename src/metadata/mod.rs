@@ -3,8 +3,10 @@
 //! owns the [`MetadataStore`]; every shard holds an immutable [`Snapshot`]
 //! that shard 0 broadcasts after each change.
 
+mod image;
 mod meta_properties;
 mod migrate;
+mod placement;
 mod producer_ids;
 mod store;
 
@@ -15,9 +17,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::{NodeId, NodeRegistration, PartitionAssignment};
+use crate::cluster::{BrokerAddress, NodeId, NodeRegistration, PartitionAssignment, ReplicaPlacement, ShardId};
 
-pub use producer_ids::ProducerIdBlock;
+pub use image::{decode_image, encode_image};
+pub use meta_properties::claim as claim_data_dir;
+pub use placement::{assign_replicas, spread_replicas};
+pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 pub use store::MetadataStore;
 
 /// Longest topic name Kafka accepts.
@@ -58,6 +63,20 @@ pub enum MetadataError {
     /// INVALID_UPDATE_VERSION): the leader must learn the new state first.
     #[error("topic '{name}' partition {partition}: change made on partition epoch {got}, it is at {current}")]
     StalePartitionEpoch { name: String, partition: i32, got: i32, current: i32 },
+    /// The cluster id is fixed once, at the quorum's first start.
+    #[error("the cluster id is already {0}")]
+    ClusterIdSet(String),
+    /// A producer id block allocated on an older state (another node took it).
+    #[error("producer id block at {got} is stale, the next block starts at {next}")]
+    StaleProducerIdBlock { got: i64, next: i64 },
+    /// More replicas asked for than there are unfenced nodes to hold them.
+    #[error("replication factor {asked} is larger than the {available} unfenced nodes that can hold a replica")]
+    ReplicationFactor { asked: i16, available: usize },
+    /// A replica assignment naming a broker no registered node has.
+    #[error("partition {partition}: broker {broker} is not a shard of a registered node")]
+    UnknownBroker { partition: i32, broker: i32 },
+    #[error("controller snapshot image is corrupt: {0}")]
+    CorruptImage(String),
 }
 
 impl MetadataRecord {
@@ -134,6 +153,23 @@ pub enum MetadataRecord {
         partition: i32,
         assignment: PartitionAssignment,
     },
+    /// The quorum's first controller names the cluster (Kafka's cluster.id,
+    /// fixed for the cluster's life).
+    SetClusterId {
+        cluster_id: String,
+    },
+    /// A node became the controller quorum's leader (KRaft's LeaderChangeMessage):
+    /// Metadata names it as the controller.
+    ChangeController {
+        leader: NodeId,
+    },
+    /// Producer ids `first..first + PRODUCER_ID_BLOCK_SIZE` go to `node`
+    /// (KRaft's ProducerIdsRecord): `first` must be the next free id, so two
+    /// nodes never get one block.
+    AllocateProducerIds {
+        node: NodeId,
+        first: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,9 +205,38 @@ pub struct Snapshot {
     pub nodes: BTreeMap<NodeId, NodeRegistration>,
     /// Bumped by every applied record, so a shard can tell newer from older.
     pub version: u64,
+    /// Cluster mode: the cluster's id, fixed at the quorum's first start.
+    pub cluster_id: Option<String>,
+    /// Cluster mode: the node whose controller leads the quorum.
+    pub controller: Option<NodeId>,
+    /// Cluster mode: the first producer id of the next block to allocate.
+    pub producer_id_next: i64,
 }
 
 impl Snapshot {
+    /// Nodes that may hold and lead replicas: registered and not fenced.
+    pub fn unfenced_nodes(&self) -> impl Iterator<Item = &NodeRegistration> {
+        self.nodes.values().filter(|n| !n.fenced)
+    }
+
+    /// The Kafka brokers of the registered, unfenced nodes: one per shard,
+    /// at the host and ports each node registered.
+    pub fn brokers(&self) -> impl Iterator<Item = BrokerAddress<'_>> {
+        self.unfenced_nodes().flat_map(|n| (0..n.shards).map(move |s| node_broker(n, ShardId(s))))
+    }
+
+    /// Where clients reach broker `broker_id`, if it is a shard of a registered node.
+    pub fn broker_address(&self, broker_id: i32) -> Option<BrokerAddress<'_>> {
+        let at = ReplicaPlacement::from_broker_id(broker_id)?;
+        let node = self.nodes.get(&at.node)?;
+        node.replica(at.shard).map(|_| node_broker(node, at.shard))
+    }
+
+    /// Whether the node `node` is registered and unfenced.
+    pub fn is_unfenced(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| !n.fenced)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
         self.topics.get(name)
     }
@@ -211,6 +276,20 @@ impl Snapshot {
                 let current = self.nodes.get(node).ok_or(MetadataError::UnknownNode(*node))?;
                 if current.epoch != *epoch {
                     return Err(MetadataError::StaleNodeEpoch { node: *node, got: *epoch, current: current.epoch });
+                }
+            }
+            MetadataRecord::SetClusterId { .. } => {
+                if let Some(id) = &self.cluster_id {
+                    return Err(MetadataError::ClusterIdSet(id.clone()));
+                }
+            }
+            MetadataRecord::ChangeController { .. } => {}
+            MetadataRecord::AllocateProducerIds { first, .. } => {
+                if *first != self.producer_id_next {
+                    return Err(MetadataError::StaleProducerIdBlock { got: *first, next: self.producer_id_next });
+                }
+                if first.checked_add(PRODUCER_ID_BLOCK_SIZE).is_none() {
+                    return Err(MetadataError::ProducerIdsExhausted);
                 }
             }
             MetadataRecord::ChangePartition { name, partition, assignment } => {
@@ -270,6 +349,9 @@ impl Snapshot {
                     *slot = assignment.clone();
                 }
             }),
+            MetadataRecord::SetClusterId { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
+            MetadataRecord::ChangeController { leader } => self.controller = Some(*leader),
+            MetadataRecord::AllocateProducerIds { first, .. } => self.producer_id_next = first + PRODUCER_ID_BLOCK_SIZE,
         }
     }
 
@@ -284,6 +366,11 @@ impl Snapshot {
             change(Arc::make_mut(t));
         }
     }
+}
+
+fn node_broker(node: &NodeRegistration, shard: ShardId) -> BrokerAddress<'_> {
+    let broker_id = ReplicaPlacement::new(node.id, shard).broker_id();
+    BrokerAddress { broker_id, host: &node.host, port: node.port_of(shard) }
 }
 
 /// Every assignment of partitions `first..` of `name` leads from one of its replicas.
@@ -363,7 +450,16 @@ mod tests {
 
     fn registration(node: u32, epoch: i64) -> NodeRegistration {
         let (incarnation, host) = (Uuid::from_u128(epoch as u128), format!("127.0.0.{node}"));
-        NodeRegistration { id: NodeId(node), incarnation, epoch, host, port: 9092, shards: 2, fenced: true }
+        NodeRegistration {
+            id: NodeId(node),
+            incarnation,
+            epoch,
+            host,
+            port: 9092,
+            shards: 2,
+            fenced: true,
+            skipped_port: None,
+        }
     }
 
     fn apply(s: &mut Snapshot, record: MetadataRecord) -> Result<(), MetadataError> {

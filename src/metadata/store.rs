@@ -74,6 +74,11 @@ impl MetadataStore {
         Ok(MetadataStore { file, snapshot, producer_ids })
     }
 
+    /// Whether `data_dir` holds a single node's metadata log.
+    pub fn exists(data_dir: &Path) -> bool {
+        data_dir.join(FILE_NAME).exists()
+    }
+
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
     }

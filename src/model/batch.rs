@@ -242,6 +242,14 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
     put(batch, field::PARTITION_LEADER_EPOCH, &leader_epoch.to_be_bytes());
 }
 
+/// The partition leader epoch of the batch at the start of `batch` (a
+/// follower records the epochs of the batches it copies); None when the
+/// header is cut short.
+pub fn partition_leader_epoch(batch: &[u8]) -> Option<i32> {
+    let at = field::PARTITION_LEADER_EPOCH;
+    Some(i32::from_be_bytes(batch.get(at..at + 4)?.try_into().ok()?))
+}
+
 /// Overwrites the field at `at` with `value`'s bytes.
 pub fn put(batch: &mut [u8], at: usize, value: &[u8]) {
     batch[at..at + value.len()].copy_from_slice(value);

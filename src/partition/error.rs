@@ -42,6 +42,24 @@ pub enum PartitionError {
     Storage(#[from] StorageError),
     #[error("{path}: {source}")]
     CheckpointIo { path: PathBuf, source: std::io::Error },
+    /// This replica does not lead its partition (any more).
+    #[error("this replica does not lead the partition")]
+    NotLeader,
+    /// A follower fetch from a broker that holds no replica of the partition.
+    #[error("broker {broker_id} holds no replica of this partition")]
+    NotAReplica { broker_id: i32 },
+    /// The request was made for an older leader epoch: the client refreshes.
+    #[error("leader epoch {requested} is older than the partition's {ours}")]
+    FencedLeaderEpoch { requested: i32, ours: i32 },
+    /// The request names a leader epoch this replica has not learnt yet.
+    #[error("leader epoch {requested} is newer than the partition's {ours}")]
+    UnknownLeaderEpoch { requested: i32, ours: i32 },
+    #[error("{isr} in-sync replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas { isr: usize, min: i32 },
+    /// Written by the leader, but the ISR shrank below min.insync.replicas
+    /// before every in-sync replica had it.
+    #[error("appended, but the ISR shrank to {isr}, below min.insync.replicas {min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
     #[error("{path}: line {line}: {why}: refusing a leader epoch checkpoint that is not Kafka's format")]
     CheckpointCorrupt { path: PathBuf, line: usize, why: String },
 }

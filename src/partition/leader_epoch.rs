@@ -84,6 +84,39 @@ impl LeaderEpochCache {
     }
 }
 
+// Interim (part C), until part A's extension of this cache is merged:
+// the two operations replication needs, Kafka's `endOffsetFor` and
+// `truncateFromEnd`. At the merge, part A's versions replace this block.
+impl LeaderEpochCache {
+    /// Kafka's `endOffsetFor`: for `requested`, the largest epoch at or
+    /// below it that this cache knows and the start of the epoch after it
+    /// (`log_end` for the latest); (-1, -1) for an epoch past the latest.
+    pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
+        const UNDEFINED: (i32, i64) = (-1, -1);
+        match self.latest() {
+            _ if requested < 0 => UNDEFINED,
+            Some(latest) if latest.epoch == requested => (requested, log_end),
+            _ => {
+                let Some(higher) = self.entries.iter().find(|e| e.epoch > requested) else { return UNDEFINED };
+                let floor = self.entries.iter().rev().find(|e| e.epoch <= requested);
+                (floor.map_or(requested, |f| f.epoch), higher.start_offset)
+            }
+        }
+    }
+
+    /// Kafka's `truncateFromEnd`: the log was cut at `end_offset`, so the
+    /// epochs that began at or after it are forgotten, durably.
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), PartitionError> {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < end_offset);
+        if self.entries.len() == before {
+            return Ok(());
+        }
+        crate::runtime::durable::replace(&self.path, format(&self.entries).as_bytes())
+            .map_err(|source| PartitionError::CheckpointIo { path: self.path.clone(), source })
+    }
+}
+
 fn format(entries: &[EpochEntry]) -> String {
     let mut text = format!("{CHECKPOINT_VERSION}\n{}\n", entries.len());
     for e in entries {

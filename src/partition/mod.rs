@@ -5,16 +5,23 @@
 //! its leader epoch and checkpoint file (leader_epoch.rs), its high
 //! watermark, and the notification its long polls wait on (waiters.rs).
 //! Its refusals are [`PartitionError`]s, which `api/error.rs` maps to Kafka
-//! codes. Replication (issue 16) adds the follower side here.
+//! codes. Replication (issue 16): a replica leads or follows as the
+//! metadata says (replication.rs); a leader tracks its followers' progress,
+//! its ISR and high watermark by the pure rules of leader.rs.
 
 mod error;
+mod follower;
+pub mod leader;
 mod leader_epoch;
 mod producers;
 mod replica;
+mod replication;
 mod validate;
 mod waiters;
 
 pub use error::PartitionError;
+pub use leader as leader_rules;
 pub use producers::{ProducerBudget, PRODUCER_EXPIRY_CHECK_INTERVAL};
 pub use replica::{Replica, ReplicaHost};
+pub use replication::ReadBound;
 pub use waiters::WriteWaiters;

@@ -20,6 +20,7 @@ use crate::storage::{
 
 use super::leader_epoch::{LeaderEpochCache, LEADER_EPOCH_INITIAL};
 use super::producers::{ProducerBudget, ProducerTable, SequenceCheck};
+use super::replication::{ReadBound, Replication};
 use super::validate::{recompressed, validate_records};
 use super::PartitionError;
 
@@ -44,12 +45,20 @@ pub struct Replica {
     log: Rc<PartitionLog>,
     /// The topic's configs, parsed when the metadata snapshot changes.
     config: RefCell<TopicConfig>,
-    producers: Rc<ProducerTable>,
-    leader_epochs: RefCell<LeaderEpochCache>,
-    /// The epoch stamped on every batch appended: the cache's latest.
-    leader_epoch: Cell<i32>,
-    /// Fired by the log whenever its high watermark moves.
+    pub(super) producers: Rc<ProducerTable>,
+    pub(super) leader_epochs: RefCell<LeaderEpochCache>,
+    /// The partition's leader epoch as the metadata gives it: stamped on
+    /// every batch this replica appends as leader, and what requests'
+    /// `current_leader_epoch` is checked against.
+    pub(super) leader_epoch: Cell<i32>,
+    /// Fired by the log whenever its written end moves, and by the replica
+    /// when its high watermark or its role does.
     written: Rc<Notify>,
+    /// Its place in the partition: leader or follower, and the leader's
+    /// view of its followers (replication.rs).
+    pub(super) replication: RefCell<Replication>,
+    /// The last high watermark answered: it never moves back.
+    pub(super) high_watermark: Cell<i64>,
 }
 
 impl Replica {
@@ -83,6 +92,8 @@ impl Replica {
             leader_epochs: RefCell::new(leader_epochs),
             leader_epoch: Cell::new(latest.epoch),
             written,
+            replication: RefCell::new(Replication::default()),
+            high_watermark: Cell::new(0),
         };
         Ok((Rc::new(replica), report))
     }
@@ -110,28 +121,29 @@ impl Replica {
         self.config.borrow()
     }
 
-    /// The epoch this replica leads in, stamped on every batch it appends.
+    /// The partition's current leader epoch (the one this replica stamps on
+    /// what it appends while it leads).
     pub fn leader_epoch(&self) -> i32 {
-        debug_assert_eq!(Some(self.leader_epoch.get()), self.leader_epochs.borrow().latest().map(|e| e.epoch));
+        debug_assert!(
+            self.leader_epochs.borrow().latest().is_none_or(|e| e.epoch <= self.leader_epoch.get()),
+            "the epoch cache never runs ahead of the partition's leader epoch"
+        );
         self.leader_epoch.get()
-    }
-
-    /// Every offset below it may be read by consumers. A single replica's
-    /// is what its log has written; with replication (issue 16) it becomes
-    /// the minimum over the in-sync replicas.
-    pub fn high_watermark(&self) -> i64 {
-        self.log.written_end_offset()
     }
 
     pub fn log_start_offset(&self) -> i64 {
         self.log.log_start_offset()
     }
 
-    /// Whole batches from the one holding `offset` on, below the high
-    /// watermark (which storage bounds today: its written end, see
-    /// [`high_watermark`](Self::high_watermark)); None at the end.
-    pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
-        self.log.read(offset, max_bytes).await
+    /// Whole batches from the one holding `offset` on, within `bound`:
+    /// consumers read below the high watermark, followers up to the
+    /// written end. None at the bound.
+    pub async fn read(&self, offset: i64, max_bytes: u32, bound: ReadBound) -> Result<Option<ReadSlice>, StorageError> {
+        let end = match bound {
+            ReadBound::HighWatermark => self.high_watermark(),
+            ReadBound::WrittenEnd => self.log.written_end_offset(),
+        };
+        self.log.read_below(offset, max_bytes, end).await
     }
 
     /// Fired whenever the high watermark moves: what long polls wait on.
@@ -198,10 +210,18 @@ impl Replica {
     }
 
     /// Kafka's DeleteRecords: moves the log start up to `offset` (-1: the
-    /// high watermark), deleting the segments wholly below it. Returns the
-    /// new log start offset.
+    /// high watermark; past it: OFFSET_OUT_OF_RANGE), deleting the segments
+    /// wholly below it. Returns the new log start offset.
     pub async fn delete_records(&self, offset: i64) -> Result<(i64, Option<HeadDeletion>), PartitionError> {
-        Ok(self.log.delete_records(offset).await?)
+        // Kafka's leader deletes below its high watermark at most: what a
+        // follower may not have yet is not the client's to delete.
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target > high_watermark {
+            let (log_start, written_end_offset) = (self.log_start_offset(), self.log.written_end_offset());
+            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset }.into());
+        }
+        Ok(self.log.delete_records(target).await?)
     }
 
     /// Rebuilds the idempotent producers of a replica opened from the files

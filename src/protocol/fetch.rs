@@ -10,7 +10,8 @@
 //! [ topic: name string (<v13) | topic_id uuid (v13+)
 //!   [ partition i32, error_code i16, high_watermark i64, last_stable_offset i64,
 //!     log_start_offset i64 (v5+), aborted_transactions null, preferred_read_replica i32 (v11+),
-//!     records bytes [tags v12+] ] [tags v12+] ] [tags v12+]
+//!     records bytes [tags v12+: 1 = current_leader (KIP-951)] ] [tags v12+] ]
+//! [tags v12+: 0 = node_endpoints (v16+, KIP-951)]
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,7 +27,28 @@ pub struct PartitionData<R> {
     pub log_start_offset: i64,
     /// Records and their length in bytes; `None` sends an empty record set.
     pub records: Option<(R, u32)>,
+    /// The partition's leader, told to a client sent elsewhere (KIP-951).
+    pub current_leader: Option<CurrentLeader>,
 }
+
+/// KIP-951's LeaderIdAndEpoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentLeader {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+}
+
+/// Where a broker named in a `CurrentLeader` listens (v16+, KIP-951).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeEndpoint<'a> {
+    pub node_id: i32,
+    pub host: &'a str,
+    pub port: i32,
+}
+
+/// The tag numbers of KIP-951's tagged fields in the Fetch response.
+const TAG_NODE_ENDPOINTS: u64 = 0;
+const TAG_CURRENT_LEADER: u64 = 1;
 
 pub struct TopicData<'a, R> {
     pub name: &'a str,
@@ -115,6 +137,7 @@ pub fn encode<R>(
     error_code: i16,
     session_id: i32,
     topics: Vec<TopicData<'_, R>>,
+    node_endpoints: &[NodeEndpoint<'_>],
 ) -> Vec<Piece<R>> {
     debug_assert!((VERSION_MIN..=VERSION_MAX).contains(&version));
     let mut w = Writer { version, current: BytesMut::with_capacity(256), pieces: Vec::new(), records_bytes: 0 };
@@ -147,11 +170,38 @@ pub fn encode<R>(
                 w.current.put_i32(-1); // preferred read replica
             }
             w.records(p.records);
-            w.no_tags();
+            match p.current_leader.filter(|_| w.flexible()) {
+                Some(leader) => {
+                    put_uvarint(&mut w.current, 1); // one tagged field
+                    put_uvarint(&mut w.current, TAG_CURRENT_LEADER);
+                    put_uvarint(&mut w.current, 9); // i32 + i32 + empty tags
+                    w.current.put_i32(leader.leader_id);
+                    w.current.put_i32(leader.leader_epoch);
+                    w.current.put_u8(0);
+                }
+                None => w.no_tags(),
+            }
         }
         w.no_tags();
     }
-    w.no_tags();
+    if version >= 16 && !node_endpoints.is_empty() {
+        let mut field = BytesMut::new();
+        put_uvarint(&mut field, node_endpoints.len() as u64 + 1);
+        for node in node_endpoints {
+            field.put_i32(node.node_id);
+            put_uvarint(&mut field, node.host.len() as u64 + 1);
+            field.put_slice(node.host.as_bytes());
+            field.put_i32(node.port);
+            put_uvarint(&mut field, 0); // rack: null
+            field.put_u8(0);
+        }
+        put_uvarint(&mut w.current, 1);
+        put_uvarint(&mut w.current, TAG_NODE_ENDPOINTS);
+        put_uvarint(&mut w.current, field.len() as u64);
+        w.current.put_slice(&field);
+    } else {
+        w.no_tags();
+    }
     finish(w)
 }
 
@@ -200,6 +250,7 @@ mod tests {
                         last_stable_offset: 10,
                         log_start_offset: 3,
                         records: Some((batch.clone(), batch.len() as u32)),
+                        current_leader: None,
                     },
                     PartitionData {
                         partition: 5,
@@ -208,11 +259,13 @@ mod tests {
                         last_stable_offset: 4,
                         log_start_offset: 0,
                         records: None,
+                        current_leader: Some(CurrentLeader { leader_id: 2003, leader_epoch: 4 }),
                     },
                 ],
             }];
             let mut wire = Vec::new();
-            for piece in encode(version, 99, 0, 0, topics) {
+            let endpoints = [NodeEndpoint { node_id: 2003, host: "127.0.0.2", port: 9095 }];
+            for piece in encode(version, 99, 0, 0, topics, &endpoints) {
                 match piece {
                     Piece::Inline(b) => wire.extend_from_slice(&b),
                     Piece::Records(r, _) => wire.extend_from_slice(&r),
@@ -237,6 +290,14 @@ mod tests {
             assert_eq!((p[1].partition_index, p[1].error_code), (5, 1));
             if version >= 5 {
                 assert_eq!(p[0].log_start_offset, 3);
+            }
+            if version >= 12 {
+                assert_eq!((p[1].current_leader.leader_id.0, p[1].current_leader.leader_epoch), (2003, 4));
+                assert_eq!(p[0].current_leader.leader_id.0, -1, "v{version}: no leader told where none was set");
+            }
+            if version >= 16 {
+                let node = &response.node_endpoints[0];
+                assert_eq!((node.node_id.0, node.host.as_str(), node.port), (2003, "127.0.0.2", 9095));
             }
         }
     }

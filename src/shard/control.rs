@@ -1,7 +1,11 @@
 //! The control plane between shards: metadata changes go to shard 0, which
-//! persists them and broadcasts the new snapshot to every shard; a change is
-//! answered only once every shard has applied it. Never on the data path.
+//! persists them (a single node's metadata log) or has the controller
+//! quorum commit them (a cluster), and broadcasts the new snapshot to every
+//! shard; a change is answered only once every shard has applied it. In a
+//! cluster, shard 0 also follows the quorum: every state committed (by any
+//! node) reaches every shard the same way. Never on the data path.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -9,17 +13,32 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shard;
-use crate::metadata::{MetadataError, MetadataRecord, ProducerIdBlock, Snapshot};
+use crate::controller::{ControllerError, ControllerHandle};
+use crate::metadata::{
+    MetadataError, MetadataRecord, MetadataStore, ProducerIdBlock, Snapshot, PRODUCER_ID_BLOCK_SIZE,
+};
 use crate::partition::Replica;
+
+/// Tries at a producer id block before giving up: each try loses only to
+/// another node's allocation committed first.
+const PRODUCER_ID_BLOCK_TRIES: usize = 8;
+
+/// Where shard 0 takes metadata changes.
+pub enum MetadataOwner {
+    /// A single node: its own metadata log.
+    Local(RefCell<MetadataStore>),
+    /// A cluster: the controller quorum.
+    Quorum(ControllerHandle),
+}
 
 /// Replicas whose producer tables are rebuilt at once.
 const PRODUCER_REBUILD_CONCURRENCY: usize = 8;
 
 pub enum Control {
     /// To shard 0: persist and apply one metadata change.
-    Change { record: MetadataRecord, reply: oneshot::Sender<Result<(), MetadataError>> },
+    Change { record: MetadataRecord, reply: oneshot::Sender<Result<(), ControlError>> },
     /// To shard 0: the next block of producer ids, durable before it is answered.
-    AllocateProducerIds { reply: oneshot::Sender<Result<ProducerIdBlock, MetadataError>> },
+    AllocateProducerIds { reply: oneshot::Sender<Result<ProducerIdBlock, ControlError>> },
     /// To every shard: adopt this snapshot (open or remove logs).
     Apply { snapshot: Arc<Snapshot>, reply: oneshot::Sender<()> },
     /// To every shard: finish in-flight requests, close logs, stop.
@@ -30,6 +49,8 @@ pub enum Control {
 pub enum ControlError {
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -40,7 +61,7 @@ impl Shard {
     pub async fn change_metadata(&self, record: MetadataRecord) -> Result<(), ControlError> {
         let (reply, answer) = oneshot::channel();
         self.mailboxes[0].send(Control::Change { record, reply }).await.map_err(|_| ControlError::ShuttingDown)?;
-        Ok(answer.await.map_err(|_| ControlError::ShuttingDown)??)
+        answer.await.map_err(|_| ControlError::ShuttingDown)?
     }
 
     /// Adopts the snapshot the broker starts with and opens the local logs.
@@ -76,7 +97,10 @@ impl Shard {
                     let _ = reply.send(self.persist_and_broadcast(record).await);
                 }
                 Control::AllocateProducerIds { reply } => {
-                    let block = self.allocate_producer_ids().expect("producer ids are asked of shard 0 only");
+                    let block = match self.allocate_producer_ids() {
+                        Some(local) => local.map_err(ControlError::from),
+                        None => self.allocate_producer_ids_from_quorum().await,
+                    };
                     let _ = reply.send(block);
                 }
                 Control::Apply { snapshot, reply } => {
@@ -114,17 +138,73 @@ impl Shard {
         }
     }
 
-    async fn persist_and_broadcast(&self, record: MetadataRecord) -> Result<(), MetadataError> {
-        let store = self.store.as_ref().expect("metadata changes are sent to shard 0 only");
+    /// Shard 0 of a single node: its metadata log.
+    pub(super) fn local_store(&self) -> Option<&RefCell<MetadataStore>> {
+        match self.metadata.as_ref()? {
+            MetadataOwner::Local(store) => Some(store),
+            MetadataOwner::Quorum(_) => None,
+        }
+    }
+
+    async fn persist_and_broadcast(&self, record: MetadataRecord) -> Result<(), ControlError> {
+        let owner = self.metadata.as_ref().expect("metadata changes are sent to shard 0 only");
         // Every partition holds descriptors and a writer task: checked here,
         // where all changes are made one at a time, so no two creations can
         // pass it together.
         let (held, asked, max) =
             (self.snapshot().partitions_held(), record.added_partitions(), self.config.partitions_max());
         if asked > 0 && held + asked > max {
-            return Err(MetadataError::TooManyPartitions { held, asked, max });
+            return Err(MetadataError::TooManyPartitions { held, asked, max }.into());
         }
-        let snapshot = Arc::new(store.borrow_mut().append(record)?.clone());
+        let snapshot = match owner {
+            MetadataOwner::Local(store) => Arc::new(store.borrow_mut().append(record)?.clone()),
+            // Committed by the quorum and applied by this node's controller;
+            // a copy for this core.
+            MetadataOwner::Quorum(controller) => Arc::new(Snapshot::clone(&*controller.propose(vec![record]).await?)),
+        };
+        self.broadcast(snapshot).await;
+        Ok(())
+    }
+
+    /// A producer id block from the controller quorum: the next free block
+    /// as this node knows it, retried when another node's came first.
+    async fn allocate_producer_ids_from_quorum(&self) -> Result<ProducerIdBlock, ControlError> {
+        let Some(MetadataOwner::Quorum(controller)) = self.metadata.as_ref() else {
+            unreachable!("a single node's shard 0 allocates from its store");
+        };
+        let mut next = controller.snapshots().borrow().producer_id_next;
+        for _ in 0..PRODUCER_ID_BLOCK_TRIES {
+            let record = MetadataRecord::AllocateProducerIds { node: self.node.id(), first: next };
+            match controller.propose(vec![record]).await {
+                Ok(_) => return Ok(ProducerIdBlock { first: next, end: next + PRODUCER_ID_BLOCK_SIZE }),
+                Err(ControllerError::Metadata(MetadataError::StaleProducerIdBlock { next: current, .. })) => {
+                    next = current;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MetadataError::StaleProducerIdBlock { got: next, next }.into())
+    }
+
+    /// Shard 0 of a cluster: every state the quorum commits, whoever
+    /// proposed it, goes to every shard (each skips one it already has).
+    pub async fn follow_quorum(self: Rc<Self>) {
+        let Some(MetadataOwner::Quorum(controller)) = self.metadata.as_ref() else { return };
+        let mut committed = controller.snapshots();
+        while committed.changed().await.is_ok() {
+            let snapshot = committed.borrow_and_update().clone();
+            for mailbox in &self.mailboxes {
+                let (reply, applied) = oneshot::channel();
+                let copy = Arc::new(Snapshot::clone(&snapshot));
+                if mailbox.send(Control::Apply { snapshot: copy, reply }).await.is_ok() {
+                    let _ = applied.await;
+                }
+            }
+        }
+    }
+
+    /// Applies `snapshot` here, then on every other shard, waiting for each.
+    async fn broadcast(&self, snapshot: Arc<Snapshot>) {
         // Apply locally first (the mailbox loop is busy running this very call).
         self.adopt(snapshot.clone()).await;
         for mailbox in &self.mailboxes[1..] {
@@ -136,7 +216,6 @@ impl Shard {
                 let _ = applied.await;
             }
         }
-        Ok(())
     }
 
     async fn shut_down(&self) {

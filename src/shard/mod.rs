@@ -10,6 +10,7 @@ mod groups;
 mod partitions;
 mod producer_expiry;
 mod producer_ids;
+mod replication;
 mod retention;
 
 use std::cell::{Cell, RefCell};
@@ -20,10 +21,10 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::cluster::{LocalNode, ReplicaPlacement, ShardId};
 use crate::config::BrokerConfig;
-use crate::metadata::{MetadataStore, Snapshot};
+use crate::metadata::Snapshot;
 use crate::model::compression::Decompressor;
 
-pub use control::{Control, ControlError};
+pub use control::{Control, ControlError, MetadataOwner};
 pub use groups::OffsetRecord;
 pub use partitions::Partitions;
 pub use producer_ids::LocalProducerIds;
@@ -138,8 +139,8 @@ pub struct Shard {
     /// Decompresses produced batches to validate their records, and batches
     /// ListOffsets looks into: one bounded buffer reused by the whole shard.
     pub decompressor: RefCell<Decompressor>,
-    /// Shard 0 only: the metadata log it owns.
-    store: Option<RefCell<MetadataStore>>,
+    /// Shard 0 only: the metadata log it owns, or the controller quorum's handle.
+    metadata: Option<MetadataOwner>,
     /// Connections served now, in all and per client address.
     pub connections: Rc<crate::net::limits::ConnectionLimits>,
     /// Set when shutdown starts; listeners stop accepting.
@@ -158,8 +159,8 @@ fn group_config(config: &BrokerConfig) -> crate::group::GroupConfig {
 }
 
 impl Shard {
-    pub fn new(id: usize, boot: &Boot, store: Option<MetadataStore>) -> Shard {
-        debug_assert_eq!(store.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
+    pub fn new(id: usize, boot: &Boot, metadata: Option<MetadataOwner>) -> Shard {
+        debug_assert_eq!(metadata.is_some(), id == 0, "shard 0 and only shard 0 owns the metadata log");
         Shard {
             id: id as u16,
             node: boot.node.clone(),
@@ -171,7 +172,7 @@ impl Shard {
             groups: RefCell::new(crate::group::Coordinator::new(group_config(&boot.config))),
             stats: ShardStats::default(),
             decompressor: RefCell::new(Decompressor::new()),
-            store: store.map(RefCell::new),
+            metadata,
             connections: crate::net::limits::ConnectionLimits::new(
                 boot.config.max_connections,
                 boot.config.max_connections_per_ip,

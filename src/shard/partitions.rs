@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use tokio::sync::Notify;
+
 use crate::cluster::ReplicaPlacement;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
@@ -27,6 +29,10 @@ pub struct Partitions {
     hot_tail: Rc<HotTail>,
     /// The bound on idempotent producers the replicas share.
     pub producers: Rc<ProducerBudget>,
+    /// Wakes the shard's ISR task: a follower caught up (replication/isr.rs).
+    isr_changes: Notify,
+    /// Wakes the shard's fetcher supervisor: some replica's role changed.
+    roles: Notify,
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -53,7 +59,25 @@ impl Partitions {
             topics: RefCell::default(),
             hot_tail: HotTail::new(hot_bytes),
             producers: Rc::new(ProducerBudget::default()),
+            isr_changes: Notify::new(),
+            roles: Notify::new(),
         }
+    }
+
+    /// A follower may join an ISR: the shard's ISR task looks now rather
+    /// than at its next tick (Kafka expands the ISR on the fetch itself).
+    pub fn isr_changes_due(&self) {
+        self.isr_changes.notify_one();
+    }
+
+    /// Resolves after some replica's role or leader epoch changed.
+    pub async fn roles_changed(&self) {
+        self.roles.notified().await
+    }
+
+    /// Resolves when [`isr_changes_due`](Self::isr_changes_due) was called.
+    pub async fn isr_changes_wanted(&self) {
+        self.isr_changes.notified().await
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Replica>> {
@@ -88,7 +112,40 @@ impl Partitions {
         for meta in snapshot.topics.values() {
             self.open_new(here, meta, broker, clean, &mut reopened);
         }
+        self.assign_roles(here, snapshot);
         reopened
+    }
+
+    /// Each local replica leads or follows as its partition's assignment
+    /// says, at its leader epoch (see `Replica::set_assignment`). A replica
+    /// that cannot record its new epoch durably stops leading: it is
+    /// reported and left as it was, and the next snapshot tries again.
+    fn assign_roles(&self, here: ReplicaPlacement, snapshot: &Snapshot) {
+        let now_ms = crate::model::now_ms();
+        let topics = self.topics.borrow();
+        for (name, local) in topics.iter() {
+            let Some(meta) = snapshot.topic(name) else { continue };
+            for (replica, assignment) in local.replicas.iter().zip(&meta.partitions) {
+                let Some(replica) = replica else { continue };
+                match replica.set_assignment(here, assignment, now_ms) {
+                    Ok(true) if assignment.replicas.len() > 1 => {
+                        self.roles.notify_one();
+                        tracing::info!(
+                            topic = %name,
+                            partition = replica.partition(),
+                            leader = ?assignment.leader.map(|l| l.broker_id()),
+                            leader_epoch = assignment.leader_epoch,
+                            leads = assignment.is_led_by(here),
+                            "partition role"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %name, partition = replica.partition(), error = %e, "cannot take the partition's new leader epoch")
+                    }
+                }
+            }
+        }
     }
 
     fn open_new(

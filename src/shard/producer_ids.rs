@@ -81,11 +81,13 @@ impl Shard {
         let (reply, answer) = oneshot::channel();
         let request = Control::AllocateProducerIds { reply };
         self.mailboxes[0].send(request).await.map_err(|_| ControlError::ShuttingDown)?;
-        Ok(answer.await.map_err(|_| ControlError::ShuttingDown)??)
+        answer.await.map_err(|_| ControlError::ShuttingDown)?
     }
 
-    /// Shard 0 only (None elsewhere): the next block from the metadata store.
+    /// Shard 0 of a single node only (None elsewhere): the next block from
+    /// the metadata store. (A cluster's blocks come from the controller
+    /// quorum, through shard 0's control loop.)
     pub(super) fn allocate_producer_ids(&self) -> Option<Result<ProducerIdBlock, MetadataError>> {
-        Some(self.store.as_ref()?.borrow_mut().allocate_producer_ids())
+        Some(self.local_store()?.borrow_mut().allocate_producer_ids())
     }
 }

@@ -113,15 +113,17 @@ struct Found {
 /// Whole batches from the one holding `offset`, up to `max_bytes` but at
 /// least one, searched from the batch boundary `from` up to `end` (the
 /// readable end, also a batch boundary), in `window` first when it holds
-/// bytes from `from`. None if the segment ends first.
+/// bytes from `from`; none whose last offset reaches `end_offset`. None if
+/// the segment ends first or the batch holding `offset` reaches `end_offset`.
 async fn read(
     file: &File,
     mut from: u64,
     end: u64,
-    offset: i64,
+    offsets: (i64, i64),
     max_bytes: u32,
     mut window: Option<Window>,
 ) -> io::Result<Option<Found>> {
+    let (offset, end_offset) = offsets;
     while from < end {
         let window = match window.take() {
             Some(window) => window,
@@ -134,6 +136,9 @@ async fn read(
                 at += header.total_bytes() as u64;
                 continue;
             }
+            if header.last_offset() >= end_offset {
+                return Ok(None);
+            }
             let first_end = at + header.total_bytes() as u64;
             if first_end > end {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "a batch runs past the readable bytes"));
@@ -144,7 +149,7 @@ async fn read(
                 // The file is shorter than the log says (cut under the broker).
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than its batches"));
             }
-            return Ok(Some(window.batches(at, &header, limit)));
+            return Ok(Some(window.batches(at, &header, limit, end_offset)));
         }
         if at == from {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than its batches"));
@@ -177,30 +182,38 @@ struct Ahead {
 }
 
 impl ReadAhead {
-    /// As [`read`], through the read-ahead, and reads ahead again. The bytes
+    /// As [`read`] of the batches from the one holding `offsets.0` and below
+    /// `offsets.1`, through the read-ahead, and reads ahead again. The bytes
     /// come with the memory they hold.
     pub async fn read(
         &self,
         file: &Rc<File>,
         from: u64,
         end: u64,
-        offset: i64,
+        offsets: (i64, i64),
         max_bytes: u32,
     ) -> io::Result<Option<(Bytes, usize)>> {
+        let offset = offsets.0;
         let ahead = self.slot.borrow_mut().take().filter(|a| Rc::ptr_eq(&a.file, file) && a.next_offset == offset);
         let found = match ahead {
             // A failed read ahead (say the file was cut) is read again here, to report it.
             Some(Ahead { from: ahead_from, window, .. }) => match window.await {
-                Ok(Ok(window)) => read(file, ahead_from, end, offset, max_bytes, Some(window)).await?,
-                _ => read(file, from, end, offset, max_bytes, None).await?,
+                Ok(Ok(window)) => read(file, ahead_from, end, offsets, max_bytes, Some(window)).await?,
+                _ => read(file, from, end, offsets, max_bytes, None).await?,
             },
-            None => read(file, from, end, offset, max_bytes, None).await?,
+            None => read(file, from, end, offsets, max_bytes, None).await?,
         };
         let Some(found) = found else { return Ok(None) };
         if found.end < end {
             self.start(file, found.end, end, found.next_offset, max_bytes);
         }
         Ok(Some((found.bytes, found.held_bytes)))
+    }
+
+    /// Drops what was read ahead (the log was truncated: those offsets will
+    /// hold other bytes).
+    pub fn forget(&self) {
+        self.slot.borrow_mut().take();
     }
 
     /// The offset of the read the read-ahead waits for, if any.
@@ -311,13 +324,13 @@ impl Window {
         Ok(Some(header))
     }
 
-    /// The batches from `at` (the first one's `header`) that end by `limit`
-    /// and lie in the window.
-    fn batches(&self, at: u64, header: &BatchHeader, limit: u64) -> Found {
+    /// The batches from `at` (the first one's `header`) that end by `limit`,
+    /// lie in the window and end below `end_offset`.
+    fn batches(&self, at: u64, header: &BatchHeader, limit: u64, end_offset: i64) -> Found {
         let first_end = at + header.total_bytes() as u64;
         debug_assert!(first_end <= self.end(), "the first batch lies in the window");
         let relative = |position: u64| (position - self.start) as usize;
-        let (end, last_offset) = whole_batches_end(&self.bytes, relative(first_end), relative(limit));
+        let (end, last_offset) = whole_batches_end(&self.bytes, relative(first_end), relative(limit), end_offset);
         let slice = Bytes::slice(&self.bytes, relative(at)..end);
         Found {
             bytes: read_memory::hold(slice, self.bytes.as_ptr(), self.footprint),

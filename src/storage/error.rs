@@ -23,6 +23,22 @@ pub enum StorageError {
     /// `append` was given bytes that are not whole record batches.
     #[error("append refused: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// A follower's append whose first batch starts below the log end: its
+    /// log and the leader's overlap there, so it must truncate first (or
+    /// fetch from its log end); nothing was written.
+    #[error("replicated batch at offset {base_offset} overlaps the log, whose end is {log_end_offset}")]
+    ReplicaOverlap { base_offset: i64, log_end_offset: i64 },
+    /// A follower's append whose batches do not follow one another (Kafka's
+    /// OffsetsOutOfOrderException); nothing was written.
+    #[error("replicated batch at offset {base_offset} does not follow the one before it (next offset {next_offset})")]
+    ReplicaOffsetsOutOfOrder { base_offset: i64, next_offset: i64 },
+    /// A truncation below the log start offset (Kafka refuses it too).
+    #[error("cannot truncate to offset {offset}, below the log start offset {log_start}")]
+    TruncateBelowStart { offset: i64, log_start: i64 },
+    /// An append while a truncation is queued or running: the log end is
+    /// about to move back, so offsets cannot be assigned.
+    #[error("the partition log is being truncated")]
+    Truncating,
     /// A single append that cannot fit in one segment (positions are 32-bit).
     #[error("append of {bytes} bytes cannot fit in one segment")]
     AppendTooLarge { bytes: usize },

@@ -170,15 +170,16 @@ impl<'a> HeaderWalk<'a> {
 
 /// The end of the last whole batch at or below `limit` in `bytes`, walking
 /// back-to-back batches from `first_end` (the end of the first, which is
-/// kept whatever its size, KIP-74), and the last offset of the last batch
-/// taken after the first, if any. Stops at a header it cannot parse or a
-/// batch the bytes do not hold. For batches already in memory (the hot tail,
-/// an O_DIRECT read).
-pub fn whole_batches_end(bytes: &[u8], first_end: usize, limit: usize) -> (usize, Option<i64>) {
+/// kept whatever its size, KIP-74) and taking none whose last offset
+/// reaches `end_offset` (a replica's high watermark), and the last offset of
+/// the last batch taken after the first, if any. Stops at a header it cannot
+/// parse or a batch the bytes do not hold. For batches already in memory
+/// (the hot tail, an O_DIRECT read).
+pub fn whole_batches_end(bytes: &[u8], first_end: usize, limit: usize, end_offset: i64) -> (usize, Option<i64>) {
     let (mut end, mut last_offset) = (first_end, None);
     while let Some(Ok(header)) = bytes.get(end..).map(BatchHeader::parse) {
         let next = end + header.total_bytes();
-        if next > limit || next > bytes.len() {
+        if next > limit || next > bytes.len() || header.last_offset() >= end_offset {
             break;
         }
         (end, last_offset) = (next, Some(header.last_offset()));

@@ -92,35 +92,51 @@ impl HotTail {
 
 impl LogHotTail {
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at
-    /// least one, all in one range, and the bytes of the buffer they hold
-    /// (counted in `read_memory` until dropped); None when no range holds
-    /// `offset`.
-    pub fn read(&self, offset: i64, max_bytes: u32) -> Option<(Bytes, usize)> {
-        let at = self.ranges.partition_point(|(_, r)| r.first_offset <= offset).checked_sub(1)?;
+    /// least one, all in one range and all below `end_offset`, and the bytes
+    /// of the buffer they hold (counted in `read_memory` until dropped).
+    pub fn read(&self, offset: i64, max_bytes: u32, end_offset: i64) -> HotRead {
+        let Some(at) = self.ranges.partition_point(|(_, r)| r.first_offset <= offset).checked_sub(1) else {
+            return HotRead::Missing;
+        };
         let range = &self.ranges[at].1;
         if offset > range.last_offset {
-            return None;
+            return HotRead::Missing;
         }
         let bytes = &range.bytes;
         // The range holds whole batches the append path checked; should one
         // not parse, the read falls back to the disk rather than panic.
         let mut start = range.first_batch;
         let first = loop {
-            let header = BatchHeader::parse(bytes.get(start..)?).ok()?;
+            let Some(Ok(header)) = bytes.get(start..).map(BatchHeader::parse) else { return HotRead::Missing };
             if header.last_offset() >= offset {
                 break header;
             }
             start += header.total_bytes();
         };
+        if first.last_offset() >= end_offset {
+            return HotRead::Beyond;
+        }
         let first_end = start + first.total_bytes();
         debug_assert!(first_end <= bytes.len(), "a hot range holds whole batches");
         if first_end > bytes.len() {
-            return None; // never half a batch: the disk has it whole
+            return HotRead::Missing; // never half a batch: the disk has it whole
         }
-        let (end, _) = whole_batches_end(bytes, first_end, start + max_bytes as usize);
+        let (end, _) = whole_batches_end(bytes, first_end, start + max_bytes as usize, end_offset);
         let held = read_memory::hold(bytes.slice(start..end), bytes.as_ptr(), range.footprint);
-        Some((held, range.footprint))
+        HotRead::Batches { bytes: held, held_bytes: range.footprint }
     }
+}
+
+/// What the hot tail has for a read.
+#[derive(Debug)]
+pub enum HotRead {
+    /// Whole batches, holding `held_bytes` of memory until dropped.
+    Batches { bytes: Bytes, held_bytes: usize },
+    /// The batch holding the offset reaches the read's end offset: there is
+    /// nothing to read below it.
+    Beyond,
+    /// No range holds the offset: the disk has it.
+    Missing,
 }
 
 #[cfg(test)]
@@ -146,6 +162,13 @@ mod tests {
         }
     }
 
+    fn batches(read: HotRead) -> (Bytes, usize) {
+        match read {
+            HotRead::Batches { bytes, held_bytes } => (bytes, held_bytes),
+            other => panic!("no batches: {other:?}"),
+        }
+    }
+
     #[test]
     fn reads_whole_batches_and_evicts_the_shard_oldest_first() {
         let two = batch::build(1, &[b"aa".as_slice(), b"bb"]);
@@ -153,18 +176,23 @@ mod tests {
         let a = Rc::new(RefCell::new(LogHotTail::default()));
         let b = Rc::new(RefCell::new(LogHotTail::default()));
         hot.keep(&a, range(0, &[two.clone(), two.clone()], 100));
-        let (holding_3, held) = a.borrow().read(3, 1).unwrap();
+        let (holding_3, held) = batches(a.borrow().read(3, 1, i64::MAX));
         assert_eq!(held, 2 * two.len() + 100, "the range's whole buffer");
         assert_eq!(holding_3.len(), two.len(), "at least the batch holding the offset");
         assert_eq!(BatchHeader::parse(&holding_3).unwrap().base_offset, 2);
         assert_eq!(&holding_3[8..], &two[8..], "the stored bytes, past the rewritten base offset");
-        assert_eq!(a.borrow().read(0, 1 << 20).unwrap().0.len(), 2 * two.len());
-        assert!(a.borrow().read(4, 1 << 20).is_none());
+        assert_eq!(batches(a.borrow().read(0, 1 << 20, i64::MAX)).0.len(), 2 * two.len());
+        assert!(matches!(a.borrow().read(4, 1 << 20, i64::MAX), HotRead::Missing));
+        // Bounded by an end offset: whole batches below it only.
+        assert_eq!(batches(a.borrow().read(0, 1 << 20, 4)).0.len(), 2 * two.len());
+        assert_eq!(batches(a.borrow().read(0, 1 << 20, 3)).0.len(), two.len(), "the batch 2..=3 reaches 3");
+        assert!(matches!(a.borrow().read(2, 1 << 20, 3), HotRead::Beyond), "nothing below 3 from 2 on");
+        assert!(matches!(a.borrow().read(0, 1 << 20, 0), HotRead::Beyond));
         hot.keep(&b, range(0, std::slice::from_ref(&two), 0));
         // Over budget: a's range (the oldest) goes, b's stays.
         hot.keep(&b, range(2, std::slice::from_ref(&two), 0));
-        assert!(a.borrow().read(0, 1 << 20).is_none());
-        assert_eq!(b.borrow().read(2, 1 << 20).unwrap().0.len(), two.len());
+        assert!(matches!(a.borrow().read(0, 1 << 20, i64::MAX), HotRead::Missing));
+        assert_eq!(batches(b.borrow().read(2, 1 << 20, i64::MAX)).0.len(), two.len());
         hot.forget(&b);
         assert_eq!(hot.used(), 0);
     }

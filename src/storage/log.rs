@@ -15,19 +15,20 @@ use std::rc::Rc;
 
 use tokio::sync::{Mutex, Notify};
 
-use crate::model::batch::{self, BatchError, BatchHeader, HEADER_BYTES};
+use crate::model::batch::BatchHeader;
 use crate::runtime::File;
 
+use super::append::{self, AppendShape, Stamp};
 use super::direct_read;
 use super::error::{IoContext, StorageError};
 use super::headers::HeaderWalk;
-use super::hot_tail::{HotTail, LogHotTail};
+use super::hot_tail::{HotRead, HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
-use super::segment::{self, BatchMeta, Segment};
+use super::segment::{self, Segment};
 use super::segment_set::SegmentSet;
-use super::writer::{self, WriteJob, WriterState};
+use super::writer::{self, WriterState};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,30 +123,6 @@ const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from
 pub(super) struct Inner {
     pub segments: SegmentSet,
     pub writer: WriterState,
-}
-
-/// The record batches of one append, checked to tile the buffer exactly.
-struct AppendShape {
-    records: u64,
-}
-
-fn append_shape(batches: &[u8]) -> Result<AppendShape, StorageError> {
-    if batches.is_empty() {
-        return Err(BatchError::Truncated { available: 0, needed: HEADER_BYTES }.into());
-    }
-    let mut records = 0u64;
-    let mut at = 0;
-    while at < batches.len() {
-        let header = BatchHeader::parse(&batches[at..])?;
-        let bytes = header.total_bytes();
-        if at + bytes > batches.len() || header.last_offset_delta < 0 {
-            return Err(BatchError::Truncated { available: batches.len() - at, needed: bytes }.into());
-        }
-        debug_assert!(batch::validate(&batches[at..]).is_ok(), "callers validate batches before append");
-        records += header.last_offset_delta as u64 + 1;
-        at += bytes;
-    }
-    Ok(AppendShape { records })
 }
 
 /// Where a read starts: a segment, a batch boundary at or before the wanted
@@ -259,19 +236,44 @@ impl PartitionLog {
     }
 
     /// Appends consecutive batches the caller has already validated, assigning
-    /// offsets from the log end on and stamping `leader_epoch` (the replica's). Rolls the segment first when needed. The
-    /// bytes reach the file later: await `wait_appended(&info)`.
+    /// offsets from the log end on and stamping `leader_epoch` (the
+    /// replica's). Rolls the segment first when needed. The bytes reach the
+    /// file later: await `wait_appended(&info)`.
     pub fn append(&self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
-        let shape = append_shape(batches)?;
+        let shape = append::leader_shape(batches)?;
+        self.append_shaped(batches, shape, Stamp::Assign { leader_epoch }, now_ms)
+    }
+
+    /// A follower's append (Kafka's `appendAsFollower`): batches fetched
+    /// from the leader, stored as they are, with the offsets and leader
+    /// epochs the leader gave them. Each must be whole and CRC-valid, the
+    /// first at or after the log end ([`StorageError::ReplicaOverlap`]
+    /// otherwise: truncate first), each after the one before; nothing is
+    /// written when one is not. Written and flushed as `append`'s: await
+    /// `wait_appended(&info)`.
+    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let shape = append::replicated_shape(batches, self.log_end_offset())?;
+        self.append_shaped(batches, shape, Stamp::Keep, now_ms)
+    }
+
+    fn append_shaped(
+        &self,
+        batches: &[u8],
+        shape: AppendShape,
+        stamp: Stamp,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if let Some(refusal) = inner.writer.refusal(&self.dir) {
             return Err(refusal);
         }
-        if self.needs_roll(inner, batches.len() as u64, shape.records, now_ms) {
+        if self.needs_roll(inner, batches.len() as u64, shape.offsets, now_ms) {
             self.roll(inner)?;
         }
-        let base_offset = inner.segments.log_end_offset();
+        let log_end_offset = inner.segments.log_end_offset();
+        let (base_offset, last_offset) =
+            shape.kept_offsets.unwrap_or((log_end_offset, log_end_offset + shape.offsets as i64 - 1));
         let Inner { segments, writer } = &mut *inner;
         let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
@@ -279,23 +281,18 @@ impl PartitionLog {
         }
         active.first_append_ms.get_or_insert(now_ms);
         let job = writer.open_job(active, base_offset);
-        let next_offset =
-            copy_batches(batches, base_offset, leader_epoch, job, active, self.config().index_interval_bytes);
-        job.messages += shape.records;
+        let next_offset = append::copy_batches(batches, stamp, job, active, self.config().index_interval_bytes);
+        debug_assert_eq!(next_offset, last_offset + 1, "the copy took the offsets the shape gave");
+        job.messages += shape.offsets;
         segments.appended();
         let write_epoch = inner.writer.write_epoch();
         drop(guard);
         self.wake.notify_one();
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next_offset - 1,
-            log_start_offset: self.log_start_offset(),
-            write_epoch,
-        })
+        Ok(AppendInfo { base_offset, last_offset, log_start_offset: self.log_start_offset(), write_epoch })
     }
 
-    fn needs_roll(&self, inner: &mut Inner, bytes: u64, records: u64, now_ms: i64) -> bool {
-        let last_offset = inner.segments.log_end_offset() + records as i64 - 1;
+    fn needs_roll(&self, inner: &mut Inner, bytes: u64, offsets: u64, now_ms: i64) -> bool {
+        let last_offset = inner.segments.log_end_offset() + offsets as i64 - 1;
         let config = self.config();
         let active = inner.segments.active();
         if active.size == 0 {
@@ -375,26 +372,45 @@ impl PartitionLog {
     /// least one batch (KIP-74), all below the written end and within one
     /// segment. None when `offset` is the written end.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadSlice>, StorageError> {
-        let Some(mut plan) = self.plan_read(offset)? else {
+        self.read_below(offset, max_bytes, i64::MAX).await
+    }
+
+    /// As [`Self::read`], with whole batches whose last offset is below
+    /// `end_offset` only (exclusive; a leader serves consumers below its high
+    /// watermark): a batch is never cut, so None when the batch holding
+    /// `offset` reaches `end_offset`, or `offset` is at or past it (but not
+    /// past the written end, which is out of range).
+    pub async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        end_offset: i64,
+    ) -> Result<Option<ReadSlice>, StorageError> {
+        let Some(mut plan) = self.plan_read(offset, end_offset)? else {
             return Ok(None);
         };
-        if let Some((bytes, held_bytes)) = self.hot.borrow().read(offset, max_bytes) {
-            return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
+        match self.hot.borrow().read(offset, max_bytes, end_offset) {
+            HotRead::Batches { bytes, held_bytes } => return Ok(Some(ReadSlice::Memory { bytes, held_bytes })),
+            HotRead::Beyond => return Ok(None),
+            HotRead::Missing => {}
         }
         loop {
             if let Some(direct) = self.direct_reader(plan.segment_base)? {
                 let what = || format!("reading {}", segment::log_path(&self.dir, plan.segment_base).display());
-                let read = self.read_ahead.read(&direct, plan.from, plan.end, offset, max_bytes).await.context(what)?;
+                let offsets = (offset, end_offset);
+                let read =
+                    self.read_ahead.read(&direct, plan.from, plan.end, offsets, max_bytes).await.context(what)?;
                 if let Some((bytes, held_bytes)) = read {
                     return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
                 }
-            } else if let Some(slice) = self.read_from_page_cache(&plan, offset, max_bytes).await? {
+            } else if let Some(slice) = self.read_from_page_cache(&plan, (offset, end_offset), max_bytes).await? {
                 return Ok(Some(slice));
             }
-            // Offsets missing from this segment's end continue in the next one.
+            // Offsets missing from this segment's end continue in the next
+            // one, unless it starts at or past the end offset.
             match self.plan_after(plan.segment_base) {
-                Some(next) => plan = next,
-                None => return Ok(None),
+                Some(next) if next.segment_base < end_offset => plan = next,
+                _ => return Ok(None),
             }
         }
     }
@@ -421,31 +437,55 @@ impl PartitionLog {
         }
     }
 
-    /// The batches from the one holding `offset` within the plan's segment,
-    /// found by walking headers through the page cache, for splicing.
+    /// The batches from the one holding `offsets.0` within the plan's
+    /// segment and below `offsets.1`, found by walking headers through the
+    /// page cache, for splicing.
     async fn read_from_page_cache(
         &self,
         plan: &ReadPlan,
-        offset: i64,
+        (offset, end_offset): (i64, i64),
         max_bytes: u32,
     ) -> Result<Option<ReadSlice>, StorageError> {
         let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
         let Some((start, first)) = walk.find_offset(plan.from, offset).await? else {
             return Ok(None);
         };
-        let limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
-        let end = self.read_end(&mut walk, plan.segment_base, start + first.total_bytes() as u64, limit).await?;
+        if first.last_offset() >= end_offset {
+            return Ok(None);
+        }
+        let first_end = start + first.total_bytes() as u64;
+        let mut limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
+        if end_offset < self.written_end_offset() {
+            // The end offset may fall in this segment: no byte from the
+            // batch that reaches it on.
+            let indexed = self.index_position(plan, end_offset).unwrap_or(0).max(first_end);
+            if indexed < limit {
+                if let Some((reaching, _)) = walk.find_offset(indexed, end_offset).await? {
+                    limit = limit.min(reaching);
+                }
+            }
+        }
+        let end = self.read_end(&mut walk, plan.segment_base, first_end, limit).await?;
         debug_assert!(end > start && end <= plan.end);
         Ok(Some(ReadSlice::File { file: plan.file.clone(), position: start, bytes: (end - start) as u32 }))
     }
 
-    fn plan_read(&self, offset: i64) -> Result<Option<ReadPlan>, StorageError> {
+    /// Where the sparse index of the plan's segment says the batch holding
+    /// `offset` starts at the latest; None when the segment no longer holds
+    /// the plan's file (compaction swapped it).
+    fn index_position(&self, plan: &ReadPlan, offset: i64) -> Option<u64> {
+        let mut inner = self.inner.borrow_mut();
+        let segment = inner.segments.segment_mut(plan.segment_base).filter(|s| Rc::ptr_eq(&s.file, &plan.file))?;
+        Some(segment.index.position_for(segment.relative(offset)) as u64)
+    }
+
+    fn plan_read(&self, offset: i64, end_offset: i64) -> Result<Option<ReadPlan>, StorageError> {
         let inner = self.inner.borrow();
         let (log_start, written_end_offset) = (inner.segments.log_start_offset(), inner.segments.written_end_offset());
         if offset < log_start || offset > written_end_offset {
             return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
-        if offset == written_end_offset {
+        if offset >= written_end_offset.min(end_offset) {
             return Ok(None);
         }
         let at = inner.segments.segment_for(offset);
@@ -559,38 +599,4 @@ impl Drop for PartitionLog {
         // Lets an idle writer task notice that the log is gone and end.
         self.wake.notify_one();
     }
-}
-
-/// Copies each batch into the pending buffer (one memcpy per batch),
-/// rewriting its base offset and leader epoch; indexes it. Returns the next offset.
-fn copy_batches(
-    batches: &[u8],
-    mut next_offset: i64,
-    leader_epoch: i32,
-    job: &mut WriteJob,
-    active: &mut Segment,
-    interval: u32,
-) -> i64 {
-    let mut at = 0;
-    while at < batches.len() {
-        let header = BatchHeader::parse(&batches[at..]).expect("append_shape checked every header");
-        let bytes = header.total_bytes();
-        let start = job.buf.len();
-        job.buf.extend_from_slice(&batches[at..at + bytes]);
-        batch::set_base_offset(&mut job.buf[start..], next_offset);
-        batch::set_partition_leader_epoch(&mut job.buf[start..], leader_epoch);
-        let last_offset = next_offset + header.last_offset_delta as i64;
-        let meta = BatchMeta {
-            position: active.size,
-            base_offset: next_offset,
-            last_offset,
-            max_timestamp: header.max_timestamp,
-            bytes: bytes as u64,
-        };
-        active.track(&meta, interval);
-        next_offset = last_offset + 1;
-        at += bytes;
-    }
-    job.last_offset = next_offset - 1;
-    next_offset
 }

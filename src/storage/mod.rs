@@ -5,11 +5,14 @@
 //!
 //! - `log.rs`: `PartitionLog`, the API (append, wait, read, close) that
 //!   drives the parts below, which share one `RefCell` on the shard;
+//! - `append.rs`: the checks and the copy of a leader's and a follower's
+//!   append into the pending write;
 //! - `segment_set.rs`: the segments and the log start / written end / log
 //!   end offsets, changed only through methods that check their invariants;
 //! - `writer.rs`: the writer's queue and state (`WriterState`) and its task:
 //!   group-committed writes, fdatasyncs, seals, rollback of a failed write;
 //! - `recovery.rs`: from a directory to a recovered `SegmentSet` and report;
+//! - `truncate.rs`: a follower's truncations, as jobs of the writer;
 //! - `retention.rs`: retention and DeleteRecords as removals from the
 //!   segment set, the log start checkpoint; `cleaner/`: compaction;
 //! - `io.rs`: the `LogIo` seam (writes, fdatasyncs, O_DIRECT opens) that
@@ -17,6 +20,7 @@
 //! - reads: `direct_read.rs` (O_DIRECT), `hot_tail.rs` (recent writes in
 //!   memory), `headers.rs` (walking batch headers), `read_slice.rs`.
 
+mod append;
 mod cleaner;
 mod direct_read;
 mod error;
@@ -35,6 +39,7 @@ mod sync_journal;
 #[cfg(test)]
 mod tests;
 mod timestamps;
+mod truncate;
 mod writer;
 
 pub use cleaner::{CleanSettings, CleanStats, Cleaner, CleanerError};

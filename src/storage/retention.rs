@@ -231,7 +231,7 @@ fn parse_checkpoint(text: &str) -> Option<i64> {
 
 /// Replaces the checkpoint crash-safely: a crash leaves the old file or the
 /// new one, never a torn one.
-async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), StorageError> {
+pub(super) async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), StorageError> {
     let path = checkpoint_path(dir);
     let temp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     let text = format!("{CHECKPOINT_VERSION}\n{offset}\n").into_bytes();

@@ -120,6 +120,40 @@ impl SegmentSet {
         dropped
     }
 
+    /// A follower's truncation, once everything appended is written: the
+    /// segments after the one at `at` leave the log (returned, for their
+    /// files to go), and that one keeps its first `bytes`, ends at
+    /// `next_offset` and becomes the active segment (its file is the
+    /// caller's to cut). Offsets never go below the log start.
+    pub fn truncate(&mut self, at: usize, bytes: u64, next_offset: i64, index_interval_bytes: u32) -> Vec<Segment> {
+        assert_eq!(self.written_end_offset, self.log_end_offset, "a truncation waits for every pending write");
+        assert!(
+            self.log_start_offset <= next_offset && next_offset <= self.log_end_offset,
+            "a truncation to {next_offset} stays within log start {} and log end {}",
+            self.log_start_offset,
+            self.log_end_offset
+        );
+        let gone = self.segments.split_off(at + 1);
+        self.active().truncate_to(bytes, next_offset, index_interval_bytes);
+        self.written_end_offset = next_offset;
+        self.log_end_offset = next_offset;
+        self.check();
+        gone
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: `segment`, new and empty, is the
+    /// whole log, which starts and ends at its base. Returns the old ones.
+    pub fn restart(&mut self, segment: Segment) -> Vec<Segment> {
+        assert!(segment.size == 0, "a new segment is empty");
+        let offset = segment.base_offset;
+        let gone = std::mem::replace(&mut self.segments, vec![segment]);
+        self.log_start_offset = offset;
+        self.written_end_offset = offset;
+        self.log_end_offset = offset;
+        self.check();
+        gone
+    }
+
     /// Retention: the oldest `count` segments leave the log (not the active
     /// one) and the log start moves to the first that stays, if below it.
     pub fn remove_oldest(&mut self, count: usize) -> Vec<Segment> {

@@ -32,6 +32,7 @@ use super::error::{IoContext, StorageError};
 use super::hot_tail::HotRange;
 use super::log::PartitionLog;
 use super::segment::{self, Segment};
+use super::truncate::Truncation;
 
 pub(super) enum Job {
     Write(WriteJob),
@@ -41,6 +42,8 @@ pub(super) enum Job {
     },
     /// Unlink the files of segments retention took out of the log (retention.rs).
     Delete(Vec<i64>),
+    /// A follower's truncation (truncate.rs), after every write queued before.
+    Truncate(Truncation, oneshot::Sender<Result<(), StorageError>>),
     /// The last job: fsync, write the active segment's indexes, stop.
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -120,6 +123,8 @@ pub(super) struct WriterState {
     sync: SyncState,
     /// close() was called: appends are refused.
     closing: bool,
+    /// A truncation is queued or running: appends are refused until it ends.
+    truncating: bool,
     /// The writer task has finished.
     done: bool,
     /// The writer task is doing a job it took from the queue (tests wait
@@ -143,6 +148,9 @@ impl WriterState {
     pub fn refusal(&self, dir: &Path) -> Option<StorageError> {
         if self.closing {
             return Some(StorageError::Closed);
+        }
+        if self.truncating {
+            return Some(StorageError::Truncating);
         }
         let reason = self.offline.as_ref()?;
         Some(StorageError::Offline { dir: dir.display().to_string(), reason: reason.clone() })
@@ -188,6 +196,28 @@ impl WriterState {
             self.sync.forget(&segment.write_file());
         }
         self.queue.push_back(Job::Delete(gone.iter().map(|s| s.base_offset).collect()));
+    }
+
+    /// Queues a truncation after every job queued so far; appends are
+    /// refused until it has run.
+    pub fn truncate(&mut self, truncation: Truncation) -> oneshot::Receiver<Result<(), StorageError>> {
+        debug_assert!(!self.truncating && !self.closing, "the caller checked `refusal`");
+        self.truncating = true;
+        let (sender, reply) = oneshot::channel();
+        self.queue.push_back(Job::Truncate(truncation, sender));
+        reply
+    }
+
+    /// A truncation has run: offsets below the old log end will be reused,
+    /// so earlier appends' `write_epoch` no longer matches (as after a
+    /// rollback), and appends are taken again.
+    pub fn truncated(&mut self, gone: &[Segment]) {
+        self.truncating = false;
+        self.rollbacks += 1;
+        for segment in gone {
+            self.sync.forget(&segment.file);
+            self.sync.forget(&segment.write_file());
+        }
     }
 
     /// Queues the close (the last job); None if close was already called.
@@ -276,8 +306,8 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
             job
         };
         seals.retain(|seal| !seal.is_finished());
-        if matches!(job, Some(Job::Delete(_) | Job::Close(_))) {
-            // Deleted files and a clean close come after every seal.
+        if matches!(job, Some(Job::Delete(_) | Job::Truncate(..) | Job::Close(_))) {
+            // Deleted files, a truncation and a clean close come after every seal.
             for seal in seals.drain(..) {
                 let _ = seal.await;
             }
@@ -293,6 +323,9 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
                 }));
             }
             Some(Job::Delete(bases)) => log.remove_segment_files(bases).await,
+            Some(Job::Truncate(truncation, reply)) => {
+                let _ = reply.send(log.run_truncation(truncation).await);
+            }
             Some(Job::Close(reply)) => {
                 let _ = reply.send(log.finish().await);
                 return;
@@ -332,7 +365,7 @@ impl PartitionLog {
             || inner.writer.queue.iter().any(|job| match job {
                 Job::Seal { base_offset } => *base_offset == base,
                 Job::Write(write) => write.segment_base == base,
-                Job::Delete(_) | Job::Close(_) => false,
+                Job::Delete(_) | Job::Truncate(..) | Job::Close(_) => false,
             })
     }
 
@@ -421,7 +454,7 @@ impl PartitionLog {
     /// holds for it, so that new segments' entries can be made durable even
     /// when the process is out of descriptors (opening the directory then
     /// failed, and that took the partition offline until a restart).
-    async fn sync_own_dir(&self) -> Result<(), StorageError> {
+    pub(super) async fn sync_own_dir(&self) -> Result<(), StorageError> {
         self.dir_file.sync_all().await.context(|| format!("fsync of directory {}", self.dir.display()))
     }
 
@@ -452,7 +485,7 @@ impl PartitionLog {
     /// An fdatasync failed: what was acknowledged may not be on disk, and a
     /// retry could report success for pages the kernel already dropped. So,
     /// as Kafka takes the log directory offline, refuse appends from now on.
-    fn go_offline(&self, error: &StorageError) {
+    pub(super) fn go_offline(&self, error: &StorageError) {
         let mut inner = self.inner.borrow_mut();
         if inner.writer.offline.is_none() {
             tracing::error!(
@@ -506,8 +539,9 @@ impl PartitionLog {
             match job {
                 Job::Write(write) => inner.writer.recycle(write.buf),
                 Job::Seal { .. } => {}
-                // Those segments are already out of the log: their files must still go.
-                kept @ (Job::Close(_) | Job::Delete(_)) => inner.writer.queue.push_back(kept),
+                // Those segments are already out of the log: their files must
+                // still go; a truncation still runs (on what was written).
+                kept @ (Job::Close(_) | Job::Delete(_) | Job::Truncate(..)) => inner.writer.queue.push_back(kept),
             }
         }
         for (_, reply) in inner.writer.waiters.drain(..) {

@@ -40,7 +40,7 @@ pub enum TopicsCommand {
         /// Number of partitions (default: the broker's default)
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         partitions: i32,
-        /// Replication factor (default: the broker's default; corelog accepts only 1)
+        /// Replication factor (default: the broker's default; a single corelog node accepts only 1)
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config override, key=value (repeatable)

@@ -142,11 +142,14 @@ fn open_direct(dir: &Path, config: LogConfig, hot_bytes: usize, clean: bool) -> 
 }
 
 mod append_read;
+mod bounded_read;
 mod descriptors;
 mod direct_io;
 mod faulty_io;
+mod follower_append;
 mod queued_writes;
 mod recovery;
 mod retention;
 mod segment_set;
+mod truncation;
 mod writer_faults;

@@ -1,0 +1,220 @@
+//! The controller quorum (Kafka's KRaft in combined mode: every node is a
+//! voter and a broker). The cluster's metadata is a Raft log replicated by
+//! raft-rs over the voters of `controller.quorum.voters`; each node applies
+//! the committed `MetadataRecord`s to its `Snapshot` and hands every new
+//! snapshot to its shards, as the single node's metadata store does.
+//!
+//! One std thread per node drives the Raft state machine (`node`): it ticks
+//! every 100 ms, persists entries and hard state (`storage`) before sending
+//! what depends on them, and talks to the other voters over TCP
+//! (`transport`). It is off the data path: shards reach it only for
+//! metadata changes, through [`ControllerHandle`]. The leader also does
+//! KRaft's membership duties (`duties`): registration, heartbeats, fencing,
+//! partition leader elections from the ISR, preferred leader rebalance.
+
+mod duties;
+mod log;
+mod node;
+mod storage;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+
+use crate::cluster::{NodeId, NodeRegistration, Voter};
+use crate::metadata::{MetadataError, MetadataRecord, Snapshot};
+
+pub use duties::DutySettings;
+pub use node::InternalTopic;
+
+use duties::Heartbeat;
+use node::{ControllerNode, NodeSettings, Outbox, Reply, TICK_MS};
+
+/// Events the controller thread's queue holds before senders are refused.
+const EVENTS_MAX: usize = 4_096;
+/// How long a change waits to be committed before it is answered
+/// REQUEST_TIMED_OUT (Kafka's request.timeout.ms default is 30 s; the
+/// AdminClient retries sooner than that itself).
+pub const PROPOSAL_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    #[error("controller storage: {context}: {source}")]
+    Storage { context: String, source: std::io::Error },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// No quorum leader is known: an election is going on, or there is no quorum.
+    #[error("no controller quorum leader is known (an election is in progress or a quorum is missing)")]
+    NotController,
+    #[error("the change was not committed within {0} ms (is a quorum of controllers up?)")]
+    Timeout(u64),
+    #[error("the controller's queue is full")]
+    Busy,
+    #[error("the controller has stopped")]
+    Stopped,
+    #[error("controller listener on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+}
+
+/// What the controller thread is told.
+pub enum Event {
+    Raft(raft::prelude::Message),
+    Heartbeat(Heartbeat),
+    Propose { records: Vec<MetadataRecord>, reply: Reply },
+    Unreachable(NodeId),
+    Stop,
+}
+
+/// How one node's controller starts.
+pub struct ControllerConfig {
+    /// `<data_dir>/controller`.
+    pub dir: PathBuf,
+    pub me: NodeId,
+    pub voters: Vec<Voter>,
+    /// This process's registration: a new incarnation, its addresses.
+    pub registration: NodeRegistration,
+    pub duties: DutySettings,
+    pub heartbeat_interval_ms: u64,
+    pub internal_topic: Option<InternalTopic>,
+}
+
+/// The shards' way to the controller: proposals, and every committed
+/// snapshot. Cheap to clone; any thread may hold one.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    events: SyncSender<Event>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    me: NodeId,
+    incarnation: uuid::Uuid,
+}
+
+impl ControllerHandle {
+    /// Proposes `records` as one entry; answered with the state once it is
+    /// committed and applied on this node.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<Arc<Snapshot>, ControllerError> {
+        let (reply, answer) = oneshot::channel();
+        match self.events.try_send(Event::Propose { records, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ControllerError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(ControllerError::Stopped),
+        }
+        answer.await.map_err(|_| ControllerError::Stopped)?
+    }
+
+    /// Every committed state, newest first.
+    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.clone()
+    }
+
+    /// Blocks until this process's registration is committed and unfenced
+    /// (a node serves clients only then), logging while it waits.
+    pub fn wait_until_serving(&self) -> Arc<Snapshot> {
+        let started = Instant::now();
+        let mut logged = Instant::now();
+        loop {
+            let snapshot = self.snapshots.borrow().clone();
+            let mine = snapshot.nodes.get(&self.me).filter(|n| n.incarnation == self.incarnation);
+            if mine.is_some_and(|n| !n.fenced) {
+                return snapshot;
+            }
+            if logged.elapsed() >= Duration::from_secs(5) {
+                logged = Instant::now();
+                tracing::info!(
+                    waited_s = started.elapsed().as_secs(),
+                    registered = mine.is_some(),
+                    "waiting for the controller quorum to register and unfence this node"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(TICK_MS));
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = self.events.try_send(Event::Stop);
+    }
+}
+
+/// Opens the Raft storage, binds the controller listener and starts the
+/// controller thread.
+pub fn start(config: ControllerConfig) -> Result<(ControllerHandle, std::thread::JoinHandle<()>), ControllerError> {
+    let raft_ids: Vec<u64> = config.voters.iter().map(|v| node::raft_id(v.id)).collect();
+    let storage = storage::DurableStorage::open(&config.dir, &raft_ids)?;
+    let me = config.voters.iter().find(|v| v.id == config.me).expect("the configuration checked this node is a voter");
+    let (events, inbox) = mpsc::sync_channel(EVENTS_MAX);
+    let transport = transport::Transport::start(me, &config.voters, events.clone())
+        .map_err(|source| ControllerError::Listen { addr: me.addr(), source })?;
+    let (published, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let incarnation = config.registration.incarnation;
+    let settings = NodeSettings {
+        me: config.me,
+        voters: config.voters.iter().map(|v| v.id).collect(),
+        registration: config.registration,
+        duties: config.duties,
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        proposal_timeout_ms: PROPOSAL_TIMEOUT_MS,
+        internal_topic: config.internal_topic,
+    };
+    let node = ControllerNode::new(storage, settings, published)?;
+    let thread = std::thread::Builder::new()
+        .name("controller".into())
+        .spawn(move || run(node, inbox, transport))
+        .map_err(|source| ControllerError::Storage { context: "start the controller thread".into(), source })?;
+    Ok((ControllerHandle { events, snapshots, me: config.me, incarnation }, thread))
+}
+
+fn run(mut node: ControllerNode, inbox: Receiver<Event>, transport: transport::Transport) {
+    let clock = Instant::now();
+    let now_ms = || clock.elapsed().as_millis() as u64;
+    let mut next_tick_ms = TICK_MS;
+    let mut out = Outbox::default();
+    loop {
+        let wait = next_tick_ms.saturating_sub(now_ms());
+        let first = match inbox.recv_timeout(Duration::from_millis(wait)) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Everything queued is stepped before the next Ready: one fsync for all.
+        for event in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+            match event {
+                Event::Raft(message) => node.step(message),
+                Event::Heartbeat(heartbeat) => node.heartbeat(heartbeat, now_ms()),
+                Event::Propose { records, reply } => {
+                    node.propose(records, Some(reply), now_ms());
+                }
+                Event::Unreachable(peer) => node.report_unreachable(peer),
+                Event::Stop => {
+                    tracing::info!("controller stopped");
+                    return;
+                }
+            }
+        }
+        let now = now_ms();
+        if now >= next_tick_ms {
+            node.tick(now, &mut out);
+            // After a stall (a slow fsync), the ticks missed are not replayed in a burst.
+            next_tick_ms = (next_tick_ms + TICK_MS).max(now + 1);
+        }
+        if let Err(e) = node.drive(now, &mut out) {
+            // The Raft state can no longer be made durable: this node stops
+            // taking part rather than vote or acknowledge what it may lose.
+            tracing::error!(error = %e, "controller storage failed: this node leaves the quorum");
+            return;
+        }
+        for message in out.messages.drain(..) {
+            if let Some(to) = node::node_of(message.to) {
+                transport.send(to, transport::raft_frame(&message));
+            }
+        }
+        for (to, heartbeat) in out.heartbeats.drain(..) {
+            transport.send(to, transport::heartbeat_frame(&heartbeat));
+        }
+    }
+}

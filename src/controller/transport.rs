@@ -1,0 +1,262 @@
+//! TCP between the voters' controller listeners (`controller.quorum.voters`).
+//!
+//! A frame is `[u32 length][u8 kind][payload]`, the length counting the
+//! kind and the payload and bounded by `FRAME_BYTES_MAX`, checked before
+//! anything is allocated. Kind 0 carries a raft-rs `Message` (protobuf),
+//! kind 1 a node's heartbeat to the controller leader. A frame that is too
+//! long, of an unknown kind or that does not decode closes its connection
+//! (a log line, never a panic); the sender reconnects.
+//!
+//! Each peer has one outgoing connection, written by its own thread from a
+//! bounded queue: when the queue is full or the peer is down, messages are
+//! dropped, which Raft tolerates (it resends what was not acknowledged).
+//! Connections are retried with a doubling backoff.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::Message;
+use thiserror::Error;
+
+use super::duties::Heartbeat;
+use super::Event;
+use crate::cluster::{NodeId, Voter};
+
+/// Largest frame: a snapshot of the metadata state travels as one message.
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Frames queued for one peer before new ones are dropped.
+const PEER_QUEUE_FRAMES: usize = 1_024;
+/// Inbound connections served at once (a quorum needs one per peer; the
+/// rest is room for reconnections whose old connection has not timed out).
+const INBOUND_CONNECTIONS_MAX: usize = 64;
+/// An inbound connection silent this long is closed (a leader sends a
+/// heartbeat every tick, 100 ms).
+const INBOUND_IDLE_MS: u64 = 30_000;
+const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+const CONNECT_TIMEOUT_MS: u64 = 1_000;
+const WRITE_TIMEOUT_MS: u64 = 5_000;
+
+const KIND_RAFT: u8 = 0;
+const KIND_HEARTBEAT: u8 = 1;
+const HEARTBEAT_BYTES: usize = 20;
+
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes is longer than {FRAME_BYTES_MAX}")]
+    TooLong(usize),
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("raft message does not decode: {0}")]
+    Raft(String),
+    #[error("heartbeat of {0} bytes, not {HEARTBEAT_BYTES}")]
+    Heartbeat(usize),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(5 + payload.len());
+    bytes.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
+    bytes.push(kind);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+pub fn raft_frame(message: &Message) -> Vec<u8> {
+    frame(KIND_RAFT, &message.write_to_bytes().expect("a raft message encodes"))
+}
+
+pub fn heartbeat_frame(heartbeat: &Heartbeat) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(HEARTBEAT_BYTES);
+    payload.extend_from_slice(&heartbeat.node.0.to_be_bytes());
+    payload.extend_from_slice(&heartbeat.epoch.to_be_bytes());
+    payload.extend_from_slice(&heartbeat.applied.to_be_bytes());
+    frame(KIND_HEARTBEAT, &payload)
+}
+
+/// Decodes one frame's body (kind and payload).
+pub fn decode(body: &[u8]) -> Result<Event, FrameError> {
+    let (&kind, payload) = body.split_first().ok_or(FrameError::Empty)?;
+    match kind {
+        KIND_RAFT => Message::parse_from_bytes(payload).map(Event::Raft).map_err(|e| FrameError::Raft(e.to_string())),
+        KIND_HEARTBEAT => {
+            let bytes: &[u8; HEARTBEAT_BYTES] = payload.try_into().map_err(|_| FrameError::Heartbeat(payload.len()))?;
+            let node = NodeId(u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")));
+            let epoch = i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
+            let applied = u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes"));
+            Ok(Event::Heartbeat(Heartbeat { node, epoch, applied }))
+        }
+        other => Err(FrameError::UnknownKind(other)),
+    }
+}
+
+/// Reads one frame's body; None at a clean end of stream.
+fn read_frame(stream: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut length = [0u8; 4];
+    match stream.read_exact(&mut length) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let length = u32::from_be_bytes(length) as usize;
+    if length > FRAME_BYTES_MAX {
+        return Err(FrameError::TooLong(length));
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// The outgoing side: one queue (and writer thread) per peer.
+pub struct Transport {
+    peers: Vec<(NodeId, SyncSender<Vec<u8>>)>,
+}
+
+impl Transport {
+    /// Listens on `me`'s address and starts a writer per other voter. Every
+    /// inbound frame becomes an event in `events`.
+    pub fn start(me: &Voter, voters: &[Voter], events: SyncSender<Event>) -> std::io::Result<Transport> {
+        let listener = TcpListener::bind(me.addr())?;
+        let inbound = events.clone();
+        std::thread::Builder::new().name("controller-listen".into()).spawn(move || accept(listener, inbound))?;
+        let mut peers = Vec::new();
+        for voter in voters.iter().filter(|v| v.id != me.id) {
+            let (queue, frames) = mpsc::sync_channel(PEER_QUEUE_FRAMES);
+            peers.push((voter.id, queue));
+            let (voter, events) = (voter.clone(), events.clone());
+            std::thread::Builder::new()
+                .name(format!("controller-peer-{}", voter.id))
+                .spawn(move || write_to_peer(voter, frames, events))?;
+        }
+        Ok(Transport { peers })
+    }
+
+    /// Queues `frame` for `to`; dropped if its queue is full.
+    pub fn send(&self, to: NodeId, frame: Vec<u8>) {
+        if let Some((_, queue)) = self.peers.iter().find(|(id, _)| *id == to) {
+            if let Err(TrySendError::Full(_)) = queue.try_send(frame) {
+                tracing::debug!(peer = %to, "controller: peer queue full, message dropped");
+            }
+        }
+    }
+}
+
+fn accept(listener: TcpListener, events: SyncSender<Event>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if open.load(Ordering::Relaxed) >= INBOUND_CONNECTIONS_MAX {
+            tracing::warn!(peer = ?stream.peer_addr().ok(), "controller: too many inbound connections, refused");
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (events, open) = (events.clone(), open.clone());
+        let spawned = std::thread::Builder::new().name("controller-conn".into()).spawn(move || {
+            read_from_peer(stream, &events);
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+        if spawned.is_err() {
+            tracing::warn!("controller: cannot start a connection thread");
+        }
+    }
+}
+
+fn read_from_peer(mut stream: TcpStream, events: &SyncSender<Event>) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(INBOUND_IDLE_MS)));
+    let _ = stream.set_nodelay(true);
+    loop {
+        let event = match read_frame(&mut stream).and_then(|body| body.map(|b| decode(&b)).transpose()) {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(?peer, error = %e, "controller: closing a connection that sent a bad frame");
+                return;
+            }
+        };
+        match events.try_send(event) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+fn write_to_peer(voter: Voter, frames: Receiver<Vec<u8>>, events: SyncSender<Event>) {
+    let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+    let mut connection: Option<TcpStream> = None;
+    while let Ok(frame) = frames.recv() {
+        if connection.is_none() {
+            connection = connect(&voter);
+            if connection.is_none() {
+                let _ = events.try_send(Event::Unreachable(voter.id));
+                // Whatever queued while the peer is down is stale: Raft resends.
+                while frames.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(backoff_ms));
+                backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+                continue;
+            }
+            backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+        }
+        let stream = connection.as_mut().expect("connected above");
+        if let Err(e) = stream.write_all(&frame) {
+            tracing::debug!(peer = %voter.id, error = %e, "controller: connection to peer lost");
+            connection = None;
+            let _ = events.try_send(Event::Unreachable(voter.id));
+        }
+    }
+}
+
+fn connect(voter: &Voter) -> Option<TcpStream> {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&voter.addr()).ok()?.next()?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(CONNECT_TIMEOUT_MS)).ok()?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
+    Some(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_hostile_ones_are_refused() {
+        let heartbeat = Heartbeat { node: NodeId(3), epoch: 77, applied: 80 };
+        let bytes = heartbeat_frame(&heartbeat);
+        let body = read_frame(&mut &bytes[..]).unwrap().unwrap();
+        assert!(matches!(decode(&body).unwrap(), Event::Heartbeat(h) if h == heartbeat));
+        let mut message = Message::default();
+        (message.from, message.to, message.term) = (1, 2, 9);
+        let body = read_frame(&mut &raft_frame(&message)[..]).unwrap().unwrap();
+        assert!(matches!(decode(&body).unwrap(), Event::Raft(m) if m == message));
+
+        // A length past the bound is refused before a byte is allocated for it.
+        let huge = [0xff, 0xff, 0xff, 0xff, KIND_RAFT];
+        assert!(matches!(read_frame(&mut &huge[..]), Err(FrameError::TooLong(_))));
+        assert!(matches!(decode(&[9, 1, 2]), Err(FrameError::UnknownKind(9))));
+        assert!(matches!(decode(&[]), Err(FrameError::Empty)));
+        assert!(matches!(decode(&[KIND_HEARTBEAT, 1, 2]), Err(FrameError::Heartbeat(2))));
+        // Random bytes as a raft message: an error or some message, never a panic.
+        let mut seed = 7u64;
+        for _ in 0..2_000 {
+            let len = (seed % 64) as usize;
+            let body: Vec<u8> = (0..=len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 56) as u8
+                })
+                .collect();
+            let _ = decode(&[&[KIND_RAFT], &body[..]].concat());
+        }
+        // A stream cut mid-frame is an error, a clean end is None.
+        assert!(read_frame(&mut &bytes[..bytes.len() - 1]).is_err());
+        assert!(read_frame(&mut &[][..]).unwrap().is_none());
+    }
+}

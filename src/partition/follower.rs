@@ -1,0 +1,193 @@
+//! A following replica (Kafka's `Partition` as follower, and the
+//! `UnifiedLog.appendAsFollower` / `truncateTo` it calls): it copies its
+//! leader's batches with their offsets and epochs, records each new epoch
+//! in its epoch cache, keeps its idempotent producers as the leader's (so
+//! that it deduplicates retries once it leads), and, whenever its leader or
+//! leader epoch changes, truncates what the new leader does not have
+//! (KIP-101/279) before it fetches again.
+
+use crate::cluster::ReplicaPlacement;
+use crate::model::batch::{self, BatchHeader};
+use crate::storage::AppendInfo;
+
+use super::{PartitionError, Replica};
+
+impl Replica {
+    /// The leader this replica follows now; None while it leads, or while
+    /// its partition has no leader.
+    pub fn followed_leader(&self) -> Option<ReplicaPlacement> {
+        let replication = self.replication.borrow();
+        let (here, assignment) = replication.placement.as_ref()?;
+        assignment.leader.filter(|leader| leader != here)
+    }
+
+    /// The epoch this follower has to truncate for before it fetches: the
+    /// partition's leader epoch, until [`truncated`](Self::truncated) says it
+    /// was done for it.
+    pub fn truncation_due(&self) -> Option<i32> {
+        let epoch = self.replication.borrow().placement.as_ref()?.1.leader_epoch;
+        (self.replication.borrow().truncated_for_epoch != Some(epoch)).then_some(epoch)
+    }
+
+    /// The latest epoch of the replica's epoch cache: what it asks its new
+    /// leader the end of (OffsetsForLeaderEpoch). None: an empty log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epochs.borrow().latest().map(|e| e.epoch)
+    }
+
+    /// Kafka's `endOffsetFor` on the leader: the epoch at or below
+    /// `requested` this replica knows and where it ended (the start of the
+    /// next one, or the log end for the current epoch).
+    pub fn end_offset_for(&self, requested: i32) -> (i32, i64) {
+        self.leader_epochs.borrow().end_offset_for(requested, self.log().log_end_offset())
+    }
+
+    /// Truncates the log to `offset` (what the leader has of the follower's
+    /// latest epoch, see `leader::truncation_offset`) and the epoch cache with
+    /// it, for the leader epoch `epoch`; then rebuilds the idempotent
+    /// producers from what is left. Never below the high watermark's records
+    /// the leader still has: the offset comes from the leader.
+    pub async fn truncate_for_epoch(&self, offset: i64, epoch: i32) -> Result<(), PartitionError> {
+        if offset < self.log().log_end_offset() {
+            tracing::info!(
+                topic = self.topic(),
+                partition = self.partition(),
+                from = self.log().log_end_offset(),
+                to = offset,
+                epoch,
+                "truncating to the new leader's log"
+            );
+            self.cut_log(offset).await?;
+            self.leader_epochs.borrow_mut().truncate_from_end(offset)?;
+            self.producers.forget_all();
+            self.restore_producers().await;
+            let hw = self.high_watermark.get().min(offset);
+            self.high_watermark.set(hw);
+        }
+        self.replication.borrow_mut().truncated_for_epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// Cuts the log at `offset`; below its log start, the whole log goes and
+    /// it starts afresh at `offset` (Kafka's `truncateFullyAndStartAt`).
+    async fn cut_log(&self, offset: i64) -> Result<(), PartitionError> {
+        match offset < self.log().log_start_offset() {
+            true => self.log().truncate_fully_and_start_at(offset).await?,
+            false => self.log().truncate_to(offset).await?,
+        }
+        Ok(())
+    }
+
+    /// The leader's log starts past this follower's end (retention or
+    /// DeleteRecords removed what it lacks): the log starts afresh there.
+    pub async fn start_at_leader_log_start(&self, leader_log_start: i64) -> Result<(), PartitionError> {
+        tracing::info!(
+            topic = self.topic(),
+            partition = self.partition(),
+            from = self.log().log_end_offset(),
+            to = leader_log_start,
+            "the leader's log starts past this follower's end: starting afresh there"
+        );
+        self.log().truncate_fully_and_start_at(leader_log_start).await?;
+        self.leader_epochs.borrow_mut().truncate_from_end(leader_log_start)?;
+        self.producers.forget_all();
+        Ok(())
+    }
+
+    /// Appends batches fetched from the leader as they are (offsets and
+    /// epochs kept): a batch of an epoch newer than the cache's latest
+    /// begins it there. The bytes are written later: await `wait_appended`.
+    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        let info = self.log().append_replicated(batches, now_ms)?;
+        let mut rest = batches;
+        while let Ok(header) = BatchHeader::parse(rest) {
+            let epoch = batch::partition_leader_epoch(rest).unwrap_or(-1);
+            if epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest) {
+                self.leader_epochs.borrow_mut().begin(epoch, header.base_offset)?;
+            }
+            if header.producer_id >= 0 && !header.is_control() {
+                self.producers.record(&header, header.base_offset, now_ms);
+            }
+            rest = &rest[header.total_bytes().min(rest.len())..];
+        }
+        Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    use crate::cluster::{NodeId, PartitionAssignment, ReplicaPlacement, ShardId};
+    use crate::config::{BrokerConfig, TopicConfig};
+    use crate::model::compression::Decompressor;
+    use crate::model::{now_ms, records, TopicPartition};
+    use crate::partition::{ReadBound, Replica, ReplicaHost};
+    use crate::storage::{HotTail, LogConfig};
+
+    fn at(node: u32) -> ReplicaPlacement {
+        ReplicaPlacement::new(NodeId(node), ShardId(0))
+    }
+
+    fn open(dir: &std::path::Path) -> Rc<Replica> {
+        let config = TopicConfig::resolve(&BTreeMap::new(), &BrokerConfig::default()).unwrap();
+        let host = ReplicaHost { hot_tail: HotTail::new(1 << 20), producers: Rc::default(), clean_shutdown: true };
+        Replica::open(TopicPartition::new("t", 0), dir, config, LogConfig::default(), &host).unwrap().0
+    }
+
+    #[test]
+    fn a_follower_copies_the_leaders_batches_with_their_offsets_and_epochs() {
+        tokio_uring::start(async {
+            let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (leader, follower) = (open(leader_dir.path()), open(follower_dir.path()));
+            let two = PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
+            leader.set_assignment(at(1), &two, 0).unwrap();
+            follower.set_assignment(at(2), &two, 0).unwrap();
+            assert_eq!(follower.followed_leader(), Some(at(1)));
+            assert_eq!(leader.followed_leader(), None);
+            assert_eq!(follower.truncation_due(), Some(3), "a new follower truncates first");
+            follower.truncate_for_epoch(0, 3).await.unwrap();
+            assert_eq!(follower.truncation_due(), None);
+
+            for value in [&b"a"[..], b"b"] {
+                let batch = records::build_keyed(now_ms(), &[(None, Some(value))]);
+                let info = leader.append(&batch, &mut Decompressor::new(), now_ms()).unwrap();
+                leader.wait_appended(&info).await.unwrap();
+            }
+            // What the leader's fetch handler reads for a follower: up to its written end.
+            let fetched = leader.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
+            let bytes = fetched.into_bytes().await.unwrap();
+            let info = follower.append_replicated(&bytes, now_ms()).unwrap();
+            follower.wait_appended(&info).await.unwrap();
+            assert_eq!((info.base_offset, info.last_offset), (0, 1), "the leader's offsets");
+            assert_eq!(follower.latest_epoch(), Some(3), "the leader's epoch, recorded from its batches");
+            assert_eq!(follower.end_offset_for(3), (3, 2));
+
+            // The follower reports its end; the leader's high watermark moves and the follower learns it.
+            let progress = leader.follower_fetched(at(2), follower.log().log_end_offset(), 10).unwrap();
+            assert_eq!(progress.high_watermark, 2);
+            assert_eq!(follower.high_watermark(), 0);
+            follower.set_follower_high_watermark(progress.high_watermark);
+            assert_eq!(follower.high_watermark(), 2);
+            follower.set_follower_high_watermark(1);
+            assert_eq!(follower.high_watermark(), 2, "never back");
+
+            // A new leader at epoch 4 had only offset 0 of epoch 3: the follower cuts its tail there.
+            let moved = PartitionAssignment { leader: Some(at(3)), leader_epoch: 4, partition_epoch: 1, ..two.clone() };
+            follower.set_assignment(at(2), &moved, 20).unwrap();
+            assert_eq!(follower.truncation_due(), Some(4));
+            let to = crate::partition::leader_rules::truncation_offset(follower.log().log_end_offset(), 1);
+            follower.truncate_for_epoch(to, 4).await.unwrap();
+            assert_eq!((follower.log().log_end_offset(), follower.truncation_due()), (1, None));
+            assert_eq!(follower.end_offset_for(3), (3, 1), "epoch 3 ends where the log now ends");
+            let left = follower.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
+            assert_eq!(
+                crate::model::batch::BatchHeader::parse(&left.into_bytes().await.unwrap()).unwrap().last_offset_delta,
+                0
+            );
+            leader.log().close().await.unwrap();
+            follower.log().close().await.unwrap();
+        });
+    }
+}

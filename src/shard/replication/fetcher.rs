@@ -1,0 +1,318 @@
+//! Follower fetchers (Kafka's `ReplicaFetcherThread`, one per source
+//! broker): each shard runs one task per leader shard it follows partitions
+//! of, which long-polls that shard with Fetch (replica id = this shard's
+//! broker id) over the shard's own io_uring TCP, and appends what comes back
+//! with the leader's offsets and epochs. Before it fetches a partition whose
+//! leader or leader epoch changed, it truncates it by OffsetsForLeaderEpoch
+//! (KIP-101/279). A task ends once no local replica follows its leader; the
+//! shard's fetcher supervisor starts one for every leader that appears.
+//!
+//! Bounded: one request in flight per task, at most
+//! `REPLICA_FETCH_RESPONSE_BYTES_MAX` per answer and
+//! `REPLICA_FETCH_PARTITION_BYTES_MAX` per partition (Kafka's
+//! replica.fetch.response.max.bytes and replica.fetch.max.bytes defaults).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::link::LeaderLink;
+use super::ReplicationError;
+use crate::cluster::ReplicaPlacement;
+use crate::model::batch::BatchHeader;
+use crate::model::now_ms;
+use crate::partition::{leader_rules, Replica};
+use crate::shard::Shard;
+use crate::storage::AppendInfo;
+
+/// Kafka's replica.fetch.max.bytes default: per partition and answer.
+const REPLICA_FETCH_PARTITION_BYTES_MAX: i32 = 1 << 20;
+/// Kafka's replica.fetch.response.max.bytes default: per answer.
+const REPLICA_FETCH_RESPONSE_BYTES_MAX: i32 = 10 << 20;
+/// What a response frame may hold beyond its records: headers of every
+/// partition. Past it, the leader is out of step and the link is dropped.
+const RESPONSE_FRAME_OVERHEAD_BYTES_MAX: usize = 4 << 20;
+/// Kafka's replica.fetch.wait.max.ms default: the leader's long poll.
+const REPLICA_FETCH_WAIT_MS_MAX: i32 = 500;
+/// Kafka's replica.fetch.backoff.ms default, after an error; doubled while
+/// errors go on, up to the max.
+const REPLICA_FETCH_BACKOFF: Duration = Duration::from_millis(1000);
+const REPLICA_FETCH_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the supervisor looks for leaders to follow, besides role changes.
+const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
+/// Fetch v12: topics by name, the replica id in the request body (v15
+/// moves it to `replica_state`); served by every corelog.
+const FETCH_VERSION: i16 = 12;
+const OFFSETS_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+const KAFKA_NONE: i16 = 0;
+const KAFKA_OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// The leaders a fetcher task runs for; a task takes its leader out when it ends.
+type Running = Rc<RefCell<HashSet<ReplicaPlacement>>>;
+
+struct Deregister(Running, ReplicaPlacement);
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.0.borrow_mut().remove(&self.1);
+    }
+}
+
+impl Shard {
+    /// Starts a fetcher for every leader shard some local replica follows,
+    /// whenever roles change; runs until shutdown.
+    pub async fn run_replica_fetchers(self: Rc<Self>) {
+        let running: Running = Rc::default();
+        while !self.stopping.get() {
+            for leader in self.followed_leaders() {
+                if running.borrow_mut().insert(leader) {
+                    let guard = Deregister(running.clone(), leader);
+                    crate::runtime::spawn(self.clone().follow(leader, guard));
+                }
+            }
+            tokio::select! {
+                _ = self.partitions.roles_changed() => {}
+                _ = tokio::time::sleep(SUPERVISOR_TICK) => {}
+                _ = self.stop.notified() => return,
+            }
+        }
+    }
+
+    fn followed_leaders(&self) -> HashSet<ReplicaPlacement> {
+        self.partitions.all().iter().filter_map(|r| r.followed_leader()).collect()
+    }
+
+    fn replicas_following(&self, leader: ReplicaPlacement) -> Vec<Rc<Replica>> {
+        self.partitions.all().into_iter().filter(|r| r.followed_leader() == Some(leader)).collect()
+    }
+
+    /// Where the leader shard listens, from the snapshot's registrations.
+    fn address_of(&self, leader: ReplicaPlacement) -> Result<SocketAddr, ReplicationError> {
+        let snapshot = self.snapshot();
+        let node = snapshot.nodes.get(&leader.node).ok_or(ReplicationError::UnknownNode(leader.broker_id()))?;
+        let port = node.port_of(leader.shard);
+        // An address, or a name resolved once per connection (a cold path).
+        let mut addrs = (node.host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|_| ReplicationError::UnknownNode(leader.broker_id()))?;
+        addrs.next().ok_or(ReplicationError::UnknownNode(leader.broker_id()))
+    }
+
+    /// One leader's fetcher: until no local replica follows it.
+    async fn follow(self: Rc<Self>, leader: ReplicaPlacement, _running: Deregister) {
+        let mut link: Option<LeaderLink> = None;
+        let mut backoff = REPLICA_FETCH_BACKOFF;
+        let mut last_error_logged: Option<Instant> = None;
+        tracing::info!(shard = self.id, leader = leader.broker_id(), "follower fetcher started");
+        while !self.stopping.get() {
+            let replicas = self.replicas_following(leader);
+            if replicas.is_empty() {
+                break;
+            }
+            match self.fetch_round(leader, &mut link, &replicas).await {
+                Ok(()) => backoff = REPLICA_FETCH_BACKOFF,
+                Err(error) => {
+                    link = None;
+                    if last_error_logged.is_none_or(|at| at.elapsed() >= REPLICA_FETCH_BACKOFF_MAX) {
+                        last_error_logged = Some(Instant::now());
+                        tracing::warn!(shard = self.id, leader = leader.broker_id(), %error, "follower fetch failed; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.notified() => break,
+                    }
+                    backoff = (backoff * 2).min(REPLICA_FETCH_BACKOFF_MAX);
+                }
+            }
+        }
+        tracing::info!(shard = self.id, leader = leader.broker_id(), "follower fetcher stopped");
+    }
+
+    /// Connects if need be, truncates the replicas that need it, fetches once.
+    async fn fetch_round(
+        &self,
+        leader: ReplicaPlacement,
+        link: &mut Option<LeaderLink>,
+        replicas: &[Rc<Replica>],
+    ) -> Result<(), ReplicationError> {
+        if link.is_none() {
+            let frame_max = REPLICA_FETCH_RESPONSE_BYTES_MAX as usize + RESPONSE_FRAME_OVERHEAD_BYTES_MAX;
+            *link = Some(LeaderLink::connect(self.address_of(leader)?, frame_max).await?);
+        }
+        let link = link.as_mut().expect("connected above");
+        let due: Vec<&Rc<Replica>> = replicas.iter().filter(|r| r.truncation_due().is_some()).collect();
+        if !due.is_empty() {
+            self.truncate(link, &due).await?;
+        }
+        let ready: Vec<&Rc<Replica>> = replicas.iter().filter(|r| r.truncation_due().is_none()).collect();
+        self.fetch_once(link, &ready).await
+    }
+
+    /// KIP-279: asks the leader where each replica's latest epoch ends there,
+    /// and truncates to that (never past the replica's own end).
+    async fn truncate(&self, link: &mut LeaderLink, replicas: &[&Rc<Replica>]) -> Result<(), ReplicationError> {
+        let mut request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(self.replica().broker_id()));
+        for replica in replicas {
+            let partition = OffsetForLeaderPartition::default()
+                .with_partition(replica.partition())
+                .with_current_leader_epoch(replica.leader_epoch())
+                .with_leader_epoch(replica.latest_epoch().unwrap_or(-1));
+            let topic = OffsetForLeaderTopic::default()
+                .with_topic(topic_name(replica.topic()))
+                .with_partitions(vec![partition]);
+            request.topics.push(topic);
+        }
+        let response = link.send(&request, OFFSETS_FOR_LEADER_EPOCH_VERSION).await?;
+        for topic in &response.topics {
+            for answer in &topic.partitions {
+                let Some(replica) = find(replicas.iter().copied(), topic.topic.as_str(), answer.partition) else {
+                    continue;
+                };
+                let Some(epoch) = replica.truncation_due() else { continue };
+                if answer.error_code != KAFKA_NONE {
+                    tracing::debug!(
+                        topic = replica.topic(),
+                        partition = replica.partition(),
+                        code = answer.error_code,
+                        "OffsetsForLeaderEpoch refused; retrying"
+                    );
+                    continue;
+                }
+                // An empty log has nothing to cut: it fetches from its end.
+                let to = match replica.latest_epoch() {
+                    Some(_) => leader_rules::truncation_offset(replica.log().log_end_offset(), answer.end_offset),
+                    None => replica.log().log_end_offset(),
+                };
+                replica.truncate_for_epoch(to, epoch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One Fetch for `replicas` from their log ends; appends what comes back
+    /// and waits for it to be written before the next fetch reports it.
+    async fn fetch_once(&self, link: &mut LeaderLink, replicas: &[&Rc<Replica>]) -> Result<(), ReplicationError> {
+        if replicas.is_empty() {
+            tokio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+            return Ok(());
+        }
+        let request = fetch_request(self.replica().broker_id(), replicas);
+        let response = link.send(&request, FETCH_VERSION).await?;
+        let mut appended: Vec<(&Rc<Replica>, AppendInfo, i64)> = Vec::new();
+        let mut refused = 0;
+        for topic in &response.responses {
+            for data in &topic.partitions {
+                let Some(replica) = find(replicas.iter().copied(), topic.topic.as_str(), data.partition_index) else {
+                    continue;
+                };
+                let behind_log_start = data.log_start_offset > replica.log().log_end_offset();
+                if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE && behind_log_start {
+                    replica.start_at_leader_log_start(data.log_start_offset).await?;
+                    continue;
+                }
+                if data.error_code != KAFKA_NONE {
+                    refused += 1;
+                    tracing::debug!(
+                        topic = replica.topic(),
+                        partition = replica.partition(),
+                        code = data.error_code,
+                        "follower fetch refused for a partition"
+                    );
+                    continue;
+                }
+                let records = whole_batches(data.records.as_deref().unwrap_or_default());
+                if records.is_empty() {
+                    replica.set_follower_high_watermark(data.high_watermark);
+                    continue;
+                }
+                let info = replica.append_replicated(records, now_ms())?;
+                appended.push((replica, info, data.high_watermark));
+            }
+        }
+        for (replica, info, leader_hw) in appended {
+            replica.wait_appended(&info).await?;
+            replica.set_follower_high_watermark(leader_hw);
+        }
+        // Every partition refused (a leader change on its way): wait for the metadata.
+        if refused > 0 && refused == replicas.len() {
+            tokio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+        }
+        Ok(())
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn find<'a>(
+    mut replicas: impl Iterator<Item = &'a Rc<Replica>>,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a Rc<Replica>> {
+    replicas.find(|r| r.topic() == topic && r.partition() == partition)
+}
+
+/// The Fetch a follower sends: each partition from its log end, at the
+/// epoch it knows, within Kafka's replica fetch bounds.
+fn fetch_request(broker_id: i32, replicas: &[&Rc<Replica>]) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for replica in replicas {
+        let partition = FetchPartition::default()
+            .with_partition(replica.partition())
+            .with_current_leader_epoch(replica.leader_epoch())
+            .with_fetch_offset(replica.log().log_end_offset())
+            .with_log_start_offset(replica.log_start_offset())
+            .with_partition_max_bytes(REPLICA_FETCH_PARTITION_BYTES_MAX);
+        match topics.last_mut().filter(|t| t.topic.as_str() == replica.topic()) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics
+                .push(FetchTopic::default().with_topic(topic_name(replica.topic())).with_partitions(vec![partition])),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(broker_id))
+        .with_max_wait_ms(REPLICA_FETCH_WAIT_MS_MAX)
+        .with_min_bytes(1)
+        .with_max_bytes(REPLICA_FETCH_RESPONSE_BYTES_MAX)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// The whole batches at the front of `records`: a leader may end an answer
+/// with part of a batch (Kafka's does at max bytes); the rest comes next time.
+fn whole_batches(records: &[u8]) -> &[u8] {
+    let mut end = 0;
+    while let Ok(header) = BatchHeader::parse(&records[end..]) {
+        let next = end + header.total_bytes();
+        if header.total_bytes() == 0 || next > records.len() {
+            break;
+        }
+        end = next;
+    }
+    &records[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records;
+
+    #[test]
+    fn only_whole_batches_are_appended() {
+        let mut two = records::build_keyed(1, &[(None, Some(b"a"))]);
+        let first = two.len();
+        two.extend(records::build_keyed(1, &[(None, Some(b"b"))]));
+        assert_eq!(whole_batches(&two).len(), two.len());
+        assert_eq!(whole_batches(&two[..two.len() - 1]).len(), first, "a cut batch waits for the next fetch");
+        assert_eq!(whole_batches(&two[..5]).len(), 0);
+        assert_eq!(whole_batches(&[]).len(), 0);
+    }
+}
