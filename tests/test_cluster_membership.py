@@ -284,7 +284,9 @@ def test_a_whole_cluster_sigkilled_and_restarted_keeps_every_topic(cluster):
                             timeout_ms=20_000)
     finally:
         admin.close()
-    before = cluster.metadata(cluster.nodes[0])
+    # Another node answered the creation: this one learns of it a moment later, as in Kafka.
+    before = wait_until(lambda: (m := cluster.metadata(cluster.nodes[0])) and set(topics) <= set(m.topics) and m,
+                        timeout=10, what="the topics on node 1")
     ids = {t: before.topics[t].partitions[0].replicas for t in topics}
     handed_out = producer_ids(cluster)
     for n in cluster.nodes:

@@ -248,6 +248,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn controller_refusals_get_kafkas_codes() {
+        let code = |e: ControllerError| ErrorCode::from(&ControlError::Controller(e)).code();
+        assert_eq!(code(ControllerError::NotController), 41, "NOT_CONTROLLER: clients look again and retry");
+        assert_eq!(code(ControllerError::Timeout(10_000)), 7, "REQUEST_TIMED_OUT without a quorum");
+        let too_few = MetadataError::ReplicationFactor { asked: 3, available: 2 };
+        assert_eq!(code(ControllerError::Metadata(too_few)), 38, "INVALID_REPLICATION_FACTOR");
+        assert_eq!(code(ControllerError::Metadata(MetadataError::UnknownBroker { partition: 0, broker: 7 })), 39);
+    }
+
+    #[test]
     fn partition_refusals_get_kafkas_codes() {
         let code = |e: PartitionError| ErrorCode::from(&e);
         assert_eq!(code(PartitionError::InternalTopic { topic: "__consumer_offsets".into() }).code(), 17);
