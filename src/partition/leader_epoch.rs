@@ -87,6 +87,9 @@ impl LeaderEpochCache {
     }
 }
 
+// The follower fetch (issue 16, replica.rs) calls these; until it is merged
+// nothing does. Remove the allow with that merge.
+#[allow(dead_code, reason = "called by the follower fetch of issue 16 (replica.rs), merged separately")]
 impl LeaderEpochCache {
     /// A follower appends a batch of `epoch` starting at `start_offset`
     /// (Kafka's `assign`): recorded, durably, when it is a new epoch or the
