@@ -205,6 +205,12 @@ impl WriterState {
         reply
     }
 
+    /// `file` was replaced (a truncation cut its segment): the next
+    /// fdatasync need not, and must not keep it open to, sync it.
+    pub fn forget_unsynced(&mut self, file: &Rc<File>) {
+        self.sync.forget(file);
+    }
+
     /// A truncation has run: offsets below the old log end will be reused,
     /// so earlier appends' `write_epoch` no longer matches (as after a
     /// rollback), and appends are taken again.
