@@ -195,14 +195,16 @@ impl PartitionLog {
     /// go (all of them: the active one is rolled first, and if that fails
     /// the others go anyway, which frees what the next roll needs). The
     /// writer task unlinks their files after any job queued before. None
-    /// when nothing goes or the log is closing.
+    /// when nothing goes, or the log is closing or being truncated.
     pub(super) fn remove_oldest_segments(
         &self,
         choose: impl FnOnce(&[SegmentView], Bounds) -> usize,
     ) -> Result<Option<HeadDeletion>, StorageError> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        if inner.writer.is_closing() {
+        // Nor while a truncation is queued: a roll now would queue a seal of
+        // the segment the truncation may make active again.
+        if inner.writer.is_closing() || inner.writer.is_truncating() {
             return Ok(None);
         }
         let views: Vec<SegmentView> = inner.segments.all().iter().map(retention::view).collect();

@@ -162,6 +162,10 @@ impl WriterState {
         self.closing
     }
 
+    pub fn is_truncating(&self) -> bool {
+        self.truncating
+    }
+
     /// A roll: the segment at `old_base` is sealed after its queued writes,
     /// and the new one's directory entry is synced with the next fdatasync.
     pub fn rolled(&mut self, old_base: i64) {
