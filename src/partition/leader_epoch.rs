@@ -1,8 +1,10 @@
 //! The leader epoch cache of one replica, as Kafka's `LeaderEpochFileCache`:
 //! for every leader epoch the replica has seen, the first offset written in
-//! it. Followers truncate by it after a leader change (KIP-101, issue 16);
-//! today one node leads every partition from creation on, so a replica has
-//! one entry, epoch 0.
+//! it. A leader begins an epoch at its log end (`begin`); a follower records
+//! the epochs of the batches it appends (`assign`, `assign_batches`). After
+//! a leader change, OffsetsForLeaderEpoch answers from `end_offset_for`, and
+//! a follower that truncated its log drops the epochs that began past its
+//! new end (`truncate_from_end`) (KIP-101, KIP-279).
 //!
 //! Kept in the partition directory as Kafka's `leader-epoch-checkpoint`, in
 //! Kafka's text format:
@@ -23,6 +25,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use crate::model::batch::{field, BatchHeader};
 
 use super::PartitionError;
 
@@ -79,6 +83,89 @@ impl LeaderEpochCache {
             );
         }
         self.entries.push(EpochEntry { epoch, start_offset });
+        self.flush()
+    }
+}
+
+// The follower fetch (issue 16, replica.rs) calls these; until it is merged
+// nothing does. Remove the allow with that merge.
+#[allow(dead_code, reason = "called by the follower fetch of issue 16 (replica.rs), merged separately")]
+impl LeaderEpochCache {
+    /// A follower appends a batch of `epoch` starting at `start_offset`
+    /// (Kafka's `assign`): recorded, durably, when it is a new epoch or the
+    /// latest one starting earlier (after a truncation). Entries that it
+    /// contradicts (an epoch as high or higher, or a start as late or later)
+    /// are dropped first, as Kafka does, so the cache stays monotonic.
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), PartitionError> {
+        assert!(epoch >= 0 && start_offset >= 0, "epoch {epoch} at {start_offset}: neither is negative");
+        let needed = self.latest().is_none_or(|l| l.epoch != epoch || start_offset < l.start_offset);
+        if !needed {
+            return Ok(());
+        }
+        let kept =
+            self.entries.iter().rposition(|e| e.epoch < epoch && e.start_offset < start_offset).map_or(0, |at| at + 1);
+        if self.entries.len() - kept > 1 || self.entries.get(kept).is_some_and(|e| e.start_offset != start_offset) {
+            tracing::warn!(path = %self.path.display(), epoch, start_offset, dropped = ?&self.entries[kept..], "leader epochs contradicted by an appended batch");
+        }
+        self.entries.truncate(kept);
+        self.entries.push(EpochEntry { epoch, start_offset });
+        self.flush()
+    }
+
+    /// `assign` for each batch of a follower's append (whole batches as
+    /// `storage::PartitionLog::append_replicated` took them): the leader
+    /// epoch each carries, from its base offset. Batches without one (-1)
+    /// are skipped. Writes the checkpoint only when an epoch begins.
+    pub fn assign_batches(&mut self, batches: &[u8]) -> Result<(), PartitionError> {
+        let mut at = 0;
+        while let Ok(header) = BatchHeader::parse(&batches[at..]) {
+            let epoch_field = &batches[at + field::PARTITION_LEADER_EPOCH..at + field::PARTITION_LEADER_EPOCH + 4];
+            let epoch = i32::from_be_bytes(epoch_field.try_into().expect("four bytes"));
+            if epoch >= 0 {
+                self.assign(epoch, header.base_offset)?;
+            }
+            at += header.total_bytes();
+            if at >= batches.len() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the epochs that begin at or after `end_offset` (Kafka's
+    /// `truncateFromEnd`): after the log was truncated there. Durable.
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), PartitionError> {
+        let kept = self.entries.partition_point(|e| e.start_offset < end_offset);
+        if end_offset < 0 || kept == self.entries.len() {
+            return Ok(());
+        }
+        self.entries.truncate(kept);
+        self.flush()
+    }
+
+    /// What OffsetsForLeaderEpoch answers for `epoch` (Kafka's
+    /// `endOffsetFor`): the largest epoch at most `epoch` and the offset
+    /// where the epoch after it begins, or `log_end_offset` when `epoch` is
+    /// the latest. An epoch older than every entry answers itself with the
+    /// first entry's start (the data before was removed; the follower
+    /// replicates from there). None (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+    /// for an epoch newer than the latest, a negative one, or an empty cache.
+    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
+        if self.latest().is_some_and(|l| l.epoch == epoch) {
+            return Some((epoch, log_end_offset));
+        }
+        let higher = self.entries.partition_point(|e| e.epoch <= epoch);
+        let next = self.entries.get(higher)?;
+        match higher.checked_sub(1) {
+            Some(floor) => Some((self.entries[floor].epoch, next.start_offset)),
+            None => Some((epoch, next.start_offset)),
+        }
+    }
+
+    fn flush(&self) -> Result<(), PartitionError> {
         crate::runtime::durable::replace(&self.path, format(&self.entries).as_bytes())
             .map_err(|source| PartitionError::CheckpointIo { path: self.path.clone(), source })
     }
@@ -215,6 +302,98 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap(), "0\n1\n0 7\n");
         cache.begin(1, 9).unwrap();
         assert_eq!(fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap(), "0\n2\n0 7\n1 9\n");
+    }
+
+    fn filled(entries: &[(i32, i64)]) -> (tempfile::TempDir, LeaderEpochCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = LeaderEpochCache::open(dir.path()).unwrap();
+        for &(epoch, start_offset) in entries {
+            cache.begin(epoch, start_offset).unwrap();
+        }
+        (dir, cache)
+    }
+
+    fn entries(cache: &LeaderEpochCache) -> Vec<(i32, i64)> {
+        cache.entries.iter().map(|e| (e.epoch, e.start_offset)).collect()
+    }
+
+    fn on_disk(dir: &Path) -> Vec<(i32, i64)> {
+        entries(&LeaderEpochCache::open(dir).unwrap())
+    }
+
+    #[test]
+    fn end_offset_for_follows_kafkas_rules() {
+        let (_dir, cache) = filled(&[(2, 10), (4, 25), (7, 40)]);
+        let log_end = 55;
+        assert_eq!(cache.end_offset_for(7, log_end), Some((7, 55)), "the latest epoch ends at the log end");
+        assert_eq!(cache.end_offset_for(4, log_end), Some((4, 40)), "an epoch ends where the next begins");
+        assert_eq!(cache.end_offset_for(5, log_end), Some((4, 40)), "an unknown epoch: the largest below it");
+        assert_eq!(cache.end_offset_for(6, log_end), Some((4, 40)));
+        assert_eq!(cache.end_offset_for(2, log_end), Some((2, 25)));
+        assert_eq!(cache.end_offset_for(3, log_end), Some((2, 25)));
+        assert_eq!(cache.end_offset_for(1, log_end), Some((1, 10)), "older than every entry: the first start");
+        assert_eq!(cache.end_offset_for(0, log_end), Some((0, 10)));
+        assert_eq!(cache.end_offset_for(8, log_end), None, "newer than the latest: undefined");
+        assert_eq!(cache.end_offset_for(-1, log_end), None, "UNDEFINED_EPOCH asked: undefined");
+        let (_dir, empty) = filled(&[]);
+        assert_eq!(empty.end_offset_for(0, 0), None, "an empty cache knows no epoch");
+    }
+
+    #[test]
+    fn assign_records_new_epochs_durably_and_ignores_known_ones() {
+        let (dir, mut cache) = filled(&[]);
+        cache.assign(1, 0).unwrap();
+        cache.assign(1, 5).unwrap();
+        assert_eq!(entries(&cache), [(1, 0)], "the same epoch later on: nothing new");
+        cache.assign(3, 12).unwrap();
+        assert_eq!(on_disk(dir.path()), [(1, 0), (3, 12)]);
+        // The latest epoch starting earlier (appended again after a truncation).
+        cache.assign(3, 10).unwrap();
+        assert_eq!(on_disk(dir.path()), [(1, 0), (3, 10)]);
+    }
+
+    #[test]
+    fn assign_drops_the_entries_it_contradicts() {
+        // A lower epoch than the latest: the later entries go (Kafka's
+        // maybeTruncateNonMonotonicEntries).
+        let (dir, mut cache) = filled(&[(1, 0), (3, 10), (5, 20)]);
+        cache.assign(4, 15).unwrap();
+        assert_eq!(on_disk(dir.path()), [(1, 0), (3, 10), (4, 15)]);
+        // A higher epoch starting no later than entries before it: they go.
+        cache.assign(6, 10).unwrap();
+        assert_eq!(entries(&cache), [(1, 0), (6, 10)]);
+        cache.assign(7, 0).unwrap();
+        assert_eq!(entries(&cache), [(7, 0)]);
+    }
+
+    #[test]
+    fn assign_batches_records_each_epoch_where_its_first_batch_starts() {
+        let (dir, mut cache) = filled(&[(0, 0)]);
+        let stamped = |base: i64, epoch: i32| {
+            let mut bytes = crate::model::batch::build(1, &[b"a".as_slice(), b"b"]);
+            crate::model::batch::set_base_offset(&mut bytes, base);
+            crate::model::batch::set_partition_leader_epoch(&mut bytes, epoch);
+            bytes
+        };
+        let fetched = [stamped(4, 0), stamped(6, 2), stamped(8, 2), stamped(10, -1), stamped(12, 5)].concat();
+        cache.assign_batches(&fetched).unwrap();
+        assert_eq!(on_disk(dir.path()), [(0, 0), (2, 6), (5, 12)]);
+    }
+
+    #[test]
+    fn truncate_from_end_drops_the_epochs_beginning_at_or_after_the_offset() {
+        let (dir, mut cache) = filled(&[(1, 0), (3, 10), (5, 20)]);
+        cache.truncate_from_end(25).unwrap();
+        assert_eq!(entries(&cache), [(1, 0), (3, 10), (5, 20)], "every epoch begins below it");
+        cache.truncate_from_end(20).unwrap();
+        assert_eq!(on_disk(dir.path()), [(1, 0), (3, 10)], "an epoch beginning at the offset goes");
+        cache.truncate_from_end(11).unwrap();
+        assert_eq!(entries(&cache), [(1, 0), (3, 10)]);
+        cache.truncate_from_end(-1).unwrap();
+        assert_eq!(entries(&cache), [(1, 0), (3, 10)], "a negative offset (undefined) changes nothing");
+        cache.truncate_from_end(0).unwrap();
+        assert_eq!(on_disk(dir.path()), []);
+        assert_eq!(cache.latest(), None);
     }
 
     #[test]

@@ -216,17 +216,6 @@ impl ReadAhead {
         self.slot.borrow_mut().take();
     }
 
-    /// The offset of the read the read-ahead waits for, if any.
-    #[cfg(test)]
-    pub fn waiting_for(&self) -> Option<i64> {
-        self.slot.borrow().as_ref().map(|ahead| ahead.next_offset)
-    }
-
-    #[cfg(test)]
-    pub fn shard_bytes() -> usize {
-        READ_AHEAD_BYTES.with(Cell::get)
-    }
-
     fn start(&self, file: &Rc<File>, from: u64, end: u64, next_offset: i64, max_bytes: u32) {
         let to = (from + read_bytes(max_bytes)).min(end);
         let Some(budget) = Budget::take(Window::span(from, to).1) else { return };
@@ -354,6 +343,66 @@ mod tests {
 
     fn spares() -> usize {
         POOL.with_borrow(Vec::len)
+    }
+
+    /// The offset of the read the read-ahead waits for, if any.
+    fn waiting_for(ahead: &ReadAhead) -> Option<i64> {
+        ahead.slot.borrow().as_ref().map(|ahead| ahead.next_offset)
+    }
+
+    fn shard_bytes() -> usize {
+        READ_AHEAD_BYTES.with(Cell::get)
+    }
+
+    /// Batches of `records` records each, back to back with their offsets.
+    fn batches(count: i64, records: usize, value_bytes: usize) -> Vec<u8> {
+        let value = vec![b'v'; value_bytes];
+        let values: Vec<&[u8]> = (0..records).map(|_| value.as_slice()).collect();
+        let mut bytes = Vec::new();
+        for i in 0..count {
+            let start = bytes.len();
+            bytes.extend_from_slice(&crate::model::batch::build(i, &values));
+            crate::model::batch::set_base_offset(&mut bytes[start..], i * records as i64);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_consumer_reading_from_the_disk_is_read_ahead_within_the_shards_budget() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("segment");
+            let bytes = batches(40, 10, 10_000);
+            std::fs::write(&path, &bytes).unwrap();
+            let file = Rc::new(crate::runtime::file_from_std(std::fs::File::open(&path).unwrap()));
+            let (end, ahead) = (bytes.len() as u64, ReadAhead::default());
+            let max = 300 << 10;
+            let read = |offset: i64, from: u64, max_bytes: u32| {
+                let (file, ahead) = (file.clone(), &ahead);
+                async move { ahead.read(&file, from, end, (offset, i64::MAX), max_bytes).await.unwrap().unwrap() }
+            };
+            let (first, _) = read(0, 0, max).await;
+            let next = crate::model::batch::validate_all(&first).last().unwrap().unwrap().last_offset() + 1;
+            assert_eq!(waiting_for(&ahead), Some(next), "the bytes after the answer are read ahead");
+            assert!(shard_bytes() >= max as usize, "and counted against the shard's budget");
+            let (second, _) = read(next, first.len() as u64, max).await;
+            assert_eq!(&second[..], &bytes[first.len()..first.len() + second.len()]);
+            // Another offset drops it.
+            read(0, 0, 1).await;
+            assert_eq!(waiting_for(&ahead), Some(10));
+            // Nothing follows the last answer: nothing is read ahead.
+            read(0, 0, u32::MAX).await;
+            assert_eq!(waiting_for(&ahead), None);
+            // Bytes read ahead for nobody are dropped after a second.
+            read(0, 0, max).await;
+            assert!(waiting_for(&ahead).is_some());
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            assert_eq!((waiting_for(&ahead), shard_bytes()), (None, 0));
+            // A truncated log forgets what was read ahead.
+            read(0, 0, max).await;
+            ahead.forget();
+            assert_eq!((waiting_for(&ahead), shard_bytes()), (None, 0));
+        });
     }
 
     #[test]

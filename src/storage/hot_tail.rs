@@ -83,11 +83,6 @@ impl HotTail {
             self.used.set(self.used.get() - range.footprint);
         }
     }
-
-    #[cfg(test)]
-    pub fn used(&self) -> usize {
-        self.used.get()
-    }
 }
 
 impl LogHotTail {
@@ -194,6 +189,6 @@ mod tests {
         assert!(matches!(a.borrow().read(0, 1 << 20, i64::MAX), HotRead::Missing));
         assert_eq!(batches(b.borrow().read(2, 1 << 20, i64::MAX)).0.len(), two.len());
         hot.forget(&b);
-        assert_eq!(hot.used(), 0);
+        assert_eq!(hot.used.get(), 0);
     }
 }

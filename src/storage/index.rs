@@ -51,11 +51,6 @@ impl OffsetIndex {
         self.entries.pop()
     }
 
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Position of the last indexed batch starting at or below
     /// `relative_offset`: the batch holding that offset starts there or later.
     pub fn position_for(&self, relative_offset: u32) -> u32 {

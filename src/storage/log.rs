@@ -26,6 +26,7 @@ use super::hot_tail::{HotRead, HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
 use super::recovery;
+use super::retention::{self, Bounds, HeadDeletion, SegmentView};
 use super::segment::{self, Segment};
 use super::segment_set::SegmentSet;
 use super::writer::{self, WriterState};
@@ -187,6 +188,73 @@ impl PartitionLog {
     /// The partition directory.
     pub(super) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Retention's change to the log: the oldest segments leave it, as many
+    /// as `choose` picks from their views and the offsets that bound what may
+    /// go (all of them: the active one is rolled first, and if that fails
+    /// the others go anyway, which frees what the next roll needs). The
+    /// writer task unlinks their files after any job queued before. None
+    /// when nothing goes, or the log is closing or being truncated.
+    pub(super) fn remove_oldest_segments(
+        &self,
+        choose: impl FnOnce(&[SegmentView], Bounds) -> usize,
+    ) -> Result<Option<HeadDeletion>, StorageError> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        // Nor while a truncation is queued: a roll now would queue a seal of
+        // the segment the truncation may make active again.
+        if inner.writer.is_closing() || inner.writer.is_truncating() {
+            return Ok(None);
+        }
+        let views: Vec<SegmentView> = inner.segments.all().iter().map(retention::view).collect();
+        let bounds = Bounds {
+            log_start_offset: inner.segments.log_start_offset(),
+            written_end_offset: inner.segments.written_end_offset(),
+            log_end_offset: inner.segments.log_end_offset(),
+        };
+        let mut count = choose(&views, bounds);
+        if count == views.len() {
+            // Everything is written (the written end is the log end), so
+            // the new active segment starts where the next append will.
+            if let Err(error) = self.roll(inner) {
+                count -= 1;
+                if count == 0 {
+                    return Err(error);
+                }
+            }
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        let gone: Vec<Segment> = inner.segments.remove_oldest(count);
+        inner.writer.delete(&gone);
+        let deletion = HeadDeletion {
+            segments: gone.len(),
+            bytes: gone.iter().map(|s| s.size).sum(),
+            log_start_offset: inner.segments.log_start_offset(),
+        };
+        drop(guard);
+        self.wake.notify_one();
+        Ok(Some(deletion))
+    }
+
+    /// DeleteRecords' change to the log: the log start moves up to `target`
+    /// once `persist` (the checkpoint write, which does not run before) has
+    /// made it durable. One at a time, so an older start never lands last.
+    /// False when `target` is not above the log start.
+    pub(super) async fn raise_log_start(
+        &self,
+        target: i64,
+        persist: impl std::future::Future<Output = Result<(), StorageError>>,
+    ) -> Result<bool, StorageError> {
+        let _writing = self.checkpoint_lock.lock().await;
+        if target <= self.log_start_offset() {
+            return Ok(false);
+        }
+        persist.await?;
+        self.inner.borrow_mut().segments.move_log_start(target);
+        Ok(true)
     }
 
     /// The segments and offsets, for the cleaner and retention to read.

@@ -106,43 +106,7 @@ impl PartitionLog {
         policy: RetentionPolicy,
         now_ms: i64,
     ) -> Result<Option<HeadDeletion>, StorageError> {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        if inner.writer.is_closing() {
-            return Ok(None);
-        }
-        let views: Vec<SegmentView> = inner.segments.all().iter().map(view).collect();
-        let bounds = Bounds {
-            log_start_offset: inner.segments.log_start_offset(),
-            written_end_offset: inner.segments.written_end_offset(),
-            log_end_offset: inner.segments.log_end_offset(),
-        };
-        let mut count = deletable_segments(&views, bounds, policy, now_ms);
-        if count == views.len() {
-            // Everything is written (the written end is the log end), so
-            // the new active segment starts where the next append will. If
-            // it cannot be created (out of descriptors, say), the others go
-            // anyway: that frees what the next roll needs.
-            if let Err(error) = self.roll(inner) {
-                count -= 1;
-                if count == 0 {
-                    return Err(error);
-                }
-            }
-        }
-        if count == 0 {
-            return Ok(None);
-        }
-        let gone: Vec<Segment> = inner.segments.remove_oldest(count);
-        inner.writer.delete(&gone);
-        let deletion = HeadDeletion {
-            segments: gone.len(),
-            bytes: gone.iter().map(|s| s.size).sum(),
-            log_start_offset: inner.segments.log_start_offset(),
-        };
-        drop(guard);
-        self.wake.notify_one();
-        Ok(Some(deletion))
+        self.remove_oldest_segments(|views, bounds| deletable_segments(views, bounds, policy, now_ms))
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1: the
@@ -156,14 +120,8 @@ impl PartitionLog {
             let log_start = self.log_start_offset();
             return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
         }
-        // One checkpoint write at a time, so an older start never lands last.
-        let _writing = self.checkpoint_lock.lock().await;
-        if target <= self.log_start_offset() {
+        if !self.raise_log_start(target, write_checkpoint(self.dir(), target)).await? {
             return Ok((self.log_start_offset(), None));
-        }
-        write_checkpoint(&self.dir, target).await?;
-        {
-            self.inner.borrow_mut().segments.move_log_start(target);
         }
         let deleted = self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
         Ok((self.log_start_offset(), deleted))
@@ -176,9 +134,9 @@ impl PartitionLog {
     pub(super) async fn remove_segment_files(&self, bases: Vec<i64>) {
         for base in bases {
             let paths = [
-                segment::time_index_path(&self.dir, base),
-                segment::index_path(&self.dir, base),
-                segment::log_path(&self.dir, base),
+                segment::time_index_path(self.dir(), base),
+                segment::index_path(self.dir(), base),
+                segment::log_path(self.dir(), base),
             ];
             for path in paths {
                 match crate::runtime::remove_file(&path).await {
@@ -192,7 +150,7 @@ impl PartitionLog {
     }
 }
 
-fn view(segment: &Segment) -> SegmentView {
+pub(super) fn view(segment: &Segment) -> SegmentView {
     SegmentView { base_offset: segment.base_offset, bytes: segment.size, max_timestamp: segment.max_timestamp }
 }
 

@@ -14,7 +14,7 @@ impl PartitionLog {
         let mut searched = None;
         while let Some(plan) = self.timestamp_plan(searched, timestamp) {
             searched = Some(plan.segment_base);
-            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
+            let mut walk = HeaderWalk::new(self.dir(), plan.segment_base, plan.file, plan.end);
             if let Some(header) = walk.find_timestamp(plan.from, timestamp).await? {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }

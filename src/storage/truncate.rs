@@ -149,10 +149,17 @@ impl PartitionLog {
             // that read the old one must not swap its copy in (it checks the
             // descriptor), and the O_DIRECT one is opened again on demand.
             let reopened = segment::open_log_file(&path, false)?;
+            let old_files = [active.file.clone(), active.write_file()];
             active.file = Rc::new(file_from_std(reopened));
             active.direct = None;
             active.open_writer(&path, direct_io, self.io)?;
-            break (gone, base, bytes, next_offset, active.file.clone());
+            let cut_file = active.file.clone();
+            // Nothing written through the old descriptors is unsynced now
+            // (the cut is fdatasynced below): they must not stay held open.
+            for file in &old_files {
+                inner.writer.forget_unsynced(file);
+            }
+            break (gone, base, bytes, next_offset, cut_file);
         };
         self.forget_cached_reads();
         for later in gone.iter().rev() {

@@ -127,9 +127,6 @@ pub(super) struct WriterState {
     truncating: bool,
     /// The writer task has finished.
     done: bool,
-    /// The writer task is doing a job it took from the queue (tests wait
-    /// for it to be idle).
-    busy: bool,
     /// Failed writes so far; each rolled the log end back to the written end.
     rollbacks: u64,
     /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
@@ -163,6 +160,10 @@ impl WriterState {
 
     pub fn is_closing(&self) -> bool {
         self.closing
+    }
+
+    pub fn is_truncating(&self) -> bool {
+        self.truncating
     }
 
     /// A roll: the segment at `old_base` is sealed after its queued writes,
@@ -206,6 +207,12 @@ impl WriterState {
         let (sender, reply) = oneshot::channel();
         self.queue.push_back(Job::Truncate(truncation, sender));
         reply
+    }
+
+    /// `file` was replaced (a truncation cut its segment): the next
+    /// fdatasync need not, and must not keep it open to, sync it.
+    pub fn forget_unsynced(&mut self, file: &Rc<File>) {
+        self.sync.forget(file);
     }
 
     /// A truncation has run: offsets below the old log end will be reused,
@@ -299,12 +306,7 @@ pub(super) async fn run(log: Weak<PartitionLog>, wake: Rc<Notify>, created: bool
     let mut seals: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let Some(log) = log.upgrade() else { return };
-        let job = {
-            let mut inner = log.inner.borrow_mut();
-            let job = inner.writer.queue.pop_front();
-            inner.writer.busy = job.is_some();
-            job
-        };
+        let job = { log.inner.borrow_mut().writer.queue.pop_front() };
         seals.retain(|seal| !seal.is_finished());
         if matches!(job, Some(Job::Delete(_) | Job::Truncate(..) | Job::Close(_))) {
             // Deleted files, a truncation and a clean close come after every seal.
@@ -367,14 +369,6 @@ impl PartitionLog {
                 Job::Write(write) => write.segment_base == base,
                 Job::Delete(_) | Job::Truncate(..) | Job::Close(_) => false,
             })
-    }
-
-    /// The writer has nothing queued and no job running: tests wait for
-    /// it (`writer_busy` exists for them only).
-    #[cfg(test)]
-    pub(super) fn writer_idle(&self) -> bool {
-        let inner = self.inner.borrow();
-        inner.writer.queue.is_empty() && !inner.writer.busy
     }
 
     fn sync_due(&self) -> bool {

@@ -30,7 +30,7 @@ fn deleted_segments_let_go_of_their_descriptors(direct_io: bool) {
         assert!(segments >= 8, "rolled into {segments} segments");
         let deleted = log.delete_old_segments(RetentionPolicy { retention_ms: 0, retention_bytes: -1 }, 1_000_000);
         assert!(deleted.unwrap().is_some());
-        settle(&log).await;
+        eventually(|| open_files_under(dir.path()).iter().all(|f| !f.ends_with("(deleted)"))).await;
         let open = open_files_under(dir.path());
         assert!(open.iter().all(|f| !f.ends_with("(deleted)")), "deleted segments still open: {open:?}");
         // The new active segment (two descriptors with O_DIRECT) and the directory.

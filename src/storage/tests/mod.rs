@@ -16,7 +16,6 @@ use crate::model::batch::{self, BatchHeader};
 /// The leader epoch a test replica stamps (not 0, to tell it from a zeroed field).
 const STAMPED_EPOCH: i32 = 3;
 
-use super::direct_read::ReadAhead;
 use super::segment;
 use super::{HotTail, LogConfig, PartitionLog, ReadSlice, RecoveryReport, StorageError};
 use faulty_io::io;
@@ -123,12 +122,14 @@ async fn wait_for_seals(log: &PartitionLog) {
     }
 }
 
-/// Lets the writer task run the queued jobs (deletions included) until it
-/// is idle: a loaded machine can take far longer than a fixed grace period.
-async fn settle(log: &PartitionLog) {
+/// Lets the writer task run its queued jobs (deletions included) until
+/// `done` holds, as files or descriptors show it: a loaded machine can take
+/// far longer than a fixed grace period. Gives up after ten seconds (the
+/// caller's assertion then says what is missing).
+async fn eventually(mut done: impl FnMut() -> bool) {
     for _ in 0..10_000 {
-        if log.writer_idle() {
-            break;
+        if done() {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

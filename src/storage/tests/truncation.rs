@@ -3,6 +3,7 @@
 //! and a crash at any step recovers a prefix of the old log.
 
 use super::*;
+use crate::storage::RetentionPolicy;
 
 /// 20 batches of 1 to 3 records over several segments; returns the log end.
 async fn fill(log: &PartitionLog, timestamp: i64) -> i64 {
@@ -255,5 +256,26 @@ fn reads_after_a_truncation_answer_the_new_batches_not_the_removed_ones() {
             let read = headers(&slice_bytes(&log.read(offset, 1).await.unwrap().unwrap()));
             assert_eq!(read[0].base_timestamp, 200 + (offset - 2) / 2, "offset {offset}");
         }
+    });
+}
+
+#[test]
+fn retention_waits_while_a_truncation_is_queued() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(1500), true);
+        let end = fill(&log, 0).await;
+        let everything = RetentionPolicy { retention_ms: 0, retention_bytes: -1 };
+        let mut truncation = std::pin::pin!(log.truncate_to(end - 3));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(truncation.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        // It would roll the active segment (every segment expired) and queue
+        // a seal of a segment the truncation makes active again.
+        assert_eq!(log.delete_old_segments(everything, 1_000_000).unwrap(), None);
+        truncation.await.unwrap();
+        let refill = batch_of(9, 1, 10);
+        let offset = append(&log, &refill).await;
+        assert_eq!(contents(&log).await.0.last().unwrap().base_offset, offset);
+        assert!(log.delete_old_segments(everything, 1_000_000).unwrap().is_some(), "and goes on after it");
     });
 }
