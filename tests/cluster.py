@@ -1,116 +1,177 @@
 """A corelog cluster for the tests: N `corelog serve` processes, node i on
 127.0.0.i (the loopback /8 gives each node an address of its own, as
-separate machines have), every node a voter of the controller quorum.
-
-Each node listens on the same ports of its own address: shard s on P + s,
-its controller on P + shards. Timings are shortened (session timeout,
-heartbeats, replica lag) so that failover fits a test; the rules are Kafka's.
+separate machines have), every node a voter of the controller quorum, with
+the port layout of the issue's own command (shards from the base port,
+stepping over the controller port at base + 1). Session timeouts are
+shortened (3 s) so that failover fits a test; the rules are Kafka's.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import re
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
-from conftest import Broker, READY_TIMEOUT, free_port_range
+import pytest
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient
 
-SHARDS_PER_NODE_MAX = 1000
+from conftest import corelog_bin
+from helpers import QUIET, wait_until
 
-# What tests/cluster.py runs every node with: a failed node is fenced after
-# 3 s (Kafka's 9 s default), a follower leaves the ISR after 3 s behind.
-CLUSTER_TOML = """\
-broker_session_timeout_ms = 3000
-broker_heartbeat_interval_ms = 500
-replica_lag_time_max_ms = 3000
-log_segment_bytes_min = 1024
-"""
-
-
-def node_of(broker_id: int) -> int:
-    """The node of a Kafka broker id (node id x 1000 + shard)."""
-    return broker_id // SHARDS_PER_NODE_MAX
+HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+SHARDS = 2
+SESSION_TIMEOUT_MS = 3_000
+START_TIMEOUT = 60.0
 
 
-class Cluster:
-    def __init__(self, binary, base: Path, nodes=3, shards=2, toml_extra="", args=None):
-        self.shards = shards
-        self.port = free_port_range(shards + 1)
-        self.controller_port = self.port + shards
-        voters = ",".join(f"{i}@127.0.0.{i}:{self.controller_port}" for i in range(1, nodes + 1))
-        config = Path(base) / "cluster.toml"
-        config.write_text(CLUSTER_TOML + toml_extra)
-        self.nodes: dict[int, Broker] = {}
-        for i in range(1, nodes + 1):
-            node_args = {
-                "node-id": i,
-                "controller-quorum-voters": voters,
-                "config": config,
-                **(args or {}),
-            }
-            b = Broker(binary, Path(base) / f"node{i}", Path(base) / f"node{i}.stderr.log", shards=shards,
-                       args=node_args)
-            b.host = f"127.0.0.{i}"
-            b.port = self.port
-            self.nodes[i] = b
+def host_of(node_id: int) -> str:
+    return f"127.0.0.{node_id}"
+
+
+def _free_everywhere(port: int, hosts) -> bool:
+    for host in hosts:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def _ports(hosts, shards=SHARDS) -> tuple[int, int]:
+    """(shard base port, controller port), free on every host. As in the
+    issue's command (--port 9092, voters on :9093), the controller port is
+    base + 1, inside the shards' range: shard 1 steps over it to base + 2."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+        s.close()
+        if base + shards + 1 < 65535 and all(_free_everywhere(base + i, hosts) for i in range(shards + 1)):
+            return base, base + 1
+    raise RuntimeError("no free ports")
+
+
+def shard_port(base: int, shard: int) -> int:
+    return base + shard + (1 if shard >= 1 else 0)
+
+
+class Node:
+    def __init__(self, cluster: "Cluster", node_id: int):
+        self.cluster, self.id, self.host = cluster, node_id, host_of(node_id)
+        self.data_dir = cluster.dir / f"node{node_id}"
+        self.log_path = cluster.dir / f"node{node_id}.log"
+        self.proc = None
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(f"{n.host}:{n.port}" for n in self.nodes.values())
+        return f"{self.host}:{self.cluster.port}"
 
-    def node(self, node_id: int) -> Broker:
-        return self.nodes[node_id]
+    def broker_ids(self) -> set[int]:
+        return {self.id * 1000 + s for s in range(self.cluster.shards)}
 
-    def running(self) -> list[int]:
-        return [i for i, n in self.nodes.items() if n.running()]
+    def start(self):
+        c = self.cluster
+        cmd = [
+            c.binary, "serve", "--node-id", str(self.id), "--host", self.host, "--port", str(c.port),
+            "--shards", str(c.shards), "--data-dir", str(self.data_dir),
+            "--controller-quorum-voters", c.voters,
+            "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
+            "--broker-heartbeat-interval-ms", "500",
+        ]
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        with open(self.log_path, "ab") as f:
+            f.write(f"\n===== start: {' '.join(cmd)}\n".encode())
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+                                     start_new_session=True, env=env)
 
-    def start(self, only=None, timeout=READY_TIMEOUT * 3):
-        """Starts the nodes (all, or `only`) together: none serves before a
-        quorum of them runs."""
-        chosen = [self.nodes[i] for i in (only or self.nodes)]
-        for n in chosen:
-            n.spawn()
-        for n in chosen:
-            n._wait_ready(timeout)
+    def wait_serving(self, timeout=START_TIMEOUT):
+        def serving():
+            assert self.proc.poll() is None, f"node {self.id} exited:\n{self.log()}"
+            return self.log().count("shard serving") >= self.cluster.shards * self.starts()
+        wait_until(serving, timeout=timeout, what=f"node {self.id} serving")
+
+    def starts(self) -> int:
+        return self.log().count("===== start:")
+
+    def epochs(self) -> list[int]:
+        return [int(m) for m in re.findall(r"broker_epoch=(\d+)", self.log())]
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.logf.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.logf.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Cluster:
+    def __init__(self, binary: str, dir: Path, nodes=3, shards=SHARDS):
+        self.binary, self.dir, self.shards = binary, dir, shards
+        hosts = [host_of(i) for i in range(1, nodes + 1)]
+        self.port, self.controller_port = _ports(hosts, shards)
+        self.voters = ",".join(f"{i + 1}@{h}:{self.controller_port}" for i, h in enumerate(hosts))
+        self.nodes = [Node(self, i + 1) for i in range(nodes)]
+
+    def node(self, node_id: int) -> Node:
+        return self.nodes[node_id - 1]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.running())
+
+    def start(self):
+        # Every node waits for a quorum before it serves: they start together.
+        for n in self.nodes:
+            n.start()
+        for n in self.nodes:
+            n.wait_serving()
         return self
 
-    def kill(self, node_id: int) -> str:
-        return self.nodes[node_id].kill()
-
     def kill_all(self):
-        for n in self.nodes.values():
-            n.kill()
+        for n in self.nodes:
+            if n.proc:
+                n.kill()
 
-    def stop_all(self):
-        for n in self.nodes.values():
-            n.stop()
+    def running(self) -> list[Node]:
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def admin(self, node: Node | None = None) -> KafkaAdminClient:
+        nodes = [node] if node else self.running()
+        return KafkaAdminClient(bootstrap_servers=[n.bootstrap for n in nodes], request_timeout_ms=20_000)
+
+    def metadata(self, node: Node):
+        return AdminClient({"bootstrap.servers": node.bootstrap, **QUIET}).list_topics(timeout=10)
 
     def logs(self) -> str:
-        return "\n".join(f"===== node {i}\n{n.log()[-6000:]}" for i, n in self.nodes.items())
+        return "\n".join(f"----- node {n.id}\n{n.log()[-6000:]}" for n in self.nodes)
 
 
-def wait_until(what: str, check, timeout=60.0, interval=0.25, cluster: Cluster | None = None):
-    """Polls `check()` until it returns a truthy value, which is returned."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:  # a node may be down or electing: keep polling
-            last = e
-        time.sleep(interval)
-    logs = f"\n{cluster.logs()}" if cluster else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){logs}")
-
-
-def partitions_of(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
-    """partition -> (leader broker id, replica broker ids, ISR broker ids), from Metadata."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    md = admin.list_topics(topic, timeout=10)
-    t = md.topics[topic]
-    if t.error is not None:
-        raise RuntimeError(f"{topic}: {t.error}")
-    return {p: (pm.leader, list(pm.replicas), list(pm.isrs)) for p, pm in t.partitions.items()}
+@pytest.fixture
+def cluster(tmp_path):
+    """Three nodes of two shards on 127.0.0.1/2/3."""
+    c = Cluster(corelog_bin(), tmp_path)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.kill_all()

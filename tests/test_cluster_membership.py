@@ -8,162 +8,17 @@ elsewhere. Driven with kafka-python's admin client and librdkafka."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import InvalidReplicationFactorError
 
 import kafka_wire as kw
-from conftest import corelog_bin
-from helpers import QUIET, unique, wait_until
+from cluster import HOSTS, SESSION_TIMEOUT_MS, SHARDS, cluster, shard_port  # noqa: F401 (the fixture)
+from helpers import unique, wait_until
 from test_producer_ids import ids_of, init_producer_ids
-
-HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-SHARDS = 2
-SESSION_TIMEOUT_MS = 3_000
-START_TIMEOUT = 60.0
-
-
-def _free_everywhere(port: int) -> bool:
-    for host in HOSTS:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def _ports() -> tuple[int, int]:
-    """(shard base port, controller port), free on every host. As in the
-    issue's command (--port 9092, voters on :9093), the controller port is
-    base + 1, inside the shards' range: shard 1 steps over it to base + 2."""
-    for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + SHARDS + 1 < 65535 and all(_free_everywhere(base + i) for i in range(SHARDS + 1)):
-            return base, base + 1
-    raise RuntimeError("no free ports")
-
-
-def shard_port(base: int, shard: int) -> int:
-    return base + shard + (1 if shard >= 1 else 0)
-
-
-class Node:
-    def __init__(self, cluster: "Cluster", node_id: int):
-        self.cluster, self.id, self.host = cluster, node_id, HOSTS[node_id - 1]
-        self.data_dir = cluster.dir / f"node{node_id}"
-        self.log_path = cluster.dir / f"node{node_id}.log"
-        self.proc = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.cluster.port}"
-
-    def broker_ids(self) -> set[int]:
-        return {self.id * 1000 + s for s in range(SHARDS)}
-
-    def start(self):
-        c = self.cluster
-        cmd = [
-            c.binary, "serve", "--node-id", str(self.id), "--host", self.host, "--port", str(c.port),
-            "--shards", str(SHARDS), "--data-dir", str(self.data_dir),
-            "--controller-quorum-voters", c.voters,
-            "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
-            "--broker-heartbeat-interval-ms", "500",
-        ]
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
-        with open(self.log_path, "ab") as f:
-            f.write(f"\n===== start: {' '.join(cmd)}\n".encode())
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-                                     start_new_session=True, env=env)
-
-    def wait_serving(self, timeout=START_TIMEOUT):
-        def serving():
-            assert self.proc.poll() is None, f"node {self.id} exited:\n{self.log()}"
-            return self.log().count("shard serving") >= SHARDS * self.starts()
-        wait_until(serving, timeout=timeout, what=f"node {self.id} serving")
-
-    def starts(self) -> int:
-        return self.log().count("===== start:")
-
-    def epochs(self) -> list[int]:
-        return [int(m) for m in re.findall(r"broker_epoch=(\d+)", self.log())]
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.logf.close()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.logf.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class Cluster:
-    def __init__(self, binary: str, dir: Path):
-        self.binary, self.dir = binary, dir
-        self.port, self.controller_port = _ports()
-        self.voters = ",".join(f"{i + 1}@{h}:{self.controller_port}" for i, h in enumerate(HOSTS))
-        self.nodes = [Node(self, i + 1) for i in range(len(HOSTS))]
-
-    def start(self):
-        # Every node waits for a quorum before it serves: they start together.
-        for n in self.nodes:
-            n.start()
-        for n in self.nodes:
-            n.wait_serving()
-
-    def running(self) -> list[Node]:
-        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
-
-    def admin(self, node: Node | None = None) -> KafkaAdminClient:
-        nodes = [node] if node else self.running()
-        return KafkaAdminClient(bootstrap_servers=[n.bootstrap for n in nodes], request_timeout_ms=20_000)
-
-    def metadata(self, node: Node):
-        return AdminClient({"bootstrap.servers": node.bootstrap, **QUIET}).list_topics(timeout=10)
-
-    def logs(self) -> str:
-        return "\n".join(f"----- node {n.id}\n{n.log()[-6000:]}" for n in self.nodes)
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(corelog_bin(), tmp_path)
-    try:
-        c.start()
-        yield c
-    finally:
-        for n in c.nodes:
-            if n.proc:
-                n.kill()
-
 
 def _controller(node_metadata) -> int:
     return node_metadata.controller_id

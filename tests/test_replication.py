@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import QUIET, unique, wait_until
-from test_cluster_membership import SESSION_TIMEOUT_MS, cluster  # noqa: F401 (the fixture)
+from cluster import SESSION_TIMEOUT_MS, cluster  # noqa: F401 (the fixture)
 
 FAILOVER_TIMEOUT = SESSION_TIMEOUT_MS / 1000 + 30
 

@@ -105,6 +105,7 @@ impl From<&PartitionError> for ErrorCode {
             PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
             PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             PartitionError::NotEnoughReplicasAfterAppend { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
+            PartitionError::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum PartitionError {
     /// before every in-sync replica had it.
     #[error("appended, but the ISR shrank to {isr}, below min.insync.replicas {min}")]
     NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
+    /// Written by the leader, but not every in-sync replica had it in time.
+    #[error("not every in-sync replica had it within {timeout_ms} ms")]
+    ReplicationTimedOut { timeout_ms: u64 },
     #[error("{path}: line {line}: {why}: refusing a leader epoch checkpoint that is not Kafka's format")]
     CheckpointCorrupt { path: PathBuf, line: usize, why: String },
 }

@@ -7,7 +7,7 @@
 //! (KIP-101/279) before it fetches again.
 
 use crate::cluster::ReplicaPlacement;
-use crate::model::batch::{self, BatchHeader};
+use crate::model::batch::BatchHeader;
 use crate::storage::AppendInfo;
 
 use super::{PartitionError, Replica};
@@ -39,7 +39,8 @@ impl Replica {
     /// `requested` this replica knows and where it ended (the start of the
     /// next one, or the log end for the current epoch).
     pub fn end_offset_for(&self, requested: i32) -> (i32, i64) {
-        self.leader_epochs.borrow().end_offset_for(requested, self.log().log_end_offset())
+        // (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET): an epoch past the latest.
+        self.leader_epochs.borrow().end_offset_for(requested, self.log().log_end_offset()).unwrap_or((-1, -1))
     }
 
     /// Truncates the log to `offset` (what the leader has of the follower's
@@ -58,10 +59,12 @@ impl Replica {
                 "truncating to the new leader's log"
             );
             self.cut_log(offset).await?;
-            self.leader_epochs.borrow_mut().truncate_from_end(offset)?;
+            // A batch holding `offset` went whole: the log may now end below it.
+            let log_end = self.log().log_end_offset();
+            self.leader_epochs.borrow_mut().truncate_from_end(log_end)?;
             self.producers.forget_all();
             self.restore_producers().await;
-            let hw = self.high_watermark.get().min(offset);
+            let hw = self.high_watermark.get().min(log_end);
             self.high_watermark.set(hw);
         }
         self.replication.borrow_mut().truncated_for_epoch = Some(epoch);
@@ -95,16 +98,14 @@ impl Replica {
     }
 
     /// Appends batches fetched from the leader as they are (offsets and
-    /// epochs kept): a batch of an epoch newer than the cache's latest
-    /// begins it there. The bytes are written later: await `wait_appended`.
+    /// epochs kept): each batch's epoch is assigned in the epoch cache
+    /// (Kafka's `assign`: a new epoch begins at its first batch). The bytes
+    /// are written later: await `wait_appended`.
     pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
         let info = self.log().append_replicated(batches, now_ms)?;
+        self.leader_epochs.borrow_mut().assign_batches(batches)?;
         let mut rest = batches;
         while let Ok(header) = BatchHeader::parse(rest) {
-            let epoch = batch::partition_leader_epoch(rest).unwrap_or(-1);
-            if epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest) {
-                self.leader_epochs.borrow_mut().begin(epoch, header.base_offset)?;
-            }
             if header.producer_id >= 0 && !header.is_control() {
                 self.producers.record(&header, header.base_offset, now_ms);
             }

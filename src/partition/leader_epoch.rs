@@ -26,7 +26,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::model::batch::{field, BatchHeader};
+use crate::model::batch::{partition_leader_epoch, BatchHeader};
 
 use super::PartitionError;
 
@@ -87,9 +87,6 @@ impl LeaderEpochCache {
     }
 }
 
-// The follower fetch (issue 16, replica.rs) calls these; until it is merged
-// nothing does. Remove the allow with that merge.
-#[allow(dead_code, reason = "called by the follower fetch of issue 16 (replica.rs), merged separately")]
 impl LeaderEpochCache {
     /// A follower appends a batch of `epoch` starting at `start_offset`
     /// (Kafka's `assign`): recorded, durably, when it is a new epoch or the
@@ -119,8 +116,7 @@ impl LeaderEpochCache {
     pub fn assign_batches(&mut self, batches: &[u8]) -> Result<(), PartitionError> {
         let mut at = 0;
         while let Ok(header) = BatchHeader::parse(&batches[at..]) {
-            let epoch_field = &batches[at + field::PARTITION_LEADER_EPOCH..at + field::PARTITION_LEADER_EPOCH + 4];
-            let epoch = i32::from_be_bytes(epoch_field.try_into().expect("four bytes"));
+            let epoch = partition_leader_epoch(&batches[at..]).unwrap_or(-1);
             if epoch >= 0 {
                 self.assign(epoch, header.base_offset)?;
             }
@@ -166,39 +162,6 @@ impl LeaderEpochCache {
     }
 
     fn flush(&self) -> Result<(), PartitionError> {
-        crate::runtime::durable::replace(&self.path, format(&self.entries).as_bytes())
-            .map_err(|source| PartitionError::CheckpointIo { path: self.path.clone(), source })
-    }
-}
-
-// Interim (part C), until part A's extension of this cache is merged:
-// the two operations replication needs, Kafka's `endOffsetFor` and
-// `truncateFromEnd`. At the merge, part A's versions replace this block.
-impl LeaderEpochCache {
-    /// Kafka's `endOffsetFor`: for `requested`, the largest epoch at or
-    /// below it that this cache knows and the start of the epoch after it
-    /// (`log_end` for the latest); (-1, -1) for an epoch past the latest.
-    pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
-        const UNDEFINED: (i32, i64) = (-1, -1);
-        match self.latest() {
-            _ if requested < 0 => UNDEFINED,
-            Some(latest) if latest.epoch == requested => (requested, log_end),
-            _ => {
-                let Some(higher) = self.entries.iter().find(|e| e.epoch > requested) else { return UNDEFINED };
-                let floor = self.entries.iter().rev().find(|e| e.epoch <= requested);
-                (floor.map_or(requested, |f| f.epoch), higher.start_offset)
-            }
-        }
-    }
-
-    /// Kafka's `truncateFromEnd`: the log was cut at `end_offset`, so the
-    /// epochs that began at or after it are forgotten, durably.
-    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), PartitionError> {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.start_offset < end_offset);
-        if self.entries.len() == before {
-            return Ok(());
-        }
         crate::runtime::durable::replace(&self.path, format(&self.entries).as_bytes())
             .map_err(|source| PartitionError::CheckpointIo { path: self.path.clone(), source })
     }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Shard;
 use crate::controller::{ControllerError, ControllerHandle};
+use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::metadata::{
     MetadataError, MetadataRecord, MetadataStore, ProducerIdBlock, Snapshot, PRODUCER_ID_BLOCK_SIZE,
 };
@@ -130,9 +131,19 @@ impl Shard {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        let reopened = self.partitions.sync(self.replica(), &snapshot, &self.config, true).await;
+        let here = self.replica();
+        let offsets_leader = |s: &Snapshot, p: i32| {
+            s.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p)).is_some_and(|a| a.is_led_by(here))
+        };
+        let elected: Vec<i32> = (0..OFFSETS_TOPIC_PARTITIONS)
+            .filter(|p| offsets_leader(&snapshot, *p) && !offsets_leader(&self.snapshot.borrow(), *p))
+            .collect();
+        let reopened = self.partitions.sync(here, &snapshot, &self.config, true).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
+        for partition in elected {
+            self.load_groups_of(partition).await;
+        }
         for topic in gone {
             self.forget_topic_offsets(&topic).await;
         }

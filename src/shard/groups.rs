@@ -21,6 +21,9 @@ const TICK: Duration = Duration::from_millis(100);
 const OFFSET_EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
 /// Bytes read per step while replaying an offsets partition at start-up.
 const REPLAY_READ_BYTES: u32 = 1 << 20;
+/// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for every
+/// in-sync replica of its offsets partition before it fails.
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
 
 /// Most bytes a record adds around its key and value: its length, attributes,
 /// timestamp and offset deltas, key and value lengths (varints of at most 5
@@ -112,6 +115,12 @@ impl Shard {
             let batch = records::build_keyed(now_ms(), &pairs);
             let info = replica.append_own(&batch, now_ms())?;
             replica.wait_appended(&info).await?;
+            // As Kafka's coordinator, with acks=all: a commit answered before
+            // the ISR has it would be lost with the leader's node.
+            let replicated = replica.wait_replicated(info.last_offset);
+            tokio::time::timeout(OFFSETS_COMMIT_TIMEOUT, replicated).await.map_err(|_| {
+                PartitionError::ReplicationTimedOut { timeout_ms: OFFSETS_COMMIT_TIMEOUT.as_millis() as u64 }
+            })??;
         }
         Ok(())
     }
@@ -135,6 +144,19 @@ impl Shard {
     }
 
     /// Replays every offsets partition this shard owns into its coordinator.
+    /// Loads the committed offsets of offsets-topic partition `partition`,
+    /// which this shard has just come to lead (Kafka's onElection): its
+    /// log holds every commit the previous leader acknowledged.
+    pub(super) async fn load_groups_of(&self, partition: i32) {
+        let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) else { return };
+        match self.replay(partition, replica.log()).await {
+            Ok(()) => {
+                tracing::info!(shard = self.id, partition, "leading an offsets partition: committed offsets loaded")
+            }
+            Err(e) => tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed"),
+        }
+    }
+
     pub async fn load_groups(&self) {
         for partition in 0..OFFSETS_TOPIC_PARTITIONS {
             let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
