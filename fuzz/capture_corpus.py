@@ -38,7 +38,7 @@ API_NAMES = {
     0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 8: "offset_commit", 9: "offset_fetch",
     10: "find_coordinator", 11: "join_group", 12: "heartbeat", 13: "leave_group", 14: "sync_group",
     15: "describe_groups", 16: "list_groups", 18: "api_versions", 19: "create_topics", 20: "delete_topics",
-    21: "delete_records", 22: "init_producer_id", 32: "describe_configs", 33: "alter_configs",
+    21: "delete_records", 22: "init_producer_id", 23: "offsets_for_leader_epoch", 32: "describe_configs", 33: "alter_configs",
     35: "describe_log_dirs", 37: "create_partitions", 42: "delete_groups", 44: "incremental_alter_configs",
     47: "offset_delete",
 }
