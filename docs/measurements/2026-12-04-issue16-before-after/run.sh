@@ -1,6 +1,6 @@
 #!/bin/bash
 # Interleaved per-core rounds: before (f2176e9, issue 15) and after (issue 16 merged), alternating which goes first.
-cd /work/main
+cd /work/main; mkdir -p /work/bench/issue16
 B=/work/bench/corelog-15-after; A=/work/bench/corelog-16-after; O=/work/bench/issue16
 for r in 1 2 3 4 5 6; do
   if [ $((r % 2)) = 1 ]; then order="before after"; else order="after before"; fi
