@@ -84,6 +84,7 @@ class Node:
             "--controller-quorum-voters", c.voters,
             "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
             "--broker-heartbeat-interval-ms", "500",
+            *c.args,
         ]
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
         with open(self.log_path, "ab") as f:
@@ -125,8 +126,8 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, binary: str, dir: Path, nodes=3, shards=SHARDS):
-        self.binary, self.dir, self.shards = binary, dir, shards
+    def __init__(self, binary: str, dir: Path, nodes=3, shards=SHARDS, args=()):
+        self.binary, self.dir, self.shards, self.args = binary, dir, shards, list(args)
         hosts = [host_of(i) for i in range(1, nodes + 1)]
         self.port, self.controller_port = _ports(hosts, shards)
         self.voters = ",".join(f"{i + 1}@{h}:{self.controller_port}" for i, h in enumerate(hosts))

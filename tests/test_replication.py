@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import QUIET, unique, wait_until
-from cluster import SESSION_TIMEOUT_MS, cluster  # noqa: F401 (the fixture)
+from cluster import SESSION_TIMEOUT_MS, Cluster, cluster  # noqa: F401 (the fixture)
+from conftest import corelog_bin
 
 FAILOVER_TIMEOUT = SESSION_TIMEOUT_MS / 1000 + 30
 
@@ -78,7 +81,20 @@ def read_all(cluster, topic, expected, partition=0, timeout=60.0) -> list[bytes]
     return values
 
 
-def test_acks_all_survives_the_leaders_node_sigkilled_and_it_rejoins_the_isr(cluster):
+@pytest.fixture
+def rebalancing_cluster(tmp_path):
+    """The cluster fixture, with preferred leaders restored every second
+    (Kafka's leader.imbalance.check.interval.seconds, 300 by default)."""
+    c = Cluster(corelog_bin(), tmp_path, args=["--leader-imbalance-check-interval-seconds", "1"])
+    try:
+        c.start()
+        yield c
+    finally:
+        c.kill_all()
+
+
+def test_acks_all_survives_the_leaders_node_sigkilled_and_it_rejoins_the_isr(rebalancing_cluster):
+    cluster = rebalancing_cluster
     topic = unique("repl")
     create(cluster, topic, config={"min.insync.replicas": "2"})
     first = partition_state(cluster, topic, cluster.nodes[0])
@@ -121,6 +137,14 @@ def test_acks_all_survives_the_leaders_node_sigkilled_and_it_rejoins_the_isr(clu
     leader_node.wait_serving()
     back = lambda: any(r // 1000 == leader_node.id for r in partition_state(cluster, topic, survivor).isrs)  # noqa: E731
     wait_until(back, timeout=60, what=f"node {leader_node.id} back in the ISR\n{cluster.logs()}")
+
+    # It was the preferred leader: leadership comes back to it, and what it
+    # serves then (its log after truncating and catching up) is every
+    # acknowledged record, once, in order.
+    leads = lambda: partition_state(cluster, topic, survivor).leader // 1000 == leader_node.id  # noqa: E731
+    wait_until(leads, timeout=60, what=f"node {leader_node.id} leading again\n{cluster.logs()}")
+    values = read_all(cluster, topic, expected=total)
+    assert values == [f"v{i:06d}".encode() for i in range(total)], (len(values), values[:3], values[-3:])
 
 
 def test_min_insync_replicas_refuses_acks_all_but_not_acks_1(cluster):
