@@ -422,14 +422,21 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                 .collect(),
         })
         .collect();
-    fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics, &endpoints)
-        .into_iter()
-        .map(|piece| match piece {
-            Piece::Inline(bytes) => Chunk::Inline(bytes),
-            Piece::Records(ReadSlice::File { file, position, bytes }, _) => Chunk::File { file, position, len: bytes },
-            Piece::Records(ReadSlice::Memory { bytes, .. }, _) => Chunk::Records(bytes),
-        })
-        .collect()
+    let pieces = fetch::encode(ctx.version, ctx.correlation_id, 0, 0, topics, &endpoints);
+    let mut chunks = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match piece {
+            Piece::Inline(bytes) => chunks.push(Chunk::Inline(bytes)),
+            Piece::Records(ReadSlice::File { file, position, bytes }, _) => {
+                chunks.push(Chunk::File { file, position, len: bytes })
+            }
+            Piece::Records(ReadSlice::Memory { bytes, more, .. }, _) => {
+                chunks.push(Chunk::Records(bytes));
+                chunks.extend(more.into_iter().map(Chunk::Records));
+            }
+        }
+    }
+    chunks
 }
 
 #[cfg(test)]

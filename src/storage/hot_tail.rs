@@ -85,10 +85,18 @@ impl HotTail {
     }
 }
 
+/// At most this many of a log's write ranges answer one read: each is a
+/// part of the fetch answer (a write to the socket of its own), and a log
+/// written one small batch at a time has a range per batch.
+const RANGES_PER_READ_MAX: usize = 64;
+
 impl LogHotTail {
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at
-    /// least one, all in one range and all below `end_offset`, and the bytes
-    /// of the buffer they hold (counted in `read_memory` until dropped).
+    /// least one, all below `end_offset`, and the bytes of the buffers they
+    /// hold (counted in `read_memory` until dropped). A read goes on into
+    /// the following ranges (one per write): a follower or a consumer
+    /// catching up at the tail would otherwise get one write's batches per
+    /// fetch, however far behind it is.
     pub fn read(&self, offset: i64, max_bytes: u32, end_offset: i64) -> HotRead {
         let Some(at) = self.ranges.partition_point(|(_, r)| r.first_offset <= offset).checked_sub(1) else {
             return HotRead::Missing;
@@ -116,17 +124,48 @@ impl LogHotTail {
         if first_end > bytes.len() {
             return HotRead::Missing; // never half a batch: the disk has it whole
         }
-        let (end, _) = whole_batches_end(bytes, first_end, start + max_bytes as usize, end_offset);
-        let held = read_memory::hold(bytes.slice(start..end), bytes.as_ptr(), range.footprint);
-        HotRead::Batches { bytes: held, held_bytes: range.footprint }
+        let (end, last) = whole_batches_end(bytes, first_end, start + max_bytes as usize, end_offset);
+        let bytes = read_memory::hold(bytes.slice(start..end), bytes.as_ptr(), range.footprint);
+        let (mut more, mut held_bytes) = (Vec::new(), range.footprint);
+        let mut last_offset = last.unwrap_or(first.last_offset());
+        let mut left = (max_bytes as usize).saturating_sub(end - start);
+        for (_, next) in self.ranges.iter().skip(at + 1).take(RANGES_PER_READ_MAX - 1) {
+            if last_offset != next.first_offset - 1 {
+                break; // the previous range was not read to its end
+            }
+            let Some((part, part_last)) = next.whole_batches(left, end_offset) else { break };
+            left -= part.len();
+            last_offset = part_last;
+            more.push(read_memory::hold(part, next.bytes.as_ptr(), next.footprint));
+            held_bytes += next.footprint;
+        }
+        HotRead::Batches { bytes, more, held_bytes }
+    }
+}
+
+impl HotRange {
+    /// This write's batches from its first, at most `max_bytes` of them and
+    /// all below `end_offset`, with the last one's last offset; None if its
+    /// first batch does not fit.
+    fn whole_batches(&self, max_bytes: usize, end_offset: i64) -> Option<(Bytes, i64)> {
+        let start = self.first_batch;
+        let first = self.bytes.get(start..).map(BatchHeader::parse)?.ok()?;
+        let first_end = start + first.total_bytes();
+        if first.last_offset() >= end_offset || first.total_bytes() > max_bytes || first_end > self.bytes.len() {
+            return None;
+        }
+        let (end, last) = whole_batches_end(&self.bytes, first_end, start + max_bytes, end_offset);
+        Some((self.bytes.slice(start..end), last.unwrap_or(first.last_offset())))
     }
 }
 
 /// What the hot tail has for a read.
 #[derive(Debug)]
 pub enum HotRead {
-    /// Whole batches, holding `held_bytes` of memory until dropped.
-    Batches { bytes: Bytes, held_bytes: usize },
+    /// Whole batches, `bytes` then `more` (from the following ranges, in
+    /// order; empty unless the read went past the first range), holding
+    /// `held_bytes` of memory until dropped.
+    Batches { bytes: Bytes, more: Vec<Bytes>, held_bytes: usize },
     /// The batch holding the offset reaches the read's end offset: there is
     /// nothing to read below it.
     Beyond,
@@ -159,9 +198,63 @@ mod tests {
 
     fn batches(read: HotRead) -> (Bytes, usize) {
         match read {
-            HotRead::Batches { bytes, held_bytes } => (bytes, held_bytes),
+            HotRead::Batches { bytes, more, held_bytes } => {
+                assert!(more.is_empty(), "one range read");
+                (bytes, held_bytes)
+            }
             other => panic!("no batches: {other:?}"),
         }
+    }
+
+    /// Every part of a read, in order, as one buffer.
+    fn joined(read: HotRead) -> (Vec<u8>, usize, usize) {
+        match read {
+            HotRead::Batches { bytes, more, held_bytes } => {
+                let parts = 1 + more.len();
+                let all = more.iter().fold(bytes.to_vec(), |mut all, part| {
+                    all.extend_from_slice(part);
+                    all
+                });
+                (all, parts, held_bytes)
+            }
+            other => panic!("no batches: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_goes_on_into_the_following_writes_ranges() {
+        let two = batch::build(1, &[b"aa".as_slice(), b"bb"]);
+        let hot = HotTail::new(1 << 20);
+        let log = Rc::new(RefCell::new(LogHotTail::default()));
+        // Four writes of one batch each (offsets 0..=7), the first three with a lead.
+        for (write, lead) in [(0, 0), (1, 10), (2, 20), (3, 30)] {
+            hot.keep(&log, range(2 * write, std::slice::from_ref(&two), lead));
+        }
+        let (all, parts, held) = joined(log.borrow().read(0, 1 << 20, i64::MAX));
+        assert_eq!((all.len(), parts), (4 * two.len(), 4), "every write's batch, no lead bytes");
+        assert_eq!(held, 4 * two.len() + 60, "the four ranges' buffers");
+        let offsets: Vec<i64> = batch::validate_all(&all).map(|h| h.unwrap().base_offset).collect();
+        assert_eq!(offsets, vec![0, 2, 4, 6], "in log order");
+        // From the middle of the log, and bounded by max_bytes (whole batches only).
+        let (all, parts, _) = joined(log.borrow().read(3, 2 * two.len() as u32 + 1, i64::MAX));
+        assert_eq!((all.len(), parts), (2 * two.len(), 2));
+        // Bounded by an end offset: none of the batch 4..=5 when the end is 5.
+        let (all, parts, _) = joined(log.borrow().read(0, 1 << 20, 5));
+        assert_eq!((all.len(), parts), (2 * two.len(), 2));
+        // At least one batch however small max_bytes is, and no more.
+        assert_eq!(joined(log.borrow().read(0, 1, i64::MAX)).1, 1);
+    }
+
+    #[test]
+    fn a_read_takes_at_most_a_bounded_number_of_ranges() {
+        let one = batch::build(1, &[b"a".as_slice()]);
+        let hot = HotTail::new(1 << 20);
+        let log = Rc::new(RefCell::new(LogHotTail::default()));
+        for offset in 0..(2 * RANGES_PER_READ_MAX as i64) {
+            hot.keep(&log, range(offset, std::slice::from_ref(&one), 0));
+        }
+        let (all, parts, _) = joined(log.borrow().read(0, 1 << 20, i64::MAX));
+        assert_eq!((parts, all.len()), (RANGES_PER_READ_MAX, RANGES_PER_READ_MAX * one.len()));
     }
 
     #[test]

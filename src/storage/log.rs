@@ -458,7 +458,9 @@ impl PartitionLog {
             return Ok(None);
         };
         match self.hot.borrow().read(offset, max_bytes, end_offset) {
-            HotRead::Batches { bytes, held_bytes } => return Ok(Some(ReadSlice::Memory { bytes, held_bytes })),
+            HotRead::Batches { bytes, more, held_bytes } => {
+                return Ok(Some(ReadSlice::Memory { bytes, more, held_bytes }))
+            }
             HotRead::Beyond => return Ok(None),
             HotRead::Missing => {}
         }
@@ -469,7 +471,7 @@ impl PartitionLog {
                 let read =
                     self.read_ahead.read(&direct, plan.from, plan.end, offsets, max_bytes).await.context(what)?;
                 if let Some((bytes, held_bytes)) = read {
-                    return Ok(Some(ReadSlice::Memory { bytes, held_bytes }));
+                    return Ok(Some(ReadSlice::Memory { bytes, more: Vec::new(), held_bytes }));
                 }
             } else if let Some(slice) = self.read_from_page_cache(&plan, (offset, end_offset), max_bytes).await? {
                 return Ok(Some(slice));

@@ -13,10 +13,12 @@ pub enum ReadSlice {
     /// `bytes` long from `position` of a segment file, to be spliced to a
     /// socket. They stay valid while the `Rc<File>` is held.
     File { file: Rc<File>, position: u64, bytes: u32 },
-    /// In memory: the hot tail, or an O_DIRECT read. The bytes keep the
-    /// buffer they lie in, `held_bytes` of memory, until dropped; the shard
-    /// counts it (`read_memory`).
-    Memory { bytes: Bytes, held_bytes: usize },
+    /// In memory: the hot tail, or an O_DIRECT read. `bytes`, then `more`
+    /// (the following writes' ranges of the hot tail, in order; empty
+    /// otherwise, which allocates nothing). The bytes keep the buffers they
+    /// lie in, `held_bytes` of memory, until dropped; the shard counts it
+    /// (`read_memory`).
+    Memory { bytes: Bytes, more: Vec<Bytes>, held_bytes: usize },
 }
 
 impl ReadSlice {
@@ -24,7 +26,7 @@ impl ReadSlice {
     pub fn len(&self) -> u32 {
         match self {
             ReadSlice::File { bytes, .. } => *bytes,
-            ReadSlice::Memory { bytes, .. } => bytes.len() as u32,
+            ReadSlice::Memory { bytes, more, .. } => (bytes.len() + more.iter().map(Bytes::len).sum::<usize>()) as u32,
         }
     }
 
@@ -44,7 +46,14 @@ impl ReadSlice {
                 let (read, buf) = file.read_exact_at(Vec::with_capacity(bytes as usize), position).await;
                 read.map(|()| Bytes::from(buf))
             }
-            ReadSlice::Memory { bytes, .. } => Ok(bytes),
+            ReadSlice::Memory { bytes, more, .. } if more.is_empty() => Ok(bytes),
+            ReadSlice::Memory { bytes, more, .. } => {
+                let mut all = Vec::with_capacity(bytes.len() + more.iter().map(Bytes::len).sum::<usize>());
+                for part in std::iter::once(&bytes).chain(&more) {
+                    all.extend_from_slice(part);
+                }
+                Ok(Bytes::from(all))
+            }
         }
     }
 }

@@ -50,7 +50,12 @@ async fn append(log: &PartitionLog, bytes: &[u8]) -> i64 {
 fn slice_bytes(slice: &ReadSlice) -> Vec<u8> {
     let (file, position, len) = match slice {
         ReadSlice::File { file, position, bytes } => (file, *position, *bytes),
-        ReadSlice::Memory { bytes, .. } => return bytes.to_vec(),
+        ReadSlice::Memory { bytes, more, .. } => {
+            return more.iter().fold(bytes.to_vec(), |mut all, part| {
+                all.extend_from_slice(part);
+                all
+            })
+        }
     };
     // SAFETY: the fd stays open (owned by slice.file); ManuallyDrop never closes it.
     let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(file.as_raw_fd()) });
