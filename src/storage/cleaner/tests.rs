@@ -499,10 +499,14 @@ fn a_truncation_lowers_the_cleaner_checkpoint_durably_and_later_records_are_clea
         assert!(cleaned_to == first.map_end && cleaned_to > 50, "{first:?}");
 
         // A follower's truncation below the checkpoint: the checkpoint follows it down, on disk.
+        let planned = log.truncations();
         log.truncate_to(30).await.unwrap();
         let end = log.log_end_offset();
         assert!(end <= 30);
         assert_eq!(super::read_checkpoint(&dir), end, "lowered to the new log end");
+        // A round that mapped before the truncation does not record it.
+        assert!(!log.advance_cleaned_to(cleaned_to, planned).await.unwrap());
+        assert_eq!(super::read_checkpoint(&dir), end);
 
         // New records take the truncated offsets again, and past the old
         // checkpoint: they are dirty, and the next round cleans them.
