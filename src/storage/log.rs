@@ -1,7 +1,7 @@
 //! `PartitionLog`: one partition's segments, owned by one shard thread.
 //!
 //! Appends are synchronous: they assign offsets and copy the batches into a
-//! pending write buffer. A writer task per log (see `writer.rs`) drains the
+//! pending write buffer. A writer task per log (see `writer/`) drains the
 //! pending writes in order, one io_uring write each, fsyncs as the flush
 //! policy asks, and then advances the written end. Whatever is appended
 //! while a write or fsync is in flight goes down in the next write: that is
@@ -15,13 +15,11 @@ use std::rc::Rc;
 
 use tokio::sync::{Mutex, Notify};
 
-use crate::model::batch::BatchHeader;
 use crate::runtime::File;
 
 use super::append::{self, AppendShape, Stamp};
 use super::direct_read;
 use super::error::{IoContext, StorageError};
-use super::headers::HeaderWalk;
 use super::hot_tail::{HotRead, HotTail, LogHotTail};
 use super::io::{self, LogIo};
 use super::read_slice::ReadSlice;
@@ -29,7 +27,7 @@ use super::recovery;
 use super::retention::{self, Bounds, HeadDeletion, SegmentView};
 use super::segment::{self, Segment};
 use super::segment_set::SegmentSet;
-use super::writer::{self, WriterState};
+use super::writer::{self, WriterHandles, WriterState};
 
 /// Per-log settings, named and defaulted as Kafka's topic configs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,23 +91,26 @@ pub struct RecoveryReport {
 
 /// One partition's log, owned by exactly one shard thread.
 pub struct PartitionLog {
-    pub(super) dir: PathBuf,
-    /// The partition directory, held open for its fsyncs (writer.rs).
-    pub(super) dir_file: File,
+    dir: PathBuf,
     /// Changed at run time by topic config changes (see `set_config`).
     config: Cell<LogConfig>,
-    pub(super) inner: RefCell<Inner>,
+    state: RefCell<LogState>,
     /// Wakes the writer task (one waiter: notify_one keeps a permit).
-    pub(super) wake: Rc<Notify>,
-    pub(super) on_written: Rc<Notify>,
-    /// Serializes writes of the log start offset checkpoint (retention.rs).
-    pub(super) checkpoint_lock: Mutex<()>,
-    /// This log's recent writes, while the shard's budget keeps them.
-    pub(super) hot: Rc<RefCell<LogHotTail>>,
-    pub(super) hot_tail: Rc<HotTail>,
-    pub(super) read_ahead: direct_read::ReadAhead,
-    /// Writes, fdatasyncs and O_DIRECT opens go through it (see io.rs).
-    pub(super) io: &'static dyn LogIo,
+    wake: Rc<Notify>,
+    /// Serializes writes of the log start offset checkpoint (retention.rs)
+    /// and of the cleaner checkpoint (cleaner/files.rs).
+    checkpoint_lock: Mutex<()>,
+    /// The cleaner checkpoint as its file says: every offset below it was in
+    /// a cleaning's mapped section. The cleaner advances it; a truncation
+    /// below it lowers it (see `lower_cleaned_to`).
+    cleaned_to: Cell<i64>,
+    /// This log's recent writes, while the shard's budget keeps them (the
+    /// writer adds to them).
+    hot: Rc<RefCell<LogHotTail>>,
+    hot_tail: Rc<HotTail>,
+    read_ahead: direct_read::ReadAhead,
+    /// Segment creations and O_DIRECT opens go through it (see io.rs).
+    io: &'static dyn LogIo,
     /// When a failed roll was last logged: a producer retries at once, so
     /// one line per interval says the partition is refusing appends.
     roll_failure_logged: Cell<Option<std::time::Instant>>,
@@ -120,19 +121,10 @@ const ROLL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from
 
 /// What the log's parts share on the shard: the segments with their
 /// offsets, and the writer's queue and state. One `RefCell`, borrowed for a
-/// step at a time, never across an await.
-pub(super) struct Inner {
+/// step at a time, never across an await (see `PartitionLog::state`).
+pub(super) struct LogState {
     pub segments: SegmentSet,
     pub writer: WriterState,
-}
-
-/// Where a read starts: a segment, a batch boundary at or before the wanted
-/// offset, and the segment's readable end.
-pub(super) struct ReadPlan {
-    pub segment_base: i64,
-    pub file: Rc<File>,
-    pub from: u64,
-    pub end: u64,
 }
 
 impl PartitionLog {
@@ -169,25 +161,70 @@ impl PartitionLog {
         let dir_file = std::fs::File::open(dir).context(|| format!("opening {}", dir.display()))?;
         let log = Rc::new(PartitionLog {
             dir: dir.to_path_buf(),
-            dir_file: crate::runtime::file_from_std(dir_file),
             config: Cell::new(config),
-            inner: RefCell::new(Inner { segments, writer: WriterState::default() }),
+            state: RefCell::new(LogState { segments, writer: WriterState::default() }),
             wake: Rc::new(Notify::new()),
-            on_written,
             checkpoint_lock: Mutex::new(()),
+            cleaned_to: Cell::new(super::cleaner::read_checkpoint(dir)),
             hot: Rc::default(),
             hot_tail,
             read_ahead: direct_read::ReadAhead::default(),
             io,
             roll_failure_logged: Cell::new(None),
         });
-        crate::runtime::spawn(writer::run(Rc::downgrade(&log), log.wake.clone(), report.created));
+        let handles = WriterHandles {
+            dir_file: crate::runtime::file_from_std(dir_file),
+            wake: log.wake.clone(),
+            on_written,
+            io,
+            hot: log.hot.clone(),
+            hot_tail: log.hot_tail.clone(),
+        };
+        writer::spawn(&log, handles, report.created);
         Ok((log, report))
     }
 
     /// The partition directory.
     pub(super) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The segments with their offsets and the writer's queue, in the one
+    /// `RefCell` they share: how the log's other parts (the writer task,
+    /// truncation, retention, reads) reach them. Borrowed for a step at a
+    /// time, never across an await.
+    pub(super) fn state(&self) -> &RefCell<LogState> {
+        &self.state
+    }
+
+    /// Something was queued for the writer task (or the log is going).
+    pub(super) fn wake_writer(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Reads served from memory (the hot tail, the O_DIRECT read-ahead)
+    /// must not answer bytes a truncation removed, at offsets that later
+    /// appends reuse.
+    pub(super) fn forget_cached_reads(&self) {
+        self.hot_tail.forget(&self.hot);
+        self.read_ahead.forget();
+    }
+
+    /// close() was called: appends are refused, the cleaner stops.
+    pub(super) fn is_closing(&self) -> bool {
+        self.state.borrow().writer.is_closing()
+    }
+
+    /// The writer still has a write or a seal for the segment at `base`
+    /// (queued or running): its file and index files are not final yet.
+    pub(super) fn segment_pending(&self, base: i64) -> bool {
+        self.state.borrow().writer.segment_pending(base)
+    }
+
+    /// Whether a read at `offset` would be answered from the hot tail.
+    #[cfg(test)]
+    pub(super) fn is_hot(&self, offset: i64) -> bool {
+        matches!(self.hot.borrow().read(offset, 1, i64::MAX), HotRead::Batches { .. })
     }
 
     /// Retention's change to the log: the oldest segments leave it, as many
@@ -200,24 +237,24 @@ impl PartitionLog {
         &self,
         choose: impl FnOnce(&[SegmentView], Bounds) -> usize,
     ) -> Result<Option<HeadDeletion>, StorageError> {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
         // Nor while a truncation is queued: a roll now would queue a seal of
         // the segment the truncation may make active again.
-        if inner.writer.is_closing() || inner.writer.is_truncating() {
+        if state.writer.is_closing() || state.writer.is_truncating() {
             return Ok(None);
         }
-        let views: Vec<SegmentView> = inner.segments.all().iter().map(retention::view).collect();
+        let views: Vec<SegmentView> = state.segments.all().iter().map(retention::view).collect();
         let bounds = Bounds {
-            log_start_offset: inner.segments.log_start_offset(),
-            written_end_offset: inner.segments.written_end_offset(),
-            log_end_offset: inner.segments.log_end_offset(),
+            log_start_offset: state.segments.log_start_offset(),
+            written_end_offset: state.segments.written_end_offset(),
+            log_end_offset: state.segments.log_end_offset(),
         };
         let mut count = choose(&views, bounds);
         if count == views.len() {
             // Everything is written (the written end is the log end), so
             // the new active segment starts where the next append will.
-            if let Err(error) = self.roll(inner) {
+            if let Err(error) = self.roll(state) {
                 count -= 1;
                 if count == 0 {
                     return Err(error);
@@ -227,12 +264,12 @@ impl PartitionLog {
         if count == 0 {
             return Ok(None);
         }
-        let gone: Vec<Segment> = inner.segments.remove_oldest(count);
-        inner.writer.delete(&gone);
+        let gone: Vec<Segment> = state.segments.remove_oldest(count);
+        state.writer.delete(&gone);
         let deletion = HeadDeletion {
             segments: gone.len(),
             bytes: gone.iter().map(|s| s.size).sum(),
-            log_start_offset: inner.segments.log_start_offset(),
+            log_start_offset: state.segments.log_start_offset(),
         };
         drop(guard);
         self.wake.notify_one();
@@ -253,23 +290,74 @@ impl PartitionLog {
             return Ok(false);
         }
         persist.await?;
-        self.inner.borrow_mut().segments.move_log_start(target);
+        self.state.borrow_mut().segments.move_log_start(target);
         Ok(true)
+    }
+
+    /// The cleaner checkpoint: every offset below it was in a cleaning's
+    /// mapped section (0: never cleaned).
+    pub(super) fn cleaned_to(&self) -> i64 {
+        self.cleaned_to.get()
+    }
+
+    /// The cleaner's round moves its checkpoint to `offset`, durably, before
+    /// its first swap. False, and nothing written, when the log was or is
+    /// being truncated since the round was planned (after `truncations`):
+    /// what the round mapped may be gone. Under the checkpoint lock, so that
+    /// a truncation's `lower_cleaned_to` comes after it or refuses it.
+    pub(super) async fn advance_cleaned_to(&self, offset: i64, truncations: u64) -> Result<bool, StorageError> {
+        let _writing = self.checkpoint_lock.lock().await;
+        {
+            let state = self.state.borrow();
+            if state.writer.truncations() != truncations || state.writer.is_truncating() {
+                return Ok(false);
+            }
+        }
+        super::cleaner::write_checkpoint(&self.dir, offset).await?;
+        self.cleaned_to.set(offset);
+        Ok(true)
+    }
+
+    /// A truncation's part: the log now ends at `log_end_offset`, so the
+    /// cleaner checkpoint must not stay above it. Otherwise offsets appended
+    /// again below it would count as cleaned (never compacted), and recovery
+    /// would take a lost tail below it for compaction's gap. Durable before
+    /// the truncation's files change; a lower checkpoint only costs cleaning
+    /// again.
+    pub(super) async fn lower_cleaned_to(&self, log_end_offset: i64) -> Result<(), StorageError> {
+        let _writing = self.checkpoint_lock.lock().await;
+        if self.cleaned_to.get() > log_end_offset {
+            super::cleaner::write_checkpoint(&self.dir, log_end_offset).await?;
+            self.cleaned_to.set(log_end_offset);
+        }
+        Ok(())
+    }
+
+    /// A full truncation's part (writer/truncate.rs): the log now starts at
+    /// `offset`, durably.
+    pub(super) async fn write_log_start_checkpoint(&self, offset: i64) -> Result<(), StorageError> {
+        let _writing = self.checkpoint_lock.lock().await;
+        retention::write_checkpoint(&self.dir, offset).await
+    }
+
+    /// Truncations run so far (see `advance_cleaned_to`).
+    pub(super) fn truncations(&self) -> u64 {
+        self.state.borrow().writer.truncations()
     }
 
     /// The segments and offsets, for the cleaner and retention to read.
     pub(super) fn segments(&self) -> Ref<'_, SegmentSet> {
-        Ref::map(self.inner.borrow(), |inner| &inner.segments)
+        Ref::map(self.state.borrow(), |state| &state.segments)
     }
 
     /// The segments, for the cleaner to swap in what it rewrote (through
     /// `SegmentSet`'s checked methods). Not across an await.
     pub(super) fn segments_mut(&self) -> RefMut<'_, SegmentSet> {
-        RefMut::map(self.inner.borrow_mut(), |inner| &mut inner.segments)
+        RefMut::map(self.state.borrow_mut(), |state| &mut state.segments)
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.inner.borrow().segments.log_start_offset()
+        self.state.borrow().segments.log_start_offset()
     }
 
     pub fn config(&self) -> LogConfig {
@@ -287,14 +375,14 @@ impl PartitionLog {
 
     /// The next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.borrow().segments.log_end_offset()
+        self.state.borrow().segments.log_end_offset()
     }
 
     /// The written end: every offset below it is in the segment files,
     /// readable by fetch. Storage knows nothing of replication: a replica's
     /// high watermark is the partition layer's value, at most this.
     pub fn written_end_offset(&self) -> i64 {
-        self.inner.borrow().segments.written_end_offset()
+        self.state.borrow().segments.written_end_offset()
     }
 
     /// Bytes of all its segments, appends not yet written included (Kafka's
@@ -331,18 +419,18 @@ impl PartitionLog {
         stamp: Stamp,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        if let Some(refusal) = inner.writer.refusal(&self.dir) {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        if let Some(refusal) = state.writer.refusal(&self.dir) {
             return Err(refusal);
         }
-        if self.needs_roll(inner, batches.len() as u64, shape.offsets, now_ms) {
-            self.roll(inner)?;
+        if self.needs_roll(state, batches.len() as u64, shape.offsets, now_ms) {
+            self.roll(state)?;
         }
-        let log_end_offset = inner.segments.log_end_offset();
+        let log_end_offset = state.segments.log_end_offset();
         let (base_offset, last_offset) =
             shape.kept_offsets.unwrap_or((log_end_offset, log_end_offset + shape.offsets as i64 - 1));
-        let Inner { segments, writer } = &mut *inner;
+        let LogState { segments, writer } = &mut *state;
         let active = segments.active();
         if active.size + batches.len() as u64 > u32::MAX as u64 {
             return Err(StorageError::AppendTooLarge { bytes: batches.len() });
@@ -353,16 +441,16 @@ impl PartitionLog {
         debug_assert_eq!(next_offset, last_offset + 1, "the copy took the offsets the shape gave");
         job.messages += shape.offsets;
         segments.appended();
-        let write_epoch = inner.writer.write_epoch();
+        let write_epoch = state.writer.write_epoch();
         drop(guard);
         self.wake.notify_one();
         Ok(AppendInfo { base_offset, last_offset, log_start_offset: self.log_start_offset(), write_epoch })
     }
 
-    fn needs_roll(&self, inner: &mut Inner, bytes: u64, offsets: u64, now_ms: i64) -> bool {
-        let last_offset = inner.segments.log_end_offset() + offsets as i64 - 1;
+    fn needs_roll(&self, state: &mut LogState, bytes: u64, offsets: u64, now_ms: i64) -> bool {
+        let last_offset = state.segments.log_end_offset() + offsets as i64 - 1;
         let config = self.config();
-        let active = inner.segments.active();
+        let active = state.segments.active();
         if active.size == 0 {
             return false;
         }
@@ -373,8 +461,8 @@ impl PartitionLog {
 
     /// Starts a new active segment at the log end. The old one's pending bytes
     /// stay queued for the old file, then its seal (fsync + index files).
-    pub(super) fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
-        let base_offset = inner.segments.log_end_offset();
+    pub(super) fn roll(&self, state: &mut LogState) -> Result<(), StorageError> {
+        let base_offset = state.segments.log_end_offset();
         // Nothing has changed yet if this fails (out of descriptors, say):
         // the append is refused and the next one tries again.
         let segment = Segment::create(&self.dir, base_offset, self.config().direct_io, self.io).inspect_err(|error| {
@@ -384,16 +472,16 @@ impl PartitionLog {
                 tracing::error!(dir = %self.dir.display(), %error, "segment roll failed: appends are refused (KAFKA_STORAGE_ERROR) until one succeeds");
             }
         })?;
-        let old = inner.segments.active();
+        let old = state.segments.active();
         old.seal_time_index();
         let old_base = old.base_offset;
         // Under a flush policy the new file's directory entry must be durable
         // with the first sync that acknowledges anything in it.
-        inner.writer.rolled(old_base);
+        state.writer.rolled(old_base);
         // Hot ranges are of the active segment only (the cleaner rewrites
         // sealed ones).
         self.hot_tail.forget(&self.hot);
-        inner.segments.roll(segment);
+        state.segments.roll(segment);
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
     }
@@ -414,7 +502,7 @@ impl PartitionLog {
 
     /// The rollback count that [`AppendInfo::write_epoch`] is compared with.
     pub fn write_epoch(&self) -> u64 {
-        self.inner.borrow().writer.write_epoch()
+        self.state.borrow().writer.write_epoch()
     }
 
     /// Resolves once every offset <= `last_offset` is in the segment file (and
@@ -423,15 +511,15 @@ impl PartitionLog {
     /// one append, use [`Self::wait_appended`].
     pub async fn wait_written(&self, last_offset: i64) -> Result<(), StorageError> {
         let reply = {
-            let mut inner = self.inner.borrow_mut();
-            if last_offset < inner.segments.written_end_offset() {
+            let mut state = self.state.borrow_mut();
+            if last_offset < state.segments.written_end_offset() {
                 return Ok(());
             }
-            let log_end_offset = inner.segments.log_end_offset();
+            let log_end_offset = state.segments.log_end_offset();
             if last_offset >= log_end_offset {
                 return Err(StorageError::NotAppended { offset: last_offset, log_end_offset });
             }
-            inner.writer.wait_written(last_offset)?
+            state.writer.wait_written(last_offset)?
         };
         reply.await.unwrap_or(Err(StorageError::Closed))
     }
@@ -500,154 +588,11 @@ impl PartitionLog {
         if !self.config().direct_io {
             return Ok(None);
         }
-        let mut inner = self.inner.borrow_mut();
-        match inner.segments.segment_mut(segment_base) {
+        let mut state = self.state.borrow_mut();
+        match state.segments.segment_mut(segment_base) {
             Some(segment) => segment.open_direct(&segment::log_path(&self.dir, segment_base), self.io),
             None => Ok(None),
         }
-    }
-
-    /// The batches from the one holding `offsets.0` within the plan's
-    /// segment and below `offsets.1`, found by walking headers through the
-    /// page cache, for splicing.
-    async fn read_from_page_cache(
-        &self,
-        plan: &ReadPlan,
-        (offset, end_offset): (i64, i64),
-        max_bytes: u32,
-    ) -> Result<Option<ReadSlice>, StorageError> {
-        let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file.clone(), plan.end);
-        let Some((start, first)) = walk.find_offset(plan.from, offset).await? else {
-            return Ok(None);
-        };
-        if first.last_offset() >= end_offset {
-            return Ok(None);
-        }
-        let first_end = start + first.total_bytes() as u64;
-        let mut limit = start + (max_bytes as u64).max(first.total_bytes() as u64);
-        if end_offset < self.written_end_offset() {
-            // The end offset may fall in this segment: no byte from the
-            // batch that reaches it on.
-            let indexed = self.index_position(plan, end_offset).unwrap_or(0).max(first_end);
-            if indexed < limit {
-                if let Some((reaching, _)) = walk.find_offset(indexed, end_offset).await? {
-                    limit = limit.min(reaching);
-                }
-            }
-        }
-        let end = self.read_end(&mut walk, plan.segment_base, first_end, limit).await?;
-        debug_assert!(end > start && end <= plan.end);
-        Ok(Some(ReadSlice::File { file: plan.file.clone(), position: start, bytes: (end - start) as u32 }))
-    }
-
-    /// Where the sparse index of the plan's segment says the batch holding
-    /// `offset` starts at the latest; None when the segment no longer holds
-    /// the plan's file (compaction swapped it).
-    fn index_position(&self, plan: &ReadPlan, offset: i64) -> Option<u64> {
-        let mut inner = self.inner.borrow_mut();
-        let segment = inner.segments.segment_mut(plan.segment_base).filter(|s| Rc::ptr_eq(&s.file, &plan.file))?;
-        Some(segment.index.position_for(segment.relative(offset)) as u64)
-    }
-
-    fn plan_read(&self, offset: i64, end_offset: i64) -> Result<Option<ReadPlan>, StorageError> {
-        let inner = self.inner.borrow();
-        let (log_start, written_end_offset) = (inner.segments.log_start_offset(), inner.segments.written_end_offset());
-        if offset < log_start || offset > written_end_offset {
-            return Err(StorageError::OffsetOutOfRange { offset, log_start, written_end_offset });
-        }
-        if offset >= written_end_offset.min(end_offset) {
-            return Ok(None);
-        }
-        let at = inner.segments.segment_for(offset);
-        let segment = &inner.segments.all()[at];
-        let (from, segment_base) = (segment.index.position_for(segment.relative(offset)) as u64, segment.base_offset);
-        drop(inner);
-        Ok(self.segment_plan(at, from).or_else(|| self.plan_after(segment_base)))
-    }
-
-    /// The first segment after the one based at `segment_base` that has
-    /// readable bytes. Found by base offset, not position: segments may be
-    /// removed while a read awaits (retention, compaction), and compaction
-    /// may leave a segment empty.
-    fn plan_after(&self, segment_base: i64) -> Option<ReadPlan> {
-        let at = {
-            let inner = self.inner.borrow();
-            let after = inner.segments.after(segment_base);
-            after + inner.segments.all()[after..].iter().position(|s| s.readable_bytes > 0)?
-        };
-        self.segment_plan(at, 0)
-    }
-
-    fn segment_plan(&self, at: usize, from: u64) -> Option<ReadPlan> {
-        let inner = self.inner.borrow();
-        let segment = inner.segments.all().get(at)?;
-        (from < segment.readable_bytes).then(|| ReadPlan {
-            segment_base: segment.base_offset,
-            file: segment.file.clone(),
-            from,
-            end: segment.readable_bytes,
-        })
-    }
-
-    /// The last batch boundary at or below `limit` (capped at the readable
-    /// end), walking from `from`, the end of the first batch. The sparse index
-    /// skips most of the walk.
-    async fn read_end(
-        &self,
-        walk: &mut HeaderWalk<'_>,
-        segment_base: i64,
-        from: u64,
-        limit: u64,
-    ) -> Result<u64, StorageError> {
-        if walk.end() <= limit {
-            return Ok(walk.end());
-        }
-        let indexed = {
-            let mut inner = self.inner.borrow_mut();
-            let segment = inner.segments.segment_mut(segment_base).filter(|s| Rc::ptr_eq(&s.file, walk.file()));
-            segment.map_or(0, |s| s.index.boundary_at_or_below(limit))
-        };
-        walk.boundary_at_or_below(indexed.max(from), limit).await
-    }
-
-    /// The headers of the idempotent batches (those with a producer id and a
-    /// sequence) among the last `window` bytes of the log, oldest first: what
-    /// the shard rebuilds its producer table from at start-up, so a batch
-    /// written just before a crash and retried after it is not stored twice.
-    /// Kafka rebuilds from producer snapshots plus the log; a window is
-    /// enough here because a retry follows its original within the
-    /// producer's delivery timeout, and nothing is appended while the broker
-    /// is down.
-    pub async fn recent_idempotent_batches(&self, window: u64) -> Result<Vec<BatchHeader>, StorageError> {
-        let plans: Vec<ReadPlan> = {
-            let inner = self.inner.borrow();
-            let mut left = window;
-            let mut plans = Vec::new();
-            for segment in inner.segments.all().iter().rev() {
-                if left == 0 {
-                    break;
-                }
-                let end = segment.readable_bytes;
-                let from = segment.index.boundary_at_or_below(end.saturating_sub(left));
-                left = left.saturating_sub(end - from);
-                if from < end {
-                    let file = segment.file.clone();
-                    plans.push(ReadPlan { segment_base: segment.base_offset, file, from, end });
-                }
-            }
-            plans
-        };
-        let mut batches = Vec::new();
-        for plan in plans.into_iter().rev() {
-            let mut walk = HeaderWalk::new(&self.dir, plan.segment_base, plan.file, plan.end);
-            walk.for_each(plan.from, |h| {
-                if h.producer_id >= 0 && h.base_sequence >= 0 {
-                    batches.push(*h);
-                }
-            })
-            .await?;
-        }
-        Ok(batches)
     }
 
     /// Clean shutdown: pending writes finish, everything is fsynced, the
@@ -655,7 +600,7 @@ impl PartitionLog {
     /// Appends fail with Closed from now on; reads keep working.
     pub async fn close(&self) -> Result<(), StorageError> {
         let reply = {
-            let Some(reply) = self.inner.borrow_mut().writer.close() else { return Ok(()) };
+            let Some(reply) = self.state.borrow_mut().writer.close() else { return Ok(()) };
             reply
         };
         self.wake.notify_one();

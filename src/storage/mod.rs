@@ -4,21 +4,27 @@
 //! replication or of shards; writes go through the runtime's io_uring files.
 //!
 //! - `log.rs`: `PartitionLog`, the API (append, wait, read, close) that
-//!   drives the parts below, which share one `RefCell` on the shard;
+//!   drives the parts below; its fields are its own, and the parts reach
+//!   the segments and the writer's queue through `PartitionLog::state`
+//!   (one `RefCell` on the shard) and methods named for what they do;
 //! - `append.rs`: the checks and the copy of a leader's and a follower's
 //!   append into the pending write;
 //! - `segment_set.rs`: the segments and the log start / written end / log
 //!   end offsets, changed only through methods that check their invariants;
-//! - `writer.rs`: the writer's queue and state (`WriterState`) and its task:
-//!   group-committed writes, fdatasyncs, seals, rollback of a failed write;
+//! - `writer/`: the `Writer` (the directory descriptor, the notifications,
+//!   the `LogIo`, the hot tail handles) and its task: its queue and state
+//!   (`queue.rs`), group-committed writes, fdatasyncs, seals, rollback of a
+//!   failed write (`write.rs`), truncation jobs (`truncate.rs`);
 //! - `recovery.rs`: from a directory to a recovered `SegmentSet` and report;
-//! - `truncate.rs`: a follower's truncations, as jobs of the writer;
+//! - `truncate.rs`: a follower's truncations (the API, the crash-safe order
+//!   of their steps), run as jobs of the writer;
 //! - `retention.rs`: retention and DeleteRecords as removals from the
 //!   segment set, the log start checkpoint; `cleaner/`: compaction;
 //! - `io.rs`: the `LogIo` seam (writes, fdatasyncs, O_DIRECT opens) that
 //!   tests implement to inject faults (`tests/faulty_io.rs`);
-//! - reads: `direct_read.rs` (O_DIRECT), `hot_tail.rs` (recent writes in
-//!   memory), `headers.rs` (walking batch headers), `read_slice.rs`.
+//! - reads: `read_plan.rs` (where a read starts and stops in a segment),
+//!   `direct_read.rs` (O_DIRECT), `hot_tail.rs` (recent writes in memory),
+//!   `headers.rs` (walking batch headers), `read_slice.rs`.
 
 mod append;
 mod cleaner;
@@ -30,6 +36,7 @@ mod index;
 mod io;
 mod log;
 pub mod read_memory;
+mod read_plan;
 mod read_slice;
 mod recovery;
 mod retention;

@@ -126,25 +126,21 @@ impl PartitionLog {
         let deleted = self.delete_old_segments(RetentionPolicy::KEEP, 0)?;
         Ok((self.log_start_offset(), deleted))
     }
+}
 
-    /// The writer's part of a deletion: unlink each segment's files through
-    /// io_uring, index files before the `.log`, oldest segment first, so a
-    /// crash half-way leaves a contiguous log (and at worst a `.log` whose
-    /// index is rebuilt, then deleted again).
-    pub(super) async fn remove_segment_files(&self, bases: Vec<i64>) {
-        for base in bases {
-            let paths = [
-                segment::time_index_path(self.dir(), base),
-                segment::index_path(self.dir(), base),
-                segment::log_path(self.dir(), base),
-            ];
-            for path in paths {
-                match crate::runtime::remove_file(&path).await {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        tracing::warn!(path = %path.display(), error = %e, "removing a deleted segment's file");
-                    }
-                    _ => {}
+/// The writer's part of a deletion: unlink each segment's files in `dir`
+/// through io_uring, index files before the `.log`, oldest segment first, so
+/// a crash half-way leaves a contiguous log (and at worst a `.log` whose
+/// index is rebuilt, then deleted again).
+pub(super) async fn remove_segment_files(dir: &Path, bases: Vec<i64>) {
+    for base in bases {
+        let paths = [segment::time_index_path(dir, base), segment::index_path(dir, base), segment::log_path(dir, base)];
+        for path in paths {
+            match crate::runtime::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a deleted segment's file");
                 }
+                _ => {}
             }
         }
     }

@@ -4,7 +4,8 @@
 
 use super::error::StorageError;
 use super::headers::HeaderWalk;
-use super::log::{PartitionLog, ReadPlan};
+use super::log::PartitionLog;
+use super::read_plan::ReadPlan;
 
 impl PartitionLog {
     /// ListOffsets by timestamp: (base offset, max timestamp) of the first

@@ -41,7 +41,7 @@ use crate::model::records::RecordError;
 
 use super::error::StorageError;
 
-pub use files::{finish_interrupted, read_checkpoint};
+pub use files::{finish_interrupted, read_checkpoint, write_checkpoint};
 pub use round::{CleanSettings, CleanStats, Cleaner};
 
 #[derive(Debug, Error)]

@@ -62,7 +62,6 @@ struct LogMemory {
     /// The log it is about: a topic deleted and created again under the same
     /// name has a new log in the same directory.
     log: Weak<PartitionLog>,
-    checkpoint: i64,
     /// The earliest delete horizon of tombstones the last round kept.
     tombstone_horizon_ms: Option<i64>,
 }
@@ -108,6 +107,9 @@ struct Plan {
     first_dirty: i64,
     first_uncleanable: i64,
     dirty_ratio: f64,
+    /// The log's truncation count when planned: a truncation since may
+    /// have cut what the round mapped.
+    truncations: u64,
 }
 
 impl Plan {
@@ -155,11 +157,11 @@ impl Cleaner {
         let mut stats = CleanStats { dirty_ratio: plan.dirty_ratio, ..CleanStats::default() };
         let map_end = self.build_map(log, &plan).await?;
         stats.map_end = map_end;
-        let memory = self.logs.get_mut(log.dir()).expect("plan remembers the log");
-        if map_end != memory.checkpoint {
-            // Before any swap: recovery reads gaps below it as compaction's.
-            files::write_checkpoint(log.dir(), map_end).await?;
-            memory.checkpoint = map_end;
+        // Before any swap: recovery reads gaps below it as compaction's.
+        if map_end != log.cleaned_to() && !log.advance_cleaned_to(map_end, plan.truncations).await? {
+            tracing::info!(dir = %log.dir().display(), "log truncated while it was mapped: round aborted");
+            self.map.clear();
+            return Ok(None);
         }
         let rules = Rules { map: &self.map, map_end, now_ms, delete_retention_ms: settings.delete_retention_ms };
         let mut horizon: Option<i64> = None;
@@ -193,18 +195,14 @@ impl Cleaner {
             .iter()
             .find(|c| settings.min_compaction_lag_ms > 0 && c.max_timestamp > lag_start)
             .map_or(last.next_base, |c| c.base_offset);
-        let remembered = || LogMemory {
-            log: Rc::downgrade(log),
-            checkpoint: files::read_checkpoint(log.dir()),
-            tombstone_horizon_ms: None,
-        };
+        let remembered = || LogMemory { log: Rc::downgrade(log), tombstone_horizon_ms: None };
         let memory = self.logs.entry(log.dir().to_path_buf()).or_insert_with(remembered);
         if !Weak::ptr_eq(&memory.log, &Rc::downgrade(log)) {
             *memory = remembered();
         }
         let log_start = closed[0].base_offset;
         // Retention may have moved the start past it; a truncation below it.
-        let first_dirty = match memory.checkpoint {
+        let first_dirty = match log.cleaned_to() {
             c if c < log_start || c > log.log_end_offset() => log_start,
             c => c,
         };
@@ -222,7 +220,7 @@ impl Cleaner {
         };
         let dirty_due = dirty_bytes > 0 && dirty_ratio >= settings.min_cleanable_dirty_ratio;
         let horizon_due = memory.tombstone_horizon_ms.is_some_and(|h| now_ms >= h);
-        let plan = Plan { closed, first_dirty, first_uncleanable, dirty_ratio };
+        let plan = Plan { closed, first_dirty, first_uncleanable, dirty_ratio, truncations: log.truncations() };
         let due = dirty_due || horizon_due || (dirty_bytes > 0 && plan.overdue(log, settings, now_ms).await?);
         Ok(due.then_some(plan))
     }

@@ -463,3 +463,72 @@ fn unreadable_batches_are_kept_as_they_are_and_the_round_goes_on() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Appends `updates` rounds of one record per key for `keys` keys, one
+/// batch each, and waits for them (and the seals of rolled segments).
+async fn append_updates(log: &PartitionLog, keys: usize, updates: usize, tag: &str) {
+    for update in 0..updates {
+        for key in 0..keys {
+            let (key, value) = (format!("key{key}"), format!("{tag}-{update}"));
+            let batch = records::build_keyed(1_000, &[(Some(key.as_bytes()), Some(value.as_bytes()))]);
+            let info = log.append(&batch, 0, 0).unwrap();
+            log.wait_appended(&info).await.unwrap();
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await; // seals land
+}
+
+/// Offsets of the records in closed segments that a later record in closed
+/// segments supersedes (what a round over them leaves none of).
+fn superseded_in_closed(log: &PartitionLog, records: &Contents) -> Vec<i64> {
+    let active_base = log.segments().all().last().unwrap().base_offset;
+    let closed: Vec<_> = records.iter().filter(|r| r.0 < active_base).collect();
+    let last: BTreeMap<&str, i64> = closed.iter().map(|(o, k, _, _)| (k.as_deref().unwrap(), *o)).collect();
+    closed.iter().filter(|(o, k, _, _)| last[k.as_deref().unwrap()] != *o).map(|r| r.0).collect()
+}
+
+#[test]
+fn a_truncation_lowers_the_cleaner_checkpoint_durably_and_later_records_are_cleaned() {
+    let dir = temp_dir("truncated-checkpoint");
+    tokio_uring::start(async {
+        let log = open(&dir);
+        append_updates(&log, 10, 10, "a").await;
+        let mut cleaner = Cleaner::new(1 << 20);
+        let first = cleaner.clean(&log, &SETTINGS, NOW).await.unwrap().expect("due: ratio 0");
+        let cleaned_to = super::read_checkpoint(&dir);
+        assert!(cleaned_to == first.map_end && cleaned_to > 50, "{first:?}");
+
+        // A follower's truncation below the checkpoint: the checkpoint follows it down, on disk.
+        let planned = log.truncations();
+        log.truncate_to(30).await.unwrap();
+        let end = log.log_end_offset();
+        assert!(end <= 30);
+        assert_eq!(super::read_checkpoint(&dir), end, "lowered to the new log end");
+        // A round that mapped before the truncation does not record it.
+        assert!(!log.advance_cleaned_to(cleaned_to, planned).await.unwrap());
+        assert_eq!(super::read_checkpoint(&dir), end);
+
+        // New records take the truncated offsets again, and past the old
+        // checkpoint: they are dirty, and the next round cleans them.
+        append_updates(&log, 10, 10, "b").await;
+        assert!(log.log_end_offset() > cleaned_to);
+        cleaner.clean(&log, &SETTINGS, NOW).await.unwrap().expect("the new records are dirty");
+        let after = read_all(&log).await;
+        assert_eq!(
+            superseded_in_closed(&log, &after),
+            Vec::<i64>::new(),
+            "no superseded record left in closed segments"
+        );
+
+        // A full truncation lowers it to where the log starts afresh.
+        log.truncate_fully_and_start_at(5).await.unwrap();
+        assert_eq!(super::read_checkpoint(&dir), 5);
+        // A crash right after it (no close): recovery finds it as it was answered.
+        drop(log);
+        let log = open(&dir);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 5));
+        assert_eq!(log.cleaned_to(), 5);
+        log.close().await.unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

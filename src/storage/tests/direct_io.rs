@@ -1,7 +1,6 @@
 //! Logs written with O_DIRECT: the page-cache fallback, reads from the hot tail and from the disk, the read-ahead.
 
 use super::*;
-use crate::storage::hot_tail::HotRead;
 
 #[test]
 fn without_o_direct_the_log_falls_back_to_the_page_cache() {
@@ -47,11 +46,8 @@ fn an_o_direct_log_reads_back_from_memory_and_from_the_disk() {
             assert_eq!(found.len(), 1, "one batch under a 1-byte max");
             assert!(found[0].base_offset <= offset && offset <= found[0].last_offset());
         }
-        assert!(
-            matches!(log.hot.borrow().read(next - 1, 1, i64::MAX), HotRead::Batches { .. }),
-            "the newest write is hot"
-        );
-        assert!(matches!(log.hot.borrow().read(0, 1, i64::MAX), HotRead::Missing), "the oldest was evicted");
+        assert!(log.is_hot(next - 1), "the newest write is hot");
+        assert!(!log.is_hot(0), "the oldest was evicted");
         // After a restart nothing is hot: every read is an O_DIRECT one.
         log.close().await.unwrap();
         drop(log);

@@ -43,8 +43,10 @@ fn appends_during_a_write_go_down_together() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { flush_messages: 1, ..LogConfig::default() };
-        let (log, _) = open(dir.path(), config, true);
-        let on_written = log.on_written.clone();
+        let on_written = Rc::new(Notify::new());
+        let (log, _) =
+            PartitionLog::open_with_io(dir.path(), config, true, on_written.clone(), HotTail::new(1 << 20), io())
+                .expect("open");
         let notified = on_written.notified();
         for _ in 0..10 {
             log.append(&batch_of(1, 1, 10), 0, 0).unwrap();
