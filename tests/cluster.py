@@ -121,6 +121,14 @@ class Node:
                 self.proc.wait(10)
         self.logf.close()
 
+    def pause(self):
+        """SIGSTOP: the process stays, silent (heartbeats, fetches, Raft
+        messages all stop) until resume(); a stalled VM or a long GC pause."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
