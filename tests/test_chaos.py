@@ -165,7 +165,7 @@ def test_unavailability_is_the_longest_stretch_without_an_acknowledgement():
 
 # Short randomized runs against the real binary: (seed, faults, seconds of faults).
 RUNS = [
-    (1, "kill,pause,restart,crash", 40),
+    (1, "kill,pause,restart,partition", 40),
 ]
 
 

@@ -8,10 +8,14 @@ as `fault` when injected and `heal` when repaired:
            broker.session.timeout.ms, so that it is fenced, then SIGCONT;
 - restart: a rolling restart: SIGTERM each node in turn, start it again and
            wait until it serves before the next;
-- crash:   SIGKILL every node at once, start them all again.
+- crash:   SIGKILL every node at once, start them all again;
+- partition: cut one node (same choice of target) off from the other nodes
+           (network.py; both ways, or only its own sends) for longer than
+           broker.session.timeout.ms, then heal; clients still reach it.
+           With three nodes this is also the majority/minority split.
 
-Network partitions and a full disk are not injected yet: docs/chaos.md says
-how they would be.
+A full disk and a slow disk are not injected yet: docs/chaos.md says how
+they would be.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import random
 
 from confluent_kafka.admin import AdminClient
 
-QUIET = {"log_level": 3}
-KINDS = ("kill", "pause", "restart", "crash")
+QUIET = {"log_level": 2}
+KINDS = ("kill", "pause", "restart", "crash", "partition")
 TARGETS = ("leader", "follower", "controller", "any")
 # How long a killed node stays down, and a whole cluster stays down.
 KILL_DOWN_S = (1.0, 6.0)
@@ -32,8 +36,8 @@ PAUSE_BEYOND_SESSION_S = (1.0, 4.0)
 
 class Injector:
     def __init__(self, cluster, history, rng: random.Random, partitions: list[tuple[str, int]],
-                 session_timeout_s: float, sleep):
-        self.cluster, self.history, self.rng = cluster, history, rng
+                 session_timeout_s: float, sleep, network=None):
+        self.cluster, self.history, self.rng, self.network = cluster, history, rng, network
         self.partitions, self.session_timeout_s, self.sleep = partitions, session_timeout_s, sleep
 
     def inject(self, kind: str):
@@ -108,3 +112,13 @@ class Injector:
         for n in self.cluster.nodes:
             n.wait_serving()
         self.history.add("heal", fault="crash", nodes=nodes)
+
+    def partition(self):
+        node_id, why = self._target()
+        one_way = self.rng.random() < 0.5
+        self.network.isolate(node_id, one_way=one_way)
+        self.history.add("fault", fault="partition", nodes=[node_id],
+                         detail=f"{why} cut off from the other nodes{' (its sends only)' if one_way else ''}")
+        self.sleep(self.session_timeout_s + self.rng.uniform(*PAUSE_BEYOND_SESSION_S))
+        self.network.heal()
+        self.history.add("heal", fault="partition", nodes=[node_id])

@@ -1,7 +1,8 @@
 """A chaos run: a three-node corelog cluster on 127.0.0.1/2/3 (tests/cluster.py,
 two shards a node, broker.session.timeout.ms 3 s), a workload of idempotent
 acks=all producers and a consumer group (workload.py), faults injected one at
-a time from a seed (faults.py), then, once every fault is healed and the
+a time from a seed (faults.py; with `partition` among them every node runs
+in a network namespace of its own, network.py), then, once every fault is healed and the
 workload has run a settle period more, every partition read back from the
 beginning and the history judged (check.py).
 
@@ -26,13 +27,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import check  # noqa: E402
 from cluster import SESSION_TIMEOUT_MS, Cluster  # noqa: E402
 from faults import KINDS, Injector  # noqa: E402
 from history import History  # noqa: E402
+from network import Network  # noqa: E402
 from workload import QUIET, CommittedSampler, ConsumerWorker, ProducerWorker, WatermarkSampler  # noqa: E402
 
 GROUP = "chaos-readers"
@@ -134,7 +136,11 @@ def run(args) -> dict:
     history.add("run", seed=args.seed, duration=args.duration, faults=args.faults, settle=args.settle,
                 producers=args.producers, consumers=args.consumers, rate=args.rate,
                 session_timeout_ms=SESSION_TIMEOUT_MS)
-    cluster = Cluster(args.binary, args.out / "cluster")
+    # Partitions need a namespace per node; without them the nodes are on 127.0.0.1/2/3.
+    network = Network(nodes=3).create() if "partition" in args.faults else None
+    (args.out / "cluster").mkdir(exist_ok=True)
+    cluster = Cluster(args.binary, args.out / "cluster", hosts=[network.host(i) for i in (1, 2, 3)] if network else None,
+                      launcher=network.launcher if network else None)
     stopping = threading.Event()
     try:
         cluster.start()
@@ -152,7 +158,7 @@ def run(args) -> dict:
         for w in workers:
             w.start()
 
-        injector = Injector(cluster, history, rng, partitions, SESSION_TIMEOUT_MS / 1000, time.sleep)
+        injector = Injector(cluster, history, rng, partitions, SESSION_TIMEOUT_MS / 1000, time.sleep, network)
         end = time.monotonic() + args.duration
         while True:
             time.sleep(rng.uniform(*args.gap))
@@ -174,6 +180,8 @@ def run(args) -> dict:
     finally:
         stopping.set()
         cluster.kill_all()
+        if network:
+            network.destroy()
         history.close()
 
 
