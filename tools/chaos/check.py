@@ -131,14 +131,14 @@ def high_watermark_monotonic(ev, log) -> dict:
 def committed_offsets_monotonic(ev, log) -> dict:
     """The group's committed offsets never go back: neither between samples
     (OffsetFetch) nor below a commit the coordinator had accepted before the
-    sample was taken."""
+    sample was asked for."""
     samples = sorted(ev["committed"], key=lambda e: e["t"])
     bad = _never_back(samples, "offset", "partition")
     accepted = sorted(ev["commit"], key=lambda e: e["t"])
     floor: dict[Key, dict] = {}
     i = 0
     for s in samples:
-        while i < len(accepted) and accepted[i]["t"] < s["t"]:
+        while i < len(accepted) and accepted[i]["t"] < s.get("asked", s["t"]):
             c = accepted[i]
             key = (c["topic"], c["partition"])
             if key not in floor or c["offset"] > floor[key]["offset"]:

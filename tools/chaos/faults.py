@@ -6,38 +6,50 @@ as `fault` when injected and `heal` when repaired:
            leader, or any), restart it after a few seconds;
 - pause:   SIGSTOP one node (same choice of target) for longer than
            broker.session.timeout.ms, so that it is fenced, then SIGCONT;
-- restart: a rolling restart: SIGTERM each node in turn, start it again and
-           wait until it serves before the next;
+- restart: a rolling restart: SIGTERM each node in turn, start it again,
+           wait until it serves and every replica is back in sync (as an
+           operator waits for no under-replicated partitions) before the next;
 - crash:   SIGKILL every node at once, start them all again;
 - partition: cut one node (same choice of target) off from the other nodes
            (network.py; both ways, or only its own sends) for longer than
            broker.session.timeout.ms, then heal; clients still reach it.
-           With three nodes this is also the majority/minority split.
+           With three nodes this is also the majority/minority split;
+- disk:    fill one node's data directory (a small tmpfs, see disk.py) until
+           writes fail with ENOSPC, then free it.
 
-A full disk and a slow disk are not injected yet: docs/chaos.md says how
-they would be.
+A slow disk (fsync delay) is not injected yet: docs/chaos.md says how it
+would be.
 """
 
 from __future__ import annotations
 
 import random
+import time
+
+import disk
 
 from confluent_kafka.admin import AdminClient
 
 QUIET = {"log_level": 2}
-KINDS = ("kill", "pause", "restart", "crash", "partition")
+KINDS = ("kill", "pause", "restart", "crash", "partition", "disk")
 TARGETS = ("leader", "follower", "controller", "any")
 # How long a killed node stays down, and a whole cluster stays down.
 KILL_DOWN_S = (1.0, 6.0)
 CRASH_DOWN_S = (0.5, 3.0)
+# A rolling restart goes on to the next node once every replica is back in
+# sync, or after this long regardless.
+RESTART_IN_SYNC_TIMEOUT_S = 30.0
+# How long a node's disk stays full.
+DISK_FULL_S = (2.0, 6.0)
 # A pause outlasts the session timeout by this much, so the node is fenced.
 PAUSE_BEYOND_SESSION_S = (1.0, 4.0)
 
 
 class Injector:
     def __init__(self, cluster, history, rng: random.Random, partitions: list[tuple[str, int]],
-                 session_timeout_s: float, sleep, network=None):
+                 session_timeout_s: float, sleep, in_sync, network=None):
         self.cluster, self.history, self.rng, self.network = cluster, history, rng, network
+        self.in_sync = in_sync  # () -> bool: every partition led, every replica in the ISR
         self.partitions, self.session_timeout_s, self.sleep = partitions, session_timeout_s, sleep
 
     def inject(self, kind: str):
@@ -100,6 +112,9 @@ class Injector:
             node.stop()
             node.start()
             node.wait_serving()
+            deadline = time.monotonic() + RESTART_IN_SYNC_TIMEOUT_S
+            while not self.in_sync() and time.monotonic() < deadline:
+                self.sleep(0.5)
         self.history.add("heal", fault="restart", nodes=order)
 
     def crash(self):
@@ -122,3 +137,11 @@ class Injector:
         self.sleep(self.session_timeout_s + self.rng.uniform(*PAUSE_BEYOND_SESSION_S))
         self.network.heal()
         self.history.add("heal", fault="partition", nodes=[node_id])
+
+    def disk(self):
+        node_id, why = self._target()
+        filler = disk.fill(self.cluster.node(node_id).data_dir)
+        self.history.add("fault", fault="disk", nodes=[node_id], detail=f"{why}: data directory full")
+        self.sleep(self.rng.uniform(*DISK_FULL_S))
+        filler.unlink()
+        self.history.add("heal", fault="disk", nodes=[node_id])

@@ -10,7 +10,7 @@ Event types (fields besides `t` and `type`):
 - fail      producer, seq, topic, partition, error      delivery failed: the record may or may not be stored
 - read      consumer, topic, partition, offset, value   a group member consumed it
 - commit    consumer, topic, partition, offset          a synchronous commit the coordinator accepted
-- committed topic, partition, offset                    the group's committed offset, sampled (OffsetFetch)
+- committed topic, partition, offset, asked             the group's committed offset, sampled (OffsetFetch asked at `asked`)
 - hw        topic, partition, hw                        ListOffsets latest, sampled
 - fault     fault, nodes, detail                        a fault injected
 - heal      fault, nodes                                that fault repaired

@@ -2,7 +2,8 @@
 two shards a node, broker.session.timeout.ms 3 s), a workload of idempotent
 acks=all producers and a consumer group (workload.py), faults injected one at
 a time from a seed (faults.py; with `partition` among them every node runs
-in a network namespace of its own, network.py), then, once every fault is healed and the
+in a network namespace of its own, network.py; with `disk` every data
+directory is a small tmpfs, disk.py), then, once every fault is healed and the
 workload has run a settle period more, every partition read back from the
 beginning and the history judged (check.py).
 
@@ -33,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import check  # noqa: E402
 from cluster import SESSION_TIMEOUT_MS, Cluster  # noqa: E402
 from faults import KINDS, Injector  # noqa: E402
+import disk  # noqa: E402
 from history import History  # noqa: E402
 from network import Network  # noqa: E402
 from workload import QUIET, CommittedSampler, ConsumerWorker, ProducerWorker, WatermarkSampler  # noqa: E402
@@ -84,10 +86,14 @@ def wait_for(pred, timeout: float, what: str):
 
 
 def fully_in_sync(bootstrap: str, partitions: list[tuple[str, int]]) -> bool:
-    md = AdminClient({"bootstrap.servers": bootstrap, **QUIET}).list_topics(timeout=5)
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap, **QUIET}).list_topics(timeout=5)
+    except Exception:  # noqa: BLE001 (no answer: not in sync)
+        return False
     for topic, partition in partitions:
-        p = md.topics[topic].partitions[partition]
-        if p.leader < 0 or len(p.isrs) != REPLICATION_FACTOR:
+        t = md.topics.get(topic)
+        p = t.partitions.get(partition) if t is not None else None
+        if p is None or p.leader < 0 or len(p.isrs) != REPLICATION_FACTOR:
             return False
     return True
 
@@ -142,7 +148,12 @@ def run(args) -> dict:
     cluster = Cluster(args.binary, args.out / "cluster", hosts=[network.host(i) for i in (1, 2, 3)] if network else None,
                       launcher=network.launcher if network else None)
     stopping = threading.Event()
+    mounted = []
     try:
+        if "disk" in args.faults:
+            for n in cluster.nodes:
+                disk.mount(n.data_dir)
+                mounted.append(n.data_dir)
         cluster.start()
         bootstrap = ",".join(n.bootstrap for n in cluster.nodes)  # clients keep every address, up or not
         topics = [f"chaos-{i}" for i in range(args.topics)]
@@ -158,7 +169,8 @@ def run(args) -> dict:
         for w in workers:
             w.start()
 
-        injector = Injector(cluster, history, rng, partitions, SESSION_TIMEOUT_MS / 1000, time.sleep, network)
+        injector = Injector(cluster, history, rng, partitions, SESSION_TIMEOUT_MS / 1000, time.sleep,
+                            lambda: fully_in_sync(bootstrap, partitions), network)
         end = time.monotonic() + args.duration
         while True:
             time.sleep(rng.uniform(*args.gap))
@@ -182,6 +194,8 @@ def run(args) -> dict:
         cluster.kill_all()
         if network:
             network.destroy()
+        for data_dir in mounted:
+            disk.unmount(data_dir)
         history.close()
 
 

@@ -167,12 +167,15 @@ class CommittedSampler(Worker):
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group, **QUIET})
         try:
             while not self.stopping.wait(SAMPLE_INTERVAL_S * 2):
+                # A commit accepted while this OffsetFetch was in flight may or may not be in its answer.
+                asked = self.history.now()
                 try:
                     got = consumer.committed([TopicPartition(t, p) for t, p in self.partitions], timeout=3)
                 except KafkaException:
                     continue  # coordinator down or moving
                 for tp in got:
                     if tp.error is None and tp.offset >= 0:
-                        self.history.add("committed", topic=tp.topic, partition=tp.partition, offset=tp.offset)
+                        self.history.add("committed", topic=tp.topic, partition=tp.partition, offset=tp.offset,
+                                         asked=asked)
         finally:
             consumer.close()
