@@ -14,6 +14,7 @@ from pathlib import Path
 # times over; the filler takes what is left, so a fuller size only costs memory.
 DATA_DIR_BYTES = 256 << 20
 FILLER_CHUNK_BYTES = 64 << 10
+FILLER_NAME = "chaos-filler"
 
 
 class DiskError(RuntimeError):
@@ -34,7 +35,7 @@ def unmount(data_dir: Path):
 
 def fill(data_dir: Path) -> Path:
     """Writes a filler file until the file system is full; returns it."""
-    filler = data_dir / "chaos-filler"
+    filler = data_dir / FILLER_NAME
     chunk = b"\0" * FILLER_CHUNK_BYTES
     # Unbuffered: a chunk cut short by the full disk must not stay in a
     # buffer that closing the file would try, and fail, to write again.

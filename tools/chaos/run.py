@@ -9,7 +9,7 @@ beginning and the history judged (check.py).
 
     python3 tools/chaos/run.py --seed 7 --duration 60 --faults kill,pause,restart,crash
 
-Writes OUT/history.jsonl, OUT/verdicts.json and the nodes' logs (OUT/cluster);
+Writes OUT/history.jsonl, OUT/verdicts.json and the nodes' logs and data (OUT/cluster);
 prints one line per property; exits 1 if any property is violated.
 """
 
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -195,6 +196,9 @@ def run(args) -> dict:
         if network:
             network.destroy()
         for data_dir in mounted:
+            # The logs are evidence: keep a copy of each tmpfs before it goes.
+            shutil.copytree(data_dir, data_dir.with_name(data_dir.name + "-data"), dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(disk.FILLER_NAME))
             disk.unmount(data_dir)
         history.close()
 
