@@ -221,10 +221,16 @@ def unavailability(events: list[dict]) -> list[dict]:
 def summary(events: list[dict]) -> dict:
     ev = _by_type(events)
     verdicts = check(events)
-    lost = next(v for v in verdicts if v["property"] == "acknowledged_present_once")["violations"]
+    log = _final_log(ev)
+    missing = acknowledged_present_once(ev, log)
+    # Counted here in full, not from the verdict's quoted examples.
+    value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
+    lost = sum(1 for e in ev["ack"] if log.get((e["topic"], e["partition"]), {}).get(e["offset"])
+               != value_of.get((e["producer"], e["seq"])))
     return {"faults": len(ev["fault"]), "sent": len(ev["send"]), "acknowledged": len(ev["ack"]),
             "failed": len(ev["fail"]), "read": len(ev["read"]), "commits": len(ev["commit"]),
-            "lost": lost, "ok": all(v["ok"] for v in verdicts), "verdicts": verdicts,
+            "lost": lost, "duplicated": missing["violations"] - lost,
+            "ok": all(v["ok"] for v in verdicts), "verdicts": verdicts,
             "unavailability": unavailability(events)}
 
 

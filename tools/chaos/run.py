@@ -205,7 +205,8 @@ def run(args) -> dict:
 
 def print_result(result: dict):
     print(f"faults {result['faults']}, sent {result['sent']}, acknowledged {result['acknowledged']}, "
-          f"failed {result['failed']}, read {result['read']}, commits {result['commits']}, lost {result['lost']}")
+          f"failed {result['failed']}, read {result['read']}, commits {result['commits']}, lost {result['lost']}, "
+          f"duplicated {result['duplicated']}")
     for v in result["verdicts"]:
         print(f"  {'ok  ' if v['ok'] else 'FAIL'} {v['property']}: {v['violations']} violations; {v['detail']}")
         for example in v["examples"]:
