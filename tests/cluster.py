@@ -63,8 +63,8 @@ def shard_port(base: int, shard: int) -> int:
 
 
 class Node:
-    def __init__(self, cluster: "Cluster", node_id: int):
-        self.cluster, self.id, self.host = cluster, node_id, host_of(node_id)
+    def __init__(self, cluster: "Cluster", node_id: int, host: str):
+        self.cluster, self.id, self.host = cluster, node_id, host
         self.data_dir = cluster.dir / f"node{node_id}"
         self.log_path = cluster.dir / f"node{node_id}.log"
         self.proc = None
@@ -79,7 +79,7 @@ class Node:
     def start(self):
         c = self.cluster
         cmd = [
-            c.binary, "serve", "--node-id", str(self.id), "--host", self.host, "--port", str(c.port),
+            *(c.launcher(self.id) if c.launcher else []), c.binary, "serve", "--node-id", str(self.id), "--host", self.host, "--port", str(c.port),
             "--shards", str(c.shards), "--data-dir", str(self.data_dir),
             "--controller-quorum-voters", c.voters,
             "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
@@ -121,17 +121,31 @@ class Node:
                 self.proc.wait(10)
         self.logf.close()
 
+    def pause(self):
+        """SIGSTOP: the process stays, silent (heartbeats, fetches, Raft
+        messages all stop) until resume(); a stalled VM or a long GC pause."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class Cluster:
-    def __init__(self, binary: str, dir: Path, nodes=3, shards=SHARDS, args=()):
+    def __init__(self, binary: str, dir: Path, nodes=3, shards=SHARDS, args=(), hosts=None, launcher=None):
+        """`hosts` and `launcher` put the nodes elsewhere than 127.0.0.i:
+        node i listens on hosts[i - 1] and runs under the command prefix
+        launcher(i) (tools/chaos runs each node in a network namespace of
+        its own: ["ip", "netns", "exec", name])."""
         self.binary, self.dir, self.shards, self.args = binary, dir, shards, list(args)
-        hosts = [host_of(i) for i in range(1, nodes + 1)]
-        self.port, self.controller_port = _ports(hosts, shards)
+        self.launcher = launcher
+        hosts = hosts or [host_of(i) for i in range(1, nodes + 1)]
+        # A namespace's addresses cannot be bound from here, and its ports are all free.
+        self.port, self.controller_port = _ports([] if launcher else hosts, shards)
         self.voters = ",".join(f"{i + 1}@{h}:{self.controller_port}" for i, h in enumerate(hosts))
-        self.nodes = [Node(self, i + 1) for i in range(nodes)]
+        self.nodes = [Node(self, i + 1, h) for i, h in enumerate(hosts)]
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id - 1]
