@@ -38,8 +38,8 @@ def check(bootstrap: str, brokers: dict[int, tuple[str, int]]):
     assert d["controller_id"] in brokers and d["controller_id"] == metadata.controller_id
     assert operation_names(d["authorized_operations"]) == CLUSTER_OPERATIONS, d["authorized_operations"]
 
-    c = AdminClient({"bootstrap.servers": bootstrap, **QUIET}).describe_cluster(
-        include_authorized_operations=True).result(20)
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})  # kept alive until the answer comes
+    c = admin.describe_cluster(include_authorized_operations=True).result(20)
     assert c.cluster_id == metadata.cluster_id
     assert {n.id: (n.host, n.port) for n in c.nodes} == brokers
     assert c.controller.id == metadata.controller_id
@@ -66,5 +66,6 @@ def test_describe_cluster_on_a_cluster(cluster):  # noqa: F811 (the fixture)
         b["is_fenced"] for b in described(cluster.node(1).bootstrap)["brokers"]), timeout=30, what="node 3 fenced")
     fenced = {b["broker_id"] for b in described(cluster.node(1).bootstrap)["brokers"] if b["is_fenced"]}
     assert fenced == {3000, 3001}
-    c = AdminClient({"bootstrap.servers": cluster.node(1).bootstrap, **QUIET}).describe_cluster().result(20)
+    admin = AdminClient({"bootstrap.servers": cluster.node(1).bootstrap, **QUIET})
+    c = admin.describe_cluster().result(20)
     assert {n.id for n in c.nodes} == {1000, 1001, 2000, 2001}

@@ -57,9 +57,15 @@ pub fn handle(ctx: &Context<'_>, request: DescribeClusterRequest) -> Result<Resp
             .filter_map(|(id, fenced)| snapshot.broker_address(id).map(|b| broker(b, fenced)))
             .collect(),
     };
-    let operations = match request.include_cluster_authorized_operations {
+    let operations = cluster_authorized_operations(request.include_cluster_authorized_operations);
+    ctx.respond(&response.with_brokers(brokers).with_cluster_authorized_operations(operations))
+}
+
+/// The cluster's authorized operations a request asked for (or not), as a
+/// bit field: also Metadata's (v8–10), where librdkafka reads them.
+pub(super) fn cluster_authorized_operations(asked: bool) -> i32 {
+    match asked {
         true => CLUSTER_OPERATIONS_ALL,
         false => AUTHORIZED_OPERATIONS_OMITTED,
-    };
-    ctx.respond(&response.with_brokers(brokers).with_cluster_authorized_operations(operations))
+    }
 }

@@ -147,6 +147,9 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
         .with_brokers(brokers(shard, &snapshot))
         .with_cluster_id(Some(cluster_id))
         .with_controller_id(BrokerId(controller))
+        .with_cluster_authorized_operations(super::describe_cluster::cluster_authorized_operations(
+            request.include_cluster_authorized_operations,
+        ))
         .with_topics(topics);
     ctx.respond(&response)
 }
