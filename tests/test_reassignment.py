@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
-from kafka.errors import InvalidReplicationAssignmentError, NoReassignmentInProgressError, UnknownTopicOrPartitionError
+from kafka.errors import KafkaConnectionError, InvalidReplicationAssignmentError, NoReassignmentInProgressError, UnknownTopicOrPartitionError
 
 from cluster import SESSION_TIMEOUT_MS, Cluster
 from conftest import corelog_bin
@@ -80,6 +81,25 @@ def spare_node(admin: KafkaAdminClient) -> int:
     return 4 if controller != 4 else 3
 
 
+def retried(call):
+    """A request sent again if the client's connection to a node just killed
+    fails under it (these requests are idempotent)."""
+    for _ in range(5):
+        try:
+            return call()
+        except KafkaConnectionError:
+            time.sleep(0.1)
+    return call()
+
+
+def alter(admin: KafkaAdminClient, reassignments: dict) -> dict:
+    return retried(lambda: admin.alter_partition_reassignments(reassignments))
+
+
+def ongoing(admin: KafkaAdminClient) -> dict:
+    return retried(admin.list_partition_reassignments)
+
+
 def partition_dirs(cluster: Cluster, node: int) -> list[str]:
     data = cluster.node(node).data_dir
     return sorted(d for d in os.listdir(data) if d.startswith(f"{TOPIC}-"))
@@ -130,10 +150,10 @@ def test_a_reassignment_is_listed_until_its_new_replica_catches_up(four, tmp_pat
     # The spare node dies: still registered for a session timeout, in
     # which the reassignment to it is accepted; it cannot fetch.
     cluster.node(spare).kill()
-    assert admin.alter_partition_reassignments({tp: [at(1), at(spare)]}) == {tp: None}
-    ongoing = admin.list_partition_reassignments()
-    assert ongoing == {tp: {"replicas": [at(1), at(spare), at(2)], "adding_replicas": [at(spare)],
-                            "removing_replicas": [at(2)]}}, ongoing
+    assert alter(admin, {tp: [at(1), at(spare)]}) == {tp: None}
+    listing = ongoing(admin)
+    assert listing == {tp: {"replicas": [at(1), at(spare), at(2)], "adding_replicas": [at(spare)],
+                            "removing_replicas": [at(2)]}}, listing
     # Its session runs out: fenced, it drops out of the brokers; the reassignment waits for it.
     wait_until(lambda: any(b["is_fenced"] for b in admin.describe_cluster()["brokers"]), timeout=30,
                what="the spare node fenced")
@@ -145,17 +165,17 @@ def test_a_reassignment_is_listed_until_its_new_replica_catches_up(four, tmp_pat
     assert f"Reassignment of partition {TOPIC}-0 is still in progress" in verified, verified
     # A second reassignment cannot put two replicas on one node; a cancel of
     # nothing, or of an unknown partition, is refused as Kafka's.
-    assert admin.alter_partition_reassignments({tp: [at(1), at(1, 1)]}) == {tp: InvalidReplicationAssignmentError}
-    assert admin.alter_partition_reassignments({tp: [at(1), at(9)]}) == {tp: InvalidReplicationAssignmentError}
+    assert alter(admin, {tp: [at(1), at(1, 1)]}) == {tp: InvalidReplicationAssignmentError}
+    assert alter(admin, {tp: [at(1), at(9)]}) == {tp: InvalidReplicationAssignmentError}
     other = TopicPartition(TOPIC, 5)
-    assert admin.alter_partition_reassignments({other: None}) == {other: UnknownTopicOrPartitionError}
+    assert alter(admin, {other: None}) == {other: UnknownTopicOrPartitionError}
 
     cluster.node(spare).start()
-    wait_until(lambda: not admin.list_partition_reassignments(), timeout=90, interval=0.5,
+    wait_until(lambda: not ongoing(admin), timeout=90, interval=0.5,
                what="the reassignment completed once the spare node ran again")
     final = ([at(1), at(spare)], [at(1), at(spare)])
     wait_until(lambda: (s := state(cluster)) and (s[1], sorted(s[2])) == final, timeout=10, what=f"{final}")
-    assert admin.alter_partition_reassignments({tp: None}) == {tp: NoReassignmentInProgressError}
+    assert alter(admin, {tp: None}) == {tp: NoReassignmentInProgressError}
     wait_until(lambda: partition_dirs(cluster, 2) == [], timeout=30, what="node 2 deleted its copy")
     # Node 4's copy has every record: it alone serves them once node 1 is gone.
     cluster.node(1).kill()
@@ -171,10 +191,10 @@ def test_a_cancelled_reassignment_returns_to_the_original_replicas(four, tmp_pat
     tp = TopicPartition(TOPIC, 0)
     spare = spare_node(admin)
     cluster.node(spare).kill()
-    assert admin.alter_partition_reassignments({tp: [at(1), at(spare)]}) == {tp: None}
-    assert tp in admin.list_partition_reassignments()
-    assert admin.alter_partition_reassignments({tp: None}) == {tp: None}
-    assert not admin.list_partition_reassignments()
+    assert alter(admin, {tp: [at(1), at(spare)]}) == {tp: None}
+    assert tp in ongoing(admin)
+    assert alter(admin, {tp: None}) == {tp: None}
+    assert not ongoing(admin)
     final = ([at(1), at(2)], [at(1), at(2)])
     wait_until(lambda: (s := state(cluster)) and (s[1], sorted(s[2])) == final, timeout=10, what=f"{final}")
     cluster.node(spare).start()
