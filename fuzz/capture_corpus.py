@@ -40,7 +40,8 @@ API_NAMES = {
     15: "describe_groups", 16: "list_groups", 18: "api_versions", 19: "create_topics", 20: "delete_topics",
     21: "delete_records", 22: "init_producer_id", 23: "offsets_for_leader_epoch", 32: "describe_configs", 33: "alter_configs",
     35: "describe_log_dirs", 37: "create_partitions", 42: "delete_groups", 44: "incremental_alter_configs",
-    47: "offset_delete",
+    47: "offset_delete", 45: "alter_partition_reassignments", 46: "list_partition_reassignments",
+    60: "describe_cluster",
 }
 
 frames: dict[tuple, list[bytes]] = {}

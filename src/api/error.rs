@@ -63,6 +63,8 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
     InvalidRecord = 87,
+    NoReassignmentInProgress = 85,
+    UnsupportedEndpointType = 115,
     UnknownTopicId = 100,
 }
 
@@ -128,8 +130,13 @@ impl From<&MetadataError> for ErrorCode {
             MetadataError::UnknownNode(_) => ErrorCode::BrokerIdNotRegistered,
             MetadataError::StaleNodeEpoch { .. } => ErrorCode::StaleBrokerEpoch,
             MetadataError::StalePartitionEpoch { .. } => ErrorCode::InvalidUpdateVersion,
-            MetadataError::ReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
-            MetadataError::UnknownBroker { .. } => ErrorCode::InvalidReplicaAssignment,
+            MetadataError::ReplicationFactor { .. } | MetadataError::ReplicationFactorChange { .. } => {
+                ErrorCode::InvalidReplicationFactor
+            }
+            MetadataError::UnknownBroker { .. } | MetadataError::InvalidReassignment { .. } => {
+                ErrorCode::InvalidReplicaAssignment
+            }
+            MetadataError::NoReassignmentInProgress { .. } => ErrorCode::NoReassignmentInProgress,
             MetadataError::CorruptImage(_) => ErrorCode::KafkaStorageError,
             // Internal races the controller's own callers retry.
             MetadataError::ClusterIdSet(_) | MetadataError::StaleProducerIdBlock { .. } => {

@@ -39,6 +39,20 @@ fn brokers(shard: &Shard, snapshot: &Snapshot) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
+/// The cluster's id and the broker id clients are told is the controller
+/// (also DescribeCluster's).
+pub(super) fn cluster_identity(shard: &Shard, snapshot: &Snapshot) -> (StrBytes, i32) {
+    match &snapshot.cluster_id {
+        // A single node's first shard answers for the metadata it owns.
+        None => (StrBytes::from_static_str(CLUSTER_ID), shard.node.replica(ShardId(0)).broker_id()),
+        // The quorum leader's first shard, as the controller.
+        Some(id) => {
+            let leader = snapshot.controller.map_or(-1, |n| ReplicaPlacement::new(n, ShardId(0)).broker_id());
+            (StrBytes::from_string(id.clone()), leader)
+        }
+    }
+}
+
 fn describe(topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
@@ -128,19 +142,14 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Result<Respo
             })
             .collect(),
     };
-    let (cluster_id, controller) = match &snapshot.cluster_id {
-        // A single node's first shard answers for the metadata it owns.
-        None => (StrBytes::from_static_str(CLUSTER_ID), shard.node.replica(ShardId(0)).broker_id()),
-        // The quorum leader's first shard, as the controller.
-        Some(id) => {
-            let leader = snapshot.controller.map_or(-1, |n| ReplicaPlacement::new(n, ShardId(0)).broker_id());
-            (StrBytes::from_string(id.clone()), leader)
-        }
-    };
+    let (cluster_id, controller) = cluster_identity(shard, &snapshot);
     let response = MetadataResponse::default()
         .with_brokers(brokers(shard, &snapshot))
         .with_cluster_id(Some(cluster_id))
         .with_controller_id(BrokerId(controller))
+        .with_cluster_authorized_operations(super::describe_cluster::cluster_authorized_operations(
+            request.include_cluster_authorized_operations,
+        ))
         .with_topics(topics);
     ctx.respond(&response)
 }

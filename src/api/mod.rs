@@ -3,12 +3,14 @@
 //! disagree with what is served.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
@@ -23,6 +25,7 @@ mod leader_hint;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -120,6 +123,9 @@ pub const HANDLERS: &[Handler] = &[
     Handler { key: ApiKey::IncrementalAlterConfigs, versions: 0..=1 },
     Handler { key: ApiKey::DescribeLogDirs, versions: 1..=4 },
     Handler { key: ApiKey::OffsetForLeaderEpoch, versions: 2..=4 },
+    Handler { key: ApiKey::AlterPartitionReassignments, versions: 0..=1 },
+    Handler { key: ApiKey::ListPartitionReassignments, versions: 0..=0 },
+    Handler { key: ApiKey::DescribeCluster, versions: 0..=2 },
 ];
 
 fn supported_versions(key: ApiKey) -> Option<&'static RangeInclusive<i16>> {
@@ -266,6 +272,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<(), ApiError> {
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>(body, key, version).map(drop),
         ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>(body, key, version).map(drop),
         ApiKey::OffsetForLeaderEpoch => decode::<OffsetForLeaderEpochRequest>(body, key, version).map(drop),
+        ApiKey::AlterPartitionReassignments => {
+            decode::<AlterPartitionReassignmentsRequest>(body, key, version).map(drop)
+        }
+        ApiKey::ListPartitionReassignments => decode::<ListPartitionReassignmentsRequest>(body, key, version).map(drop),
+        ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, key, version).map(drop),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }
@@ -307,6 +318,11 @@ pub async fn handle(shard: &Shard, client_host: &str, mut frame: Bytes) -> Resul
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, decode(body, key, version)?).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, decode(body, key, version)?),
         ApiKey::OffsetForLeaderEpoch => offsets_for_leader_epoch::handle(&ctx, decode(body, key, version)?).await,
+        ApiKey::AlterPartitionReassignments => {
+            alter_partition_reassignments::handle(&ctx, decode(body, key, version)?).await
+        }
+        ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(&ctx, decode(body, key, version)?),
+        ApiKey::DescribeCluster => describe_cluster::handle(&ctx, decode(body, key, version)?),
         _ => unreachable!("every key in HANDLERS has an arm"),
     }
 }

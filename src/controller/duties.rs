@@ -14,7 +14,9 @@
 //!   leader epoch;
 //! - leadership moves back to a partition's preferred (first) replica when
 //!   it is in sync and its node's share of partitions it does not lead
-//!   passes `leader.imbalance.per.broker.percentage` (auto leader rebalance).
+//!   passes `leader.imbalance.per.broker.percentage` (auto leader rebalance);
+//! - a reassignment completes once its target replicas are all in sync
+//!   (`reassignment`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -100,6 +102,9 @@ pub fn plan(state: &Snapshot, sessions: &Sessions, now_ms: u64, settings: &DutyS
         }
     }
     for (name, partition, assignment) in repairs(&work) {
+        push(&mut work, MetadataRecord::ChangePartition { name, partition, assignment });
+    }
+    for (name, partition, assignment) in super::reassignment::completions(&work) {
         push(&mut work, MetadataRecord::ChangePartition { name, partition, assignment });
     }
     if rebalance_due(sessions, now_ms, settings) {

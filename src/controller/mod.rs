@@ -15,6 +15,7 @@
 mod duties;
 mod log;
 mod node;
+mod reassignment;
 mod storage;
 mod transport;
 

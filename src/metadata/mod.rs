@@ -8,6 +8,7 @@ mod meta_properties;
 mod migrate;
 mod placement;
 mod producer_ids;
+mod reassignment;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,7 @@ pub use image::{decode_image, encode_image};
 pub use meta_properties::claim as claim_data_dir;
 pub use placement::{assign_replicas, spread_replicas};
 pub use producer_ids::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
+pub use reassignment::reassign;
 pub use store::MetadataStore;
 
 /// Longest topic name Kafka accepts.
@@ -75,6 +77,15 @@ pub enum MetadataError {
     /// A replica assignment naming a broker no registered node has.
     #[error("partition {partition}: broker {broker} is not a shard of a registered node")]
     UnknownBroker { partition: i32, broker: i32 },
+    /// A reassignment target that cannot be (KIP-455's INVALID_REPLICA_ASSIGNMENT).
+    #[error("topic '{name}' partition {partition}: invalid reassignment: {why}")]
+    InvalidReassignment { name: String, partition: i32, why: String },
+    /// A reassignment changing the replica count when the request forbids it.
+    #[error("topic '{name}' partition {partition}: the replication factor would change from {from} to {to}, which the request does not allow")]
+    ReplicationFactorChange { name: String, partition: i32, from: usize, to: usize },
+    /// A cancel of a reassignment that is not under way.
+    #[error("topic '{name}' partition {partition}: no reassignment is in progress")]
+    NoReassignmentInProgress { name: String, partition: i32 },
     #[error("controller snapshot image is corrupt: {0}")]
     CorruptImage(String),
 }

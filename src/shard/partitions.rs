@@ -21,6 +21,10 @@ use crate::storage::{HotTail, LogConfig};
 struct TopicReplicas {
     id: uuid::Uuid,
     replicas: Vec<Option<Rc<Replica>>>,
+    /// Whether the last snapshot placed a replica of the partition here
+    /// (open or not: one that failed to open is not retried on every
+    /// snapshot, only when a reassignment brings it here again).
+    assigned: Vec<bool>,
 }
 
 pub struct Partitions {
@@ -108,6 +112,11 @@ impl Partitions {
         for name in gone {
             self.remove(&name, broker).await;
         }
+        // A reassignment moved these replicas elsewhere: Kafka's StopReplica with delete.
+        for (name, partition, replica) in self.moved_away(here, snapshot) {
+            delete_replica(&replica, &partition_dir(&broker.data_dir, &name, partition)).await;
+            tracing::info!(topic = name, partition, "replica moved away by a reassignment; its files are deleted");
+        }
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
             self.open_new(here, meta, broker, clean, &mut reopened);
@@ -157,8 +166,11 @@ impl Partitions {
         reopened: &mut Vec<Rc<Replica>>,
     ) {
         let mut topics = self.topics.borrow_mut();
-        let entry =
-            topics.entry(meta.name.clone()).or_insert_with(|| TopicReplicas { id: meta.id, replicas: Vec::new() });
+        let entry = topics.entry(meta.name.clone()).or_insert_with(|| TopicReplicas {
+            id: meta.id,
+            replicas: Vec::new(),
+            assigned: Vec::new(),
+        });
         let config = match TopicConfig::resolve(&meta.configs, broker) {
             Ok(c) => c,
             Err(e) => {
@@ -173,8 +185,12 @@ impl Partitions {
         }
         let host =
             ReplicaHost { hot_tail: self.hot_tail.clone(), producers: self.producers.clone(), clean_shutdown: clean };
-        for (partition, assignment) in meta.partitions.iter().enumerate().skip(entry.replicas.len()) {
-            let replica = assignment.has_replica(here).then(|| {
+        for (partition, assignment) in meta.partitions.iter().enumerate() {
+            let placed_here = assignment.has_replica(here);
+            let known = partition < entry.replicas.len();
+            // New partitions, and replicas a reassignment brings to this shard.
+            let newly_here = placed_here && !(known && entry.assigned[partition]);
+            let replica = newly_here.then(|| {
                 let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
@@ -191,22 +207,38 @@ impl Partitions {
                     }
                 }
             });
-            entry.replicas.push(replica.flatten());
+            if !known {
+                entry.replicas.push(replica.flatten());
+                entry.assigned.push(placed_here);
+            } else if newly_here {
+                entry.replicas[partition] = replica.flatten();
+                entry.assigned[partition] = true;
+            }
         }
+    }
+
+    /// Takes out the local replicas whose partitions no longer place a
+    /// replica here (a completed or cancelled reassignment moved them).
+    fn moved_away(&self, here: ReplicaPlacement, snapshot: &Snapshot) -> Vec<(String, i32, Rc<Replica>)> {
+        let mut topics = self.topics.borrow_mut();
+        let mut moved = Vec::new();
+        for (name, local) in topics.iter_mut() {
+            let Some(meta) = snapshot.topic(name) else { continue };
+            for (partition, assignment) in meta.partitions.iter().enumerate() {
+                if local.assigned.get(partition) == Some(&true) && !assignment.has_replica(here) {
+                    local.assigned[partition] = false;
+                    moved.extend(local.replicas[partition].take().map(|r| (name.clone(), partition as i32, r)));
+                }
+            }
+        }
+        moved
     }
 
     async fn remove(&self, name: &str, broker: &BrokerConfig) {
         let Some(topic) = self.topics.borrow_mut().remove(name) else { return };
         for (partition, replica) in topic.replicas.into_iter().enumerate() {
             let Some(replica) = replica else { continue };
-            if let Err(e) = replica.log().close().await {
-                tracing::warn!(topic = name, partition, error = %e, "closing deleted partition");
-            }
-            let dir = partition_dir(&broker.data_dir, name, partition as i32);
-            // Cold path: topic deletion is rare, so a blocking unlink on the shard is acceptable.
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition's files");
-            }
+            delete_replica(&replica, &partition_dir(&broker.data_dir, name, partition as i32)).await;
         }
         tracing::info!(topic = name, "topic deleted");
     }
@@ -223,6 +255,18 @@ impl Partitions {
                 tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
             }
         }
+    }
+}
+
+/// Closes a replica and removes its files: its topic was deleted, or it
+/// was moved to another shard.
+async fn delete_replica(replica: &Replica, dir: &Path) {
+    if let Err(e) = replica.log().close().await {
+        tracing::warn!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing deleted partition");
+    }
+    // Cold path: deletions are rare, so a blocking unlink on the shard is acceptable.
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition's files");
     }
 }
 
@@ -254,6 +298,35 @@ mod tests {
             logs.sync(here, &snapshot, &broker, true).await;
             let open: Vec<i32> = (0..4).filter(|p| logs.get("t", *p).is_some()).collect();
             assert_eq!(open, [2, 3], "not another shard of this node, not this shard's number on another node");
+            logs.close_all().await;
+        });
+    }
+
+    #[test]
+    fn a_reassignment_opens_the_new_replica_and_deletes_the_one_moved_away() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node, shard| ReplicaPlacement::new(NodeId(node), ShardId(shard));
+            let here = at(1, 1);
+            let id = uuid::Uuid::from_u128(1);
+            let mut snapshot = Snapshot::default();
+            let partitions = vec![PartitionAssignment::led_by_first(vec![at(2, 0), at(3, 0)])];
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let logs = Partitions::new(&broker);
+            logs.sync(here, &snapshot, &broker, true).await;
+            assert!(logs.get("t", 0).is_none());
+            let change = |assignment| MetadataRecord::ChangePartition { name: "t".into(), partition: 0, assignment };
+            let current = snapshot.topic("t").unwrap().partitions[0].clone();
+            snapshot.apply(&change(current.reassigned(&[at(2, 0), here], |_| true).unwrap()));
+            logs.sync(here, &snapshot, &broker, true).await;
+            assert!(logs.get("t", 0).is_some_and(|r| !r.is_leader()), "the added replica is opened, as a follower");
+            assert!(partition_dir(dir.path(), "t", 0).exists());
+            let current = snapshot.topic("t").unwrap().partitions[0].clone();
+            snapshot.apply(&change(current.reassignment_cancelled(|_| true).unwrap()));
+            logs.sync(here, &snapshot, &broker, true).await;
+            assert!(logs.get("t", 0).is_none(), "cancelled: the replica is closed");
+            assert!(!partition_dir(dir.path(), "t", 0).exists(), "and its files deleted");
             logs.close_all().await;
         });
     }
