@@ -67,9 +67,26 @@ pub enum ControllerError {
 pub enum Event {
     Raft(raft::prelude::Message),
     Heartbeat(Heartbeat),
-    Propose { records: Vec<MetadataRecord>, reply: Reply },
+    Propose {
+        records: Vec<MetadataRecord>,
+        reply: Reply,
+    },
     Unreachable(NodeId),
+    /// This process is stopping: ask the leader for a controlled shutdown.
+    BeginShutdown,
     Stop,
+}
+
+/// How a controlled shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlledShutdown {
+    /// The quorum fenced this node: it leads nothing and is in no ISR it
+    /// could leave.
+    Done,
+    /// No other node is unfenced: nobody could take a partition over.
+    Alone,
+    /// The quorum did not answer within the bound (it has no majority).
+    TimedOut,
 }
 
 /// How one node's controller starts.
@@ -136,6 +153,37 @@ impl ControllerHandle {
         }
     }
 
+    /// Controlled shutdown (KRaft's BrokerLifecycleManager: heartbeats with
+    /// wantShutDown until the controller fences the node): asks the leader
+    /// to fence this node and move every partition it leads to an in-sync
+    /// replica, and blocks until the committed state shows it done, or for
+    /// at most `bound_ms`. The node keeps serving meanwhile, so requests in
+    /// flight to its leaders finish or are redirected.
+    pub fn shut_down_controlled(&self, bound_ms: u64) -> ControlledShutdown {
+        let others_unfenced = self.snapshots.borrow().unfenced_nodes().any(|n| n.id != self.me);
+        if !others_unfenced {
+            return ControlledShutdown::Alone;
+        }
+        if self.events.try_send(Event::BeginShutdown).is_err() {
+            return ControlledShutdown::TimedOut;
+        }
+        let deadline = Instant::now() + Duration::from_millis(bound_ms);
+        loop {
+            let fenced = {
+                let snapshot = self.snapshots.borrow();
+                let mine = snapshot.nodes.get(&self.me).filter(|n| n.incarnation == self.incarnation);
+                mine.is_none_or(|n| n.fenced)
+            };
+            if fenced {
+                return ControlledShutdown::Done;
+            }
+            if Instant::now() >= deadline {
+                return ControlledShutdown::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(TICK_MS / 4));
+        }
+    }
+
     pub fn stop(&self) {
         let _ = self.events.try_send(Event::Stop);
     }
@@ -190,6 +238,7 @@ fn run(mut node: ControllerNode, inbox: Receiver<Event>, transport: transport::T
                     node.propose(records, Some(reply), now_ms());
                 }
                 Event::Unreachable(peer) => node.report_unreachable(peer),
+                Event::BeginShutdown => node.begin_shutdown(),
                 Event::Stop => {
                     tracing::info!("controller stopped");
                     return;

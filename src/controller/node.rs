@@ -113,6 +113,9 @@ pub struct ControllerNode {
     duty_in_flight: Option<u64>,
     registering: Option<u64>,
     heartbeat_sent_ms: u64,
+    /// This node is stopping: its heartbeats ask the leader to fence it and
+    /// move its leaderships (controlled shutdown).
+    shutting_down: bool,
     published: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -158,6 +161,7 @@ impl ControllerNode {
             duty_in_flight: None,
             registering: None,
             heartbeat_sent_ms: 0,
+            shutting_down: false,
             published,
         })
     }
@@ -209,8 +213,18 @@ impl ControllerNode {
     /// A node's heartbeat, heard by the leader.
     pub fn heartbeat(&mut self, heartbeat: Heartbeat, now_ms: u64) {
         if self.leader {
+            if heartbeat.want_shutdown && !self.sessions.wants_shutdown(heartbeat.node, heartbeat.epoch) {
+                tracing::info!(node = %heartbeat.node, epoch = heartbeat.epoch, "controller: node asks for a controlled shutdown");
+            }
             self.sessions.record(heartbeat, now_ms);
         }
+    }
+
+    /// This process is stopping: from the next tick on, its heartbeats
+    /// (one every tick, so the leader hears it at once) ask to shut down.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.heartbeat_sent_ms = 0;
     }
 
     /// Proposes `records` as one entry; `reply` is answered once it is
@@ -239,10 +253,12 @@ impl ControllerNode {
             let registration = NodeRegistration { epoch: 0, fenced: true, ..self.settings.registration.clone() };
             self.registering = self.propose(vec![MetadataRecord::RegisterNode { registration }], None, now_ms);
         }
-        if self.registered() && now_ms.saturating_sub(self.heartbeat_sent_ms) >= self.settings.heartbeat_interval_ms {
+        let heartbeat_interval_ms = if self.shutting_down { TICK_MS } else { self.settings.heartbeat_interval_ms };
+        if self.registered() && now_ms.saturating_sub(self.heartbeat_sent_ms) >= heartbeat_interval_ms {
             self.heartbeat_sent_ms = now_ms;
             let me = self.settings.me;
-            let heartbeat = Heartbeat { node: me, epoch: self.state.nodes[&me].epoch, applied: self.applied };
+            let epoch = self.state.nodes[&me].epoch;
+            let heartbeat = Heartbeat { node: me, epoch, applied: self.applied, want_shutdown: self.shutting_down };
             match self.leader() {
                 Some(leader) if leader == me => self.heartbeat(heartbeat, now_ms),
                 Some(leader) => out.heartbeats.push((leader, heartbeat)),

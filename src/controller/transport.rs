@@ -44,7 +44,10 @@ const WRITE_TIMEOUT_MS: u64 = 5_000;
 
 const KIND_RAFT: u8 = 0;
 const KIND_HEARTBEAT: u8 = 1;
-const HEARTBEAT_BYTES: usize = 20;
+/// node (4), broker epoch (8), applied index (8), want shutdown (1).
+const HEARTBEAT_BYTES: usize = 21;
+/// A heartbeat from a build without controlled shutdown: no flag.
+const HEARTBEAT_BYTES_V0: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -56,7 +59,7 @@ pub enum FrameError {
     UnknownKind(u8),
     #[error("raft message does not decode: {0}")]
     Raft(String),
-    #[error("heartbeat of {0} bytes, not {HEARTBEAT_BYTES}")]
+    #[error("heartbeat of {0} bytes is malformed ({HEARTBEAT_BYTES} bytes, the last 0 or 1)")]
     Heartbeat(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -79,6 +82,7 @@ pub fn heartbeat_frame(heartbeat: &Heartbeat) -> Vec<u8> {
     payload.extend_from_slice(&heartbeat.node.0.to_be_bytes());
     payload.extend_from_slice(&heartbeat.epoch.to_be_bytes());
     payload.extend_from_slice(&heartbeat.applied.to_be_bytes());
+    payload.push(u8::from(heartbeat.want_shutdown));
     frame(KIND_HEARTBEAT, &payload)
 }
 
@@ -88,11 +92,19 @@ pub fn decode(body: &[u8]) -> Result<Event, FrameError> {
     match kind {
         KIND_RAFT => Message::parse_from_bytes(payload).map(Event::Raft).map_err(|e| FrameError::Raft(e.to_string())),
         KIND_HEARTBEAT => {
-            let bytes: &[u8; HEARTBEAT_BYTES] = payload.try_into().map_err(|_| FrameError::Heartbeat(payload.len()))?;
-            let node = NodeId(u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")));
-            let epoch = i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
-            let applied = u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes"));
-            Ok(Event::Heartbeat(Heartbeat { node, epoch, applied }))
+            let want_shutdown = match payload.len() {
+                HEARTBEAT_BYTES_V0 => false,
+                HEARTBEAT_BYTES => match payload[HEARTBEAT_BYTES_V0] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(FrameError::Heartbeat(payload.len())),
+                },
+                other => return Err(FrameError::Heartbeat(other)),
+            };
+            let node = NodeId(u32::from_be_bytes(payload[0..4].try_into().expect("4 bytes")));
+            let epoch = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+            let applied = u64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
+            Ok(Event::Heartbeat(Heartbeat { node, epoch, applied, want_shutdown }))
         }
         other => Err(FrameError::UnknownKind(other)),
     }
@@ -228,10 +240,14 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_hostile_ones_are_refused() {
-        let heartbeat = Heartbeat { node: NodeId(3), epoch: 77, applied: 80 };
+        let heartbeat = Heartbeat { node: NodeId(3), epoch: 77, applied: 80, want_shutdown: true };
         let bytes = heartbeat_frame(&heartbeat);
         let body = read_frame(&mut &bytes[..]).unwrap().unwrap();
         assert!(matches!(decode(&body).unwrap(), Event::Heartbeat(h) if h == heartbeat));
+        // An older build's heartbeat has no flag: it does not want to shut down.
+        let old = decode(&body[..body.len() - 1]).unwrap();
+        assert!(matches!(old, Event::Heartbeat(h) if h == Heartbeat { want_shutdown: false, ..heartbeat }));
+        assert!(matches!(decode(&[&body[..body.len() - 1], &[2]].concat()), Err(FrameError::Heartbeat(21))));
         let mut message = Message::default();
         (message.from, message.to, message.term) = (1, 2, 9);
         let body = read_frame(&mut &raft_frame(&message)[..]).unwrap().unwrap();
