@@ -1,5 +1,6 @@
 //! Start-up and shutdown: binds one listener per shard, starts the shard
-//! threads, waits for a signal, then stops every shard cleanly.
+//! threads, waits for a signal, then stops every shard cleanly (a cluster
+//! node first hands its leaderships over: controlled shutdown).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::{IdentityError, LocalNode, NodeRegistration, ShardId};
 use crate::config::BrokerConfig;
-use crate::controller::{self, ControllerConfig, ControllerError, ControllerHandle, DutySettings, InternalTopic};
+use crate::controller::{
+    self, ControlledShutdown, ControllerConfig, ControllerError, ControllerHandle, DutySettings, InternalTopic,
+};
 use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::metadata::{MetadataError, MetadataRecord, MetadataStore, Snapshot};
 use crate::shard::{Boot, Control, MetadataOwner, Shard, MAILBOX_CAPACITY};
@@ -188,6 +191,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     .map_err(StartError::Threads)?;
     wait_for_signal();
     tracing::info!("shutting down");
+    if let Some((handle, _)) = &controller {
+        shut_down_controlled(handle, &config);
+    }
     stop_shards(&senders);
     for thread in threads {
         if thread.handle.join().is_err() {
@@ -203,6 +209,31 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     }
     tracing::info!("corelog stopped");
     Ok(())
+}
+
+/// A cluster node's controlled shutdown, before its shards stop: the
+/// quorum fences it and moves its leaderships to in-sync replicas while it
+/// still serves, so clients move over at once rather than after a session
+/// timeout. Bounded by `broker.session.timeout.ms`: past it the controller
+/// would have fenced a node that had simply died, so waiting longer (Kafka's
+/// broker waits for its whole shutdown deadline) would not stop it any
+/// cleaner, and the last node of a cluster, which has no quorum to answer
+/// it, stops after that much.
+fn shut_down_controlled(controller: &ControllerHandle, config: &BrokerConfig) {
+    let controlled_shutdown_ms_max = config.broker_session_timeout_ms;
+    let started = std::time::Instant::now();
+    let outcome = controller.shut_down_controlled(controlled_shutdown_ms_max);
+    let waited_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        ControlledShutdown::Done => {
+            tracing::info!(waited_ms, "controlled shutdown: the quorum fenced this node, which leads no partition")
+        }
+        ControlledShutdown::Alone => tracing::info!("controlled shutdown: no other node is up to take a partition over"),
+        ControlledShutdown::TimedOut => tracing::warn!(
+            waited_ms,
+            "controlled shutdown: the controller quorum did not answer within broker.session.timeout.ms; stopping anyway"
+        ),
+    }
 }
 
 /// Starts this node's controller (a voter of the quorum) with its

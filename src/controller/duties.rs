@@ -3,8 +3,10 @@
 //! nodes' sessions and the clock, so they are tested with simulated time:
 //!
 //! - a node whose heartbeats stopped for `broker.session.timeout.ms` is
-//!   fenced; a fenced node that heartbeats and has applied the log up to its
-//!   own registration is unfenced;
+//!   fenced, and so is one whose heartbeat asks to shut down (KRaft's
+//!   controlled shutdown: BrokerHeartbeat with wantShutDown), at once; a
+//!   fenced node that heartbeats, does not want to shut down and has applied
+//!   the log up to its own registration is unfenced;
 //! - every partition is kept consistent with the fenced set: a replica on a
 //!   fenced node leaves the ISR (except the last one, so the ISR is never
 //!   empty), and a partition led from a fenced node gets a new leader from
@@ -41,6 +43,9 @@ pub struct Heartbeat {
     pub epoch: i64,
     /// The highest metadata log index the node has applied.
     pub applied: u64,
+    /// The node is stopping (SIGTERM): it asks to be fenced and to lead
+    /// nothing before it goes (Kafka's wantShutDown).
+    pub want_shutdown: bool,
 }
 
 /// The sessions the controller leader keeps (in memory only: a new leader
@@ -73,11 +78,20 @@ impl Sessions {
     }
 
     /// The node heartbeats for registration `epoch` and has applied the log
-    /// up to it (KRaft unfences a broker once caught up).
+    /// up to it (KRaft unfences a broker once caught up), and is not
+    /// shutting down.
     fn caught_up(&self, node: NodeId, epoch: i64, now_ms: u64, timeout_ms: u64) -> bool {
         self.last.get(&node).is_some_and(|(at, h)| {
-            h.epoch == epoch && h.applied >= epoch as u64 && now_ms.saturating_sub(*at) <= timeout_ms
+            h.epoch == epoch
+                && h.applied >= epoch as u64
+                && !h.want_shutdown
+                && now_ms.saturating_sub(*at) <= timeout_ms
         })
+    }
+
+    /// The node's last heartbeat for registration `epoch` asked to shut down.
+    pub fn wants_shutdown(&self, node: NodeId, epoch: i64) -> bool {
+        self.last.get(&node).is_some_and(|(_, h)| h.epoch == epoch && h.want_shutdown)
     }
 }
 
@@ -95,7 +109,11 @@ pub fn plan(state: &Snapshot, sessions: &Sessions, now_ms: u64, settings: &DutyS
     let timeout = settings.session_timeout_ms;
     let nodes: Vec<_> = work.nodes.values().map(|n| (n.id, n.epoch, n.fenced)).collect();
     for (node, epoch, fenced) in nodes {
-        if !fenced && sessions.expired(node, epoch, now_ms, timeout) {
+        // A node shutting down is fenced like a dead one, in the same batch
+        // as the repairs below: one proposal takes it out of every ISR it
+        // can leave and moves every leadership it holds to an in-sync replica.
+        let leaving = sessions.wants_shutdown(node, epoch);
+        if !fenced && (leaving || sessions.expired(node, epoch, now_ms, timeout)) {
             push(&mut work, MetadataRecord::FenceNode { node, epoch });
         } else if fenced && sessions.caught_up(node, epoch, now_ms, timeout) {
             push(&mut work, MetadataRecord::UnfenceNode { node, epoch });

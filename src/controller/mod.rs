@@ -68,9 +68,26 @@ pub enum ControllerError {
 pub enum Event {
     Raft(raft::prelude::Message),
     Heartbeat(Heartbeat),
-    Propose { records: Vec<MetadataRecord>, reply: Reply },
+    Propose {
+        records: Vec<MetadataRecord>,
+        reply: Reply,
+    },
     Unreachable(NodeId),
+    /// This process is stopping: ask the leader for a controlled shutdown.
+    BeginShutdown,
     Stop,
+}
+
+/// How a controlled shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlledShutdown {
+    /// The quorum fenced this node: it leads nothing and is in no ISR it
+    /// could leave.
+    Done,
+    /// No other node is unfenced: nobody could take a partition over.
+    Alone,
+    /// The quorum did not answer within the bound (it has no majority).
+    TimedOut,
 }
 
 /// How one node's controller starts.
@@ -137,6 +154,37 @@ impl ControllerHandle {
         }
     }
 
+    /// Controlled shutdown (KRaft's BrokerLifecycleManager: heartbeats with
+    /// wantShutDown until the controller fences the node): asks the leader
+    /// to fence this node and move every partition it leads to an in-sync
+    /// replica, and blocks until the committed state shows it done, or for
+    /// at most `bound_ms`. The node keeps serving meanwhile, so requests in
+    /// flight to its leaders finish or are redirected.
+    pub fn shut_down_controlled(&self, bound_ms: u64) -> ControlledShutdown {
+        let others_unfenced = self.snapshots.borrow().unfenced_nodes().any(|n| n.id != self.me);
+        if !others_unfenced {
+            return ControlledShutdown::Alone;
+        }
+        if self.events.try_send(Event::BeginShutdown).is_err() {
+            return ControlledShutdown::TimedOut;
+        }
+        let deadline = Instant::now() + Duration::from_millis(bound_ms);
+        loop {
+            let fenced = {
+                let snapshot = self.snapshots.borrow();
+                let mine = snapshot.nodes.get(&self.me).filter(|n| n.incarnation == self.incarnation);
+                mine.is_none_or(|n| n.fenced)
+            };
+            if fenced {
+                return ControlledShutdown::Done;
+            }
+            if Instant::now() >= deadline {
+                return ControlledShutdown::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(TICK_MS / 4));
+        }
+    }
+
     pub fn stop(&self) {
         let _ = self.events.try_send(Event::Stop);
     }
@@ -170,11 +218,23 @@ pub fn start(config: ControllerConfig) -> Result<(ControllerHandle, std::thread:
     Ok((ControllerHandle { events, snapshots, me: config.me, incarnation }, thread))
 }
 
+/// Panics of the Raft state logged in full at most this often; the others
+/// are counted (a peer that keeps sending what trips raft-rs must not flood
+/// the log).
+const RESTART_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// What one turn of the controller loop ends with.
+enum Turn {
+    Go,
+    Stop,
+}
+
 fn run(mut node: ControllerNode, inbox: Receiver<Event>, transport: transport::Transport) {
     let clock = Instant::now();
     let now_ms = || clock.elapsed().as_millis() as u64;
     let mut next_tick_ms = TICK_MS;
     let mut out = Outbox::default();
+    let mut restarts = Restarts::default();
     loop {
         let wait = next_tick_ms.saturating_sub(now_ms());
         let first = match inbox.recv_timeout(Duration::from_millis(wait)) {
@@ -183,31 +243,38 @@ fn run(mut node: ControllerNode, inbox: Receiver<Event>, transport: transport::T
             Err(RecvTimeoutError::Disconnected) => return,
         };
         // Everything queued is stepped before the next Ready: one fsync for all.
-        for event in first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
-            match event {
-                Event::Raft(message) => node.step(message),
-                Event::Heartbeat(heartbeat) => node.heartbeat(heartbeat, now_ms()),
-                Event::Propose { records, reply } => {
-                    node.propose(records, Some(reply), now_ms());
-                }
-                Event::Unreachable(peer) => node.report_unreachable(peer),
-                Event::Stop => {
-                    tracing::info!("controller stopped");
+        let events: Vec<Event> = first.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())).collect();
+        // A panic inside raft-rs (a peer's crafted message can trip its
+        // assertions) must not take the node's metadata down with the thread.
+        let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            turn(&mut node, events, &mut next_tick_ms, now_ms, &mut out)
+        }));
+        let failure = match turn {
+            Ok(Ok(Turn::Go)) => None,
+            Ok(Ok(Turn::Stop)) => return,
+            Err(_) => Some("a panic".to_string()),
+            Ok(Err(ControllerError::Storage { context, source })) => {
+                // The Raft state can no longer be made durable: this node stops
+                // taking part rather than vote or acknowledge what it may lose.
+                tracing::error!(context, error = %source, "controller storage failed: this node leaves the quorum");
+                return;
+            }
+            // Anything else a peer's message led to (a snapshot whose image
+            // does not decode): the state is rebuilt from disk as after a panic.
+            Ok(Err(e)) => Some(e.to_string()),
+        };
+        if let Some(why) = failure {
+            out.messages.clear();
+            out.heartbeats.clear();
+            restarts.log(&why, now_ms());
+            node = match node.restarted() {
+                Ok(node) => node,
+                Err(e) => {
+                    tracing::error!(error = %e, "controller: cannot reopen the Raft state: this node leaves the quorum");
                     return;
                 }
-            }
-        }
-        let now = now_ms();
-        if now >= next_tick_ms {
-            node.tick(now, &mut out);
-            // After a stall (a slow fsync), the ticks missed are not replayed in a burst.
-            next_tick_ms = (next_tick_ms + TICK_MS).max(now + 1);
-        }
-        if let Err(e) = node.drive(now, &mut out) {
-            // The Raft state can no longer be made durable: this node stops
-            // taking part rather than vote or acknowledge what it may lose.
-            tracing::error!(error = %e, "controller storage failed: this node leaves the quorum");
-            return;
+            };
+            continue;
         }
         for message in out.messages.drain(..) {
             if let Some(to) = node::node_of(message.to) {
@@ -219,3 +286,62 @@ fn run(mut node: ControllerNode, inbox: Receiver<Event>, transport: transport::T
         }
     }
 }
+
+/// One turn: the events, the tick if it is due, and whatever Raft has ready.
+fn turn(
+    node: &mut ControllerNode,
+    events: Vec<Event>,
+    next_tick_ms: &mut u64,
+    now_ms: impl Fn() -> u64,
+    out: &mut Outbox,
+) -> Result<Turn, ControllerError> {
+    for event in events {
+        match event {
+            Event::Raft(message) => node.step(message),
+            Event::Heartbeat(heartbeat) => node.heartbeat(heartbeat, now_ms()),
+            Event::Propose { records, reply } => {
+                node.propose(records, Some(reply), now_ms());
+            }
+            Event::Unreachable(peer) => node.report_unreachable(peer),
+            Event::BeginShutdown => node.begin_shutdown(),
+            Event::Stop => {
+                tracing::info!("controller stopped");
+                return Ok(Turn::Stop);
+            }
+        }
+    }
+    let now = now_ms();
+    if now >= *next_tick_ms {
+        node.tick(now, out);
+        // After a stall (a slow fsync), the ticks missed are not replayed in a burst.
+        *next_tick_ms = (*next_tick_ms + TICK_MS).max(now + 1);
+    }
+    node.drive(now, out)?;
+    Ok(Turn::Go)
+}
+
+/// Restarts of the Raft state, and when one was last logged.
+#[derive(Default)]
+struct Restarts {
+    logged_ms: Option<u64>,
+    unlogged: u64,
+}
+
+impl Restarts {
+    fn log(&mut self, why: &str, now_ms: u64) {
+        if self.logged_ms.is_some_and(|at| now_ms.saturating_sub(at) < RESTART_LOG_INTERVAL_MS) {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::error!(
+            why,
+            restarts_not_logged = self.unlogged,
+            "controller: the Raft state failed on a peer's message; rebuilt from durable storage"
+        );
+        self.logged_ms = Some(now_ms);
+        self.unlogged = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests;

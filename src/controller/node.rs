@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use protobuf::Message as _;
-use raft::prelude::{Entry, EntryType, Message};
+use raft::prelude::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -40,6 +40,11 @@ const LOG_ENTRIES_MAX: usize = 4_096;
 const APPEND_BYTES_MAX: u64 = 1 << 20;
 /// Append messages in flight to one follower.
 const APPENDS_IN_FLIGHT_MAX: usize = 256;
+/// Terms a peer's message may be ahead of this node's: a term grows by one
+/// per election (pre-vote keeps a cut-off node from inflating its own), so
+/// a million ahead is not a voter that missed some elections but a crafted
+/// message, which would push every node to a term near overflow.
+const TERM_AHEAD_MAX: u64 = 1 << 20;
 
 /// The raft-rs id of node `node` (raft-rs reserves 0 for "none"; Kafka's
 /// node ids start at 0).
@@ -49,6 +54,29 @@ pub fn raft_id(node: NodeId) -> u64 {
 
 pub fn node_of(raft_id: u64) -> Option<NodeId> {
     raft_id.checked_sub(1).and_then(|id| u32::try_from(id).ok()).map(NodeId)
+}
+
+/// Why a peer's message cannot be stepped, checked before raft-rs sees it:
+/// raft-rs appends an append's entries as they come, and entries that skip an index or
+/// claim a term past the message's would reach the durable log, where they
+/// would stop every later start.
+fn malformed(message: &Message) -> Option<&'static str> {
+    // Only an append places entries at indexes (a forwarded proposal's have none yet).
+    if message.get_msg_type() != MessageType::MsgAppend {
+        return None;
+    }
+    let mut index = message.index;
+    for entry in &message.entries {
+        let Some(next) = index.checked_add(1) else { return Some("an entry index past the largest") };
+        index = next;
+        if entry.index != index {
+            return Some("entries that do not follow the message's index one by one");
+        }
+        if entry.term > message.term {
+            return Some("an entry of a term past the message's");
+        }
+    }
+    None
 }
 
 /// What one log entry holds: the proposer (a process incarnation, so its
@@ -113,6 +141,9 @@ pub struct ControllerNode {
     duty_in_flight: Option<u64>,
     registering: Option<u64>,
     heartbeat_sent_ms: u64,
+    /// This node is stopping: its heartbeats ask the leader to fence it and
+    /// move its leaderships (controlled shutdown).
+    shutting_down: bool,
     published: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -122,6 +153,32 @@ fn logger() -> slog::Logger {
 
 impl ControllerNode {
     pub fn new(
+        storage: DurableStorage,
+        settings: NodeSettings,
+        published: watch::Sender<Arc<Snapshot>>,
+    ) -> Result<ControllerNode, ControllerError> {
+        let node = ControllerNode::open(storage, settings, published)?;
+        node.publish();
+        Ok(node)
+    }
+
+    /// This node's Raft state and metadata state rebuilt from what is
+    /// durable, as at a restart of the process, after a panic in raft-rs or
+    /// in the handling of what it made ready (a crafted message can trip
+    /// raft-rs's own assertions; what is in memory may then be half
+    /// changed, what is on disk is whole). Replies still pending are
+    /// dropped (their proposers see the controller stopped and retry); the
+    /// state published stays until the replay passes it.
+    pub fn restarted(self) -> Result<ControllerNode, ControllerError> {
+        let ControllerNode { raw, settings, published, shutting_down, .. } = self;
+        let storage = raw.store().reopen()?;
+        drop(raw);
+        let mut node = ControllerNode::open(storage, settings, published)?;
+        node.shutting_down = shutting_down;
+        Ok(node)
+    }
+
+    fn open(
         storage: DurableStorage,
         settings: NodeSettings,
         published: watch::Sender<Arc<Snapshot>>,
@@ -143,7 +200,6 @@ impl ControllerNode {
         };
         config.validate()?;
         let raw = RawNode::new(&config, storage, &logger())?;
-        published.send_replace(Arc::new(state.clone()));
         Ok(ControllerNode {
             raw,
             settings,
@@ -158,6 +214,7 @@ impl ControllerNode {
             duty_in_flight: None,
             registering: None,
             heartbeat_sent_ms: 0,
+            shutting_down: false,
             published,
         })
     }
@@ -188,13 +245,29 @@ impl ControllerNode {
         self.state.nodes.get(&me.id).is_some_and(|n| n.incarnation == me.incarnation)
     }
 
-    /// A message from a peer; one not meant for this node, or from a node
-    /// that is not a voter, is dropped (and raft-rs refuses local kinds).
+    /// A message from a peer; one not meant for this node, from a node that
+    /// is not a voter, or carrying entries that do not follow one another
+    /// is dropped (and raft-rs refuses local kinds). What raft-rs itself
+    /// would panic on (a commit index past the log, a conflict with a
+    /// committed entry) is left to the driver's catch and restart: raft-rs
+    /// knows its own invariants better than a copy of its checks would.
     pub fn step(&mut self, message: Message) {
         let from_voter =
             node_of(message.from).is_some_and(|n| n != self.settings.me && self.settings.voters.contains(&n));
         if message.to != raft_id(self.settings.me) || !from_voter {
             tracing::debug!(from = message.from, to = message.to, "controller: dropping a stray message");
+            return;
+        }
+        if message.term > self.raw.raft.term.saturating_add(TERM_AHEAD_MAX) {
+            tracing::warn!(
+                from = message.from,
+                term = message.term,
+                "controller: dropping a message of an absurd term"
+            );
+            return;
+        }
+        if let Some(why) = malformed(&message) {
+            tracing::warn!(from = message.from, why, "controller: dropping a malformed message");
             return;
         }
         if let Err(e) = self.raw.step(message) {
@@ -209,8 +282,18 @@ impl ControllerNode {
     /// A node's heartbeat, heard by the leader.
     pub fn heartbeat(&mut self, heartbeat: Heartbeat, now_ms: u64) {
         if self.leader {
+            if heartbeat.want_shutdown && !self.sessions.wants_shutdown(heartbeat.node, heartbeat.epoch) {
+                tracing::info!(node = %heartbeat.node, epoch = heartbeat.epoch, "controller: node asks for a controlled shutdown");
+            }
             self.sessions.record(heartbeat, now_ms);
         }
+    }
+
+    /// This process is stopping: from the next tick on, its heartbeats
+    /// (one every tick, so the leader hears it at once) ask to shut down.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.heartbeat_sent_ms = 0;
     }
 
     /// Proposes `records` as one entry; `reply` is answered once it is
@@ -239,10 +322,12 @@ impl ControllerNode {
             let registration = NodeRegistration { epoch: 0, fenced: true, ..self.settings.registration.clone() };
             self.registering = self.propose(vec![MetadataRecord::RegisterNode { registration }], None, now_ms);
         }
-        if self.registered() && now_ms.saturating_sub(self.heartbeat_sent_ms) >= self.settings.heartbeat_interval_ms {
+        let heartbeat_interval_ms = if self.shutting_down { TICK_MS } else { self.settings.heartbeat_interval_ms };
+        if self.registered() && now_ms.saturating_sub(self.heartbeat_sent_ms) >= heartbeat_interval_ms {
             self.heartbeat_sent_ms = now_ms;
             let me = self.settings.me;
-            let heartbeat = Heartbeat { node: me, epoch: self.state.nodes[&me].epoch, applied: self.applied };
+            let epoch = self.state.nodes[&me].epoch;
+            let heartbeat = Heartbeat { node: me, epoch, applied: self.applied, want_shutdown: self.shutting_down };
             match self.leader() {
                 Some(leader) if leader == me => self.heartbeat(heartbeat, now_ms),
                 Some(leader) => out.heartbeats.push((leader, heartbeat)),

@@ -130,6 +130,12 @@ impl DurableStorage {
         Ok(storage)
     }
 
+    /// The same storage opened again from its files: what a restart would
+    /// find (everything in memory is also on disk).
+    pub fn reopen(&self) -> Result<DurableStorage, ControllerError> {
+        DurableStorage::open(&self.dir, &self.conf_state.voters)
+    }
+
     fn snapshot_index(&self) -> u64 {
         self.snapshot.get_metadata().index
     }

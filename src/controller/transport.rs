@@ -1,11 +1,21 @@
 //! TCP between the voters' controller listeners (`controller.quorum.voters`).
 //!
 //! A frame is `[u32 length][u8 kind][payload]`, the length counting the
-//! kind and the payload and bounded by `FRAME_BYTES_MAX`, checked before
-//! anything is allocated. Kind 0 carries a raft-rs `Message` (protobuf),
-//! kind 1 a node's heartbeat to the controller leader. A frame that is too
-//! long, of an unknown kind or that does not decode closes its connection
-//! (a log line, never a panic); the sender reconnects.
+//! kind and the payload and bounded by `FRAME_BYTES_MAX`; the body is read
+//! as its bytes arrive, so a length alone costs no memory. Kind 0 carries a
+//! raft-rs `Message` (protobuf), kind 1 a node's heartbeat to the
+//! controller leader. A frame that is too long, of an unknown kind, that
+//! does not decode, or that speaks for a node the connection may not speak
+//! for closes its connection (a log line, never a panic); the sender
+//! reconnects.
+//!
+//! Only the voters may connect, checked by the source address: a voter
+//! whose host is an IP address (or a name that resolved at start) is
+//! accepted from that address only, and its frames may speak only for the
+//! voters at that address. Each node connects out from its own voter
+//! address so that the check holds on one machine's loopback addresses too.
+//! This is a weak check (a source address can be spoofed on a network that
+//! allows it); a shared secret or TLS between voters is future work.
 //!
 //! Each peer has one outgoing connection, written by its own thread from a
 //! bounded queue: when the queue is full or the peer is down, messages are
@@ -13,30 +23,44 @@
 //! Connections are retried with a doubling backoff.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::prelude::Message;
 use thiserror::Error;
 
 use super::duties::Heartbeat;
+use super::storage::ENTRY_BYTES_MAX;
 use super::Event;
 use crate::cluster::{NodeId, Voter};
 
-/// Largest frame: a snapshot of the metadata state travels as one message.
-pub const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Room in a frame beside its largest entry or snapshot image: the raft
+/// message's other fields.
+const FRAME_OVERHEAD_BYTES: usize = 64 << 10;
+/// Largest frame: an append carrying the largest entry the log takes, or a
+/// snapshot carrying the whole metadata image (JSON, about 200 bytes per
+/// partition of three replicas: 16 MiB is some 80,000 partitions; a larger
+/// image would need snapshots sent in chunks).
+pub const FRAME_BYTES_MAX: usize = ENTRY_BYTES_MAX + FRAME_OVERHEAD_BYTES;
 /// Frames queued for one peer before new ones are dropped.
 const PEER_QUEUE_FRAMES: usize = 1_024;
-/// Inbound connections served at once (a quorum needs one per peer; the
+/// Inbound connections served at once per other voter (one is in use; the
 /// rest is room for reconnections whose old connection has not timed out).
-const INBOUND_CONNECTIONS_MAX: usize = 64;
+/// With `FRAME_BYTES_MAX`, this bounds what inbound frames can hold.
+const INBOUND_CONNECTIONS_PER_VOTER: usize = 4;
+/// A new connection's first frame comes at once (the peer connected to
+/// send it), or the connection is closed.
+const FIRST_FRAME_MS: u64 = 5_000;
 /// An inbound connection silent this long is closed (a leader sends a
-/// heartbeat every tick, 100 ms).
-const INBOUND_IDLE_MS: u64 = 30_000;
+/// heartbeat every tick, 100 ms; a node heartbeats every
+/// broker.heartbeat.interval.ms, 2 s by default).
+const INBOUND_IDLE_MS: u64 = 10_000;
+/// Refused connections logged at most this often.
+const REFUSED_LOG_INTERVAL_MS: u64 = 10_000;
 const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
@@ -44,7 +68,10 @@ const WRITE_TIMEOUT_MS: u64 = 5_000;
 
 const KIND_RAFT: u8 = 0;
 const KIND_HEARTBEAT: u8 = 1;
-const HEARTBEAT_BYTES: usize = 20;
+/// node (4), broker epoch (8), applied index (8), want shutdown (1).
+const HEARTBEAT_BYTES: usize = 21;
+/// A heartbeat from a build without controlled shutdown: no flag.
+const HEARTBEAT_BYTES_V0: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -54,9 +81,11 @@ pub enum FrameError {
     Empty,
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
+    #[error("a frame speaks for node {0}, which this connection may not speak for")]
+    Impersonation(NodeId),
     #[error("raft message does not decode: {0}")]
     Raft(String),
-    #[error("heartbeat of {0} bytes, not {HEARTBEAT_BYTES}")]
+    #[error("heartbeat of {0} bytes is malformed ({HEARTBEAT_BYTES} bytes, the last 0 or 1)")]
     Heartbeat(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -79,6 +108,7 @@ pub fn heartbeat_frame(heartbeat: &Heartbeat) -> Vec<u8> {
     payload.extend_from_slice(&heartbeat.node.0.to_be_bytes());
     payload.extend_from_slice(&heartbeat.epoch.to_be_bytes());
     payload.extend_from_slice(&heartbeat.applied.to_be_bytes());
+    payload.push(u8::from(heartbeat.want_shutdown));
     frame(KIND_HEARTBEAT, &payload)
 }
 
@@ -88,17 +118,26 @@ pub fn decode(body: &[u8]) -> Result<Event, FrameError> {
     match kind {
         KIND_RAFT => Message::parse_from_bytes(payload).map(Event::Raft).map_err(|e| FrameError::Raft(e.to_string())),
         KIND_HEARTBEAT => {
-            let bytes: &[u8; HEARTBEAT_BYTES] = payload.try_into().map_err(|_| FrameError::Heartbeat(payload.len()))?;
-            let node = NodeId(u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")));
-            let epoch = i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
-            let applied = u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes"));
-            Ok(Event::Heartbeat(Heartbeat { node, epoch, applied }))
+            let want_shutdown = match payload.len() {
+                HEARTBEAT_BYTES_V0 => false,
+                HEARTBEAT_BYTES => match payload[HEARTBEAT_BYTES_V0] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(FrameError::Heartbeat(payload.len())),
+                },
+                other => return Err(FrameError::Heartbeat(other)),
+            };
+            let node = NodeId(u32::from_be_bytes(payload[0..4].try_into().expect("4 bytes")));
+            let epoch = i64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+            let applied = u64::from_be_bytes(payload[12..20].try_into().expect("8 bytes"));
+            Ok(Event::Heartbeat(Heartbeat { node, epoch, applied, want_shutdown }))
         }
         other => Err(FrameError::UnknownKind(other)),
     }
 }
 
-/// Reads one frame's body; None at a clean end of stream.
+/// Reads one frame's body; None at a clean end of stream. The body grows as
+/// its bytes come: a hostile length costs only what is actually sent.
 fn read_frame(stream: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
     let mut length = [0u8; 4];
     match stream.read_exact(&mut length) {
@@ -110,9 +149,59 @@ fn read_frame(stream: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
     if length > FRAME_BYTES_MAX {
         return Err(FrameError::TooLong(length));
     }
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body)?;
+    let mut body = Vec::new();
+    stream.take(length as u64).read_to_end(&mut body)?;
+    if body.len() < length {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(body))
+}
+
+/// The node a frame speaks for: a raft message's sender, a heartbeat's node.
+fn speaker(event: &Event) -> Option<NodeId> {
+    match event {
+        Event::Raft(message) => super::node::node_of(message.from),
+        Event::Heartbeat(heartbeat) => Some(heartbeat.node),
+        _ => None,
+    }
+}
+
+/// Where each other voter may connect from.
+#[derive(Debug, Clone)]
+pub struct VoterSources {
+    /// Each voter but this node, with its addresses; None where its host
+    /// is a name that did not resolve (any address then passes for it).
+    voters: Vec<(NodeId, Option<Vec<IpAddr>>)>,
+}
+
+impl VoterSources {
+    pub fn new(me: NodeId, voters: &[Voter]) -> VoterSources {
+        let addresses = |v: &Voter| -> Option<Vec<IpAddr>> {
+            if let Ok(ip) = v.host.parse::<IpAddr>() {
+                return Some(vec![ip.to_canonical()]);
+            }
+            let resolved: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&v.addr())
+                .map(|addrs| addrs.map(|a| a.ip().to_canonical()).collect())
+                .unwrap_or_default();
+            if resolved.is_empty() {
+                tracing::warn!(voter = %v.id, host = %v.host, "controller: voter host does not resolve; its connections are not checked by address");
+                return None;
+            }
+            Some(resolved)
+        };
+        VoterSources { voters: voters.iter().filter(|v| v.id != me).map(|v| (v.id, addresses(v))).collect() }
+    }
+
+    /// The voters a connection from `ip` may speak for (none: refused).
+    pub fn speakers(&self, ip: IpAddr) -> Vec<NodeId> {
+        let ip = ip.to_canonical();
+        let from = |ips: &Option<Vec<IpAddr>>| ips.as_ref().is_none_or(|ips| ips.contains(&ip));
+        self.voters.iter().filter(|(_, ips)| from(ips)).map(|(id, _)| *id).collect()
+    }
+
+    fn count(&self) -> usize {
+        self.voters.len()
+    }
 }
 
 /// The outgoing side: one queue (and writer thread) per peer.
@@ -122,11 +211,16 @@ pub struct Transport {
 
 impl Transport {
     /// Listens on `me`'s address and starts a writer per other voter. Every
-    /// inbound frame becomes an event in `events`.
+    /// inbound frame from a voter becomes an event in `events`.
     pub fn start(me: &Voter, voters: &[Voter], events: SyncSender<Event>) -> std::io::Result<Transport> {
         let listener = TcpListener::bind(me.addr())?;
         let inbound = events.clone();
-        std::thread::Builder::new().name("controller-listen".into()).spawn(move || accept(listener, inbound))?;
+        let sources = VoterSources::new(me.id, voters);
+        std::thread::Builder::new()
+            .name("controller-listen".into())
+            .spawn(move || accept(listener, sources, inbound))?;
+        // Connections leave from this voter's own address, the one the peers check.
+        let local = me.host.parse::<IpAddr>().ok();
         let mut peers = Vec::new();
         for voter in voters.iter().filter(|v| v.id != me.id) {
             let (queue, frames) = mpsc::sync_channel(PEER_QUEUE_FRAMES);
@@ -134,7 +228,7 @@ impl Transport {
             let (voter, events) = (voter.clone(), events.clone());
             std::thread::Builder::new()
                 .name(format!("controller-peer-{}", voter.id))
-                .spawn(move || write_to_peer(voter, frames, events))?;
+                .spawn(move || write_to_peer(voter, local, frames, events))?;
         }
         Ok(Transport { peers })
     }
@@ -149,18 +243,35 @@ impl Transport {
     }
 }
 
-fn accept(listener: TcpListener, events: SyncSender<Event>) {
+fn accept(listener: TcpListener, sources: VoterSources, events: SyncSender<Event>) {
     let open = Arc::new(AtomicUsize::new(0));
+    let open_max = INBOUND_CONNECTIONS_PER_VOTER * sources.count().max(1);
+    let mut refused_logged: Option<Instant> = None;
+    let mut refused = 0u64;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if open.load(Ordering::Relaxed) >= INBOUND_CONNECTIONS_MAX {
-            tracing::warn!(peer = ?stream.peer_addr().ok(), "controller: too many inbound connections, refused");
+        let peer = stream.peer_addr().ok();
+        let speakers = peer.map(|p| sources.speakers(p.ip())).unwrap_or_default();
+        let why = if speakers.is_empty() {
+            Some("not from a voter's address")
+        } else if open.load(Ordering::Relaxed) >= open_max {
+            Some("too many inbound connections")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            refused += 1;
+            if refused_logged.is_none_or(|at| at.elapsed() >= Duration::from_millis(REFUSED_LOG_INTERVAL_MS)) {
+                tracing::warn!(?peer, why, refused, "controller: connection refused");
+                refused_logged = Some(Instant::now());
+                refused = 0;
+            }
             continue;
         }
         open.fetch_add(1, Ordering::Relaxed);
         let (events, open) = (events.clone(), open.clone());
         let spawned = std::thread::Builder::new().name("controller-conn".into()).spawn(move || {
-            read_from_peer(stream, &events);
+            read_from_peer(stream, peer, &speakers, &events);
             open.fetch_sub(1, Ordering::Relaxed);
         });
         if spawned.is_err() {
@@ -169,12 +280,20 @@ fn accept(listener: TcpListener, events: SyncSender<Event>) {
     }
 }
 
-fn read_from_peer(mut stream: TcpStream, events: &SyncSender<Event>) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(INBOUND_IDLE_MS)));
+fn read_from_peer(mut stream: TcpStream, peer: Option<SocketAddr>, speakers: &[NodeId], events: &SyncSender<Event>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(FIRST_FRAME_MS)));
     let _ = stream.set_nodelay(true);
+    let mut first = true;
     loop {
-        let event = match read_frame(&mut stream).and_then(|body| body.map(|b| decode(&b)).transpose()) {
+        let event =
+            read_frame(&mut stream).and_then(|body| body.map(|b| decode(&b)).transpose()).and_then(|event| match event
+                .as_ref()
+                .and_then(speaker)
+            {
+                Some(node) if !speakers.contains(&node) => Err(FrameError::Impersonation(node)),
+                _ => Ok(event),
+            });
+        let event = match event {
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(e) => {
@@ -182,6 +301,10 @@ fn read_from_peer(mut stream: TcpStream, events: &SyncSender<Event>) {
                 return;
             }
         };
+        if first {
+            first = false;
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(INBOUND_IDLE_MS)));
+        }
         match events.try_send(event) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => return,
@@ -189,12 +312,12 @@ fn read_from_peer(mut stream: TcpStream, events: &SyncSender<Event>) {
     }
 }
 
-fn write_to_peer(voter: Voter, frames: Receiver<Vec<u8>>, events: SyncSender<Event>) {
+fn write_to_peer(voter: Voter, local: Option<IpAddr>, frames: Receiver<Vec<u8>>, events: SyncSender<Event>) {
     let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
     let mut connection: Option<TcpStream> = None;
     while let Ok(frame) = frames.recv() {
         if connection.is_none() {
-            connection = connect(&voter);
+            connection = connect(&voter, local);
             if connection.is_none() {
                 let _ = events.try_send(Event::Unreachable(voter.id));
                 // Whatever queued while the peer is down is stale: Raft resends.
@@ -214,9 +337,18 @@ fn write_to_peer(voter: Voter, frames: Receiver<Vec<u8>>, events: SyncSender<Eve
     }
 }
 
-fn connect(voter: &Voter) -> Option<TcpStream> {
+/// Connects to `voter` from `local` (this voter's address) where it is an
+/// address this machine has, so the peer's source check recognises it.
+fn connect(voter: &Voter, local: Option<IpAddr>) -> Option<TcpStream> {
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&voter.addr()).ok()?.next()?;
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(CONNECT_TIMEOUT_MS)).ok()?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).ok()?;
+    if let Some(ip) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        if let Err(e) = socket.bind(&SocketAddr::new(ip, 0).into()) {
+            tracing::debug!(%ip, error = %e, "controller: cannot connect from this voter's address");
+        }
+    }
+    socket.connect_timeout(&addr.into(), Duration::from_millis(CONNECT_TIMEOUT_MS)).ok()?;
+    let stream: TcpStream = socket.into();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)));
     Some(stream)
@@ -228,10 +360,14 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_hostile_ones_are_refused() {
-        let heartbeat = Heartbeat { node: NodeId(3), epoch: 77, applied: 80 };
+        let heartbeat = Heartbeat { node: NodeId(3), epoch: 77, applied: 80, want_shutdown: true };
         let bytes = heartbeat_frame(&heartbeat);
         let body = read_frame(&mut &bytes[..]).unwrap().unwrap();
         assert!(matches!(decode(&body).unwrap(), Event::Heartbeat(h) if h == heartbeat));
+        // An older build's heartbeat has no flag: it does not want to shut down.
+        let old = decode(&body[..body.len() - 1]).unwrap();
+        assert!(matches!(old, Event::Heartbeat(h) if h == Heartbeat { want_shutdown: false, ..heartbeat }));
+        assert!(matches!(decode(&[&body[..body.len() - 1], &[2]].concat()), Err(FrameError::Heartbeat(21))));
         let mut message = Message::default();
         (message.from, message.to, message.term) = (1, 2, 9);
         let body = read_frame(&mut &raft_frame(&message)[..]).unwrap().unwrap();

@@ -323,6 +323,12 @@ impl Snapshot {
                 if let Some(why) = assignment.invalid() {
                     return Err(invalid(why));
                 }
+                // KRaft's INELIGIBLE_REPLICA: a replica on a fenced node (dead,
+                // or shutting down) does not join an ISR; one already in it may stay.
+                let fenced = |r: &ReplicaPlacement| self.nodes.get(&r.node).is_some_and(|n| n.fenced);
+                if assignment.isr.iter().any(|r| !current.isr.contains(r) && fenced(r)) {
+                    return Err(invalid("a replica on a fenced node cannot join the ISR"));
+                }
             }
         }
         Ok(())
@@ -520,6 +526,10 @@ mod tests {
         let moved = PartitionAssignment { leader_epoch: 1, isr: vec![at(2)], ..moved };
         apply(&mut s, change(moved.clone())).unwrap();
         assert_eq!(s.topic("t").unwrap().partition(0), Some(&moved));
+        // A replica on a fenced node does not join the ISR (it may stay in it).
+        apply(&mut s, MetadataRecord::RegisterNode { registration: registration(3, 5) }).unwrap();
+        let joins = PartitionAssignment { isr: vec![at(2), at(3)], partition_epoch: 3, ..moved.clone() };
+        assert!(matches!(apply(&mut s, change(joins)), Err(MetadataError::InvalidAssignment { .. })));
         // No leader at all: the partition is offline, which Metadata shows as -1.
         let offline = PartitionAssignment { leader: None, isr: vec![], leader_epoch: 2, partition_epoch: 3, ..moved };
         apply(&mut s, change(offline)).unwrap();

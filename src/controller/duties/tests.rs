@@ -64,7 +64,7 @@ fn cluster() -> Snapshot {
 fn beat(sessions: &mut Sessions, state: &Snapshot, nodes: &[u32], now_ms: u64) {
     for &n in nodes {
         let epoch = state.nodes[&NodeId(n)].epoch;
-        sessions.record(Heartbeat { node: NodeId(n), epoch, applied: state.version }, now_ms);
+        sessions.record(Heartbeat { node: NodeId(n), epoch, applied: state.version, want_shutdown: false }, now_ms);
     }
 }
 
@@ -134,9 +134,9 @@ fn the_last_in_sync_replica_stays_in_the_isr_and_leads_again_when_its_node_retur
     // Node 2 comes back first: it is out of sync, so the partition stays offline.
     let registration = NodeRegistration { epoch: 40, fenced: true, ..state.nodes[&NodeId(2)].clone() };
     apply_all(&mut state, &[MetadataRecord::RegisterNode { registration }]);
-    sessions.record(Heartbeat { node: NodeId(2), epoch: 40, applied: 39 }, 16_000);
+    sessions.record(Heartbeat { node: NodeId(2), epoch: 40, applied: 39, want_shutdown: false }, 16_000);
     assert!(plan(&state, &sessions, 16_000, &settings()).is_empty(), "not caught up with its registration yet");
-    sessions.record(Heartbeat { node: NodeId(2), epoch: 40, applied: 40 }, 17_000);
+    sessions.record(Heartbeat { node: NodeId(2), epoch: 40, applied: 40, want_shutdown: false }, 17_000);
     let records = plan(&state, &sessions, 17_000, &settings());
     assert_eq!(records, vec![MetadataRecord::UnfenceNode { node: NodeId(2), epoch: 40 }]);
     apply_all(&mut state, &records);
@@ -145,7 +145,7 @@ fn the_last_in_sync_replica_stays_in_the_isr_and_leads_again_when_its_node_retur
     // Node 3, the last in-sync replica, comes back: it leads again.
     let registration = NodeRegistration { epoch: 50, fenced: true, ..state.nodes[&NodeId(3)].clone() };
     apply_all(&mut state, &[MetadataRecord::RegisterNode { registration }]);
-    sessions.record(Heartbeat { node: NodeId(3), epoch: 50, applied: 50 }, 18_000);
+    sessions.record(Heartbeat { node: NodeId(3), epoch: 50, applied: 50, want_shutdown: false }, 18_000);
     let records = plan(&state, &sessions, 18_000, &settings());
     apply_all(&mut state, &records);
     let p1 = partition(&state, 1);
@@ -190,4 +190,67 @@ fn the_preferred_leader_is_restored_once_in_sync() {
         PartitionAssignment { leader: Some(at(2)), isr: vec![at(2), at(3)], leader_epoch: 1, partition_epoch: 1, ..p };
     apply_all(&mut out, &[MetadataRecord::ChangePartition { name: "t".into(), partition: 0, assignment: moved }]);
     assert!(plan(&out, &sessions, 300_000, &settings()).is_empty());
+}
+
+#[test]
+fn a_node_that_asks_to_shut_down_is_fenced_at_once_and_its_leaderships_move_within_the_isr() {
+    let mut state = cluster();
+    // Partition 0 ([1, 2, 3], led by 1) has ISR {1, 3}: 2 is behind and must never lead it.
+    let mut p0 = partition(&state, 0);
+    p0.isr = vec![at(1), at(3)];
+    p0.partition_epoch += 1;
+    apply_all(&mut state, &[MetadataRecord::ChangePartition { name: "t".into(), partition: 0, assignment: p0 }]);
+    let mut sessions = Sessions::new(0);
+    beat(&mut sessions, &state, &[1, 2, 3], 0);
+    assert!(plan(&state, &sessions, 100, &settings()).is_empty());
+
+    // Node 1 gets SIGTERM: its next heartbeat asks to shut down, well within its session.
+    let epoch = state.nodes[&NodeId(1)].epoch;
+    sessions.record(Heartbeat { node: NodeId(1), epoch, applied: state.version, want_shutdown: true }, 200);
+    let records = plan(&state, &sessions, 200, &settings());
+    assert_eq!(records[0], MetadataRecord::FenceNode { node: NodeId(1), epoch }, "{records:?}");
+    assert_eq!(records.len(), 2, "the fence and partition 0's move, in one proposal: {records:?}");
+    apply_all(&mut state, &records);
+    let p0 = partition(&state, 0);
+    assert_eq!(p0.leader, Some(at(3)), "the in-sync replica leads, not node 2 which is out of sync");
+    assert_eq!(p0.isr, vec![at(3)], "the stopping node leaves the ISR");
+    assert_eq!((p0.leader_epoch, p0.partition_epoch), (1, 2));
+    let leads_nothing = state.topics.values().flat_map(|t| t.partitions.iter()).all(|a| a.leader != Some(at(1)));
+    assert!(leads_nothing);
+
+    // It keeps heartbeating while it finishes what is in flight: it stays fenced.
+    for now in (300..5_000).step_by(100) {
+        sessions.record(Heartbeat { node: NodeId(1), epoch, applied: state.version, want_shutdown: true }, now);
+        beat(&mut sessions, &state, &[2, 3], now);
+        assert!(plan(&state, &sessions, now, &settings()).is_empty(), "at {now} ms");
+    }
+
+    // It comes back as a new process: registers, catches up and is unfenced as any node.
+    let registration = NodeRegistration { epoch: 60, fenced: true, ..state.nodes[&NodeId(1)].clone() };
+    apply_all(&mut state, &[MetadataRecord::RegisterNode { registration }]);
+    sessions.record(Heartbeat { node: NodeId(1), epoch: 60, applied: 60, want_shutdown: false }, 6_000);
+    beat(&mut sessions, &state, &[2, 3], 6_000);
+    let records = plan(&state, &sessions, 6_000, &settings());
+    assert_eq!(records, vec![MetadataRecord::UnfenceNode { node: NodeId(1), epoch: 60 }]);
+}
+
+#[test]
+fn a_stopping_node_that_is_the_last_in_sync_replica_leaves_its_partition_leaderless_not_unclean() {
+    let mut state = cluster();
+    // Partition 1 ([2, 3], led by 2) has ISR {2}: 3 is behind.
+    let mut p1 = partition(&state, 1);
+    p1.isr = vec![at(2)];
+    p1.partition_epoch += 1;
+    apply_all(&mut state, &[MetadataRecord::ChangePartition { name: "t".into(), partition: 1, assignment: p1 }]);
+    let mut sessions = Sessions::new(0);
+    beat(&mut sessions, &state, &[1, 3], 100);
+    let epoch = state.nodes[&NodeId(2)].epoch;
+    sessions.record(Heartbeat { node: NodeId(2), epoch, applied: state.version, want_shutdown: true }, 100);
+    let records = plan(&state, &sessions, 100, &settings());
+    apply_all(&mut state, &records);
+    let p1 = partition(&state, 1);
+    assert_eq!(p1.leader, None, "no other in-sync replica: offline rather than an unclean election");
+    assert_eq!(p1.isr, vec![at(2)], "the last in-sync replica stays in the ISR and leads again when it returns");
+    let p0 = partition(&state, 0);
+    assert_eq!((p0.leader, p0.isr.clone()), (Some(at(1)), vec![at(1), at(3)]), "node 2 left partition 0's ISR");
 }

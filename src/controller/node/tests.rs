@@ -269,3 +269,34 @@ fn a_long_log_is_compacted_and_a_node_that_missed_it_gets_the_snapshot() {
     sim.restart(lagging);
     assert!(sim.node(lagging).state().topics.len() > LOG_ENTRIES_MAX / 2, "restored from its snapshot");
 }
+
+#[test]
+fn a_node_shutting_down_is_fenced_and_its_leaderships_move_well_within_its_session() {
+    for stopping_leader in [false, true] {
+        let mut sim = Sim::new();
+        sim.run_until("all serving", 15_000, Sim::all_serving);
+        let leader = sim.leader().unwrap();
+        let stopping = if stopping_leader { leader } else { (1..=3).find(|n| *n != leader).unwrap() };
+        let replicas: Vec<_> = [stopping].into_iter().chain((1..=3).filter(|n| *n != stopping)).map(at).collect();
+        sim.propose(leader, vec![topic("t", replicas)]).unwrap();
+        sim.node(stopping).begin_shutdown();
+        let started = sim.now_ms;
+        sim.run_until("the stopping node fenced in its own state", SESSION_MS / 2, |s| {
+            s.snapshots[stopping as usize - 1].borrow().nodes[&NodeId(stopping)].fenced
+        });
+        assert!(sim.now_ms - started < SESSION_MS, "fenced on request, not by the session timeout");
+        let state = sim.snapshots[stopping as usize - 1].borrow().clone();
+        let p0 = state.topic("t").unwrap().partition(0).unwrap().clone();
+        assert!(p0.leader.is_some_and(|l| l.node != NodeId(stopping)), "moved to an in-sync replica: {p0:?}");
+        assert!(!p0.isr.contains(&at(stopping)), "{p0:?}");
+        // It keeps heartbeating until it stops: it is not unfenced meanwhile.
+        for _ in 0..20 {
+            sim.step();
+        }
+        assert!(sim.snapshots[stopping as usize - 1].borrow().nodes[&NodeId(stopping)].fenced);
+        // A new process on that node registers again and is unfenced as usual.
+        sim.crash(stopping);
+        sim.restart(stopping);
+        sim.run_until("the restarted node serving", 15_000, Sim::all_serving);
+    }
+}
