@@ -97,7 +97,7 @@ mod tests {
         let mut sessions = Sessions::new(0);
         for n in (1..=4).filter(|n| !silent.contains(n)) {
             let epoch = state.nodes[&NodeId(n)].epoch;
-            sessions.record(Heartbeat { node: NodeId(n), epoch, applied: state.version }, now_ms);
+            sessions.record(Heartbeat { node: NodeId(n), epoch, applied: state.version, want_shutdown: false }, now_ms);
         }
         sessions
     }
