@@ -14,7 +14,7 @@ use crate::cluster::ReplicaPlacement;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
 use crate::model::TopicPartition;
-use crate::partition::{ProducerBudget, Replica, ReplicaHost};
+use crate::partition::{hw_checkpoint, ProducerBudget, Replica, ReplicaHost};
 use crate::storage::{HotTail, LogConfig};
 
 /// A topic's local replicas, indexed by partition; `None` where no replica is here.
@@ -33,6 +33,18 @@ pub struct Partitions {
     isr_changes: Notify,
     /// Wakes the shard's fetcher supervisor: some replica's role changed.
     roles: Notify,
+    /// The shard's high watermark checkpoint (partition/hw_checkpoint.rs).
+    high_watermarks: RefCell<HighWatermarks>,
+}
+
+/// Where this shard checkpoints its replicas' high watermarks, what the
+/// checkpoint held when the shard started (each replica starts from its
+/// entry), and the text last written (unchanged: not written again).
+#[derive(Default)]
+struct HighWatermarks {
+    path: Option<PathBuf>,
+    restored: HashMap<TopicPartition, i64>,
+    written: String,
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -61,6 +73,7 @@ impl Partitions {
             producers: Rc::new(ProducerBudget::default()),
             isr_changes: Notify::new(),
             roles: Notify::new(),
+            high_watermarks: RefCell::default(),
         }
     }
 
@@ -108,6 +121,7 @@ impl Partitions {
         for name in gone {
             self.remove(&name, broker).await;
         }
+        self.read_high_watermarks(here, broker);
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
             self.open_new(here, meta, broker, clean, &mut reopened);
@@ -177,9 +191,14 @@ impl Partitions {
             let replica = assignment.has_replica(here).then(|| {
                 let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
+                let checkpointed = self.high_watermarks.borrow().restored.get(&id).copied();
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
                     Ok((replica, report)) => {
-                        tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
+                        // Before its role: a replica without one reads its high watermark as its log end.
+                        if let Some(hw) = checkpointed {
+                            replica.restore_high_watermark(hw);
+                        }
+                        tracing::info!(topic = %meta.name, partition, ?report, ?checkpointed, "partition log opened");
                         if !report.created {
                             reopened.push(replica.clone());
                         }
@@ -216,8 +235,46 @@ impl Partitions {
         self.topics.borrow().values().flat_map(|t| t.replicas.iter().flatten().cloned()).collect()
     }
 
-    /// Clean shutdown: every log flushes, syncs and writes its indexes.
+    /// Reads the shard's high watermark checkpoint, once, before its first
+    /// replicas open. A damaged one is reported and ignored: the replicas
+    /// start from 0, as before checkpoints, which hides records until the
+    /// followers fetch but exposes none.
+    fn read_high_watermarks(&self, here: ReplicaPlacement, broker: &BrokerConfig) {
+        let mut high_watermarks = self.high_watermarks.borrow_mut();
+        if high_watermarks.path.is_some() {
+            return;
+        }
+        let path = hw_checkpoint::path(&broker.data_dir, here.shard.0);
+        match hw_checkpoint::read(&path) {
+            Ok(restored) => high_watermarks.restored = restored,
+            Err(e) => tracing::error!(error = %e, "high watermark checkpoint ignored: replicas start from 0"),
+        }
+        high_watermarks.path = Some(path);
+    }
+
+    /// Writes every local replica's high watermark to the shard's
+    /// checkpoint, if they changed since the last time (the shard's
+    /// checkpoint task, every replica.high.watermark.checkpoint.interval.ms,
+    /// and clean shutdown). Blocking: a small file and one fsync, at most
+    /// once per interval.
+    pub fn checkpoint_high_watermarks(&self) {
+        let Some(path) = self.high_watermarks.borrow().path.clone() else { return };
+        let mut entries: Vec<(TopicPartition, i64)> =
+            self.all().iter().map(|r| (TopicPartition::new(r.topic(), r.partition()), r.high_watermark())).collect();
+        let text = hw_checkpoint::format(&mut entries);
+        if text == self.high_watermarks.borrow().written {
+            return;
+        }
+        match hw_checkpoint::write(&path, &text) {
+            Ok(()) => self.high_watermarks.borrow_mut().written = text,
+            Err(e) => tracing::error!(error = %e, "cannot checkpoint high watermarks; retrying at the next interval"),
+        }
+    }
+
+    /// Clean shutdown: the high watermarks are checkpointed, then every log
+    /// flushes, syncs and writes its indexes.
     pub async fn close_all(&self) {
+        self.checkpoint_high_watermarks();
         for replica in self.all() {
             if let Err(e) = replica.log().close().await {
                 tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
@@ -254,6 +311,59 @@ mod tests {
             logs.sync(here, &snapshot, &broker, true).await;
             let open: Vec<i32> = (0..4).filter(|p| logs.get("t", *p).is_some()).collect();
             assert_eq!(open, [2, 3], "not another shard of this node, not this shard's number on another node");
+            logs.close_all().await;
+        });
+    }
+
+    /// A leader restarted after a crash starts from the high watermark its
+    /// shard last checkpointed, bounded by its log end, not from 0: its
+    /// followers have not fetched yet, so without the checkpoint it would
+    /// hide every acknowledged record (and answer ListOffsets LATEST with 0).
+    #[test]
+    fn a_replica_restarted_after_a_crash_starts_from_its_checkpointed_high_watermark() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node| ReplicaPlacement::new(NodeId(node), ShardId(0));
+            let assignment = PartitionAssignment::led_by_first(vec![at(1), at(2)]);
+            let id = uuid::Uuid::from_u128(1);
+            let mut snapshot = Snapshot::default();
+            let partitions = vec![assignment];
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let mut nodes = BTreeMap::new();
+            for node in [1, 2] {
+                nodes.insert(NodeId(node), crate::partition::leader_rules::tests::registration(node, 1));
+            }
+            let follower = crate::partition::leader_rules::FollowerId { at: at(2), broker_epoch: 1 };
+
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, true).await;
+            let replica = logs.get("t", 0).unwrap();
+            for value in [&b"a"[..], b"b", b"c"] {
+                let batch = crate::model::records::build_keyed(1, &[(None, Some(value))]);
+                let info = replica.append(&batch, &mut crate::model::compression::Decompressor::new(), 1).unwrap();
+                replica.wait_appended(&info).await.unwrap();
+            }
+            replica.follower_fetched(follower, 2, 10, &nodes).unwrap();
+            assert_eq!(replica.high_watermark(), 2, "the follower holds 2 of 3");
+            logs.checkpoint_high_watermarks();
+            // The crash: the logs are not closed, nothing else is written.
+            drop((replica, logs));
+
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, false).await;
+            let replica = logs.get("t", 0).unwrap();
+            assert!(replica.is_leader());
+            assert_eq!(replica.log().log_end_offset(), 3);
+            assert_eq!(replica.high_watermark(), 2, "the checkpointed high watermark, not 0 nor the log end");
+            logs.close_all().await;
+
+            // A checkpoint past the log end (the tail was lost with the page cache) is bounded by it.
+            let path = hw_checkpoint::path(dir.path(), 0);
+            hw_checkpoint::write(&path, "0\n1\nt 0 7\n").unwrap();
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, true).await;
+            assert_eq!(logs.get("t", 0).unwrap().high_watermark(), 3);
             logs.close_all().await;
         });
     }

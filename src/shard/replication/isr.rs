@@ -36,8 +36,9 @@ impl Shard {
 
     /// One pass over the partitions this shard leads.
     async fn propose_isr_changes(&self, lag_ms: u64) {
+        let snapshot = self.snapshot();
         for replica in self.partitions.all() {
-            let Some(assignment) = replica.proposed_isr(now_ms(), lag_ms) else { continue };
+            let Some(assignment) = replica.proposed_isr(now_ms(), lag_ms, &snapshot.nodes) else { continue };
             let (topic, partition) = (replica.topic().to_string(), replica.partition());
             let isr: Vec<i32> = assignment.isr.iter().map(|r| r.broker_id()).collect();
             let record = MetadataRecord::ChangePartition { name: topic.clone(), partition, assignment };
