@@ -305,6 +305,7 @@ def test_a_follower_fetch_from_a_non_replica_or_a_previous_life_is_refused_and_m
     follower_node = cluster.node(follower // 1000)
     epoch = max(follower_node.epochs())
     wait_until(lambda: high_watermark(cluster, topic) == 10, what="every replica holds 10")
+    tid = topic_id(cluster, topic)
 
     # The follower's node dies: still registered, unfenced and in the ISR for
     # the session timeout, it holds the high watermark at 10 while the
@@ -317,7 +318,6 @@ def test_a_follower_fetch_from_a_non_replica_or_a_previous_life_is_refused_and_m
     assert high_watermark(cluster, topic) == 10
 
     other_shard = follower // 1000 * 1000 + (1 - follower % 1000)
-    tid = topic_id(cluster, topic)
     with leader_conn(cluster, leader) as conn:
         for replica_id, replica_epoch, who in [
             (follower, epoch - 1, "the follower's previous life (an older broker epoch)"),
@@ -329,7 +329,7 @@ def test_a_follower_fetch_from_a_non_replica_or_a_previous_life_is_refused_and_m
             assert error == NOT_LEADER_OR_FOLLOWER, (who, error)
             time.sleep(0.2)
             assert high_watermark(cluster, topic) == 10, who
-        isr = partition_state(cluster, topic, cluster.nodes[0]).isrs
+        isr = partition_state(cluster, topic, cluster.running()[0]).isrs
         assert follower in isr and len(isr) == 3, isr
 
         # The same fetch in the follower's current life is the follower's:
@@ -350,6 +350,7 @@ def test_a_fetch_whose_last_epoch_parts_from_the_new_leaders_log_is_told_where(c
     state = partition_state(cluster, topic, cluster.nodes[0])
     old_leader_node = cluster.node(state.leader // 1000)
     wait_until(lambda: high_watermark(cluster, topic) == 10, what="every replica holds 10")
+    tid = topic_id(cluster, topic)
     old_leader_node.kill()
     survivor = cluster.running()[0]
     moved = lambda: partition_state(cluster, topic, survivor).leader // 1000 not in (-1, old_leader_node.id)  # noqa: E731
@@ -359,7 +360,6 @@ def test_a_fetch_whose_last_epoch_parts_from_the_new_leaders_log_is_told_where(c
         p.produce(topic, value=f"second leader {i}".encode())
     assert p.flush(FAILOVER_TIMEOUT + 30) == 0
     leader = partition_state(cluster, topic, survivor).leader
-    tid = topic_id(cluster, topic)
     with leader_conn(cluster, leader) as conn:
         # A consumer of the old leader fetched records of its epoch up to
         # offset 12 (which the new leader never had): the new leader answers

@@ -249,4 +249,108 @@ mod tests {
             follower.log().close().await.unwrap();
         });
     }
+
+    async fn write(replica: &Replica, value: &[u8]) {
+        let batch = records::build_keyed(now_ms(), &[(None, Some(value))]);
+        let info = replica.append(&batch, &mut Decompressor::new(), now_ms()).unwrap();
+        replica.wait_appended(&info).await.unwrap();
+    }
+
+    async fn copy(from: &Replica, to: &Replica) {
+        let offset = to.log().log_end_offset();
+        let Some(fetched) = from.read(offset, 1 << 20, ReadBound::WrittenEnd).await.unwrap() else { return };
+        let info = to.append_replicated(&fetched.into_bytes().await.unwrap(), now_ms()).unwrap();
+        to.wait_appended(&info).await.unwrap();
+    }
+
+    /// KIP-320 end to end on two logs: an old leader's tail that the new
+    /// leader never had is found by the fetch's last epoch and cut where
+    /// both logs agree, with no OffsetsForLeaderEpoch round trip.
+    #[test]
+    fn an_old_leaders_diverging_tail_is_cut_by_its_fetches_last_epoch() {
+        use crate::partition::leader_rules::FetchPosition;
+        tokio_uring::start(async {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            // Epoch 3: b leads, writes 0 and 1, a copies them.
+            let three =
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(2), at(1)]) };
+            b.set_assignment(at(2), &three, 0).unwrap();
+            a.set_assignment(at(1), &three, 0).unwrap();
+            write(&b, b"x0").await;
+            write(&b, b"x1").await;
+            copy(&b, &a).await;
+            // b writes 2 and 3 that a never gets; then a leads at epoch 4 and writes 2.
+            write(&b, b"lost2").await;
+            write(&b, b"lost3").await;
+            let four =
+                PartitionAssignment { leader: Some(at(1)), leader_epoch: 4, partition_epoch: 1, ..three.clone() };
+            a.set_assignment(at(1), &four, 1).unwrap();
+            write(&a, b"a2").await;
+            // b returns as a follower of a: it fetches at once, reconciling on fetch.
+            assert!(b.set_assignment(at(2), &four, 2).unwrap());
+            let due = b.truncation_due().expect("a new leader");
+            assert!(b.reconciles_on_fetch(due), "a log with epochs reconciles by its fetches");
+            assert_eq!(b.truncation_due(), None);
+            let (last_epoch, fetch_offset) = (b.latest_epoch().unwrap(), b.log().log_end_offset());
+            assert_eq!((last_epoch, fetch_offset), (3, 4));
+            let position = a.fetch_position(last_epoch, fetch_offset);
+            assert_eq!(position, FetchPosition::Diverging { epoch: 3, end_offset: 2 });
+            let FetchPosition::Diverging { epoch, end_offset } = position else { unreachable!() };
+            b.truncate_diverging((epoch, end_offset)).await.unwrap();
+            assert_eq!(b.log().log_end_offset(), 2, "cut where both logs agree");
+            assert_eq!(a.fetch_position(b.latest_epoch().unwrap(), 2), FetchPosition::OnLog);
+            copy(&a, &b).await;
+            assert_eq!((b.log().log_end_offset(), b.latest_epoch()), (3, Some(4)));
+            assert_eq!(a.fetch_position(4, 3), FetchPosition::OnLog);
+            let values = b.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap().into_bytes().await.unwrap();
+            let text = String::from_utf8_lossy(&values);
+            assert!(text.contains("x1") && text.contains("a2") && !text.contains("lost"), "{text}");
+
+            // A follower the leader finds out of range asks OffsetsForLeaderEpoch before fetching again.
+            b.fetched_out_of_range();
+            let due = b.truncation_due().expect("out of range");
+            assert!(!b.reconciles_on_fetch(due));
+            b.truncate_for_epoch(b.log().log_end_offset(), due).await.unwrap();
+            assert_eq!(b.truncation_due(), None);
+            assert!(b.reconciles_on_fetch(due), "reconciled: back to fetching");
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
+        });
+    }
+
+    /// An epoch this replica began as leader without appending in it starts
+    /// at its log end; the new leader never had it. The cut at the log end
+    /// removes it (Kafka's truncateTo does), or every fetch would diverge.
+    #[test]
+    fn an_epoch_begun_without_appends_is_cut_even_when_the_log_is_not() {
+        tokio_uring::start(async {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            let three =
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
+            a.set_assignment(at(1), &three, 0).unwrap();
+            b.set_assignment(at(2), &three, 0).unwrap();
+            write(&a, b"x0").await;
+            copy(&a, &b).await;
+            // b leads epoch 4 without writing; then a leads epoch 5.
+            let four =
+                PartitionAssignment { leader: Some(at(2)), leader_epoch: 4, partition_epoch: 1, ..three.clone() };
+            b.set_assignment(at(2), &four, 1).unwrap();
+            let five = PartitionAssignment { leader: Some(at(1)), leader_epoch: 5, partition_epoch: 2, ..four };
+            a.set_assignment(at(1), &five, 2).unwrap();
+            b.set_assignment(at(2), &five, 2).unwrap();
+            assert_eq!(b.latest_epoch(), Some(4));
+            let position = a.fetch_position(4, 1);
+            let crate::partition::leader_rules::FetchPosition::Diverging { epoch, end_offset } = position else {
+                panic!("{position:?}")
+            };
+            assert_eq!((epoch, end_offset), (3, 1));
+            b.truncate_diverging((epoch, end_offset)).await.unwrap();
+            assert_eq!((b.log().log_end_offset(), b.latest_epoch()), (1, Some(3)));
+            assert_eq!(a.fetch_position(3, 1), crate::partition::leader_rules::FetchPosition::OnLog);
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
+        });
+    }
 }
