@@ -9,7 +9,8 @@
 //!
 //! One file per shard in the data directory (`replication-offset-checkpoint-<shard>`):
 //! the shards share nothing, so each writes its own, as Kafka writes one per
-//! log directory. Kafka's text format:
+//! log directory. It holds the shard's replicated partitions (a single
+//! replica's high watermark is its log end). Kafka's text format:
 //!
 //! ```text
 //! 0                  version

@@ -121,6 +121,12 @@ impl Replica {
         self.replication.borrow().leads()
     }
 
+    /// Whether the partition has other replicas than this one (its high
+    /// watermark is then more than its log end, and worth checkpointing).
+    pub fn is_replicated(&self) -> bool {
+        self.replication.borrow().placement.as_ref().is_some_and(|(_, a)| a.replicas.len() > 1)
+    }
+
     /// Checks a request's `current_leader_epoch` against this replica's.
     pub fn check_leader_epoch(&self, requested: i32) -> Result<(), PartitionError> {
         // The metadata's epoch, which clients know (the stamped one may be

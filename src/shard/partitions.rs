@@ -7,6 +7,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -39,13 +42,21 @@ pub struct Partitions {
 
 /// Where this shard checkpoints its replicas' high watermarks, what the
 /// checkpoint held when the shard started (each replica starts from its
-/// entry), and the text last written (unchanged: not written again).
+/// entry), the text last handed to a write (unchanged: not written again),
+/// and whether a write is under way on its helper thread.
 #[derive(Default)]
 struct HighWatermarks {
     path: Option<PathBuf>,
     restored: HashMap<TopicPartition, i64>,
     written: String,
+    /// Set while a periodic write runs off the shard's thread: shared with
+    /// that one thread only, never with another shard.
+    writing: Arc<AtomicBool>,
 }
+
+/// How often clean shutdown looks whether a periodic checkpoint write has
+/// ended before it writes the last one (they share the temporary file).
+const CHECKPOINT_WRITE_POLL: Duration = Duration::from_millis(5);
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
@@ -252,29 +263,69 @@ impl Partitions {
         high_watermarks.path = Some(path);
     }
 
-    /// Writes every local replica's high watermark to the shard's
-    /// checkpoint, if they changed since the last time (the shard's
-    /// checkpoint task, every replica.high.watermark.checkpoint.interval.ms,
-    /// and clean shutdown). Blocking: a small file and one fsync, at most
-    /// once per interval.
-    pub fn checkpoint_high_watermarks(&self) {
-        let Some(path) = self.high_watermarks.borrow().path.clone() else { return };
-        let mut entries: Vec<(TopicPartition, i64)> =
-            self.all().iter().map(|r| (TopicPartition::new(r.topic(), r.partition()), r.high_watermark())).collect();
+    /// The shard's checkpoint text and path, if it changed since the last
+    /// write: the high watermarks of its replicated partitions (a single
+    /// replica's is its log end, known without a checkpoint).
+    fn high_watermarks_due(&self) -> Option<(PathBuf, String)> {
+        let path = self.high_watermarks.borrow().path.clone()?;
+        let mut entries: Vec<(TopicPartition, i64)> = self
+            .all()
+            .iter()
+            .filter(|r| r.is_replicated())
+            .map(|r| (TopicPartition::new(r.topic(), r.partition()), r.high_watermark()))
+            .collect();
         let text = hw_checkpoint::format(&mut entries);
-        if text == self.high_watermarks.borrow().written {
+        let mut high_watermarks = self.high_watermarks.borrow_mut();
+        if text == high_watermarks.written {
+            return None;
+        }
+        high_watermarks.written = text.clone();
+        Some((path, text))
+    }
+
+    /// Writes the high watermarks of the shard's replicated partitions to
+    /// its checkpoint if they changed (the shard's checkpoint task, every
+    /// replica.high.watermark.checkpoint.interval.ms). The write and its
+    /// fsyncs go to a helper thread, as Kafka's run on its scheduler's: a
+    /// journal commit behind an fsync may take long on a busy disk, and the
+    /// shard's loop must not wait for it. One write at a time: while one
+    /// runs, the next interval's is skipped.
+    pub fn checkpoint_high_watermarks(&self) {
+        let writing = self.high_watermarks.borrow().writing.clone();
+        if writing.load(Ordering::Acquire) {
             return;
         }
-        match hw_checkpoint::write(&path, &text) {
-            Ok(()) => self.high_watermarks.borrow_mut().written = text,
-            Err(e) => tracing::error!(error = %e, "cannot checkpoint high watermarks; retrying at the next interval"),
+        let Some((path, text)) = self.high_watermarks_due() else { return };
+        writing.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new().name("hw-checkpoint".into()).spawn({
+            let writing = writing.clone();
+            move || {
+                if let Err(e) = hw_checkpoint::write(&path, &text) {
+                    tracing::error!(error = %e, "cannot checkpoint high watermarks; retrying when they change");
+                }
+                writing.store(false, Ordering::Release);
+            }
+        });
+        if let Err(e) = spawned {
+            writing.store(false, Ordering::Release);
+            self.high_watermarks.borrow_mut().written.clear();
+            tracing::error!(error = %e, "cannot start the high watermark checkpoint's thread; retrying");
         }
     }
 
-    /// Clean shutdown: the high watermarks are checkpointed, then every log
-    /// flushes, syncs and writes its indexes.
+    /// Clean shutdown: the high watermarks are checkpointed (once a periodic
+    /// write under way has ended), then every log flushes, syncs and writes
+    /// its indexes.
     pub async fn close_all(&self) {
-        self.checkpoint_high_watermarks();
+        let writing = self.high_watermarks.borrow().writing.clone();
+        while writing.load(Ordering::Acquire) {
+            tokio::time::sleep(CHECKPOINT_WRITE_POLL).await;
+        }
+        if let Some((path, text)) = self.high_watermarks_due() {
+            if let Err(e) = hw_checkpoint::write(&path, &text) {
+                tracing::error!(error = %e, "cannot checkpoint high watermarks at shutdown");
+            }
+        }
         for replica in self.all() {
             if let Err(e) = replica.log().close().await {
                 tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
@@ -347,6 +398,10 @@ mod tests {
             replica.follower_fetched(follower, 2, 10, &nodes).unwrap();
             assert_eq!(replica.high_watermark(), 2, "the follower holds 2 of 3");
             logs.checkpoint_high_watermarks();
+            let writing = logs.high_watermarks.borrow().writing.clone();
+            while writing.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             // The crash: the logs are not closed, nothing else is written.
             drop((replica, logs));
 
