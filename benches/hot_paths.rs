@@ -319,6 +319,7 @@ fn bench_fetch(c: &mut Criterion) {
                             log_start_offset: 0,
                             records: Some((p as u32, 64 * KIB as u32)),
                             current_leader: None,
+                            diverging_epoch: None,
                         })
                         .collect(),
                 }];
@@ -497,6 +498,7 @@ fn allocation_counts(_: &mut Criterion) {
                 log_start_offset: 0,
                 records: Some((0u32, 64 * KIB as u32)),
                 current_leader: None,
+                diverging_epoch: None,
             }],
         }];
         black_box(fetch::encode(12, 42, 0, 0, topics, &[]));

@@ -62,6 +62,24 @@ struct ServeArgs {
     /// broker.heartbeat.interval.ms: how often a node heartbeats to the controller [default: 2000].
     #[arg(long)]
     broker_heartbeat_interval_ms: Option<u64>,
+    /// replica.fetch.max.bytes: a follower fetch's record bytes per partition [default: 1048576].
+    #[arg(long)]
+    replica_fetch_max_bytes: Option<u32>,
+    /// replica.fetch.response.max.bytes: a follower fetch's record bytes in all [default: 10485760].
+    #[arg(long)]
+    replica_fetch_response_max_bytes: Option<u32>,
+    /// replica.fetch.wait.max.ms: how long a leader holds a follower fetch with nothing new [default: 500].
+    #[arg(long)]
+    replica_fetch_wait_max_ms: Option<u32>,
+    /// replica.fetch.min.bytes: bytes a follower fetch waits for [default: 1].
+    #[arg(long)]
+    replica_fetch_min_bytes: Option<u32>,
+    /// replica.fetch.backoff.ms: a follower's pause after a failed fetch [default: 1000].
+    #[arg(long)]
+    replica_fetch_backoff_ms: Option<u64>,
+    /// replica.high.watermark.checkpoint.interval.ms: how often high watermarks are checkpointed [default: 5000].
+    #[arg(long)]
+    replica_high_watermark_checkpoint_interval_ms: Option<u64>,
     /// offsets.topic.replication.factor: replicas of __consumer_offsets, capped at the live nodes [default: 3].
     #[arg(long)]
     offsets_topic_replication_factor: Option<i16>,
@@ -219,6 +237,12 @@ impl ServeArgs {
             controller_quorum_voters,
             broker_session_timeout_ms,
             broker_heartbeat_interval_ms,
+            replica_fetch_max_bytes,
+            replica_fetch_response_max_bytes,
+            replica_fetch_wait_max_ms,
+            replica_fetch_min_bytes,
+            replica_fetch_backoff_ms,
+            replica_high_watermark_checkpoint_interval_ms,
             offsets_topic_replication_factor,
             leader_imbalance_check_interval_seconds,
             default_replication_factor,

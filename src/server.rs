@@ -174,6 +174,10 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             runtime::spawn(runtime::supervise("isr changes", move || isr.clone().run_isr_changes()));
             let fetchers = shard.clone();
             runtime::spawn(runtime::supervise("replica fetchers", move || fetchers.clone().run_replica_fetchers()));
+            let checkpoints = shard.clone();
+            runtime::spawn(runtime::supervise("hw checkpoints", move || {
+                checkpoints.clone().run_high_watermark_checkpoints()
+            }));
             let control = runtime::spawn(shard.clone().run_control(mailbox));
             runtime::spawn(shard.clone().follow_quorum());
             let listener = runtime::TcpListener::from_std(listener);

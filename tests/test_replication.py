@@ -5,7 +5,10 @@ test_cluster_membership.py), topics with RF=3, driven with librdkafka
 high watermark follows the ISR, acks=all waits for it, and a leader's node
 SIGKILLed mid-stream loses no acknowledged record: an idempotent acks=all
 producer finishes on the new leader, and every acknowledged record is read
-back once and in order."""
+back once and in order. A follower fetch is Kafka's v15 one (KIP-903): a
+replica id that is not the partition's, or a broker epoch older than its
+node's registration, is refused and moves nothing; a fetch whose last
+fetched epoch parts from the leader's log is told where (KIP-320)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from helpers import QUIET, unique, wait_until
-from cluster import SESSION_TIMEOUT_MS, Cluster, cluster  # noqa: F401 (the fixture)
+from helpers import QUIET, unique, wait_until, watermarks
+import cluster as cluster_setup
+from cluster import SESSION_TIMEOUT_MS, Cluster, cluster, host_of, shard_port  # noqa: F401 (the fixture)
 from conftest import corelog_bin
+from kafka_wire import API_FETCH, NOT_LEADER_OR_FOLLOWER, Conn, i8, i32, i64, uvarint
 
 FAILOVER_TIMEOUT = SESSION_TIMEOUT_MS / 1000 + 30
 
@@ -204,3 +209,169 @@ def test_a_whole_cluster_sigkilled_loses_no_acknowledged_record(cluster):
         expected = [v for (pt, _, v) in sorted(acked) if pt == partition]
         values = read_all(cluster, topic, expected=len(expected), partition=partition)
         assert values == expected, (partition, len(values), len(expected), cluster.logs())
+
+
+# ------------------------------------------------ follower fetch (raw) ---
+# Real clients never send a follower's Fetch: these frames are hand-built
+# (Fetch v15 with KIP-903's replica_state, request header v2).
+
+OFFSET_OUT_OF_RANGE = 1
+PATIENT_SESSION_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def patient_cluster(tmp_path, monkeypatch):
+    """The cluster fixture with a 20 s session timeout: a killed node stays
+    registered, unfenced and in the ISR while the test looks."""
+    monkeypatch.setattr(cluster_setup, "SESSION_TIMEOUT_MS", PATIENT_SESSION_TIMEOUT_MS)
+    c = Cluster(corelog_bin(), tmp_path)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.kill_all()
+
+
+def topic_id(cluster, topic) -> bytes:
+    from confluent_kafka import TopicCollection
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster), **QUIET})
+    description = admin.describe_topics(TopicCollection([topic]), request_timeout=20)[topic].result(30)
+    uid = description.topic_id
+    mask = (1 << 64) - 1
+    return ((uid.get_most_significant_bits() & mask).to_bytes(8, "big")
+            + (uid.get_least_significant_bits() & mask).to_bytes(8, "big"))
+
+
+def leader_conn(cluster, broker_id) -> Conn:
+    return Conn(host_of(broker_id // 1000), shard_port(cluster.port, broker_id % 1000))
+
+
+def read_uvarint(r) -> int:
+    value, shift = 0, 0
+    while True:
+        b = r._take(1)[0]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value
+        shift += 7
+
+
+def fetch_v15(conn, topic_uuid, fetch_offset, replica_id, replica_epoch, last_fetched_epoch=-1):
+    """Fetch v15 of partition 0 of one topic, as replica `replica_id` (-1: a
+    consumer) -> (error_code, high_watermark, diverging (epoch, end) or None)."""
+    partition = (i32(0) + i32(-1) + i64(fetch_offset) + i32(last_fetched_epoch) + i64(-1) + i32(1 << 20)
+                 + b"\x00")
+    replica_state = i32(replica_id) + i64(replica_epoch) + b"\x00"
+    body = (i32(0) + i32(0) + i32(1 << 20) + i8(0) + i32(0) + i32(-1)
+            + uvarint(2) + topic_uuid + uvarint(2) + partition + b"\x00"
+            + uvarint(1)  # no forgotten topics
+            + uvarint(1)  # rack id ""
+            + uvarint(1) + uvarint(1) + uvarint(len(replica_state)) + replica_state)  # tag 1: replica_state
+    r = conn.call(API_FETCH, 15, body, flexible_header=True)
+    assert read_uvarint(r) == 0  # response header tags
+    r.i32(), r.i16(), r.i32()  # throttle, error, session
+    assert read_uvarint(r) == 2 and r._take(16) == topic_uuid and read_uvarint(r) == 2
+    assert r.i32() == 0
+    error, hw = r.i16(), r.i64()
+    r.i64(), r.i64()  # last stable offset, log start
+    assert read_uvarint(r) == 0  # aborted transactions: null
+    r.i32()  # preferred read replica
+    records = read_uvarint(r)
+    r._take(max(records - 1, 0))
+    diverging = None
+    for _ in range(read_uvarint(r)):
+        tag, size = read_uvarint(r), read_uvarint(r)
+        field = r._take(size)
+        if tag == 0:
+            diverging = (int.from_bytes(field[0:4], "big", signed=True), int.from_bytes(field[4:12], "big", signed=True))
+    return error, hw, diverging
+
+
+def high_watermark(cluster, topic) -> int:
+    return watermarks(bootstrap(cluster), topic, 0)[1]
+
+
+def test_a_follower_fetch_from_a_non_replica_or_a_previous_life_is_refused_and_moves_nothing(patient_cluster):
+    cluster = patient_cluster
+    topic = unique("kip903")
+    create(cluster, topic)
+    p = producer(cluster)
+    for i in range(10):
+        p.produce(topic, value=f"in sync {i}".encode())
+    assert p.flush(30) == 0
+    state = partition_state(cluster, topic, cluster.nodes[0])
+    leader = state.leader
+    follower = next(r for r in state.replicas if r // 1000 != leader // 1000)
+    follower_node = cluster.node(follower // 1000)
+    epoch = max(follower_node.epochs())
+    wait_until(lambda: high_watermark(cluster, topic) == 10, what="every replica holds 10")
+    tid = topic_id(cluster, topic)
+
+    # The follower's node dies: still registered, unfenced and in the ISR for
+    # the session timeout, it holds the high watermark at 10 while the
+    # leader takes 5 more records with acks=1.
+    follower_node.kill()
+    p = producer(cluster, acks=1, **{"enable.idempotence": False})
+    for i in range(5):
+        p.produce(topic, value=f"acks=1 {i}".encode())
+    assert p.flush(30) == 0
+    assert high_watermark(cluster, topic) == 10
+
+    other_shard = follower // 1000 * 1000 + (1 - follower % 1000)
+    with leader_conn(cluster, leader) as conn:
+        for replica_id, replica_epoch, who in [
+            (follower, epoch - 1, "the follower's previous life (an older broker epoch)"),
+            (follower, 0, "a guessed broker epoch"),
+            (other_shard, epoch, "a registered node's shard that holds no replica"),
+            (9000, -1, "a broker id no node has"),
+        ]:
+            error, _, _ = fetch_v15(conn, tid, 15, replica_id, replica_epoch)
+            assert error == NOT_LEADER_OR_FOLLOWER, (who, error)
+            time.sleep(0.2)
+            assert high_watermark(cluster, topic) == 10, who
+        isr = partition_state(cluster, topic, cluster.running()[0]).isrs
+        assert follower in isr and len(isr) == 3, isr
+
+        # The same fetch in the follower's current life is the follower's:
+        # the leader counts it and the high watermark moves, as the refused
+        # ones would have moved it without the checks.
+        error, _, _ = fetch_v15(conn, tid, 15, follower, epoch)
+        assert error == 0
+        wait_until(lambda: high_watermark(cluster, topic) == 15, what="the current life's fetch counted")
+
+
+def test_a_fetch_whose_last_epoch_parts_from_the_new_leaders_log_is_told_where(cluster):
+    topic = unique("kip320")
+    create(cluster, topic)
+    p = producer(cluster)
+    for i in range(10):
+        p.produce(topic, value=f"first leader {i}".encode())
+    assert p.flush(30) == 0
+    state = partition_state(cluster, topic, cluster.nodes[0])
+    old_leader_node = cluster.node(state.leader // 1000)
+    wait_until(lambda: high_watermark(cluster, topic) == 10, what="every replica holds 10")
+    tid = topic_id(cluster, topic)
+    old_leader_node.kill()
+    survivor = cluster.running()[0]
+    moved = lambda: partition_state(cluster, topic, survivor).leader // 1000 not in (-1, old_leader_node.id)  # noqa: E731
+    wait_until(moved, timeout=FAILOVER_TIMEOUT, what="a new leader")
+    p = producer(cluster)
+    for i in range(5):
+        p.produce(topic, value=f"second leader {i}".encode())
+    assert p.flush(FAILOVER_TIMEOUT + 30) == 0
+    leader = partition_state(cluster, topic, survivor).leader
+    with leader_conn(cluster, leader) as conn:
+        # A consumer of the old leader fetched records of its epoch up to
+        # offset 12 (which the new leader never had): the new leader answers
+        # where that epoch ended on its log, 10, and no records.
+        found = {}
+        for epoch in range(0, 16):
+            error, _, diverging = fetch_v15(conn, tid, 12, -1, -1, last_fetched_epoch=epoch)
+            found[epoch] = (error, diverging)
+        old_epochs = [e for e, (error, diverging) in found.items() if error == 0 and diverging == (e, 10)]
+        assert len(old_epochs) == 1, found
+        old_epoch = old_epochs[0]
+        # Up to 10 in that epoch: on the leader's log, no divergence.
+        assert fetch_v15(conn, tid, 10, -1, -1, last_fetched_epoch=old_epoch)[::2] == (0, None)
+        # An epoch newer than the leader's: it cannot tell, OFFSET_OUT_OF_RANGE.
+        assert fetch_v15(conn, tid, 12, -1, -1, last_fetched_epoch=1_000_000)[0] == OFFSET_OUT_OF_RANGE

@@ -102,7 +102,9 @@ impl From<&PartitionError> for ErrorCode {
             PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
                 ErrorCode::KafkaStorageError
             }
-            PartitionError::NotLeader | PartitionError::NotAReplica { .. } => ErrorCode::NotLeaderOrFollower,
+            PartitionError::NotLeader
+            | PartitionError::NotAReplica { .. }
+            | PartitionError::StaleBrokerEpoch { .. } => ErrorCode::NotLeaderOrFollower,
             PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
             PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,

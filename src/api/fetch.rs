@@ -25,8 +25,9 @@ use super::leader_hint::{leader_hint, tells_leader, LeaderHint};
 use super::{local_replica, ApiError, Chunk, Context, ErrorCode, Response};
 use crate::cluster::ReplicaPlacement;
 use crate::metadata::Snapshot;
+use crate::partition::leader_rules::{FetchPosition, FollowerId, BROKER_EPOCH_UNKNOWN};
 use crate::partition::{ReadBound, Replica, WriteWaiters};
-use crate::protocol::fetch::{self, CurrentLeader, NodeEndpoint, PartitionData, Piece, TopicData};
+use crate::protocol::fetch::{self, CurrentLeader, EpochEndOffset, NodeEndpoint, PartitionData, Piece, TopicData};
 use crate::storage::read_memory::Reservation;
 use crate::storage::{ReadSlice, StorageError};
 
@@ -47,23 +48,40 @@ struct WantedPartition {
     max_bytes: u32,
     /// The leader epoch the fetcher knows (-1: unchecked).
     current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher has (v12+, KIP-320; -1: none).
+    last_fetched_epoch: i32,
+}
+
+impl WantedPartition {
+    /// Where the fetch stands against the replica's log (KIP-320): checked
+    /// only when the fetcher says what it last fetched.
+    fn position(&self, replica: &Replica) -> FetchPosition {
+        match self.last_fetched_epoch {
+            epoch if epoch < 0 => FetchPosition::OnLog,
+            epoch => replica.fetch_position(epoch, self.offset),
+        }
+    }
 }
 
 /// Who fetches: a consumer reads below the high watermark; a follower
-/// (a replica id, the broker id of the shard it is on) reads everything
-/// written and reports its progress.
+/// (a replica id, the broker id of the shard it is on, and from v15 its
+/// node's broker epoch) reads everything written and reports its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fetcher {
     Consumer,
-    Follower(ReplicaPlacement),
+    Follower(FollowerId),
 }
 
 impl Fetcher {
-    /// The replica id moved into `replica_state` in v15 (KIP-903).
+    /// The replica id moved into `replica_state` in v15, beside the broker
+    /// epoch (KIP-903).
     fn of(request: &FetchRequest, version: i16) -> Fetcher {
-        let id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+        let (id, broker_epoch) = match version >= 15 {
+            true => (request.replica_state.replica_id.0, request.replica_state.replica_epoch),
+            false => (request.replica_id.0, BROKER_EPOCH_UNKNOWN),
+        };
         match ReplicaPlacement::from_broker_id(id) {
-            Some(at) => Fetcher::Follower(at),
+            Some(at) => Fetcher::Follower(FollowerId { at, broker_epoch }),
             None => Fetcher::Consumer,
         }
     }
@@ -81,6 +99,8 @@ struct Found {
     error: ErrorCode,
     /// Where the partition's leader is, for a fetch sent elsewhere (KIP-951).
     leader: Option<LeaderHint>,
+    /// Where the fetcher's log parts from this one (KIP-320).
+    diverging: Option<EpochEndOffset>,
     high_watermark: i64,
     log_start_offset: i64,
     slice: Option<ReadSlice>,
@@ -109,6 +129,7 @@ fn wanted(request: &FetchRequest, version: i16, snapshot: &Snapshot) -> Vec<Want
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u32,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
             };
             match seen.get(&(topic_number, p.partition)) {
                 Some(&(topic, at)) => out[topic].partitions[at] = entry,
@@ -213,12 +234,20 @@ async fn read_all(ctx: &Context<'_>, wanted: &[Wanted], limits: &Limits, fetcher
                     error(partition, code, leader_hint(ctx, &snapshot, &topic.name, partition))
                 }
                 Err(code) => error(partition, code, None),
-                Ok(replica) => {
-                    let end = readable_end(&replica, fetcher);
-                    let found = read_within(ctx, &topic.name, &replica, wanted, fetcher, &spent, limits).await;
-                    pass.read.push((replica, end));
-                    found
-                }
+                Ok(replica) => match wanted.position(&replica) {
+                    FetchPosition::OnLog => {
+                        let end = readable_end(&replica, fetcher);
+                        let found = read_within(ctx, &topic.name, &replica, wanted, fetcher, &spent, limits).await;
+                        pass.read.push((replica, end));
+                        found
+                    }
+                    FetchPosition::Diverging { epoch, end_offset } => {
+                        Found { diverging: Some(EpochEndOffset { epoch, end_offset }), ..unread(partition, &replica) }
+                    }
+                    FetchPosition::OutOfRange => {
+                        Found { error: ErrorCode::OffsetOutOfRange, ..unread(partition, &replica) }
+                    }
+                },
             };
             spent.response_bytes += found.slice.as_ref().map_or(0, |s| u64::from(s.len()));
             spent.memory_bytes += found.slice.as_ref().map_or(0, ReadSlice::held_bytes);
@@ -277,6 +306,7 @@ fn unread(partition: i32, replica: &Replica) -> Found {
         partition,
         error: ErrorCode::None,
         leader: None,
+        diverging: None,
         high_watermark: replica.high_watermark(),
         log_start_offset: replica.log_start_offset(),
         slice: None,
@@ -296,7 +326,7 @@ fn note_memory_spent(ctx: &Context<'_>) {
 }
 
 fn error(partition: i32, error: ErrorCode, leader: Option<LeaderHint>) -> Found {
-    Found { partition, error, leader, high_watermark: -1, log_start_offset: -1, slice: None }
+    Found { partition, error, leader, diverging: None, high_watermark: -1, log_start_offset: -1, slice: None }
 }
 
 impl ErrorCode {
@@ -319,11 +349,10 @@ fn fetched_replica(
     fetcher: Fetcher,
 ) -> Result<Rc<Replica>, ErrorCode> {
     let replica = local_replica(ctx.shard, snapshot, topic, wanted.partition)?;
-    // Only the partition's own replicas read past the high watermark.
-    if let Fetcher::Follower(at) = fetcher {
-        if !replica.assignment().is_some_and(|a| a.has_replica(at)) {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
+    // Only the partition's own replicas, in their node's current life, read
+    // past the high watermark.
+    if let Fetcher::Follower(follower) = fetcher {
+        replica.check_follower(follower, &snapshot.nodes).map_err(|e| ErrorCode::from(&e))?;
     }
     replica.check_leader_epoch(wanted.current_leader_epoch).map_err(|e| ErrorCode::from(&e))?;
     Ok(replica)
@@ -332,8 +361,9 @@ fn fetched_replica(
 /// A follower's fetch tells the leader where the follower's log ends: its
 /// fetch offsets, recorded once per request before the reads (Kafka's
 /// `updateFollowerFetchState`), which may move the high watermark. A
-/// follower that caught up wakes the shard's ISR task.
-fn record_follower_progress(ctx: &Context<'_>, wanted: &[Wanted], follower: ReplicaPlacement) {
+/// follower that caught up wakes the shard's ISR task. A fetch whose log
+/// parts from the leader's records nothing (its offset is not the leader's).
+fn record_follower_progress(ctx: &Context<'_>, wanted: &[Wanted], follower: FollowerId) {
     let snapshot = ctx.shard.snapshot();
     let now_ms = crate::model::now_ms();
     for topic in wanted {
@@ -341,7 +371,10 @@ fn record_follower_progress(ctx: &Context<'_>, wanted: &[Wanted], follower: Repl
             let Ok(replica) = fetched_replica(ctx, &snapshot, &topic.name, w, Fetcher::Follower(follower)) else {
                 continue;
             };
-            match replica.follower_fetched(follower, w.offset, now_ms) {
+            if w.position(&replica) != FetchPosition::OnLog {
+                continue;
+            }
+            match replica.follower_fetched(follower, w.offset, now_ms, &snapshot.nodes) {
                 Ok(progress) if progress.may_join_isr => ctx.shard.partitions.isr_changes_due(),
                 Ok(_) => {}
                 // Answered by the read: the partition's error is the refusal's.
@@ -366,7 +399,9 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     let mut pass = read_all(ctx, &wanted, &limits, fetcher).await;
-    while pass.response_bytes < request.min_bytes.max(0) as u64 && !has_errors(&pass.found) && !ctx.shard.stopping.get()
+    while pass.response_bytes < request.min_bytes.max(0) as u64
+        && !answers_now(&pass.found)
+        && !ctx.shard.stopping.get()
     {
         // Registered before checking what moved since the pass read, so a
         // write in between is not missed; only the partitions read wake it.
@@ -382,8 +417,9 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Result<Response
     Ok(Response::Chunks(encode(ctx, &wanted, pass.found)))
 }
 
-fn has_errors(found: &[Vec<Found>]) -> bool {
-    found.iter().flatten().any(|f| f.error != ErrorCode::None)
+/// An error or a diverging epoch is answered without waiting for records.
+fn answers_now(found: &[Vec<Found>]) -> bool {
+    found.iter().flatten().any(|f| f.error != ErrorCode::None || f.diverging.is_some())
 }
 
 fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<Chunk> {
@@ -414,6 +450,7 @@ fn encode(ctx: &Context<'_>, wanted: &[Wanted], found: Vec<Vec<Found>>) -> Vec<C
                         .leader
                         .as_ref()
                         .map(|l| CurrentLeader { leader_id: l.broker_id, leader_epoch: l.leader_epoch }),
+                    diverging_epoch: f.diverging,
                     records: f.slice.map(|s| {
                         let len = s.len();
                         (s, len)

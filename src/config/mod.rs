@@ -60,6 +60,19 @@ const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up
 /// with the leader's log end for this long leaves the ISR.
 const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `replica.fetch.max.bytes`: a follower fetch's bytes per partition.
+const REPLICA_FETCH_MAX_BYTES_DEFAULT: u32 = 1 << 20;
+/// Kafka's `replica.fetch.response.max.bytes`: a follower fetch's bytes in all.
+const REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT: u32 = 10 << 20;
+/// Kafka's `replica.fetch.wait.max.ms`: how long the leader holds a follower
+/// fetch that has nothing new.
+const REPLICA_FETCH_WAIT_MAX_MS_DEFAULT: u32 = 500;
+/// Kafka's `replica.fetch.min.bytes`.
+const REPLICA_FETCH_MIN_BYTES_DEFAULT: u32 = 1;
+/// Kafka's `replica.fetch.backoff.ms`: a follower's pause after a failed fetch.
+const REPLICA_FETCH_BACKOFF_MS_DEFAULT: u64 = 1_000;
+/// Kafka's `replica.high.watermark.checkpoint.interval.ms`.
+const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
 /// Kafka's `leader.imbalance.check.interval.seconds`: how often the
 /// controller moves leadership back to preferred replicas.
 const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT: u64 = 300;
@@ -94,6 +107,21 @@ pub struct BrokerConfig {
     /// replica.lag.time.max.ms: a follower behind the leader's log end this
     /// long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// replica.fetch.max.bytes: most record bytes a follower fetch asks per
+    /// partition (the leader still sends one whole batch if larger).
+    pub replica_fetch_max_bytes: u32,
+    /// replica.fetch.response.max.bytes: most record bytes a follower fetch asks in all.
+    pub replica_fetch_response_max_bytes: u32,
+    /// replica.fetch.wait.max.ms: the follower fetch's max wait (below
+    /// replica.lag.time.max.ms, or followers would drop out of the ISR idle).
+    pub replica_fetch_wait_max_ms: u32,
+    /// replica.fetch.min.bytes: the follower fetch's min bytes.
+    pub replica_fetch_min_bytes: u32,
+    /// replica.fetch.backoff.ms: a follower's pause after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// replica.high.watermark.checkpoint.interval.ms: how often each data
+    /// directory's replication-offset-checkpoint is written.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// default.replication.factor: replicas of auto-created topics and of
     /// CreateTopics asking for -1.
     pub default_replication_factor: i16,
@@ -202,6 +230,12 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
             broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
             replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            replica_fetch_max_bytes: REPLICA_FETCH_MAX_BYTES_DEFAULT,
+            replica_fetch_response_max_bytes: REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT,
+            replica_fetch_wait_max_ms: REPLICA_FETCH_WAIT_MAX_MS_DEFAULT,
+            replica_fetch_min_bytes: REPLICA_FETCH_MIN_BYTES_DEFAULT,
+            replica_fetch_backoff_ms: REPLICA_FETCH_BACKOFF_MS_DEFAULT,
+            replica_high_watermark_checkpoint_interval_ms: REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT,
             default_replication_factor: 1,
             min_insync_replicas: 1,
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
@@ -307,6 +341,7 @@ impl BrokerConfig {
             let value = self.fetch_memory_bytes.to_string();
             return Err(ConfigError::InvalidValue { key: "fetch_memory_bytes".into(), value, why });
         }
+        self.validate_replica_fetch()?;
         let partitions_ok = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions);
         if !partitions_ok || self.log_index_interval_bytes == 0 {
             let why = "num.partitions and log.index.interval.bytes must be positive";
@@ -326,6 +361,33 @@ impl BrokerConfig {
                 value: value.to_string(),
                 why: "must be at least 1",
             });
+        }
+        Ok(())
+    }
+
+    /// The follower fetch's bounds: answers must fit an i32 frame as
+    /// consumers' do, and a fetch must come back before its follower counts
+    /// as lagging (Kafka refuses replica.fetch.wait.max.ms ≥ replica.lag.time.max.ms).
+    fn validate_replica_fetch(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, why| Err(ConfigError::InvalidValue { key: key.into(), value, why });
+        for (key, bytes) in [
+            ("replica.fetch.max.bytes", self.replica_fetch_max_bytes),
+            ("replica.fetch.response.max.bytes", self.replica_fetch_response_max_bytes),
+        ] {
+            if bytes > FETCH_MAX_BYTES_MAX {
+                return invalid(key, bytes.to_string(), "must be at most 1 GiB");
+            }
+        }
+        if u64::from(self.replica_fetch_wait_max_ms) >= self.replica_lag_time_max_ms {
+            let why = "replica.fetch.wait.max.ms must be less than replica.lag.time.max.ms";
+            return invalid("replica.fetch.wait.max.ms", self.replica_fetch_wait_max_ms.to_string(), why);
+        }
+        let positive = [
+            ("replica.fetch.backoff.ms", self.replica_fetch_backoff_ms),
+            ("replica.high.watermark.checkpoint.interval.ms", self.replica_high_watermark_checkpoint_interval_ms),
+        ];
+        if let Some((key, value)) = positive.into_iter().find(|(_, value)| *value == 0) {
+            return invalid(key, value.to_string(), "must be positive");
         }
         Ok(())
     }
@@ -386,6 +448,27 @@ mod tests {
         assert!(config(1023, 1 << 20).validate().is_err(), "Kafka's minimum");
         assert!(config(2 << 30, 4 << 30).validate().is_err(), "an answer's size must fit an i32");
         assert!(config(8 << 20, 4 << 20).validate().is_err(), "one whole answer must fit the shard's memory");
+    }
+
+    #[test]
+    fn replica_fetch_settings_are_kafkas_and_checked() {
+        let defaults = BrokerConfig::default();
+        let kafka = (
+            defaults.replica_fetch_max_bytes,
+            defaults.replica_fetch_response_max_bytes,
+            defaults.replica_fetch_wait_max_ms,
+            defaults.replica_fetch_min_bytes,
+            defaults.replica_fetch_backoff_ms,
+            defaults.replica_high_watermark_checkpoint_interval_ms,
+        );
+        assert_eq!(kafka, (1_048_576, 10_485_760, 500, 1, 1_000, 5_000));
+        let slow = BrokerConfig { replica_fetch_wait_max_ms: 30_000, ..BrokerConfig::default() };
+        assert!(slow.validate().is_err(), "a follower would leave the ISR while its fetch waits");
+        let huge = BrokerConfig { replica_fetch_response_max_bytes: 2 << 30, ..BrokerConfig::default() };
+        assert!(huge.validate().is_err());
+        let parsed: BrokerConfig =
+            toml::from_str("replica_fetch_max_bytes = 4096\nreplica_fetch_backoff_ms = 50").unwrap();
+        assert_eq!((parsed.replica_fetch_max_bytes, parsed.replica_fetch_backoff_ms), (4096, 50));
     }
 
     #[test]

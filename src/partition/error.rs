@@ -48,6 +48,10 @@ pub enum PartitionError {
     /// A follower fetch from a broker that holds no replica of the partition.
     #[error("broker {broker_id} holds no replica of this partition")]
     NotAReplica { broker_id: i32 },
+    /// A follower fetch carrying an older broker epoch than its node's
+    /// registration: a previous life of the process (KIP-903).
+    #[error("broker {broker_id} fetched with broker epoch {sent}, its node is registered with {registered}")]
+    StaleBrokerEpoch { broker_id: i32, sent: i64, registered: i64 },
     /// The request was made for an older leader epoch: the client refreshes.
     #[error("leader epoch {requested} is older than the partition's {ours}")]
     FencedLeaderEpoch { requested: i32, ours: i32 },

@@ -21,16 +21,45 @@ impl Replica {
         assignment.leader.filter(|leader| leader != here)
     }
 
-    /// The epoch this follower has to truncate for before it fetches: the
-    /// partition's leader epoch, until [`truncated`](Self::truncated) says it
-    /// was done for it.
+    /// The epoch this follower has not yet reconciled its log with its
+    /// leader's for (its leader or leader epoch changed since): see
+    /// [`reconciles_on_fetch`](Self::reconciles_on_fetch). None once done.
     pub fn truncation_due(&self) -> Option<i32> {
         let epoch = self.replication.borrow().placement.as_ref()?.1.leader_epoch;
         (self.replication.borrow().truncated_for_epoch != Some(epoch)).then_some(epoch)
     }
 
+    /// Whether this follower reconciles its log for `epoch` by its fetches
+    /// (KIP-320, Kafka's fetcher with truncation on fetch): its fetches carry
+    /// its latest epoch as `last_fetched_epoch`, and the leader answers a
+    /// diverging epoch where its log parts from the leader's. If so it is
+    /// marked reconciled and fetches at once. Not so (false) for a log
+    /// without an epoch, or once the leader found its fetch offset out of
+    /// range ([`fetched_out_of_range`](Self::fetched_out_of_range)): it asks
+    /// OffsetsForLeaderEpoch first (KIP-101/279).
+    pub fn reconciles_on_fetch(&self, epoch: i32) -> bool {
+        let has_epoch = self.latest_epoch().is_some();
+        let mut replication = self.replication.borrow_mut();
+        if replication.leader_end_wanted || !has_epoch {
+            return false;
+        }
+        replication.truncated_for_epoch = Some(epoch);
+        true
+    }
+
+    /// The leader found this follower's fetch offset out of range without
+    /// its log starting past it: the follower is ahead of the leader's log
+    /// (Kafka's `handleOutOfRangeError`), and asks the leader where its
+    /// latest epoch ends before it fetches again.
+    pub fn fetched_out_of_range(&self) {
+        let mut replication = self.replication.borrow_mut();
+        replication.leader_end_wanted = true;
+        replication.truncated_for_epoch = None;
+    }
+
     /// The latest epoch of the replica's epoch cache: what it asks its new
-    /// leader the end of (OffsetsForLeaderEpoch). None: an empty log.
+    /// leader the end of (OffsetsForLeaderEpoch), and the `last_fetched_epoch`
+    /// of its fetches. None: an empty log.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.leader_epochs.borrow().latest().map(|e| e.epoch)
     }
@@ -49,25 +78,45 @@ impl Replica {
     /// producers from what is left. Never below the high watermark's records
     /// the leader still has: the offset comes from the leader.
     pub async fn truncate_for_epoch(&self, offset: i64, epoch: i32) -> Result<(), PartitionError> {
+        self.truncate_to(offset).await?;
+        let mut replication = self.replication.borrow_mut();
+        replication.truncated_for_epoch = Some(epoch);
+        replication.leader_end_wanted = false;
+        Ok(())
+    }
+
+    /// The leader answered a fetch with the epoch `diverging` where this
+    /// follower's log parts from its own (KIP-320): the log is cut where
+    /// both agree (leader.rs `truncation_on_divergence`); the next fetch
+    /// carries the latest epoch left, and the leader checks again.
+    pub async fn truncate_diverging(&self, diverging: (i32, i64)) -> Result<(), PartitionError> {
+        let own = self.leader_epochs.borrow().end_offset_for(diverging.0, self.log().log_end_offset());
+        let offset = super::leader::truncation_on_divergence(self.log().log_end_offset(), diverging, own);
+        self.truncate_to(offset).await
+    }
+
+    /// Cuts the log, the epoch cache and the idempotent producers at
+    /// `offset`. The epoch cache is cut even when the log is not: an epoch
+    /// this replica began as leader without appending in it starts at its
+    /// log end and is not the new leader's (Kafka's `truncateTo` does so).
+    async fn truncate_to(&self, offset: i64) -> Result<(), PartitionError> {
         if offset < self.log().log_end_offset() {
             tracing::info!(
                 topic = self.topic(),
                 partition = self.partition(),
                 from = self.log().log_end_offset(),
                 to = offset,
-                epoch,
-                "truncating to the new leader's log"
+                "truncating to the leader's log"
             );
             self.cut_log(offset).await?;
-            // A batch holding `offset` went whole: the log may now end below it.
-            let log_end = self.log().log_end_offset();
-            self.leader_epochs.borrow_mut().truncate_from_end(log_end)?;
             self.producers.forget_all();
             self.restore_producers().await;
-            let hw = self.high_watermark.get().min(log_end);
-            self.high_watermark.set(hw);
         }
-        self.replication.borrow_mut().truncated_for_epoch = Some(epoch);
+        // A batch holding `offset` went whole: the log may now end below it.
+        let log_end = self.log().log_end_offset();
+        self.leader_epochs.borrow_mut().truncate_from_end(log_end)?;
+        let hw = self.high_watermark.get().min(log_end);
+        self.high_watermark.set(hw);
         Ok(())
     }
 
@@ -124,11 +173,20 @@ mod tests {
     use crate::config::{BrokerConfig, TopicConfig};
     use crate::model::compression::Decompressor;
     use crate::model::{now_ms, records, TopicPartition};
+    use crate::partition::leader::tests::registered;
     use crate::partition::{ReadBound, Replica, ReplicaHost};
     use crate::storage::{HotTail, LogConfig};
 
     fn at(node: u32) -> ReplicaPlacement {
         ReplicaPlacement::new(NodeId(node), ShardId(0))
+    }
+
+    /// A follower fetch without a broker epoch (before v15): not checked.
+    fn fid(node: u32) -> crate::partition::leader_rules::FollowerId {
+        crate::partition::leader_rules::FollowerId {
+            at: at(node),
+            broker_epoch: crate::partition::leader_rules::BROKER_EPOCH_UNKNOWN,
+        }
     }
 
     fn open(dir: &std::path::Path) -> Rc<Replica> {
@@ -166,7 +224,7 @@ mod tests {
             assert_eq!(follower.end_offset_for(3), (3, 2));
 
             // The follower reports its end; the leader's high watermark moves and the follower learns it.
-            let progress = leader.follower_fetched(at(2), follower.log().log_end_offset(), 10).unwrap();
+            let progress = leader.follower_fetched(fid(2), follower.log().log_end_offset(), 10, &registered()).unwrap();
             assert_eq!(progress.high_watermark, 2);
             assert_eq!(follower.high_watermark(), 0);
             follower.set_follower_high_watermark(progress.high_watermark);
@@ -189,6 +247,110 @@ mod tests {
             );
             leader.log().close().await.unwrap();
             follower.log().close().await.unwrap();
+        });
+    }
+
+    async fn write(replica: &Replica, value: &[u8]) {
+        let batch = records::build_keyed(now_ms(), &[(None, Some(value))]);
+        let info = replica.append(&batch, &mut Decompressor::new(), now_ms()).unwrap();
+        replica.wait_appended(&info).await.unwrap();
+    }
+
+    async fn copy(from: &Replica, to: &Replica) {
+        let offset = to.log().log_end_offset();
+        let Some(fetched) = from.read(offset, 1 << 20, ReadBound::WrittenEnd).await.unwrap() else { return };
+        let info = to.append_replicated(&fetched.into_bytes().await.unwrap(), now_ms()).unwrap();
+        to.wait_appended(&info).await.unwrap();
+    }
+
+    /// KIP-320 end to end on two logs: an old leader's tail that the new
+    /// leader never had is found by the fetch's last epoch and cut where
+    /// both logs agree, with no OffsetsForLeaderEpoch round trip.
+    #[test]
+    fn an_old_leaders_diverging_tail_is_cut_by_its_fetches_last_epoch() {
+        use crate::partition::leader_rules::FetchPosition;
+        tokio_uring::start(async {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            // Epoch 3: b leads, writes 0 and 1, a copies them.
+            let three =
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(2), at(1)]) };
+            b.set_assignment(at(2), &three, 0).unwrap();
+            a.set_assignment(at(1), &three, 0).unwrap();
+            write(&b, b"x0").await;
+            write(&b, b"x1").await;
+            copy(&b, &a).await;
+            // b writes 2 and 3 that a never gets; then a leads at epoch 4 and writes 2.
+            write(&b, b"lost2").await;
+            write(&b, b"lost3").await;
+            let four =
+                PartitionAssignment { leader: Some(at(1)), leader_epoch: 4, partition_epoch: 1, ..three.clone() };
+            a.set_assignment(at(1), &four, 1).unwrap();
+            write(&a, b"a2").await;
+            // b returns as a follower of a: it fetches at once, reconciling on fetch.
+            assert!(b.set_assignment(at(2), &four, 2).unwrap());
+            let due = b.truncation_due().expect("a new leader");
+            assert!(b.reconciles_on_fetch(due), "a log with epochs reconciles by its fetches");
+            assert_eq!(b.truncation_due(), None);
+            let (last_epoch, fetch_offset) = (b.latest_epoch().unwrap(), b.log().log_end_offset());
+            assert_eq!((last_epoch, fetch_offset), (3, 4));
+            let position = a.fetch_position(last_epoch, fetch_offset);
+            assert_eq!(position, FetchPosition::Diverging { epoch: 3, end_offset: 2 });
+            let FetchPosition::Diverging { epoch, end_offset } = position else { unreachable!() };
+            b.truncate_diverging((epoch, end_offset)).await.unwrap();
+            assert_eq!(b.log().log_end_offset(), 2, "cut where both logs agree");
+            assert_eq!(a.fetch_position(b.latest_epoch().unwrap(), 2), FetchPosition::OnLog);
+            copy(&a, &b).await;
+            assert_eq!((b.log().log_end_offset(), b.latest_epoch()), (3, Some(4)));
+            assert_eq!(a.fetch_position(4, 3), FetchPosition::OnLog);
+            let values = b.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap().into_bytes().await.unwrap();
+            let text = String::from_utf8_lossy(&values);
+            assert!(text.contains("x1") && text.contains("a2") && !text.contains("lost"), "{text}");
+
+            // A follower the leader finds out of range asks OffsetsForLeaderEpoch before fetching again.
+            b.fetched_out_of_range();
+            let due = b.truncation_due().expect("out of range");
+            assert!(!b.reconciles_on_fetch(due));
+            b.truncate_for_epoch(b.log().log_end_offset(), due).await.unwrap();
+            assert_eq!(b.truncation_due(), None);
+            assert!(b.reconciles_on_fetch(due), "reconciled: back to fetching");
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
+        });
+    }
+
+    /// An epoch this replica began as leader without appending in it starts
+    /// at its log end; the new leader never had it. The cut at the log end
+    /// removes it (Kafka's truncateTo does), or every fetch would diverge.
+    #[test]
+    fn an_epoch_begun_without_appends_is_cut_even_when_the_log_is_not() {
+        tokio_uring::start(async {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            let three =
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
+            a.set_assignment(at(1), &three, 0).unwrap();
+            b.set_assignment(at(2), &three, 0).unwrap();
+            write(&a, b"x0").await;
+            copy(&a, &b).await;
+            // b leads epoch 4 without writing; then a leads epoch 5.
+            let four =
+                PartitionAssignment { leader: Some(at(2)), leader_epoch: 4, partition_epoch: 1, ..three.clone() };
+            b.set_assignment(at(2), &four, 1).unwrap();
+            let five = PartitionAssignment { leader: Some(at(1)), leader_epoch: 5, partition_epoch: 2, ..four };
+            a.set_assignment(at(1), &five, 2).unwrap();
+            b.set_assignment(at(2), &five, 2).unwrap();
+            assert_eq!(b.latest_epoch(), Some(4));
+            let position = a.fetch_position(4, 1);
+            let crate::partition::leader_rules::FetchPosition::Diverging { epoch, end_offset } = position else {
+                panic!("{position:?}")
+            };
+            assert_eq!((epoch, end_offset), (3, 1));
+            b.truncate_diverging((epoch, end_offset)).await.unwrap();
+            assert_eq!((b.log().log_end_offset(), b.latest_epoch()), (1, Some(3)));
+            assert_eq!(a.fetch_position(3, 1), crate::partition::leader_rules::FetchPosition::OnLog);
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
         });
     }
 }

@@ -7,10 +7,12 @@
 //! Its refusals are [`PartitionError`]s, which `api/error.rs` maps to Kafka
 //! codes. Replication (issue 16): a replica leads or follows as the
 //! metadata says (replication.rs); a leader tracks its followers' progress,
-//! its ISR and high watermark by the pure rules of leader.rs.
+//! its ISR and high watermark by the pure rules of leader.rs. The shard
+//! checkpoints its replicas' high watermarks (hw_checkpoint.rs).
 
 mod error;
 mod follower;
+pub mod hw_checkpoint;
 pub mod leader;
 mod leader_epoch;
 mod producers;

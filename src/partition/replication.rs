@@ -7,9 +7,11 @@
 //! notification when the high watermark or the role moves, so that long
 //! polls and acks=all waits re-check.
 
-use crate::cluster::{PartitionAssignment, ReplicaPlacement};
+use std::collections::BTreeMap;
 
-use super::leader::{self, EpochCheck, Followers};
+use crate::cluster::{NodeId, NodeRegistration, PartitionAssignment, ReplicaPlacement};
+
+use super::leader::{self, EpochCheck, FetchPosition, FollowerId, Followers};
 use super::{PartitionError, Replica};
 
 /// How far a read may go.
@@ -36,6 +38,9 @@ pub struct Replication {
     /// The leader epoch a follower last truncated for (follower.rs): it
     /// fetches only once this is the partition's.
     pub truncated_for_epoch: Option<i32>,
+    /// The leader found the follower's fetch offset out of range: it asks
+    /// OffsetsForLeaderEpoch before fetching again (follower.rs).
+    pub leader_end_wanted: bool,
 }
 
 impl Replication {
@@ -116,9 +121,10 @@ impl Replica {
         self.replication.borrow().leads()
     }
 
-    /// The partition as the latest snapshot gave it (None before the first).
-    pub fn assignment(&self) -> Option<PartitionAssignment> {
-        self.replication.borrow().placement.as_ref().map(|(_, a)| a.clone())
+    /// Whether the partition has other replicas than this one (its high
+    /// watermark is then more than its log end, and worth checkpointing).
+    pub fn is_replicated(&self) -> bool {
+        self.replication.borrow().placement.as_ref().is_some_and(|(_, a)| a.replicas.len() > 1)
     }
 
     /// Checks a request's `current_leader_epoch` against this replica's.
@@ -132,6 +138,14 @@ impl Replica {
             EpochCheck::Fenced => Err(PartitionError::FencedLeaderEpoch { requested, ours }),
             EpochCheck::Unknown => Err(PartitionError::UnknownLeaderEpoch { requested, ours }),
         }
+    }
+
+    /// KIP-320: where a fetch from `fetch_offset`, whose last fetched batch
+    /// had `last_fetched_epoch`, stands against this replica's log
+    /// (leader.rs `fetch_position`).
+    pub fn fetch_position(&self, last_fetched_epoch: i32, fetch_offset: i64) -> FetchPosition {
+        let ends = self.leader_epochs.borrow().end_offset_for(last_fetched_epoch, self.log().log_end_offset());
+        leader::fetch_position(last_fetched_epoch, fetch_offset, ends, self.log_start_offset())
     }
 
     /// Every offset below it may be read by consumers: on a leader, the
@@ -152,27 +166,52 @@ impl Replica {
         hw
     }
 
+    /// Whether `follower` may fetch as a replica of this partition: it is
+    /// one, and its broker epoch is not older than the one `nodes` (the
+    /// metadata's registrations) gives its node (KIP-903). Both refusals are
+    /// Kafka's NOT_LEADER_OR_FOLLOWER.
+    pub fn check_follower(
+        &self,
+        follower: FollowerId,
+        nodes: &BTreeMap<NodeId, NodeRegistration>,
+    ) -> Result<(), PartitionError> {
+        let broker_id = follower.at.broker_id();
+        let replication = self.replication.borrow();
+        if !replication.placement.as_ref().is_some_and(|(_, a)| a.has_replica(follower.at)) {
+            return Err(PartitionError::NotAReplica { broker_id });
+        }
+        let registered = nodes.get(&follower.at.node).map(|n| n.epoch);
+        if leader::broker_epoch_is_stale(follower.broker_epoch, registered) {
+            let registered = registered.expect("stale only against a registration");
+            return Err(PartitionError::StaleBrokerEpoch { broker_id, sent: follower.broker_epoch, registered });
+        }
+        Ok(())
+    }
+
     /// A follower's fetch from `fetch_offset` reached this leader at
     /// `now_ms`: its progress is recorded, and the high watermark moves if it
     /// can (waking long polls and acks=all waits). Err when this replica
-    /// does not lead or `follower` is not a replica of the partition.
+    /// does not lead or the follower may not fetch ([`check_follower`](Self::check_follower)):
+    /// nothing is recorded then.
     pub fn follower_fetched(
         &self,
-        follower: ReplicaPlacement,
+        follower: FollowerId,
         fetch_offset: i64,
         now_ms: i64,
+        nodes: &BTreeMap<NodeId, NodeRegistration>,
     ) -> Result<FollowerFetch, PartitionError> {
         let leader_end = self.log().log_end_offset();
         let hw_before = self.high_watermark.get();
+        if !self.is_leader() {
+            return Err(PartitionError::NotLeader);
+        }
+        self.check_follower(follower, nodes)?;
         {
             let mut replication = self.replication.borrow_mut();
-            if !replication.leads() {
-                return Err(PartitionError::NotLeader);
-            }
-            let Some(progress) = replication.followers.get_mut(follower) else {
-                return Err(PartitionError::NotAReplica { broker_id: follower.broker_id() });
+            let Some(progress) = replication.followers.get_mut(follower.at) else {
+                return Err(PartitionError::NotAReplica { broker_id: follower.at.broker_id() });
             };
-            progress.fetched(fetch_offset, leader_end, now_ms);
+            progress.fetched(fetch_offset, leader_end, now_ms, follower.broker_epoch);
         }
         let hw = self.high_watermark();
         if hw != hw_before {
@@ -180,22 +219,37 @@ impl Replica {
         }
         let replication = self.replication.borrow();
         let may_join_isr = replication.placement.as_ref().is_some_and(|(_, a)| {
-            !leader::caught_up(&a.isr, &replication.followers, hw, replication.epoch_start_offset).is_empty()
+            !leader::caught_up(&a.isr, &replication.followers, hw, replication.epoch_start_offset, nodes).is_empty()
         });
         Ok(FollowerFetch { high_watermark: hw, may_join_isr })
     }
 
     /// The ISR this leader would propose now (`replica.lag.time.max.ms` =
     /// `lag_time_max_ms`): without the followers that lag, with those that
-    /// caught up. None when it leads no change, or does not lead.
-    pub fn proposed_isr(&self, now_ms: i64, lag_time_max_ms: u64) -> Option<PartitionAssignment> {
+    /// caught up and may join by `nodes` (leader.rs `caught_up`). None when
+    /// it leads no change, or does not lead.
+    pub fn proposed_isr(
+        &self,
+        now_ms: i64,
+        lag_time_max_ms: u64,
+        nodes: &BTreeMap<NodeId, NodeRegistration>,
+    ) -> Option<PartitionAssignment> {
         let hw = self.high_watermark();
         let replication = self.replication.borrow();
         let (_, assignment) = replication.placement.as_ref().filter(|_| replication.leads())?;
         let leaving = leader::out_of_sync(&assignment.isr, &replication.followers, now_ms, lag_time_max_ms);
-        let joining = leader::caught_up(&assignment.isr, &replication.followers, hw, replication.epoch_start_offset);
+        let joining =
+            leader::caught_up(&assignment.isr, &replication.followers, hw, replication.epoch_start_offset, nodes);
         let isr = leader::proposed_isr(assignment, &leaving, &joining)?;
         Some(PartitionAssignment { isr, partition_epoch: assignment.partition_epoch + 1, ..assignment.clone() })
+    }
+
+    /// The high watermark checkpointed before a restart (hw_checkpoint.rs):
+    /// the replica starts from it, bounded by its log end, instead of 0.
+    pub fn restore_high_watermark(&self, checkpointed: i64) {
+        let hw = checkpointed.clamp(0, self.log().log_end_offset());
+        debug_assert!(self.replication.borrow().placement.is_none(), "restored before any role is taken");
+        self.high_watermark.set(hw);
     }
 
     /// A follower learnt its leader's high watermark: its own is that,
@@ -254,11 +308,21 @@ mod tests {
     use crate::config::{BrokerConfig, TopicConfig};
     use crate::model::compression::Decompressor;
     use crate::model::{now_ms, records, TopicPartition};
+    use crate::partition::leader::tests::registered;
+    use crate::partition::leader_rules::FollowerId;
     use crate::partition::ReplicaHost;
     use crate::storage::{HotTail, LogConfig};
 
     fn at(node: u32) -> ReplicaPlacement {
         ReplicaPlacement::new(NodeId(node), ShardId(0))
+    }
+
+    /// A follower fetch without a broker epoch (before v15): not checked.
+    fn fid(node: u32) -> crate::partition::leader_rules::FollowerId {
+        crate::partition::leader_rules::FollowerId {
+            at: at(node),
+            broker_epoch: crate::partition::leader_rules::BROKER_EPOCH_UNKNOWN,
+        }
     }
 
     fn open(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Rc<Replica> {
@@ -290,9 +354,9 @@ mod tests {
             let acked = replica.wait_replicated(last);
             tokio::pin!(acked);
             assert!(tokio::time::timeout(Duration::from_millis(20), acked.as_mut()).await.is_err());
-            replica.follower_fetched(at(2), 1, 10).unwrap();
+            replica.follower_fetched(fid(2), 1, 10, &registered()).unwrap();
             assert_eq!(replica.high_watermark(), 0, "follower 3 is in sync and has not fetched");
-            let progress = replica.follower_fetched(at(3), 1, 10).unwrap();
+            let progress = replica.follower_fetched(fid(3), 1, 10, &registered()).unwrap();
             assert_eq!(progress.high_watermark, 1);
             tokio::time::timeout(Duration::from_secs(1), acked).await.expect("acked").unwrap();
             assert!(matches!(replica.read(0, 1 << 20, ReadBound::HighWatermark).await, Ok(Some(_))));
@@ -311,9 +375,9 @@ mod tests {
             );
             let all = replica.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
             assert!(all.len() as usize > first.total_bytes());
-            replica.follower_fetched(at(2), 2, 20_000).unwrap();
-            assert_eq!(replica.proposed_isr(20_000, 30_000), None);
-            let shrunk = replica.proposed_isr(40_001, 30_000).expect("3 lags");
+            replica.follower_fetched(fid(2), 2, 20_000, &registered()).unwrap();
+            assert_eq!(replica.proposed_isr(20_000, 30_000, &registered()), None);
+            let shrunk = replica.proposed_isr(40_001, 30_000, &registered()).expect("3 lags");
             assert_eq!((shrunk.isr.clone(), shrunk.partition_epoch, shrunk.leader_epoch), (vec![at(1), at(2)], 1, 1));
             replica.set_assignment(at(1), &shrunk, 40_001).unwrap();
             assert_eq!(replica.high_watermark(), 2, "3 no longer holds it back");
@@ -333,7 +397,10 @@ mod tests {
             assert!(replica.set_assignment(at(1), &moved, 50_000).unwrap());
             assert!(!replica.is_leader());
             assert!(matches!(replica.wait_replicated(5).await, Err(PartitionError::NotLeader)));
-            assert!(matches!(replica.follower_fetched(at(3), 0, 50_000), Err(PartitionError::NotLeader)));
+            assert!(matches!(
+                replica.follower_fetched(fid(3), 0, 50_000, &registered()),
+                Err(PartitionError::NotLeader)
+            ));
             assert!(matches!(replica.check_leader_epoch(1), Err(PartitionError::FencedLeaderEpoch { .. })));
             assert!(matches!(replica.check_leader_epoch(3), Err(PartitionError::UnknownLeaderEpoch { .. })));
             assert!(replica.check_leader_epoch(2).is_ok() && replica.check_leader_epoch(-1).is_ok());
@@ -353,7 +420,41 @@ mod tests {
             replica.set_assignment(at(1), &alone, 1).unwrap();
             let refused = replica.wait_replicated(last).await;
             assert!(matches!(refused, Err(PartitionError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 })));
-            assert!(matches!(replica.follower_fetched(at(9), 0, 1), Err(PartitionError::NotAReplica { .. })));
+            assert!(matches!(
+                replica.follower_fetched(fid(9), 0, 1, &registered()),
+                Err(PartitionError::NotAReplica { .. })
+            ));
+            replica.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_fetch_from_a_previous_life_of_a_follower_changes_nothing() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let replica = open(dir.path(), &[]);
+            let three = PartitionAssignment::led_by_first(vec![at(1), at(2), at(3)]);
+            let two = PartitionAssignment { isr: vec![at(1), at(2)], partition_epoch: 1, ..three };
+            replica.set_assignment(at(1), &two, 0).unwrap();
+            produce(&replica, b"a").await;
+            produce(&replica, b"b").await;
+            let nodes = registered(); // node 3's broker epoch: 30
+            let stale = FollowerId { at: at(3), broker_epoch: 29 };
+            let refused = replica.follower_fetched(stale, 2, 10, &nodes);
+            assert!(matches!(
+                refused,
+                Err(PartitionError::StaleBrokerEpoch { broker_id: 3000, sent: 29, registered: 30 })
+            ));
+            assert!(matches!(replica.check_follower(stale, &nodes), Err(PartitionError::StaleBrokerEpoch { .. })));
+            assert_eq!(replica.proposed_isr(10, 30_000, &nodes), None, "a stale fetch does not make 3 caught up");
+            // Node 2, in sync, with its current epoch: the HW moves, 3 still out.
+            replica.follower_fetched(FollowerId { at: at(2), broker_epoch: 20 }, 2, 10, &nodes).unwrap();
+            assert_eq!(replica.high_watermark(), 2);
+            assert_eq!(replica.proposed_isr(10, 30_000, &nodes), None);
+            // 3 in its current life joins.
+            let current = FollowerId { at: at(3), broker_epoch: 30 };
+            assert!(replica.follower_fetched(current, 2, 11, &nodes).unwrap().may_join_isr);
+            assert_eq!(replica.proposed_isr(11, 30_000, &nodes).unwrap().isr, vec![at(1), at(2), at(3)]);
             replica.log().close().await.unwrap();
         });
     }
@@ -366,7 +467,7 @@ mod tests {
             replica.set_assignment(at(1), &PartitionAssignment::led_by_first(vec![at(1), at(2)]), 0).unwrap();
             produce(&replica, b"a").await;
             produce(&replica, b"b").await;
-            replica.follower_fetched(at(2), 1, 1).unwrap();
+            replica.follower_fetched(fid(2), 1, 1, &registered()).unwrap();
             assert_eq!(replica.high_watermark(), 1);
             let past = replica.delete_records(2).await;
             assert!(matches!(

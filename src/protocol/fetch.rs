@@ -10,7 +10,7 @@
 //! [ topic: name string (<v13) | topic_id uuid (v13+)
 //!   [ partition i32, error_code i16, high_watermark i64, last_stable_offset i64,
 //!     log_start_offset i64 (v5+), aborted_transactions null, preferred_read_replica i32 (v11+),
-//!     records bytes [tags v12+: 1 = current_leader (KIP-951)] ] [tags v12+] ]
+//!     records bytes [tags v12+: 0 = diverging_epoch (KIP-320), 1 = current_leader (KIP-951)] ] [tags v12+] ]
 //! [tags v12+: 0 = node_endpoints (v16+, KIP-951)]
 //! ```
 
@@ -29,6 +29,16 @@ pub struct PartitionData<R> {
     pub records: Option<(R, u32)>,
     /// The partition's leader, told to a client sent elsewhere (KIP-951).
     pub current_leader: Option<CurrentLeader>,
+    /// Where the fetcher's log parts from the leader's (KIP-320).
+    pub diverging_epoch: Option<EpochEndOffset>,
+}
+
+/// KIP-320's EpochEndOffset: the leader's largest epoch at most the
+/// fetcher's last fetched one, and where it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    pub epoch: i32,
+    pub end_offset: i64,
 }
 
 /// KIP-951's LeaderIdAndEpoch.
@@ -46,8 +56,11 @@ pub struct NodeEndpoint<'a> {
     pub port: i32,
 }
 
-/// The tag numbers of KIP-951's tagged fields in the Fetch response.
+/// The tag numbers of the tagged fields in the Fetch response: at the top
+/// level KIP-951's node endpoints; per partition KIP-320's diverging epoch
+/// and KIP-951's current leader (written in tag order, as the format wants).
 const TAG_NODE_ENDPOINTS: u64 = 0;
+const TAG_DIVERGING_EPOCH: u64 = 0;
 const TAG_CURRENT_LEADER: u64 = 1;
 
 pub struct TopicData<'a, R> {
@@ -170,16 +183,23 @@ pub fn encode<R>(
                 w.current.put_i32(-1); // preferred read replica
             }
             w.records(p.records);
-            match p.current_leader.filter(|_| w.flexible()) {
-                Some(leader) => {
-                    put_uvarint(&mut w.current, 1); // one tagged field
+            if w.flexible() {
+                let tags = u64::from(p.diverging_epoch.is_some()) + u64::from(p.current_leader.is_some());
+                put_uvarint(&mut w.current, tags);
+                if let Some(diverging) = p.diverging_epoch {
+                    put_uvarint(&mut w.current, TAG_DIVERGING_EPOCH);
+                    put_uvarint(&mut w.current, 13); // i32 + i64 + empty tags
+                    w.current.put_i32(diverging.epoch);
+                    w.current.put_i64(diverging.end_offset);
+                    w.current.put_u8(0);
+                }
+                if let Some(leader) = p.current_leader {
                     put_uvarint(&mut w.current, TAG_CURRENT_LEADER);
                     put_uvarint(&mut w.current, 9); // i32 + i32 + empty tags
                     w.current.put_i32(leader.leader_id);
                     w.current.put_i32(leader.leader_epoch);
                     w.current.put_u8(0);
                 }
-                None => w.no_tags(),
             }
         }
         w.no_tags();
@@ -251,6 +271,7 @@ mod tests {
                         log_start_offset: 3,
                         records: Some((batch.clone(), batch.len() as u32)),
                         current_leader: None,
+                        diverging_epoch: None,
                     },
                     PartitionData {
                         partition: 5,
@@ -260,6 +281,7 @@ mod tests {
                         log_start_offset: 0,
                         records: None,
                         current_leader: Some(CurrentLeader { leader_id: 2003, leader_epoch: 4 }),
+                        diverging_epoch: Some(EpochEndOffset { epoch: 3, end_offset: 17 }),
                     },
                 ],
             }];
@@ -294,6 +316,8 @@ mod tests {
             if version >= 12 {
                 assert_eq!((p[1].current_leader.leader_id.0, p[1].current_leader.leader_epoch), (2003, 4));
                 assert_eq!(p[0].current_leader.leader_id.0, -1, "v{version}: no leader told where none was set");
+                assert_eq!((p[1].diverging_epoch.epoch, p[1].diverging_epoch.end_offset), (3, 17));
+                assert_eq!(p[0].diverging_epoch.epoch, -1, "v{version}: no divergence told where none was set");
             }
             if version >= 16 {
                 let node = &response.node_endpoints[0];

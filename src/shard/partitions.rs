@@ -7,6 +7,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -14,7 +17,7 @@ use crate::cluster::ReplicaPlacement;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::metadata::{Snapshot, TopicMeta};
 use crate::model::TopicPartition;
-use crate::partition::{ProducerBudget, Replica, ReplicaHost};
+use crate::partition::{hw_checkpoint, ProducerBudget, Replica, ReplicaHost};
 use crate::storage::{HotTail, LogConfig};
 
 /// A topic's local replicas, indexed by partition; `None` where no replica is here.
@@ -37,7 +40,27 @@ pub struct Partitions {
     isr_changes: Notify,
     /// Wakes the shard's fetcher supervisor: some replica's role changed.
     roles: Notify,
+    /// The shard's high watermark checkpoint (partition/hw_checkpoint.rs).
+    high_watermarks: RefCell<HighWatermarks>,
 }
+
+/// Where this shard checkpoints its replicas' high watermarks, what the
+/// checkpoint held when the shard started (each replica starts from its
+/// entry), the text last handed to a write (unchanged: not written again),
+/// and whether a write is under way on its helper thread.
+#[derive(Default)]
+struct HighWatermarks {
+    path: Option<PathBuf>,
+    restored: HashMap<TopicPartition, i64>,
+    written: String,
+    /// Set while a periodic write runs off the shard's thread: shared with
+    /// that one thread only, never with another shard.
+    writing: Arc<AtomicBool>,
+}
+
+/// How often clean shutdown looks whether a periodic checkpoint write has
+/// ended before it writes the last one (they share the temporary file).
+const CHECKPOINT_WRITE_POLL: Duration = Duration::from_millis(5);
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
@@ -65,6 +88,7 @@ impl Partitions {
             producers: Rc::new(ProducerBudget::default()),
             isr_changes: Notify::new(),
             roles: Notify::new(),
+            high_watermarks: RefCell::default(),
         }
     }
 
@@ -117,6 +141,7 @@ impl Partitions {
             delete_replica(&replica, &partition_dir(&broker.data_dir, &name, partition)).await;
             tracing::info!(topic = name, partition, "replica moved away by a reassignment; its files are deleted");
         }
+        self.read_high_watermarks(here, broker);
         let mut reopened = Vec::new();
         for meta in snapshot.topics.values() {
             self.open_new(here, meta, broker, clean, &mut reopened);
@@ -193,9 +218,14 @@ impl Partitions {
             let replica = newly_here.then(|| {
                 let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
+                let checkpointed = self.high_watermarks.borrow().restored.get(&id).copied();
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
                     Ok((replica, report)) => {
-                        tracing::info!(topic = %meta.name, partition, ?report, "partition log opened");
+                        // Before its role: a replica without one reads its high watermark as its log end.
+                        if let Some(hw) = checkpointed {
+                            replica.restore_high_watermark(hw);
+                        }
+                        tracing::info!(topic = %meta.name, partition, ?report, ?checkpointed, "partition log opened");
                         if !report.created {
                             reopened.push(replica.clone());
                         }
@@ -248,8 +278,86 @@ impl Partitions {
         self.topics.borrow().values().flat_map(|t| t.replicas.iter().flatten().cloned()).collect()
     }
 
-    /// Clean shutdown: every log flushes, syncs and writes its indexes.
+    /// Reads the shard's high watermark checkpoint, once, before its first
+    /// replicas open. A damaged one is reported and ignored: the replicas
+    /// start from 0, as before checkpoints, which hides records until the
+    /// followers fetch but exposes none.
+    fn read_high_watermarks(&self, here: ReplicaPlacement, broker: &BrokerConfig) {
+        let mut high_watermarks = self.high_watermarks.borrow_mut();
+        if high_watermarks.path.is_some() {
+            return;
+        }
+        let path = hw_checkpoint::path(&broker.data_dir, here.shard.0);
+        match hw_checkpoint::read(&path) {
+            Ok(restored) => high_watermarks.restored = restored,
+            Err(e) => tracing::error!(error = %e, "high watermark checkpoint ignored: replicas start from 0"),
+        }
+        high_watermarks.path = Some(path);
+    }
+
+    /// The shard's checkpoint text and path, if it changed since the last
+    /// write: the high watermarks of its replicated partitions (a single
+    /// replica's is its log end, known without a checkpoint).
+    fn high_watermarks_due(&self) -> Option<(PathBuf, String)> {
+        let path = self.high_watermarks.borrow().path.clone()?;
+        let mut entries: Vec<(TopicPartition, i64)> = self
+            .all()
+            .iter()
+            .filter(|r| r.is_replicated())
+            .map(|r| (TopicPartition::new(r.topic(), r.partition()), r.high_watermark()))
+            .collect();
+        let text = hw_checkpoint::format(&mut entries);
+        let mut high_watermarks = self.high_watermarks.borrow_mut();
+        if text == high_watermarks.written {
+            return None;
+        }
+        high_watermarks.written = text.clone();
+        Some((path, text))
+    }
+
+    /// Writes the high watermarks of the shard's replicated partitions to
+    /// its checkpoint if they changed (the shard's checkpoint task, every
+    /// replica.high.watermark.checkpoint.interval.ms). The write and its
+    /// fsyncs go to a helper thread, as Kafka's run on its scheduler's: a
+    /// journal commit behind an fsync may take long on a busy disk, and the
+    /// shard's loop must not wait for it. One write at a time: while one
+    /// runs, the next interval's is skipped.
+    pub fn checkpoint_high_watermarks(&self) {
+        let writing = self.high_watermarks.borrow().writing.clone();
+        if writing.load(Ordering::Acquire) {
+            return;
+        }
+        let Some((path, text)) = self.high_watermarks_due() else { return };
+        writing.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new().name("hw-checkpoint".into()).spawn({
+            let writing = writing.clone();
+            move || {
+                if let Err(e) = hw_checkpoint::write(&path, &text) {
+                    tracing::error!(error = %e, "cannot checkpoint high watermarks; retrying when they change");
+                }
+                writing.store(false, Ordering::Release);
+            }
+        });
+        if let Err(e) = spawned {
+            writing.store(false, Ordering::Release);
+            self.high_watermarks.borrow_mut().written.clear();
+            tracing::error!(error = %e, "cannot start the high watermark checkpoint's thread; retrying");
+        }
+    }
+
+    /// Clean shutdown: the high watermarks are checkpointed (once a periodic
+    /// write under way has ended), then every log flushes, syncs and writes
+    /// its indexes.
     pub async fn close_all(&self) {
+        let writing = self.high_watermarks.borrow().writing.clone();
+        while writing.load(Ordering::Acquire) {
+            tokio::time::sleep(CHECKPOINT_WRITE_POLL).await;
+        }
+        if let Some((path, text)) = self.high_watermarks_due() {
+            if let Err(e) = hw_checkpoint::write(&path, &text) {
+                tracing::error!(error = %e, "cannot checkpoint high watermarks at shutdown");
+            }
+        }
         for replica in self.all() {
             if let Err(e) = replica.log().close().await {
                 tracing::error!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing partition log");
@@ -327,6 +435,63 @@ mod tests {
             logs.sync(here, &snapshot, &broker, true).await;
             assert!(logs.get("t", 0).is_none(), "cancelled: the replica is closed");
             assert!(!partition_dir(dir.path(), "t", 0).exists(), "and its files deleted");
+            logs.close_all().await;
+        });
+    }
+
+    /// A leader restarted after a crash starts from the high watermark its
+    /// shard last checkpointed, bounded by its log end, not from 0: its
+    /// followers have not fetched yet, so without the checkpoint it would
+    /// hide every acknowledged record (and answer ListOffsets LATEST with 0).
+    #[test]
+    fn a_replica_restarted_after_a_crash_starts_from_its_checkpointed_high_watermark() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node| ReplicaPlacement::new(NodeId(node), ShardId(0));
+            let assignment = PartitionAssignment::led_by_first(vec![at(1), at(2)]);
+            let id = uuid::Uuid::from_u128(1);
+            let mut snapshot = Snapshot::default();
+            let partitions = vec![assignment];
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let mut nodes = BTreeMap::new();
+            for node in [1, 2] {
+                nodes.insert(NodeId(node), crate::partition::leader_rules::tests::registration(node, 1));
+            }
+            let follower = crate::partition::leader_rules::FollowerId { at: at(2), broker_epoch: 1 };
+
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, true).await;
+            let replica = logs.get("t", 0).unwrap();
+            for value in [&b"a"[..], b"b", b"c"] {
+                let batch = crate::model::records::build_keyed(1, &[(None, Some(value))]);
+                let info = replica.append(&batch, &mut crate::model::compression::Decompressor::new(), 1).unwrap();
+                replica.wait_appended(&info).await.unwrap();
+            }
+            replica.follower_fetched(follower, 2, 10, &nodes).unwrap();
+            assert_eq!(replica.high_watermark(), 2, "the follower holds 2 of 3");
+            logs.checkpoint_high_watermarks();
+            let writing = logs.high_watermarks.borrow().writing.clone();
+            while writing.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The crash: the logs are not closed, nothing else is written.
+            drop((replica, logs));
+
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, false).await;
+            let replica = logs.get("t", 0).unwrap();
+            assert!(replica.is_leader());
+            assert_eq!(replica.log().log_end_offset(), 3);
+            assert_eq!(replica.high_watermark(), 2, "the checkpointed high watermark, not 0 nor the log end");
+            logs.close_all().await;
+
+            // A checkpoint past the log end (the tail was lost with the page cache) is bounded by it.
+            let path = hw_checkpoint::path(dir.path(), 0);
+            hw_checkpoint::write(&path, "0\n1\nt 0 7\n").unwrap();
+            let logs = Partitions::new(&broker);
+            logs.sync(at(1), &snapshot, &broker, true).await;
+            assert_eq!(logs.get("t", 0).unwrap().high_watermark(), 3);
             logs.close_all().await;
         });
     }

@@ -8,9 +8,9 @@
 //! shard's fetcher supervisor starts one for every leader that appears.
 //!
 //! Bounded: one request in flight per task, at most
-//! `REPLICA_FETCH_RESPONSE_BYTES_MAX` per answer and
-//! `REPLICA_FETCH_PARTITION_BYTES_MAX` per partition (Kafka's
-//! replica.fetch.response.max.bytes and replica.fetch.max.bytes defaults).
+//! replica.fetch.response.max.bytes per answer and replica.fetch.max.bytes
+//! per partition, held by the leader up to replica.fetch.wait.max.ms for
+//! replica.fetch.min.bytes (Kafka's settings, `ReplicaFetch`).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -26,33 +26,55 @@ use kafka_protocol::protocol::StrBytes;
 use super::link::LeaderLink;
 use super::ReplicationError;
 use crate::cluster::ReplicaPlacement;
+use crate::config::BrokerConfig;
 use crate::model::batch::BatchHeader;
 use crate::model::now_ms;
-use crate::partition::{leader_rules, Replica};
+use crate::partition::leader_rules::{self, FollowerId, BROKER_EPOCH_UNKNOWN};
+use crate::partition::Replica;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
 
-/// Kafka's replica.fetch.max.bytes default: per partition and answer.
-const REPLICA_FETCH_PARTITION_BYTES_MAX: i32 = 1 << 20;
-/// Kafka's replica.fetch.response.max.bytes default: per answer.
-const REPLICA_FETCH_RESPONSE_BYTES_MAX: i32 = 10 << 20;
 /// What a response frame may hold beyond its records: headers of every
 /// partition. Past it, the leader is out of step and the link is dropped.
 const RESPONSE_FRAME_OVERHEAD_BYTES_MAX: usize = 4 << 20;
-/// Kafka's replica.fetch.wait.max.ms default: the leader's long poll.
-const REPLICA_FETCH_WAIT_MS_MAX: i32 = 500;
-/// Kafka's replica.fetch.backoff.ms default, after an error; doubled while
-/// errors go on, up to the max.
-const REPLICA_FETCH_BACKOFF: Duration = Duration::from_millis(1000);
+/// The pause after a failed fetch starts at replica.fetch.backoff.ms and
+/// doubles while errors go on, up to this (or the setting, if larger): a
+/// leader down for long is not called every second by every follower shard.
 const REPLICA_FETCH_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often the supervisor looks for leaders to follow, besides role changes.
 const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
-/// Fetch v12: topics by name, the replica id in the request body (v15
-/// moves it to `replica_state`); served by every corelog.
-const FETCH_VERSION: i16 = 12;
+/// Fetch v15: topics by id (v13+), `last_fetched_epoch` (v12+, KIP-320)
+/// and the replica's id with its node's broker epoch in `replica_state`
+/// (KIP-903).
+const FETCH_VERSION: i16 = 15;
 const OFFSETS_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const KAFKA_NONE: i16 = 0;
 const KAFKA_OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// The follower fetch's settings (BrokerConfig's replica.fetch.*), in the
+/// protocol's types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplicaFetch {
+    partition_bytes_max: i32,
+    response_bytes_max: i32,
+    wait_ms_max: i32,
+    min_bytes: i32,
+    backoff: Duration,
+}
+
+impl ReplicaFetch {
+    fn of(config: &BrokerConfig) -> ReplicaFetch {
+        // Validated at start-up: the byte counts are at most 1 GiB.
+        let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        ReplicaFetch {
+            partition_bytes_max: to_i32(config.replica_fetch_max_bytes),
+            response_bytes_max: to_i32(config.replica_fetch_response_max_bytes),
+            wait_ms_max: to_i32(config.replica_fetch_wait_max_ms),
+            min_bytes: to_i32(config.replica_fetch_min_bytes),
+            backoff: Duration::from_millis(config.replica_fetch_backoff_ms),
+        }
+    }
+}
 
 /// The leaders a fetcher task runs for; a task takes its leader out when it ends.
 type Running = Rc<RefCell<HashSet<ReplicaPlacement>>>;
@@ -93,6 +115,15 @@ impl Shard {
         self.partitions.all().into_iter().filter(|r| r.followed_leader() == Some(leader)).collect()
     }
 
+    /// Who this shard's fetches say they are: its replica, and its node's
+    /// broker epoch as the snapshot registers it (the leader refuses an
+    /// older one, KIP-903).
+    fn follower_id(&self) -> FollowerId {
+        let at = self.replica();
+        let broker_epoch = self.snapshot().nodes.get(&at.node).map_or(BROKER_EPOCH_UNKNOWN, |n| n.epoch);
+        FollowerId { at, broker_epoch }
+    }
+
     /// Where the leader shard listens, from the snapshot's registrations.
     fn address_of(&self, leader: ReplicaPlacement) -> Result<SocketAddr, ReplicationError> {
         let snapshot = self.snapshot();
@@ -108,7 +139,9 @@ impl Shard {
     /// One leader's fetcher: until no local replica follows it.
     async fn follow(self: Rc<Self>, leader: ReplicaPlacement, _running: Deregister) {
         let mut link: Option<LeaderLink> = None;
-        let mut backoff = REPLICA_FETCH_BACKOFF;
+        let settings = ReplicaFetch::of(&self.config);
+        let backoff_max = REPLICA_FETCH_BACKOFF_MAX.max(settings.backoff);
+        let mut backoff = settings.backoff;
         let mut last_error_logged: Option<Instant> = None;
         tracing::info!(shard = self.id, leader = leader.broker_id(), "follower fetcher started");
         while !self.stopping.get() {
@@ -116,11 +149,11 @@ impl Shard {
             if replicas.is_empty() {
                 break;
             }
-            match self.fetch_round(leader, &mut link, &replicas).await {
-                Ok(()) => backoff = REPLICA_FETCH_BACKOFF,
+            match self.fetch_round(leader, &mut link, &replicas, &settings).await {
+                Ok(()) => backoff = settings.backoff,
                 Err(error) => {
                     link = None;
-                    if last_error_logged.is_none_or(|at| at.elapsed() >= REPLICA_FETCH_BACKOFF_MAX) {
+                    if last_error_logged.is_none_or(|at| at.elapsed() >= backoff_max) {
                         last_error_logged = Some(Instant::now());
                         tracing::warn!(shard = self.id, leader = leader.broker_id(), %error, "follower fetch failed; retrying");
                     }
@@ -128,7 +161,7 @@ impl Shard {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.stop.notified() => break,
                     }
-                    backoff = (backoff * 2).min(REPLICA_FETCH_BACKOFF_MAX);
+                    backoff = (backoff * 2).min(backoff_max);
                 }
             }
         }
@@ -141,18 +174,24 @@ impl Shard {
         leader: ReplicaPlacement,
         link: &mut Option<LeaderLink>,
         replicas: &[Rc<Replica>],
+        settings: &ReplicaFetch,
     ) -> Result<(), ReplicationError> {
         if link.is_none() {
-            let frame_max = REPLICA_FETCH_RESPONSE_BYTES_MAX as usize + RESPONSE_FRAME_OVERHEAD_BYTES_MAX;
+            // A leader sends one whole batch past the bounds (Kafka's minOneMessage): up to message.max.bytes.
+            let records_max = settings.response_bytes_max.max(settings.partition_bytes_max) as usize;
+            let frame_max = records_max + self.config.message_max_bytes as usize + RESPONSE_FRAME_OVERHEAD_BYTES_MAX;
             *link = Some(LeaderLink::connect(self.address_of(leader)?, frame_max).await?);
         }
         let link = link.as_mut().expect("connected above");
-        let due: Vec<&Rc<Replica>> = replicas.iter().filter(|r| r.truncation_due().is_some()).collect();
+        // Since KIP-320 a replica with epochs checks its log on each fetch;
+        // only the others ask OffsetsForLeaderEpoch first.
+        let due: Vec<&Rc<Replica>> =
+            replicas.iter().filter(|r| r.truncation_due().is_some_and(|epoch| !r.reconciles_on_fetch(epoch))).collect();
         if !due.is_empty() {
             self.truncate(link, &due).await?;
         }
         let ready: Vec<&Rc<Replica>> = replicas.iter().filter(|r| r.truncation_due().is_none()).collect();
-        self.fetch_once(link, &ready).await
+        self.fetch_once(link, &ready, settings).await
     }
 
     /// KIP-279: asks the leader where each replica's latest epoch ends there,
@@ -198,23 +237,36 @@ impl Shard {
 
     /// One Fetch for `replicas` from their log ends; appends what comes back
     /// and waits for it to be written before the next fetch reports it.
-    async fn fetch_once(&self, link: &mut LeaderLink, replicas: &[&Rc<Replica>]) -> Result<(), ReplicationError> {
+    async fn fetch_once(
+        &self,
+        link: &mut LeaderLink,
+        replicas: &[&Rc<Replica>],
+        settings: &ReplicaFetch,
+    ) -> Result<(), ReplicationError> {
         if replicas.is_empty() {
-            tokio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+            tokio::time::sleep(settings.backoff).await;
             return Ok(());
         }
-        let request = fetch_request(self.replica().broker_id(), replicas);
+        let snapshot = self.snapshot();
+        let topic_id = |replica: &Replica| snapshot.topic(replica.topic()).map(|t| t.id);
+        let request = fetch_request(self.follower_id(), replicas, topic_id, settings);
         let response = link.send(&request, FETCH_VERSION).await?;
         let mut appended: Vec<(&Rc<Replica>, AppendInfo, i64)> = Vec::new();
         let mut refused = 0;
         for topic in &response.responses {
+            let Some(name) = snapshot.topic_by_id(&topic.topic_id).map(|t| t.name.as_str()) else { continue };
             for data in &topic.partitions {
-                let Some(replica) = find(replicas.iter().copied(), topic.topic.as_str(), data.partition_index) else {
+                let Some(replica) = find(replicas.iter().copied(), name, data.partition_index) else {
                     continue;
                 };
-                let behind_log_start = data.log_start_offset > replica.log().log_end_offset();
-                if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE && behind_log_start {
-                    replica.start_at_leader_log_start(data.log_start_offset).await?;
+                if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE {
+                    // Behind the leader's log start: start afresh there;
+                    // else ahead of its log: ask where it ends (Kafka's
+                    // `handleOutOfRangeError`).
+                    match data.log_start_offset > replica.log().log_end_offset() {
+                        true => replica.start_at_leader_log_start(data.log_start_offset).await?,
+                        false => replica.fetched_out_of_range(),
+                    }
                     continue;
                 }
                 if data.error_code != KAFKA_NONE {
@@ -225,6 +277,11 @@ impl Shard {
                         code = data.error_code,
                         "follower fetch refused for a partition"
                     );
+                    continue;
+                }
+                if data.diverging_epoch.epoch >= 0 {
+                    let diverging = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
+                    replica.truncate_diverging(diverging).await?;
                     continue;
                 }
                 let records = whole_batches(data.records.as_deref().unwrap_or_default());
@@ -242,7 +299,7 @@ impl Shard {
         }
         // Every partition refused (a leader change on its way): wait for the metadata.
         if refused > 0 && refused == replicas.len() {
-            tokio::time::sleep(REPLICA_FETCH_BACKOFF).await;
+            tokio::time::sleep(settings.backoff).await;
         }
         Ok(())
     }
@@ -261,27 +318,37 @@ fn find<'a>(
 }
 
 /// The Fetch a follower sends: each partition from its log end, at the
-/// epoch it knows, within Kafka's replica fetch bounds.
-fn fetch_request(broker_id: i32, replicas: &[&Rc<Replica>]) -> FetchRequest {
+/// epoch it knows, within Kafka's replica fetch bounds. A replica whose
+/// topic has no id in the snapshot (deleted meanwhile) is left out.
+fn fetch_request(
+    follower: FollowerId,
+    replicas: &[&Rc<Replica>],
+    topic_id: impl Fn(&Replica) -> Option<uuid::Uuid>,
+    settings: &ReplicaFetch,
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for replica in replicas {
+        let Some(id) = topic_id(replica) else { continue };
         let partition = FetchPartition::default()
             .with_partition(replica.partition())
             .with_current_leader_epoch(replica.leader_epoch())
             .with_fetch_offset(replica.log().log_end_offset())
+            .with_last_fetched_epoch(replica.latest_epoch().unwrap_or(-1))
             .with_log_start_offset(replica.log_start_offset())
-            .with_partition_max_bytes(REPLICA_FETCH_PARTITION_BYTES_MAX);
-        match topics.last_mut().filter(|t| t.topic.as_str() == replica.topic()) {
+            .with_partition_max_bytes(settings.partition_bytes_max);
+        match topics.last_mut().filter(|t| t.topic_id == id) {
             Some(topic) => topic.partitions.push(partition),
-            None => topics
-                .push(FetchTopic::default().with_topic(topic_name(replica.topic())).with_partitions(vec![partition])),
+            None => topics.push(FetchTopic::default().with_topic_id(id).with_partitions(vec![partition])),
         }
     }
+    let replica_state = ReplicaState::default()
+        .with_replica_id(BrokerId(follower.at.broker_id()))
+        .with_replica_epoch(follower.broker_epoch);
     FetchRequest::default()
-        .with_replica_id(BrokerId(broker_id))
-        .with_max_wait_ms(REPLICA_FETCH_WAIT_MS_MAX)
-        .with_min_bytes(1)
-        .with_max_bytes(REPLICA_FETCH_RESPONSE_BYTES_MAX)
+        .with_replica_state(replica_state)
+        .with_max_wait_ms(settings.wait_ms_max)
+        .with_min_bytes(settings.min_bytes)
+        .with_max_bytes(settings.response_bytes_max)
         .with_session_epoch(-1)
         .with_topics(topics)
 }

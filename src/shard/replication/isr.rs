@@ -38,16 +38,8 @@ impl Shard {
     async fn propose_isr_changes(&self, lag_ms: u64) {
         let snapshot = self.snapshot();
         for replica in self.partitions.all() {
-            let Some(mut assignment) = replica.proposed_isr(now_ms(), lag_ms) else { continue };
+            let Some(assignment) = replica.proposed_isr(now_ms(), lag_ms, &snapshot.nodes) else { continue };
             let (topic, partition) = (replica.topic().to_string(), replica.partition());
-            // Kafka's isReplicaIsrEligible: a follower on a fenced node (dead,
-            // or in controlled shutdown) does not join, however caught up.
-            let current = snapshot.topic(&topic).and_then(|t| t.partition(partition)).map(|a| a.isr.clone());
-            let fenced = |r: &crate::cluster::ReplicaPlacement| !snapshot.is_unfenced(r.node);
-            assignment.isr.retain(|r| current.as_ref().is_none_or(|isr| isr.contains(r)) || !fenced(r));
-            if current.as_ref() == Some(&assignment.isr) {
-                continue;
-            }
             let isr: Vec<i32> = assignment.isr.iter().map(|r| r.broker_id()).collect();
             let record = MetadataRecord::ChangePartition { name: topic.clone(), partition, assignment };
             match self.change_metadata(record).await {

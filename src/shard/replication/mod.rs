@@ -1,10 +1,12 @@
 //! The shard's side of data replication (Kafka's ReplicaManager tasks, one
 //! set per shard): the ISR task of the partitions it leads (isr.rs) and the
 //! follower fetchers of the partitions it follows (fetcher.rs, over
-//! link.rs). Replication goes shard to shard: a replica's leader and
+//! link.rs), and the checkpoint of its replicas' high watermarks
+//! (checkpoint.rs). Replication goes shard to shard: a replica's leader and
 //! followers each live on one shard, and nothing here crosses to another
 //! core.
 
+mod checkpoint;
 mod fetcher;
 mod isr;
 mod link;
