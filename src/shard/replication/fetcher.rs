@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::link::LeaderLink;
 use super::ReplicationError;
 use crate::cluster::ReplicaPlacement;
 use crate::config::BrokerConfig;
+use crate::metadata::Snapshot;
 use crate::model::batch::BatchHeader;
 use crate::model::now_ms;
 use crate::partition::leader_rules::{self, FollowerId, BROKER_EPOCH_UNKNOWN};
@@ -208,12 +209,18 @@ impl Shard {
                 .with_partitions(vec![partition]);
             request.topics.push(topic);
         }
+        let asked_in: Vec<i32> = replicas.iter().map(|r| r.leader_epoch()).collect();
         let response = link.send(&request, OFFSETS_FOR_LEADER_EPOCH_VERSION).await?;
         for topic in &response.topics {
             for answer in &topic.partitions {
-                let Some(replica) = find(replicas.iter().copied(), topic.topic.as_str(), answer.partition) else {
+                let asked = replicas
+                    .iter()
+                    .position(|r| r.topic() == topic.topic.as_str() && r.partition() == answer.partition);
+                let Some((replica, asked_in)) = asked.map(|i| (replicas[i], asked_in[i])) else { continue };
+                // An answer about another leader epoch's log cuts nothing (see `FetchPosition`).
+                if replica.leader_epoch() != asked_in {
                     continue;
-                };
+                }
                 let Some(epoch) = replica.truncation_due() else { continue };
                 if answer.error_code != KAFKA_NONE {
                     tracing::debug!(
@@ -248,55 +255,11 @@ impl Shard {
             return Ok(());
         }
         let snapshot = self.snapshot();
+        let sent: Vec<FetchPosition> = replicas.iter().map(|r| FetchPosition::of(r)).collect();
         let topic_id = |replica: &Replica| snapshot.topic(replica.topic()).map(|t| t.id);
-        let request = fetch_request(self.follower_id(), replicas, topic_id, settings);
+        let request = fetch_request(self.follower_id(), replicas, &sent, topic_id, settings);
         let response = link.send(&request, FETCH_VERSION).await?;
-        let mut appended: Vec<(&Rc<Replica>, AppendInfo, i64)> = Vec::new();
-        let mut refused = 0;
-        for topic in &response.responses {
-            let Some(name) = snapshot.topic_by_id(&topic.topic_id).map(|t| t.name.as_str()) else { continue };
-            for data in &topic.partitions {
-                let Some(replica) = find(replicas.iter().copied(), name, data.partition_index) else {
-                    continue;
-                };
-                if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE {
-                    // Behind the leader's log start: start afresh there;
-                    // else ahead of its log: ask where it ends (Kafka's
-                    // `handleOutOfRangeError`).
-                    match data.log_start_offset > replica.log().log_end_offset() {
-                        true => replica.start_at_leader_log_start(data.log_start_offset).await?,
-                        false => replica.fetched_out_of_range(),
-                    }
-                    continue;
-                }
-                if data.error_code != KAFKA_NONE {
-                    refused += 1;
-                    tracing::debug!(
-                        topic = replica.topic(),
-                        partition = replica.partition(),
-                        code = data.error_code,
-                        "follower fetch refused for a partition"
-                    );
-                    continue;
-                }
-                if data.diverging_epoch.epoch >= 0 {
-                    let diverging = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
-                    replica.truncate_diverging(diverging).await?;
-                    continue;
-                }
-                let records = whole_batches(data.records.as_deref().unwrap_or_default());
-                if records.is_empty() {
-                    replica.set_follower_high_watermark(data.high_watermark);
-                    continue;
-                }
-                let info = replica.append_replicated(records, now_ms())?;
-                appended.push((replica, info, data.high_watermark));
-            }
-        }
-        for (replica, info, leader_hw) in appended {
-            replica.wait_appended(&info).await?;
-            replica.set_follower_high_watermark(leader_hw);
-        }
+        let refused = apply_answer(&snapshot, replicas, &sent, &response).await?;
         // Every partition refused (a leader change on its way): wait for the metadata.
         if refused > 0 && refused == replicas.len() {
             tokio::time::sleep(settings.backoff).await;
@@ -305,16 +268,98 @@ impl Shard {
     }
 }
 
+/// Where a replica stood when its fetch was sent. An answer is applied only
+/// where it still stands there: while the fetch was in flight the replica
+/// may have moved to a new leader epoch and been truncated for it, and the
+/// old leader's records would then land past a gap, above what the new
+/// leader has at those offsets (the chaos checker's "found 2": acknowledged
+/// records lost). Kafka's AbstractFetcherThread drops such answers too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FetchPosition {
+    fetch_offset: i64,
+    leader_epoch: i32,
+}
+
+impl FetchPosition {
+    fn of(replica: &Replica) -> FetchPosition {
+        FetchPosition { fetch_offset: replica.log().log_end_offset(), leader_epoch: replica.leader_epoch() }
+    }
+}
+
+/// Applies a Fetch answer to the replicas it was asked for (`sent[i]` is
+/// where `replicas[i]` stood): appends, truncations on a diverging epoch,
+/// out-of-range restarts. Returns how many partitions the leader refused.
+async fn apply_answer(
+    snapshot: &Snapshot,
+    replicas: &[&Rc<Replica>],
+    sent: &[FetchPosition],
+    response: &FetchResponse,
+) -> Result<usize, ReplicationError> {
+    debug_assert_eq!(replicas.len(), sent.len(), "a position per replica asked for");
+    let mut appended: Vec<(&Rc<Replica>, AppendInfo, i64)> = Vec::new();
+    let mut refused = 0;
+    for topic in &response.responses {
+        let Some(name) = snapshot.topic_by_id(&topic.topic_id).map(|t| t.name.as_str()) else { continue };
+        for data in &topic.partitions {
+            let asked = position_of(replicas, name, data.partition_index);
+            let Some((replica, asked_at)) = asked.map(|i| (replicas[i], sent[i])) else { continue };
+            if FetchPosition::of(replica) != asked_at {
+                tracing::debug!(
+                    topic = replica.topic(),
+                    partition = replica.partition(),
+                    ?asked_at,
+                    "follower fetch answer dropped: the replica moved while it was in flight"
+                );
+                continue;
+            }
+            if data.error_code == KAFKA_OFFSET_OUT_OF_RANGE {
+                // Behind the leader's log start: start afresh there;
+                // else ahead of its log: ask where it ends (Kafka's
+                // `handleOutOfRangeError`).
+                match data.log_start_offset > replica.log().log_end_offset() {
+                    true => replica.start_at_leader_log_start(data.log_start_offset).await?,
+                    false => replica.fetched_out_of_range(),
+                }
+                continue;
+            }
+            if data.error_code != KAFKA_NONE {
+                refused += 1;
+                tracing::debug!(
+                    topic = replica.topic(),
+                    partition = replica.partition(),
+                    code = data.error_code,
+                    "follower fetch refused for a partition"
+                );
+                continue;
+            }
+            if data.diverging_epoch.epoch >= 0 {
+                let diverging = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
+                replica.truncate_diverging(diverging).await?;
+                continue;
+            }
+            let records = whole_batches(data.records.as_deref().unwrap_or_default());
+            if records.is_empty() {
+                replica.set_follower_high_watermark(data.high_watermark);
+                continue;
+            }
+            let info = replica.append_replicated(records, now_ms())?;
+            appended.push((replica, info, data.high_watermark));
+        }
+    }
+    for (replica, info, leader_hw) in appended {
+        replica.wait_appended(&info).await?;
+        replica.set_follower_high_watermark(leader_hw);
+    }
+    Ok(refused)
+}
+
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn find<'a>(
-    mut replicas: impl Iterator<Item = &'a Rc<Replica>>,
-    topic: &str,
-    partition: i32,
-) -> Option<&'a Rc<Replica>> {
-    replicas.find(|r| r.topic() == topic && r.partition() == partition)
+/// Where the partition stands among the replicas a request asked for.
+fn position_of(replicas: &[&Rc<Replica>], topic: &str, partition: i32) -> Option<usize> {
+    replicas.iter().position(|r| r.topic() == topic && r.partition() == partition)
 }
 
 /// The Fetch a follower sends: each partition from its log end, at the
@@ -323,16 +368,17 @@ fn find<'a>(
 fn fetch_request(
     follower: FollowerId,
     replicas: &[&Rc<Replica>],
+    positions: &[FetchPosition],
     topic_id: impl Fn(&Replica) -> Option<uuid::Uuid>,
     settings: &ReplicaFetch,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for replica in replicas {
+    for (replica, position) in replicas.iter().zip(positions) {
         let Some(id) = topic_id(replica) else { continue };
         let partition = FetchPartition::default()
             .with_partition(replica.partition())
-            .with_current_leader_epoch(replica.leader_epoch())
-            .with_fetch_offset(replica.log().log_end_offset())
+            .with_current_leader_epoch(position.leader_epoch)
+            .with_fetch_offset(position.fetch_offset)
             .with_last_fetched_epoch(replica.latest_epoch().unwrap_or(-1))
             .with_log_start_offset(replica.log_start_offset())
             .with_partition_max_bytes(settings.partition_bytes_max);
@@ -371,6 +417,66 @@ fn whole_batches(records: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::model::records;
+
+    /// The chaos checker's "found 2", reduced: a follower's fetch is in
+    /// flight to the old leader when the replica moves to a new leader
+    /// epoch; the old leader's answer arrives afterwards. It must not be
+    /// appended (it would land where the new leader has other records).
+    #[test]
+    fn an_answer_for_a_replica_that_moved_while_it_was_in_flight_is_dropped() {
+        use std::collections::BTreeMap;
+
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+
+        use crate::cluster::{NodeId, PartitionAssignment, ShardId};
+        use crate::metadata::MetadataRecord;
+        use crate::shard::Partitions;
+
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = BrokerConfig { data_dir: dir.path().into(), log_direct_io: false, ..BrokerConfig::default() };
+            let at = |node| ReplicaPlacement::new(NodeId(node), ShardId(0));
+            let (here, id) = (at(1), uuid::Uuid::from_u128(1));
+            let mut snapshot = Snapshot::default();
+            let partitions = vec![PartitionAssignment::led_by_first(vec![at(2), at(1), at(3)])];
+            snapshot.apply(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions, configs: BTreeMap::new() });
+            let logs = Partitions::new(&broker);
+            logs.sync(here, &snapshot, &broker, true).await;
+            let replica = logs.get("t", 0).unwrap();
+            assert_eq!(replica.followed_leader(), Some(at(2)));
+            let answer = |base_offset| {
+                let mut batch = records::build_keyed(1, &[(None, Some(b"from the old leader"))]);
+                crate::model::batch::set_base_offset(&mut batch, base_offset);
+                let partition = PartitionData::default().with_high_watermark(1).with_records(Some(batch.into()));
+                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic_id(id)
+                    .with_partitions(vec![partition])])
+            };
+            let asked = FetchPosition::of(&replica);
+
+            // Node 3 takes over at the next leader epoch meanwhile.
+            let mut moved = snapshot.topic("t").unwrap().partitions[0].clone();
+            moved.leader = Some(at(3));
+            moved.leader_epoch += 1;
+            moved.partition_epoch += 1;
+            snapshot.apply(&MetadataRecord::ChangePartition { name: "t".into(), partition: 0, assignment: moved });
+            logs.sync(here, &snapshot, &broker, true).await;
+            assert_eq!(replica.followed_leader(), Some(at(3)));
+
+            let refused = apply_answer(&snapshot, &[&replica], &[asked], &answer(0)).await.unwrap();
+            assert_eq!(refused, 0);
+            assert_eq!(replica.log().log_end_offset(), 0, "the old leader's answer is dropped");
+            // The same answer to a fetch sent from where the replica stands now is appended.
+            let now = FetchPosition::of(&replica);
+            apply_answer(&snapshot, &[&replica], &[now], &answer(0)).await.unwrap();
+            assert_eq!(replica.log().log_end_offset(), 1);
+            // And one to a fetch sent from another offset is dropped too.
+            let behind = FetchPosition { fetch_offset: 0, ..FetchPosition::of(&replica) };
+            apply_answer(&snapshot, &[&replica], &[behind], &answer(1)).await.unwrap();
+            assert_eq!(replica.log().log_end_offset(), 1, "appended past a gap otherwise");
+            logs.close_all().await;
+        });
+    }
 
     #[test]
     fn only_whole_batches_are_appended() {
