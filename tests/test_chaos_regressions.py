@@ -68,3 +68,86 @@ def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path
                            f"{len(answered)} answers in the 5 s after the restart")
     finally:
         cluster.kill_all()
+
+
+def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path):
+    """chaos run --seed 7 (second run), found 3: node 2 led when its data
+    directory filled; a batch of an idempotent producer was written (and
+    replicated), a later write failed before the batch's answer was made, so
+    it was answered KAFKA_STORAGE_ERROR, and the producer table had forgotten
+    every producer: the retry was stored again. Reduced: node 1 leads eight
+    partitions of three replicas on a small tmpfs, an idempotent producer
+    (acks=all, five requests in flight) writes while node 1's disk fills and
+    is freed a few times: every record is delivered and stored once."""
+    import subprocess
+    import threading
+
+    from test_full_disk import fill
+
+    cluster = Cluster(corelog_bin(), tmp_path)
+    leader = cluster.node(1)
+    leader.data_dir.mkdir(parents=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(leader.data_dir)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
+    partitions = 8
+    try:
+        cluster.start()
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **QUIET})
+        admin.create_topics([NewTopic("idem", num_partitions=partitions,
+                                      replica_assignment=[[1000, 2000, 3000]] * partitions,
+                                      config={"min.insync.replicas": "2"})])["idem"].result(30)
+        wait_until(lambda: all(len(p.isrs) == 3 for p in admin.list_topics("idem", timeout=5)
+                               .topics["idem"].partitions.values()), timeout=60, what="every partition in sync")
+        delivered, failed, values = [], [], []
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                             "max.in.flight.requests.per.connection": 5, "linger.ms": 1, "batch.size": 4096,
+                             "message.timeout.ms": 120000, "retry.backoff.ms": 20, **QUIET})
+
+        def send(count):
+            for _ in range(count):
+                value = f"v{len(values)}-".encode().ljust(300, b".")
+                values.append(value)
+                while True:
+                    try:
+                        producer.produce("idem", value=value, partition=len(values) % partitions,
+                                         on_delivery=lambda err, msg: (failed if err else delivered).append(msg))
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                producer.poll(0)
+
+        send(1000)
+        assert producer.flush(60) == 0
+        for _ in range(4):
+            filling = threading.Thread(target=fill, args=(leader.data_dir,))
+            filling.start()
+            send(1500)
+            filling.join()
+            send(200)
+            producer.poll(0.3)
+            (leader.data_dir / "filler").unlink()
+            send(500)
+        assert producer.flush(120) == 0
+        assert not failed, [m.error() for m in failed[:3]]
+        assert "disk full" in leader.log(), "the disk never filled: the test tested nothing"
+        consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "idem-check",
+                             "auto.offset.reset": "earliest", "enable.partition.eof": True, **QUIET})
+        consumer.assign([TopicPartition("idem", p, 0) for p in range(partitions)])
+        stored, at_end, deadline = [], set(), time.monotonic() + 60
+        while len(at_end) < partitions and time.monotonic() < deadline:
+            msg = consumer.poll(1)
+            if msg is None:
+                continue
+            if msg.error():
+                at_end.add(msg.partition())
+                continue
+            stored.append(msg.value())
+        consumer.close()
+        duplicates = sorted({v[:12] for v in stored if stored.count(v) > 1})
+        assert not duplicates, f"stored more than once: {duplicates[:5]}"
+        assert sorted(stored) == sorted(values)
+    finally:
+        cluster.kill_all()
+        subprocess.run(["umount", "-l", str(leader.data_dir)], check=False)

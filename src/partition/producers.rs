@@ -93,6 +93,9 @@ pub struct ProducerBudget {
 pub struct ProducerTable {
     producers: RefCell<HashMap<i64, ProducerEntry>>,
     budget: Rc<ProducerBudget>,
+    /// The log's write epoch (its rollback count) the batches remembered
+    /// were last checked against (see `follow_log`).
+    write_epoch: Cell<u64>,
 }
 
 fn last_sequence(h: &BatchHeader) -> i32 {
@@ -150,7 +153,8 @@ impl ProducerBudget {
 impl ProducerTable {
     /// A replica's empty table, counted in the shard's `budget`.
     pub fn new(budget: &Rc<ProducerBudget>) -> Rc<ProducerTable> {
-        let table = Rc::new(ProducerTable { producers: RefCell::default(), budget: budget.clone() });
+        let table =
+            Rc::new(ProducerTable { producers: RefCell::default(), budget: budget.clone(), write_epoch: Cell::new(0) });
         budget.tables.borrow_mut().push(Rc::downgrade(&table));
         table
     }
@@ -211,10 +215,36 @@ impl ProducerTable {
         budget.count.set(budget.count.get() + 1);
     }
 
-    /// Forgets every producer, after a failed write: the batches they
-    /// remember were never stored.
+    /// Forgets every producer (the replica changed role, or its log's
+    /// rollbacks are too old to tell what stayed).
     pub fn forget_all(&self) {
         self.retain(|_| false);
+    }
+
+    /// Keeps the table in step with its log, before a batch is checked: a
+    /// sequence is remembered exactly when its batch is in the log (Kafka's
+    /// rule). A failed write or a truncation rolls the log end back; the
+    /// batches at or above the end it left are forgotten, so that their
+    /// retry is appended, while a retry of one below it (written before the
+    /// failure) is answered as the duplicate it is (chaos finding 3: the
+    /// table forgot every producer, and such a retry was stored twice).
+    /// `write_epoch`: the log's now; `surviving_end_since`: the log's
+    /// (`PartitionLog::surviving_end_since`).
+    pub fn follow_log(&self, write_epoch: u64, surviving_end_since: impl FnOnce(u64) -> Option<i64>) {
+        let seen = self.write_epoch.replace(write_epoch);
+        if seen == write_epoch {
+            return;
+        }
+        match surviving_end_since(seen) {
+            Some(end) => self.retain(|p| {
+                while p.recent.back().is_some_and(|r| r.base_offset >= end) {
+                    p.recent.pop_back();
+                }
+                // None left: unknown, as an expired producer (any sequence).
+                !p.recent.is_empty()
+            }),
+            None => self.forget_all(),
+        }
     }
 
     /// Producers this replica remembers.
@@ -224,7 +254,7 @@ impl ProducerTable {
     }
 
     /// Keeps the producers `keep` says, uncounting the others.
-    fn retain(&self, keep: impl Fn(&ProducerEntry) -> bool) {
+    fn retain(&self, mut keep: impl FnMut(&mut ProducerEntry) -> bool) {
         let mut producers = self.producers.borrow_mut();
         let before = producers.len();
         producers.retain(|_, p| keep(p));
@@ -268,6 +298,34 @@ mod tests {
         assert_eq!(table.check(&header(7, 0, 3, 1)), SequenceCheck::FencedEpoch);
         table.forget_all();
         assert_eq!(table.check(&header(7, 0, 3, 1)), SequenceCheck::Append);
+        assert_eq!(budget.remembered(), 0);
+    }
+
+    /// Chaos finding 3: after a failed write, the table forgot every
+    /// producer, so the retry of a batch written before the failure was
+    /// appended again. It must forget only what the rollback took.
+    #[test]
+    fn a_rollback_forgets_the_batches_it_took_and_keeps_the_ones_below() {
+        let budget = Rc::new(ProducerBudget::default());
+        let table = ProducerTable::new(&budget);
+        table.follow_log(0, |_| unreachable!("no rollback yet"));
+        let (landed, failed) = (header(7, 0, 0, 2), header(7, 0, 2, 1));
+        table.record(&landed, 100, 0);
+        table.record(&failed, 102, 0);
+        table.record(&header(8, 0, 0, 1), 103, 0);
+        // The write of offsets 102 and 103 failed: the log end went back to 102.
+        table.follow_log(1, |seen| {
+            assert_eq!(seen, 0);
+            Some(102)
+        });
+        assert_eq!(table.check(&landed), SequenceCheck::Duplicate { base_offset: 100 }, "still in the log");
+        assert_eq!(table.check(&failed), SequenceCheck::Append, "its retry is in order");
+        assert_eq!(table.check(&header(8, 0, 5, 1)), SequenceCheck::Append, "nothing of it left: unknown");
+        assert_eq!(budget.remembered(), 1);
+        table.follow_log(1, |_| unreachable!("no rollback since"));
+        // Rollbacks too old to tell what stayed: every producer is forgotten.
+        table.follow_log(9, |_| None);
+        assert_eq!(table.check(&header(7, 0, 9, 1)), SequenceCheck::Append);
         assert_eq!(budget.remembered(), 0);
     }
 

@@ -167,6 +167,7 @@ impl Replica {
         let first = validate_records(records, &config, decompressor, now_ms).inspect_err(|refusal| {
             tracing::warn!(topic = self.topic(), partition = self.partition(), "produce refused: {refusal}");
         })?;
+        self.producers.follow_log(self.log.write_epoch(), |seen| self.log.surviving_end_since(seen));
         match self.producers.check(&first) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate { base_offset } => {
@@ -202,11 +203,10 @@ impl Replica {
 
     /// Waits until `appended` is written as the topic's flush policy asks.
     pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), PartitionError> {
-        self.log.wait_appended(appended).await.map_err(|e| {
-            // What the producer table remembers of this write never landed.
-            self.producers.forget_all();
-            PartitionError::Storage(e)
-        })
+        // The producer table forgets what a failed write rolled back at the
+        // next append (`ProducerTable::follow_log`), not here: the rollback
+        // may have kept this batch, and later appends may already be recorded.
+        Ok(self.log.wait_appended(appended).await?)
     }
 
     /// Kafka's DeleteRecords: moves the log start up to `offset` (-1: the
@@ -230,6 +230,8 @@ impl Replica {
     pub async fn restore_producers(&self) {
         match self.log.recent_idempotent_batches(PRODUCER_REBUILD_WINDOW_BYTES).await {
             Ok(batches) => {
+                // The table is rebuilt from the log as it is now.
+                self.producers.follow_log(self.log.write_epoch(), |seen| self.log.surviving_end_since(seen));
                 // Their appends' times are unknown: they count from the restart.
                 let now_ms = now_ms();
                 for h in &batches {

@@ -488,14 +488,21 @@ impl PartitionLog {
 
     /// Resolves once the batches of `appended` are written (and synced when
     /// the flush policy says so). Err if their write failed, even when later
-    /// appends have since reused their offsets.
+    /// appends have since reused their offsets; Ok if they were written
+    /// before a later write failed (its rollback kept them): the answer
+    /// must say what the log holds, or the producer retries a batch that
+    /// is there (chaos finding 3, docs/chaos.md).
     pub async fn wait_appended(&self, appended: &AppendInfo) -> Result<(), StorageError> {
-        let rollbacks = self.write_epoch();
-        if rollbacks != appended.write_epoch {
-            return Err(StorageError::NotAppended {
-                offset: appended.last_offset,
-                log_end_offset: self.log_end_offset(),
-            });
+        if self.write_epoch() != appended.write_epoch {
+            // Every write pending at a rollback fails: these were written
+            // before it, or are gone.
+            return match self.surviving_end_since(appended.write_epoch) {
+                Some(end) if appended.last_offset < end => Ok(()),
+                _ => Err(StorageError::NotAppended {
+                    offset: appended.last_offset,
+                    log_end_offset: self.log_end_offset(),
+                }),
+            };
         }
         self.wait_written(appended.last_offset).await
     }
@@ -503,6 +510,14 @@ impl PartitionLog {
     /// The rollback count that [`AppendInfo::write_epoch`] is compared with.
     pub fn write_epoch(&self) -> u64 {
         self.state.borrow().writer.write_epoch()
+    }
+
+    /// The end below which offsets assigned in write epoch `epoch` still
+    /// hold what was appended then (all of them: `i64::MAX`); None when the
+    /// epoch is too old to tell. What an idempotent producer table keeps
+    /// in step with (see `WriterState::surviving_end_since`).
+    pub fn surviving_end_since(&self, epoch: u64) -> Option<i64> {
+        self.state.borrow().writer.surviving_end_since(epoch)
     }
 
     /// Resolves once every offset <= `last_offset` is in the segment file (and

@@ -140,3 +140,25 @@ fn a_failed_write_across_a_roll_drops_the_new_segment() {
         assert_contiguous(&read_all(&log).await, 0, 2);
     });
 }
+
+/// Chaos finding 3 (docs/chaos.md): a pipelined produce's batch was written,
+/// then a later write failed (a full disk) before the produce's answer
+/// waited for it. The rollback kept its bytes, yet `wait_appended` reported
+/// it not appended, so the producer retried and the batch was stored twice.
+#[test]
+fn a_write_that_landed_before_a_later_one_failed_is_still_acknowledged() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_segments(1 << 20), true);
+        let landed = log.append(&batch_of(1, 2, 50), 0, 0).unwrap();
+        log.wait_written(landed.last_offset).await.unwrap();
+        io().fail_writes(1);
+        let failed = log.append(&batch_of(2, 3, 50), 0, 0).unwrap();
+        assert!(log.wait_appended(&failed).await.is_err());
+        log.wait_appended(&landed).await.expect("its bytes are in the log: acknowledged");
+        assert_eq!(append(&log, &batch_of(3, 1, 50)).await, 2, "the failed append's offsets are reused");
+        assert!(matches!(log.wait_appended(&failed).await, Err(StorageError::NotAppended { .. })));
+        log.wait_appended(&landed).await.expect("still in the log");
+        assert_contiguous(&read_all(&log).await, 0, 3);
+    });
+}

@@ -92,6 +92,10 @@ impl SyncState {
 /// (a burst must not pin its memory for ever).
 const SPARE_BUFFERS_MAX: usize = 2;
 const SPARE_BUFFER_BYTES_MAX: usize = 16 << 20;
+/// Rollbacks whose log end is remembered: between an append and its answer,
+/// or between two appends to a partition, there are a few at most (each
+/// fails every pending write); an older write epoch counts as unknown.
+const ROLLBACKS_REMEMBERED: usize = 64;
 
 /// The writer's side of a log: its queue of jobs and what it knows of their
 /// fate. The log drives it through these methods (append, roll, wait,
@@ -111,7 +115,9 @@ pub(in crate::storage) struct WriterState {
     /// The writer task has finished.
     pub(super) done: bool,
     /// Failed writes and truncations so far; each rolled the log end back.
-    pub(super) rollbacks: u64,
+    rollbacks: u64,
+    /// The last rollbacks: (the write epoch each ended, the log end it left).
+    cuts: VecDeque<(u64, i64)>,
     /// Truncations run so far (the cleaner's guard: see `truncations`).
     truncations: u64,
     /// Why appends are refused after a failed fdatasync (see `StorageError::Offline`).
@@ -141,6 +147,33 @@ impl WriterState {
     /// The rollback count that `AppendInfo::write_epoch` is compared with.
     pub fn write_epoch(&self) -> u64 {
         self.rollbacks
+    }
+
+    /// A failed write or a truncation moved the log end back to
+    /// `log_end_offset`: the offsets from there on will be reused.
+    pub(super) fn rolled_back(&mut self, log_end_offset: i64) {
+        if self.cuts.len() == ROLLBACKS_REMEMBERED {
+            self.cuts.pop_front();
+        }
+        self.cuts.push_back((self.rollbacks, log_end_offset));
+        self.rollbacks += 1;
+    }
+
+    /// The end below which the offsets assigned in write epoch `epoch`
+    /// still hold what was appended then: the lowest log end a rollback
+    /// left since (none: every offset). A failed write's rollback keeps
+    /// what was written, and a truncation runs after every earlier write,
+    /// so below it those appends are written. None when `epoch` is older
+    /// than the rollbacks remembered: unknown.
+    pub fn surviving_end_since(&self, epoch: u64) -> Option<i64> {
+        if epoch == self.rollbacks {
+            return Some(i64::MAX);
+        }
+        let oldest = self.cuts.front()?.0;
+        if epoch < oldest || epoch > self.rollbacks {
+            return None;
+        }
+        self.cuts.iter().filter(|(ended, _)| *ended >= epoch).map(|(_, cut)| *cut).min()
     }
 
     pub fn is_closing(&self) -> bool {
@@ -209,9 +242,9 @@ impl WriterState {
     /// A truncation has run: offsets below the old log end will be reused,
     /// so earlier appends' `write_epoch` no longer matches (as after a
     /// rollback), and appends are taken again.
-    pub fn truncated(&mut self, gone: &[Segment]) {
+    pub fn truncated(&mut self, gone: &[Segment], log_end_offset: i64) {
         self.truncating = false;
-        self.rollbacks += 1;
+        self.rolled_back(log_end_offset);
         self.truncations += 1;
         for segment in gone {
             self.sync.forget(&segment.file);

@@ -25,18 +25,18 @@ impl Writer {
         let gone = match result {
             Ok(gone) => gone,
             Err(error @ StorageError::TruncateBelowStart { .. }) => {
-                log.state().borrow_mut().writer.truncated(&[]);
+                truncated(log, &[]);
                 return Err(error);
             }
             Err(error) => {
                 // The files may now hold more than the log in memory says:
                 // no more appends until a restart recovers them.
                 self.go_offline(log, &error);
-                log.state().borrow_mut().writer.truncated(&[]);
+                truncated(log, &[]);
                 return Err(error);
             }
         };
-        log.state().borrow_mut().writer.truncated(&gone);
+        truncated(log, &gone);
         Ok(())
     }
 
@@ -155,4 +155,12 @@ fn cut_segment(log: &PartitionLog, offset: i64) -> Result<Option<ReadPlan>, Stor
     let from = segment.index.position_for(segment.relative(offset)) as u64;
     let (segment_base, file, end) = (segment.base_offset, segment.file.clone(), segment.readable_bytes);
     Ok(Some(ReadPlan { segment_base, file, from, end }))
+}
+
+/// The truncation has run (or failed): appends are taken again, from the
+/// log end as it now is.
+fn truncated(log: &PartitionLog, gone: &[Segment]) {
+    let mut state = log.state().borrow_mut();
+    let log_end_offset = state.segments.log_end_offset();
+    state.writer.truncated(gone, log_end_offset);
 }

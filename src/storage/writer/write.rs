@@ -207,7 +207,9 @@ impl Writer {
             tracing::error!(path = %path.display(), error = %e, "cutting back a failed write");
             state.writer.offline.get_or_insert_with(|| format!("cutting back a failed write: {e}"));
         }
-        state.writer.rollbacks += 1;
+        let log_end_offset = state.segments.log_end_offset();
+        debug_assert_eq!(log_end_offset, state.segments.written_end_offset(), "rolled back to the written end");
+        state.writer.rolled_back(log_end_offset);
     }
 
     /// A rolled segment, beside the writes to the next one: make its bytes
