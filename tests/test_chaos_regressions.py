@@ -1,5 +1,5 @@
-"""Bugs tools/chaos found, each reduced to a test of its own, expected to
-fail (xfail, strict) until the fix flips it. docs/chaos.md lists them.
+"""Bugs tools/chaos found, each reduced to a test of its own (seen failing
+before its fix). docs/chaos.md lists them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from helpers import QUIET, wait_until
 RECORDS = 100
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the leader's high watermark is not checkpointed (docs/replication.md, Known gaps): after every node "
-    "is killed and restarted, ListOffsets latest answers 0 until the in-sync replicas fetch again, where "
-    "Kafka answers OFFSET_NOT_AVAILABLE while the high watermark is below the leader epoch's start offset"))
 def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path):
     """chaos run --seed 3 --faults crash,kill: 11 samples of ListOffsets
     latest went from ~500 to 0 right after a whole-cluster crash. Reduced:
@@ -28,7 +24,9 @@ def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path
     (acks=all) so the high watermark is 100; every node SIGKILLed; nodes 1 and
     2 restarted (a quorum, node 3 still down, so the ISR keeps a replica that
     does not fetch for a session timeout): the high watermark seen must never
-    be below 100."""
+    be below 100 (OFFSET_NOT_AVAILABLE meanwhile, as Kafka answers while a
+    leader's high watermark is behind its leadership's start, KIP-207), and
+    it must be 100 again once node 3 leaves the ISR."""
     cluster = Cluster(corelog_bin(), tmp_path)
     try:
         cluster.start()
@@ -58,14 +56,19 @@ def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path
             node.start()
         for node in (cluster.node(1), cluster.node(2)):
             node.wait_serving()
-        seen, deadline = [], time.monotonic() + 5
-        while time.monotonic() < deadline:
+        # Sample for 5 s, then on until it is answered (node 3 is fenced
+        # after its session timeout and leaves the ISR; then the high
+        # watermark is what nodes 1 and 2 hold).
+        seen, started = [], time.monotonic()
+        while time.monotonic() - started < 5 or (not any(hw is not None for hw in seen)
+                                                   and time.monotonic() - started < 60):
             seen.append(latest())
         answered = [hw for hw in seen if hw is not None]
-        assert answered, "no ListOffsets answer within 5 s of the restart"
+        assert answered, "no ListOffsets answer within 60 s of the restart"
         below = [hw for hw in answered if hw < RECORDS]
         assert not below, (f"the high watermark went back from {RECORDS} to {min(below)} in {len(below)} of "
-                           f"{len(answered)} answers in the 5 s after the restart")
+                           f"{len(answered)} answers after the restart")
+        assert answered[-1] == RECORDS
     finally:
         cluster.kill_all()
 

@@ -101,7 +101,10 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Result<Re
             let answer = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let outcome = match local_replica(ctx.shard, &snapshot, &topic.name, p.partition_index) {
                 _ if duplicates.contains(&(topic.name.as_str(), p.partition_index)) => Err(ErrorCode::InvalidRequest),
-                Ok(replica) => match replica.check_leader_epoch(p.current_leader_epoch) {
+                Ok(replica) => match replica
+                    .check_leader_epoch(p.current_leader_epoch)
+                    .and_then(|()| replica.check_high_watermark_settled())
+                {
                     Ok(()) => {
                         lookup(ctx.shard, &replica, p.timestamp).await.map(|found| (found, replica.leader_epoch()))
                     }

@@ -58,6 +58,11 @@ pub enum PartitionError {
     /// The request names a leader epoch this replica has not learnt yet.
     #[error("leader epoch {requested} is newer than the partition's {ours}")]
     UnknownLeaderEpoch { requested: i32, ours: i32 },
+    /// A leader whose high watermark has not yet reached the log end its
+    /// leadership began with: the offsets it could answer may be below ones
+    /// already answered before (Kafka's KIP-207, OFFSET_NOT_AVAILABLE).
+    #[error("the high watermark {high_watermark} is behind the start of this leadership ({epoch_start_offset})")]
+    HighWatermarkBehindEpochStart { high_watermark: i64, epoch_start_offset: i64 },
     #[error("{isr} in-sync replicas, min.insync.replicas is {min}")]
     NotEnoughReplicas { isr: usize, min: i32 },
     /// Written by the leader, but the ISR shrank below min.insync.replicas

@@ -5,7 +5,9 @@
 //! from the high watermark it had (bounded by its log end) rather than
 //! from 0. Without it a restarted leader would hide every record until each
 //! in-sync follower has fetched again (or left the ISR after
-//! replica.lag.time.max.ms), answering ListOffsets LATEST with 0 meanwhile.
+//! replica.lag.time.max.ms). What a crash leaves may be older than what was
+//! answered: ListOffsets is refused until it has caught up again
+//! (`Replica::check_high_watermark_settled`).
 //!
 //! One file per shard in the data directory (`replication-offset-checkpoint-<shard>`):
 //! the shards share nothing, so each writes its own, as Kafka writes one per

@@ -98,10 +98,14 @@ impl Replica {
                     "the partition's epoch cache is ahead of its metadata; keeping the cache's epoch"
                 );
             }
-            let started = self.leader_epochs.borrow().latest().map_or(0, |l| l.start_offset);
             replication.followers = Followers::of(assignment, here, &replication.followers, now_ms);
             if !was_leading || epoch != old_epoch {
-                replication.epoch_start_offset = started;
+                // The log end as this leadership begins, even when it
+                // resumes an epoch the cache has (a restart): what the
+                // previous life acknowledged may be anywhere below it, so the
+                // high watermark is only trusted again once it reaches it
+                // (Kafka's `leaderEpochStartOffsetOpt`).
+                replication.epoch_start_offset = self.log().log_end_offset();
             }
         } else {
             replication.followers = Followers::default();
@@ -146,6 +150,24 @@ impl Replica {
     pub fn fetch_position(&self, last_fetched_epoch: i32, fetch_offset: i64) -> FetchPosition {
         let ends = self.leader_epochs.borrow().end_offset_for(last_fetched_epoch, self.log().log_end_offset());
         leader::fetch_position(last_fetched_epoch, fetch_offset, ends, self.log_start_offset())
+    }
+
+    /// Refuses to answer offsets (ListOffsets) while this leader's high
+    /// watermark is behind the log end its leadership began with: it may
+    /// still be below one the previous leader, or this replica before a
+    /// restart, already answered, and a client must never see it go back
+    /// (KIP-207). It catches up once the in-sync followers have fetched.
+    pub fn check_high_watermark_settled(&self) -> Result<(), PartitionError> {
+        let high_watermark = self.high_watermark();
+        let replication = self.replication.borrow();
+        let leads_in_cluster = replication.placement.is_some() && replication.leads();
+        match leads_in_cluster && high_watermark < replication.epoch_start_offset {
+            true => Err(PartitionError::HighWatermarkBehindEpochStart {
+                high_watermark,
+                epoch_start_offset: replication.epoch_start_offset,
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Every offset below it may be read by consumers: on a leader, the
@@ -475,6 +497,41 @@ mod tests {
                 Err(PartitionError::Storage(crate::storage::StorageError::OffsetOutOfRange { .. }))
             ));
             assert_eq!(replica.delete_records(-1).await.unwrap().0, 1, "-1: the high watermark");
+            replica.log().close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_restarted_leader_answers_no_offsets_until_its_high_watermark_reaches_where_it_resumed() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let three =
+                PartitionAssignment { leader_epoch: 1, ..PartitionAssignment::led_by_first(vec![at(1), at(2), at(3)]) };
+            let replica = open(dir.path(), &[]);
+            replica.set_assignment(at(1), &three, 0).unwrap();
+            assert!(replica.check_high_watermark_settled().is_ok(), "an empty log: nothing to go back from");
+            produce(&replica, b"a").await;
+            produce(&replica, b"b").await;
+            replica.follower_fetched(fid(2), 2, 1, &registered()).unwrap();
+            replica.follower_fetched(fid(3), 2, 1, &registered()).unwrap();
+            assert_eq!(replica.high_watermark(), 2, "answered to clients");
+            replica.log().close().await.unwrap();
+            drop(replica);
+
+            // Killed before its high watermark was checkpointed: it resumes
+            // the same epoch from 0, which it must not answer.
+            let replica = open(dir.path(), &[]);
+            replica.set_assignment(at(1), &three, 10).unwrap();
+            let refused = replica.check_high_watermark_settled();
+            assert!(matches!(
+                refused,
+                Err(PartitionError::HighWatermarkBehindEpochStart { high_watermark: 0, epoch_start_offset: 2 })
+            ));
+            replica.follower_fetched(fid(2), 2, 11, &registered()).unwrap();
+            assert!(replica.check_high_watermark_settled().is_err(), "3 is in sync and has not fetched");
+            replica.follower_fetched(fid(3), 2, 11, &registered()).unwrap();
+            assert!(replica.check_high_watermark_settled().is_ok());
+            assert_eq!(replica.high_watermark(), 2);
             replica.log().close().await.unwrap();
         });
     }
