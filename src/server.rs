@@ -230,7 +230,13 @@ fn shut_down_controlled(controller: &ControllerHandle, config: &BrokerConfig) {
     let waited_ms = started.elapsed().as_millis() as u64;
     match outcome {
         ControlledShutdown::Done => {
-            tracing::info!(waited_ms, "controlled shutdown: the quorum fenced this node, which leads no partition")
+            // The quorum's leader as this node last applied it: another node when this one led it.
+            let controller = controller.snapshots().borrow().controller.map(|n| n.0);
+            tracing::info!(
+                waited_ms,
+                ?controller,
+                "controlled shutdown: the quorum fenced this node, which leads no partition"
+            )
         }
         ControlledShutdown::Alone => tracing::info!("controlled shutdown: no other node is up to take a partition over"),
         ControlledShutdown::TimedOut => tracing::warn!(

@@ -7,6 +7,7 @@ a session timeout. Every check is on the data or on the committed state.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 
@@ -91,3 +92,26 @@ def test_a_whole_cluster_stopped_node_by_node_with_sigterm_and_restarted_loses_n
             f"node {node.id} did not find its clean-shutdown marker"
     check_acked(producer.acked, read_all(cluster.bootstrap, topic, partitions=PARTITIONS))
     assert len(producer.acked) == 3_000
+
+
+def test_sigterm_on_the_controller_leaders_node_hands_the_quorum_over_before_it_exits(cluster):
+    """The quorum's leader stopping hands its Raft leadership to another
+    voter before it exits (as KRaft's controller resigns), so the quorum
+    does not go an election timeout without a controller: the stopping
+    node's last committed state already names another controller."""
+    topic = "quorum-handover"
+    create_topic(cluster, topic, partitions=PARTITIONS, configs={"min.insync.replicas": "2"})
+    controller = cluster.metadata(cluster.nodes[0]).controller_id
+    stopping = cluster.node(controller // 1000)
+    status = sigterm(stopping)
+    assert status == 0, f"node {stopping.id} exited with {status}:\n{stopping.log()[-4000:]}"
+    assert "handing the quorum's leadership over" in stopping.log(), stopping.log()[-4000:]
+    done = re.findall(r"controller=Some\((\d+)\).*controlled shutdown: the quorum fenced this node|"
+                      r"controlled shutdown: the quorum fenced this node.*controller=Some\((\d+)\)", stopping.log())
+    assert done, stopping.log()[-4000:]
+    seen = int(next(x for x in done[-1] if x))
+    assert seen != stopping.id, f"node {stopping.id} still led the quorum when it exited"
+    # The rest of the cluster goes on: a topic created through the new controller.
+    create_topic(cluster, topic + "-after", partitions=1, rf=2, configs={})
+    stopping.start()
+    stopping.wait_serving()

@@ -169,16 +169,23 @@ impl ControllerHandle {
             return ControlledShutdown::TimedOut;
         }
         let deadline = Instant::now() + Duration::from_millis(bound_ms);
+        let mut fenced_at = None;
         loop {
-            let fenced = {
+            let (fenced, controls) = {
                 let snapshot = self.snapshots.borrow();
                 let mine = snapshot.nodes.get(&self.me).filter(|n| n.incarnation == self.incarnation);
-                mine.is_none_or(|n| n.fenced)
+                (mine.is_none_or(|n| n.fenced), snapshot.controller == Some(self.me))
             };
+            let now = Instant::now();
             if fenced {
-                return ControlledShutdown::Done;
+                // A quorum leader also hands its leadership over (node.rs):
+                // waited for a little, as it is not needed for safety.
+                let since = *fenced_at.get_or_insert(now);
+                if !controls || now.duration_since(since) >= Duration::from_millis(LEADERSHIP_HANDOVER_MS_MAX) {
+                    return ControlledShutdown::Done;
+                }
             }
-            if Instant::now() >= deadline {
+            if now >= deadline {
                 return ControlledShutdown::TimedOut;
             }
             std::thread::sleep(Duration::from_millis(TICK_MS / 4));
@@ -217,6 +224,11 @@ pub fn start(config: ControllerConfig) -> Result<(ControllerHandle, std::thread:
         .map_err(|source| ControllerError::Storage { context: "start the controller thread".into(), source })?;
     Ok((ControllerHandle { events, snapshots, me: config.me, incarnation }, thread))
 }
+
+/// How long a stopping quorum leader waits, once fenced, for a voter to
+/// take its leadership over: two election timeouts (raft-rs gives up a
+/// transfer after one, and it is asked again).
+const LEADERSHIP_HANDOVER_MS_MAX: u64 = 2 * node::ELECTION_TICKS as u64 * TICK_MS;
 
 /// Panics of the Raft state logged in full at most this often; the others
 /// are counted (a peer that keeps sending what trips raft-rs must not flood

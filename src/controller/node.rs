@@ -28,7 +28,7 @@ use crate::metadata::{self, MetadataRecord, Snapshot};
 
 /// Ticks without a leader's word before a follower stands for election: 10
 /// ticks of `TICK_MS` (raft-rs randomises it between 1 and 2 times this).
-const ELECTION_TICKS: usize = 10;
+pub const ELECTION_TICKS: usize = 10;
 /// A leader's heartbeat every tick.
 const HEARTBEAT_TICKS: usize = 1;
 /// Milliseconds per Raft tick.
@@ -334,6 +334,9 @@ impl ControllerNode {
                 None => {}
             }
         }
+        if self.shutting_down && self.leader {
+            self.hand_over_leadership();
+        }
         if self.leader && self.leader_ready && self.duty_in_flight.is_none() {
             let mut records = duties::plan(&self.state, &self.sessions, now_ms, &self.settings.duties);
             if duties::rebalance_due(&self.sessions, now_ms, &self.settings.duties) {
@@ -344,6 +347,34 @@ impl ControllerNode {
                 tracing::info!(records = records.len(), "controller: proposing membership changes");
                 self.duty_in_flight = self.propose(records, None, now_ms);
             }
+        }
+    }
+
+    /// A leader shutting down hands the quorum over once its own fencing is
+    /// committed (its partitions have moved by then), to the voter that
+    /// holds the most of the log and was heard from lately, so the quorum
+    /// does not go an election timeout without a controller after it stops
+    /// (KRaft's controller resigns on shutdown too). raft-rs catches the
+    /// transferee up first and aborts the transfer after an election
+    /// timeout; it is asked again on a later tick while this node leads.
+    fn hand_over_leadership(&mut self) {
+        let me = self.settings.me;
+        let fenced = self.state.nodes.get(&me).is_some_and(|n| n.fenced);
+        if !fenced || self.raw.raft.lead_transferee.is_some() {
+            return;
+        }
+        let me_raft = raft_id(me);
+        let transferee = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, progress)| **id != me_raft && progress.recent_active)
+            .max_by_key(|(id, progress)| (progress.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id);
+        if let Some(transferee) = transferee {
+            tracing::info!(to = ?node_of(transferee), "controller: shutting down, handing the quorum's leadership over");
+            self.raw.transfer_leader(transferee);
         }
     }
 

@@ -294,6 +294,11 @@ fn a_node_shutting_down_is_fenced_and_its_leaderships_move_well_within_its_sessi
             sim.step();
         }
         assert!(sim.snapshots[stopping as usize - 1].borrow().nodes[&NodeId(stopping)].fenced);
+        // A quorum leader that stops has handed the leadership over by then,
+        // and the new leader's ChangeController is what the node sees.
+        let controller = sim.snapshots[stopping as usize - 1].borrow().controller;
+        assert!(controller.is_some_and(|c| c != NodeId(stopping)), "controller {controller:?}");
+        assert!(sim.leader().is_some_and(|l| l != stopping));
         // A new process on that node registers again and is unfenced as usual.
         sim.crash(stopping);
         sim.restart(stopping);
