@@ -138,6 +138,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
             (MetadataOwner::Quorum(handle.clone()), snapshot, Some((handle, thread)))
         }
     };
+    // Before any shard opens a replica: directories the metadata gives no
+    // replica here (deleted or moved while this node was down) go.
+    crate::shard::strays::sweep(&config.data_dir, node.id(), &snapshot);
     let listeners = bind(&config, &node)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(MAILBOX_CAPACITY)).unzip();
     let boot = Arc::new(Boot {

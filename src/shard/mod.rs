@@ -12,6 +12,7 @@ mod producer_expiry;
 mod producer_ids;
 mod replication;
 mod retention;
+pub mod strays;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -20,6 +20,8 @@ use crate::model::TopicPartition;
 use crate::partition::{hw_checkpoint, ProducerBudget, Replica, ReplicaHost};
 use crate::storage::{HotTail, LogConfig};
 
+use super::strays;
+
 /// A topic's local replicas, indexed by partition; `None` where no replica is here.
 struct TopicReplicas {
     id: uuid::Uuid,
@@ -219,6 +221,10 @@ impl Partitions {
                 let id = TopicPartition::new(meta.name.as_str(), partition as i32);
                 let dir = partition_dir(&broker.data_dir, &meta.name, partition as i32);
                 let checkpointed = self.high_watermarks.borrow().restored.get(&id).copied();
+                if let Err(e) = strays::claim(&dir, meta.id) {
+                    tracing::error!(topic = %meta.name, partition, error = %e, "cannot claim the partition directory; the replica stays offline");
+                    return None;
+                }
                 match Replica::open(id, &dir, config.clone(), log_config, &host) {
                     Ok((replica, report)) => {
                         // Before its role: a replica without one reads its high watermark as its log end.
@@ -373,7 +379,7 @@ async fn delete_replica(replica: &Replica, dir: &Path) {
         tracing::warn!(topic = replica.topic(), partition = replica.partition(), error = %e, "closing deleted partition");
     }
     // Cold path: deletions are rare, so a blocking unlink on the shard is acceptable.
-    if let Err(e) = std::fs::remove_dir_all(dir) {
+    if let Err(e) = strays::remove_deleted(dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition's files");
     }
 }
