@@ -9,16 +9,22 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from cluster import Cluster
 from conftest import corelog_bin
 
 CHAOS = Path(__file__).resolve().parent.parent / "tools" / "chaos"
 sys.path.insert(0, str(CHAOS))
 
 import check  # noqa: E402
+import slowdisk  # noqa: E402
 
 TOPIC = "t"
 
@@ -178,12 +184,14 @@ def test_unavailability_is_the_longest_stretch_without_an_acknowledgement():
 
 # Short randomized runs against the real binary: (seed, faults, seconds of
 # faults). `crash` is left out until the high watermark survives it
-# (test_chaos_regressions.py); partitions and the full disk need root.
+# (test_chaos_regressions.py); partitions and both disk faults need root (the
+# slow disk also /dev/fuse and tools/chaos/slowfs built).
 RUNS = [
     (1, "kill,pause,restart,partition", 40),
     (25, "disk,kill,pause", 25),
+    (1, "slowdisk", 18),
 ]
-PRIVILEGED_FAULTS = {"partition", "disk"}
+PRIVILEGED_FAULTS = {"partition", "disk", "slowdisk"}
 
 
 def can_use_namespaces_and_mounts() -> bool:
@@ -200,6 +208,10 @@ def test_a_short_randomized_chaos_run_keeps_every_property(tmp_path, seed, fault
     out = tmp_path / "chaos"
     if not can_use_namespaces_and_mounts():
         faults = ",".join(f for f in faults.split(",") if f not in PRIVILEGED_FAULTS)
+    if "slowdisk" in faults and not can_mount_slowfs():
+        faults = ",".join(f for f in faults.split(",") if f != "slowdisk")
+    if not faults:
+        pytest.skip("every fault of this run needs root (and the slow disk /dev/fuse and tools/chaos/slowfs built)")
     done = subprocess.run(
         [sys.executable, str(CHAOS / "run.py"), "--seed", str(seed), "--faults", faults, "--duration", str(duration),
          "--settle", "15", "--out", str(out), "--binary", corelog_bin()],
@@ -222,13 +234,11 @@ SLOW_WRITE_MS = 100
 
 
 def can_mount_slowfs() -> bool:
-    import slowdisk
     return os.geteuid() == 0 and os.path.exists("/dev/fuse") and os.access(slowdisk.binary(), os.X_OK)
 
 
 def acked_produce_seconds(producer, topic: str, value: bytes) -> tuple[float, int]:
     """Sends one record and waits for its acknowledgement: (seconds, offset)."""
-    import time
     acked = []
     start = time.monotonic()
     producer.produce(topic, value, on_delivery=lambda err, msg: acked.append((err, msg.offset())))
@@ -238,15 +248,27 @@ def acked_produce_seconds(producer, topic: str, value: bytes) -> tuple[float, in
     return time.monotonic() - start, offset
 
 
+def read_all(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], bytes]:
+    """Every record of partition 0 of each topic, by (topic, offset)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
+                         "log_level": 2})
+    try:
+        ends = {t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in topics}
+        consumer.assign([TopicPartition(t, 0, 0) for t in topics])
+        stored = {}
+        deadline = time.monotonic() + 60
+        while sum(ends.values()) > len(stored) and time.monotonic() < deadline:
+            for m in consumer.consume(500, timeout=1.0):
+                if m.error() is None:
+                    stored[(m.topic(), m.offset())] = m.value()
+        return stored
+    finally:
+        consumer.close()
+
+
 def test_a_node_on_a_slow_disk_is_slowed_and_keeps_every_acknowledged_record_across_sigkill(tmp_path):
     if not can_mount_slowfs():
         pytest.skip("the slow disk needs root, /dev/fuse and tools/chaos/slowfs built (tests/run.sh builds it)")
-    import threading
-    import slowdisk
-    from cluster import Cluster
-    from confluent_kafka import Consumer, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     quiet = {"log_level": 2}
     c = Cluster(corelog_bin(), tmp_path, nodes=1)
     [node] = c.nodes
@@ -301,7 +323,6 @@ def test_a_node_on_a_slow_disk_is_slowed_and_keeps_every_acknowledged_record_acr
 
         sender = threading.Thread(target=keep_sending)
         sender.start()
-        import time
         time.sleep(3)
         node.kill()
         stop.set()
@@ -311,17 +332,7 @@ def test_a_node_on_a_slow_disk_is_slowed_and_keeps_every_acknowledged_record_acr
         node.wait_serving()
         producer.flush(60)
 
-        consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "check", "enable.auto.commit": False,
-                             **quiet})
-        ends = {t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in ("durable", "plain")}
-        consumer.assign([TopicPartition(t, 0, 0) for t in ends])
-        stored = {}
-        deadline = time.monotonic() + 60
-        while sum(ends.values()) > len(stored) and time.monotonic() < deadline:
-            for m in consumer.consume(500, timeout=1.0):
-                if m.error() is None:
-                    stored[(m.topic(), m.offset())] = m.value()
-        consumer.close()
+        stored = read_all(node.bootstrap, ["durable", "plain"])
         killed = [k for k, v in acked.items() if v.startswith(b"killed-")]
         assert len(killed) > 20, f"too few records acknowledged around the kill: {len(killed)}"
         missing = {k: v for k, v in acked.items() if stored.get(k) != v}
