@@ -59,8 +59,15 @@ func (d *delays) beforeWrite() {
 // slowNode is a loopback node whose files and directories sleep before
 // fsync (and, for files, before write) while the mode says so.
 type slowNode struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	delays *delays
+}
+
+var _ = (fs.NodeWrapChilder)((*slowNode)(nil))
+
+// WrapChild makes every node the loopback creates under this one slow too.
+func (n *slowNode) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &slowNode{LoopbackNode: ops.(*fs.LoopbackNode), delays: n.delays}
 }
 
 var _ = (fs.NodeOpener)((*slowNode)(nil))
@@ -176,18 +183,14 @@ func main() {
 	}
 	log.SetPrefix("slowfs: ")
 
-	var st syscall.Stat_t
-	if err := syscall.Stat(*backing, &st); err != nil {
+	loopback, err := fs.NewLoopbackRoot(*backing)
+	if err != nil {
 		log.Fatalf("backing directory %s: %v", *backing, err)
 	}
 	d := &delays{fsync: *fsyncDelay, write: *writeDelay}
-	root := &fs.LoopbackRoot{Path: *backing, Dev: uint64(st.Dev)}
-	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &slowNode{LoopbackNode: fs.LoopbackNode{RootData: r}, delays: d}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
+	root := &slowNode{LoopbackNode: loopback.(*fs.LoopbackNode), delays: d}
 
-	server, err := fs.Mount(*mountPoint, root.RootNode, &fs.Options{
+	server, err := fs.Mount(*mountPoint, root, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			// As root, mount(2) directly: no fusermount helper is needed.
 			DirectMount: true,
