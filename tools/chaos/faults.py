@@ -157,7 +157,9 @@ class Injector:
         variant = self.rng.choice(SLOW_DISK_VARIANTS)
         slow = self.slow_disks[node_id]
         slow.slow(variant)
-        what = f"+{slow.fsync_delay_ms} ms a fsync" + (f", +{slow.write_delay_ms} ms a write" if variant == "write" else "")
+        what = f"+{slow.fsync_delay_ms} ms a fsync"
+        if variant == "write":
+            what += f", +{slow.write_delay_ms} ms a write"
         self.history.add("fault", fault="slowdisk", nodes=[node_id], detail=f"{why}: disk slow ({what})")
         self.sleep(self.rng.uniform(*SLOW_DISK_S))
         slow.fast()
