@@ -95,6 +95,12 @@ if ! (cd tests/go && run_quiet go build -o target/franzgo .); then
 fi
 export FRANZGO_BIN="$PWD/tests/go/target/franzgo"
 
+# slowfs, the chaos tool's slow disk (a FUSE loopback on go-fuse, pinned in
+# tools/chaos/slowfs/go.mod and go.sum, from the Go module proxy into ~/go/pkg/mod).
+say "building slowfs (tools/chaos/slowfs)"
+(cd tools/chaos/slowfs && run_quiet go build -o target/slowfs .)
+export SLOWFS_BIN="$PWD/tools/chaos/slowfs/target/slowfs"
+
 # ---- 2. build once -------------------------------------------------------------
 LOCKED=()
 if [ -f Cargo.lock ]; then LOCKED=(--locked); fi

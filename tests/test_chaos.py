@@ -9,16 +9,22 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from cluster import Cluster
 from conftest import corelog_bin
 
 CHAOS = Path(__file__).resolve().parent.parent / "tools" / "chaos"
 sys.path.insert(0, str(CHAOS))
 
 import check  # noqa: E402
+import slowdisk  # noqa: E402
 
 TOPIC = "t"
 
@@ -178,12 +184,14 @@ def test_unavailability_is_the_longest_stretch_without_an_acknowledgement():
 
 # Short randomized runs against the real binary: (seed, faults, seconds of
 # faults). `crash` is left out until the high watermark survives it
-# (test_chaos_regressions.py); partitions and the full disk need root.
+# (test_chaos_regressions.py); partitions and both disk faults need root (the
+# slow disk also /dev/fuse and tools/chaos/slowfs built).
 RUNS = [
     (1, "kill,pause,restart,partition", 40),
     (25, "disk,kill,pause", 25),
+    (1, "slowdisk", 18),
 ]
-PRIVILEGED_FAULTS = {"partition", "disk"}
+PRIVILEGED_FAULTS = {"partition", "disk", "slowdisk"}
 
 
 def can_use_namespaces_and_mounts() -> bool:
@@ -200,6 +208,10 @@ def test_a_short_randomized_chaos_run_keeps_every_property(tmp_path, seed, fault
     out = tmp_path / "chaos"
     if not can_use_namespaces_and_mounts():
         faults = ",".join(f for f in faults.split(",") if f not in PRIVILEGED_FAULTS)
+    if "slowdisk" in faults and not can_mount_slowfs():
+        faults = ",".join(f for f in faults.split(",") if f != "slowdisk")
+    if not faults:
+        pytest.skip("every fault of this run needs root (and the slow disk /dev/fuse and tools/chaos/slowfs built)")
     done = subprocess.run(
         [sys.executable, str(CHAOS / "run.py"), "--seed", str(seed), "--faults", faults, "--duration", str(duration),
          "--settle", "15", "--out", str(out), "--binary", corelog_bin()],
@@ -211,3 +223,120 @@ def test_a_short_randomized_chaos_run_keeps_every_property(tmp_path, seed, fault
     failed = {v["property"]: v["examples"] for v in result["verdicts"] if not v["ok"]}
     assert not failed, report
     assert result["lost"] == 0 and not result["worker_errors"] and done.returncode == 0, report
+
+
+# The slow disk (tools/chaos/slowfs, slowdisk.py): a FUSE mount over a node's
+# data directory. Before chaos uses it: corelog must work on it (O_DIRECT
+# opens, io_uring writes, splice reads), keep what it acknowledged across a
+# SIGKILL, and the delay must reach the broker's acknowledgements.
+SLOW_FSYNC_MS = 300
+SLOW_WRITE_MS = 100
+
+
+def can_mount_slowfs() -> bool:
+    return os.geteuid() == 0 and os.path.exists("/dev/fuse") and os.access(slowdisk.binary(), os.X_OK)
+
+
+def acked_produce_seconds(producer, topic: str, value: bytes) -> tuple[float, int]:
+    """Sends one record and waits for its acknowledgement: (seconds, offset)."""
+    acked = []
+    start = time.monotonic()
+    producer.produce(topic, value, on_delivery=lambda err, msg: acked.append((err, msg.offset())))
+    producer.flush(30)
+    [(err, offset)] = acked
+    assert err is None, err
+    return time.monotonic() - start, offset
+
+
+def read_all(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], bytes]:
+    """Every record of partition 0 of each topic, by (topic, offset)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
+                         "log_level": 2})
+    try:
+        ends = {t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in topics}
+        consumer.assign([TopicPartition(t, 0, 0) for t in topics])
+        stored = {}
+        deadline = time.monotonic() + 60
+        while sum(ends.values()) > len(stored) and time.monotonic() < deadline:
+            for m in consumer.consume(500, timeout=1.0):
+                if m.error() is None:
+                    stored[(m.topic(), m.offset())] = m.value()
+        return stored
+    finally:
+        consumer.close()
+
+
+def test_a_node_on_a_slow_disk_is_slowed_and_keeps_every_acknowledged_record_across_sigkill(tmp_path):
+    if not can_mount_slowfs():
+        pytest.skip("the slow disk needs root, /dev/fuse and tools/chaos/slowfs built (tests/run.sh builds it)")
+    quiet = {"log_level": 2}
+    c = Cluster(corelog_bin(), tmp_path, nodes=1)
+    [node] = c.nodes
+    disk = slowdisk.SlowDisk(node.data_dir, tmp_path / "slowfs.log", SLOW_FSYNC_MS, SLOW_WRITE_MS).mount()
+    try:
+        c.start()
+        admin = AdminClient({"bootstrap.servers": node.bootstrap, **quiet})
+        for f in admin.create_topics([NewTopic("durable", 1, 1, config={"flush.messages": "1"}),
+                                      NewTopic("plain", 1, 1)]).values():
+            f.result(30)
+        producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all", "enable.idempotence": True,
+                             "linger.ms": 0, **quiet})
+        acked: dict[tuple[str, int], bytes] = {}
+
+        def send(topic, value, n):
+            seconds = []
+            for i in range(n):
+                v = f"{value}-{i}".encode()
+                s, offset = acked_produce_seconds(producer, topic, v)
+                acked[(topic, offset)] = v
+                seconds.append(s)
+            return seconds
+
+        fast = send("durable", "fast", 20)
+        disk.slow("fsync")
+        slow_fsync = send("durable", "slow-fsync", 5)
+        plain_under_slow_fsync = send("plain", "plain-slow-fsync", 5)
+        disk.slow("write")
+        slow_write = send("plain", "slow-write", 5)
+        disk.fast()
+        # The delay reaches the acknowledgements it should, and only those: a
+        # durable topic's ack waits for its fdatasync, every ack for its write.
+        # (The first send also connects and fetches metadata: medians for the fast ones.)
+        assert sorted(fast)[len(fast) // 2] < SLOW_FSYNC_MS / 1000 * 0.5, fast
+        assert min(slow_fsync) >= SLOW_FSYNC_MS / 1000 * 0.9, slow_fsync
+        assert min(slow_write) >= SLOW_WRITE_MS / 1000 * 0.9, slow_write
+        assert sorted(plain_under_slow_fsync)[2] < SLOW_FSYNC_MS / 1000 * 0.5, plain_under_slow_fsync
+
+        # SIGKILL while a producer sends to both topics with the disk slow.
+        disk.slow("write")
+        stop = threading.Event()
+
+        def keep_sending():
+            i = 0
+            while not stop.is_set():
+                for topic in ("durable", "plain"):
+                    v = f"killed-{topic}-{i}".encode()
+                    producer.produce(topic, v, on_delivery=lambda err, msg, t=topic, v=v:
+                                     err is None and acked.__setitem__((t, msg.offset()), v))
+                producer.poll(0.05)
+                i += 1
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        time.sleep(3)
+        node.kill()
+        stop.set()
+        sender.join()
+        disk.fast()
+        node.start()
+        node.wait_serving()
+        producer.flush(60)
+
+        stored = read_all(node.bootstrap, ["durable", "plain"])
+        killed = [k for k, v in acked.items() if v.startswith(b"killed-")]
+        assert len(killed) > 20, f"too few records acknowledged around the kill: {len(killed)}"
+        missing = {k: v for k, v in acked.items() if stored.get(k) != v}
+        assert not missing, f"{len(missing)} acknowledged records missing or moved, e.g. {list(missing.items())[:5]}"
+    finally:
+        c.kill_all()
+        disk.unmount()

@@ -15,10 +15,10 @@ as `fault` when injected and `heal` when repaired:
            broker.session.timeout.ms, then heal; clients still reach it.
            With three nodes this is also the majority/minority split;
 - disk:    fill one node's data directory (a small tmpfs, see disk.py) until
-           writes fail with ENOSPC, then free it.
-
-A slow disk (fsync delay) is not injected yet: docs/chaos.md says how it
-would be.
+           writes fail with ENOSPC, then free it;
+- slowdisk: make one node's disk slow (a FUSE mount, see slowdisk.py): its
+           fsyncs, or its fsyncs and writes, sleep for a few seconds, then
+           are fast again.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import disk
 from confluent_kafka.admin import AdminClient
 
 QUIET = {"log_level": 2}
-KINDS = ("kill", "pause", "restart", "crash", "partition", "disk")
+KINDS = ("kill", "pause", "restart", "crash", "partition", "disk", "slowdisk")
 TARGETS = ("leader", "follower", "controller", "any")
 # How long a killed node stays down, and a whole cluster stays down.
 KILL_DOWN_S = (1.0, 6.0)
@@ -41,14 +41,20 @@ CRASH_DOWN_S = (0.5, 3.0)
 RESTART_IN_SYNC_TIMEOUT_S = 30.0
 # How long a node's disk stays full.
 DISK_FULL_S = (2.0, 6.0)
+# How long a node's disk stays slow, and what is slow: fsyncs only (what a
+# flush.messages=1 topic's acks, segment seals, the controller's Raft log and
+# the checkpoints wait for), or fsyncs and writes (what every ack waits for).
+SLOW_DISK_S = (3.0, 8.0)
+SLOW_DISK_VARIANTS = ("fsync", "write")
 # A pause outlasts the session timeout by this much, so the node is fenced.
 PAUSE_BEYOND_SESSION_S = (1.0, 4.0)
 
 
 class Injector:
     def __init__(self, cluster, history, rng: random.Random, partitions: list[tuple[str, int]],
-                 session_timeout_s: float, sleep, in_sync, network=None):
+                 session_timeout_s: float, sleep, in_sync, network=None, slow_disks=None):
         self.cluster, self.history, self.rng, self.network = cluster, history, rng, network
+        self.slow_disks = slow_disks  # node id -> slowdisk.SlowDisk
         self.in_sync = in_sync  # () -> bool: every partition led, every replica in the ISR
         self.partitions, self.session_timeout_s, self.sleep = partitions, session_timeout_s, sleep
 
@@ -145,3 +151,16 @@ class Injector:
         self.sleep(self.rng.uniform(*DISK_FULL_S))
         filler.unlink()
         self.history.add("heal", fault="disk", nodes=[node_id])
+
+    def slowdisk(self):
+        node_id, why = self._target()
+        variant = self.rng.choice(SLOW_DISK_VARIANTS)
+        slow = self.slow_disks[node_id]
+        slow.slow(variant)
+        what = f"+{slow.fsync_delay_ms} ms a fsync"
+        if variant == "write":
+            what += f", +{slow.write_delay_ms} ms a write"
+        self.history.add("fault", fault="slowdisk", nodes=[node_id], detail=f"{why}: disk slow ({what})")
+        self.sleep(self.rng.uniform(*SLOW_DISK_S))
+        slow.fast()
+        self.history.add("heal", fault="slowdisk", nodes=[node_id])

@@ -3,7 +3,9 @@ two shards a node, broker.session.timeout.ms 3 s), a workload of idempotent
 acks=all producers and a consumer group (workload.py), faults injected one at
 a time from a seed (faults.py; with `partition` among them every node runs
 in a network namespace of its own, network.py; with `disk` every data
-directory is a small tmpfs, disk.py), then, once every fault is healed and the
+directory is a small tmpfs, disk.py; with `slowdisk` every data directory is
+a FUSE mount that can be made slow, slowdisk.py, and the first topic fsyncs
+every write), then, once every fault is healed and the
 workload has run a settle period more, every partition read back from the
 beginning and the history judged (check.py).
 
@@ -36,6 +38,7 @@ import check  # noqa: E402
 from cluster import SESSION_TIMEOUT_MS, Cluster  # noqa: E402
 from faults import KINDS, Injector  # noqa: E402
 import disk  # noqa: E402
+import slowdisk  # noqa: E402
 from history import History  # noqa: E402
 from network import Network  # noqa: E402
 from workload import QUIET, CommittedSampler, ConsumerWorker, ProducerWorker, WatermarkSampler  # noqa: E402
@@ -63,6 +66,10 @@ def parse_args(argv):
     p.add_argument("--topics", type=int, default=2)
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--rate", type=float, default=100.0, help="records a second per producer (default 100)")
+    p.add_argument("--slow-fsync-ms", type=int, default=slowdisk.FSYNC_DELAY_MS,
+                   help=f"what the slow disk adds to an fsync (default {slowdisk.FSYNC_DELAY_MS})")
+    p.add_argument("--slow-write-ms", type=int, default=slowdisk.WRITE_DELAY_MS,
+                   help=f"what the slow disk adds to a write, in its write variant (default {slowdisk.WRITE_DELAY_MS})")
     p.add_argument("--out", type=Path, help="output directory (default chaos-out/seed-N)")
     p.add_argument("--binary", default=os.environ.get("CORELOG_BIN", str(REPO / "target/release/corelog")))
     args = p.parse_args(argv)
@@ -99,10 +106,12 @@ def fully_in_sync(bootstrap: str, partitions: list[tuple[str, int]]) -> bool:
     return True
 
 
-def create_topics(bootstrap: str, topics: list[str], partitions: int):
+def create_topics(bootstrap: str, topics: list[str], partitions: int, durable: set[str]):
+    """`durable` topics fsync every write before its acknowledgement (flush.messages=1)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
     futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=REPLICATION_FACTOR,
-                                            config={"min.insync.replicas": str(MIN_INSYNC_REPLICAS)})
+                                            config={"min.insync.replicas": str(MIN_INSYNC_REPLICAS),
+                                                    **({"flush.messages": "1"} if t in durable else {})})
                                    for t in topics])
     for f in futures.values():
         f.result(30)
@@ -150,16 +159,24 @@ def run(args) -> dict:
                       launcher=network.launcher if network else None)
     stopping = threading.Event()
     mounted = []
+    slow_disks = {}
     try:
-        if "disk" in args.faults:
-            for n in cluster.nodes:
-                disk.mount(n.data_dir)
-                mounted.append(n.data_dir)
+        for n in cluster.nodes:
+            # With both disk faults the tmpfs is under the slow mount.
+            data_dir = slowdisk.backing_dir(n.data_dir) if "slowdisk" in args.faults else n.data_dir
+            if "disk" in args.faults:
+                disk.mount(data_dir)
+                mounted.append(data_dir)
+            if "slowdisk" in args.faults:
+                slow_disks[n.id] = slowdisk.SlowDisk(n.data_dir, args.out / "cluster" / f"slowfs{n.id}.log",
+                                                   args.slow_fsync_ms, args.slow_write_ms).mount()
         cluster.start()
         bootstrap = ",".join(n.bootstrap for n in cluster.nodes)  # clients keep every address, up or not
         topics = [f"chaos-{i}" for i in range(args.topics)]
         partitions = [(t, p) for t in topics for p in range(args.partitions)]
-        create_topics(bootstrap, topics, args.partitions)
+        # A slow fsync holds back only what waits for it: with the slow disk,
+        # one topic's every acknowledgement does.
+        create_topics(bootstrap, topics, args.partitions, durable={topics[0]} if slow_disks else set())
         wait_for(lambda: fully_in_sync(bootstrap, partitions), HEALTHY_TIMEOUT_S, "the topics fully in sync")
 
         workers = [ProducerWorker(i, bootstrap, partitions, args.rate, history, stopping)
@@ -171,7 +188,7 @@ def run(args) -> dict:
             w.start()
 
         injector = Injector(cluster, history, rng, partitions, SESSION_TIMEOUT_MS / 1000, time.sleep,
-                            lambda: fully_in_sync(bootstrap, partitions), network)
+                            lambda: fully_in_sync(bootstrap, partitions), network, slow_disks)
         end = time.monotonic() + args.duration
         while True:
             time.sleep(rng.uniform(*args.gap))
@@ -195,6 +212,8 @@ def run(args) -> dict:
         cluster.kill_all()
         if network:
             network.destroy()
+        for slow in slow_disks.values():
+            slow.unmount()  # the data stays in the backing directory
         for data_dir in mounted:
             # The logs are evidence: keep a copy of each tmpfs before it goes.
             shutil.copytree(data_dir, data_dir.with_name(data_dir.name + "-data"), dirs_exist_ok=True,
