@@ -27,6 +27,7 @@ pub enum ErrorCode {
     RequestTimedOut = 7,
     MessageTooLarge = 10,
     OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
     CoordinatorNotAvailable = 15,
     NotCoordinator = 16,
     InvalidTopicException = 17,
@@ -230,6 +231,7 @@ impl From<&ConfigError> for ErrorCode {
 impl From<&GroupError> for ErrorCode {
     fn from(e: &GroupError) -> Self {
         match e {
+            GroupError::CoordinatorLoadInProgress => ErrorCode::CoordinatorLoadInProgress,
             GroupError::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
             GroupError::NotCoordinator => ErrorCode::NotCoordinator,
             GroupError::OffsetMetadataTooLarge { .. } => ErrorCode::OffsetMetadataTooLarge,
