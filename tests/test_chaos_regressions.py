@@ -1,5 +1,6 @@
-"""Bugs tools/chaos found, each reduced to a test of its own, expected to
-fail (xfail, strict) until the fix flips it. docs/chaos.md lists them.
+"""Bugs tools/chaos found, each reduced to a test of its own; one not fixed
+yet is expected to fail (xfail, strict) until the fix flips it.
+docs/chaos.md lists them.
 """
 
 from __future__ import annotations
