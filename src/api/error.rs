@@ -287,5 +287,6 @@ mod tests {
         assert_eq!(ErrorCode::from(&GroupError::FencedInstanceId { instance_id: "i".into() }).code(), 82);
         assert_eq!(ErrorCode::from(&GroupError::MemberIdRequired { member_id: "m".into() }).code(), 79);
         assert_eq!(ErrorCode::from(&GroupError::GroupSubscribedToTopic { topic: "t".into() }).code(), 86);
+        assert_eq!(ErrorCode::from(&GroupError::CoordinatorLoadInProgress).code(), 14);
     }
 }
