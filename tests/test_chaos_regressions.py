@@ -4,7 +4,9 @@ before its fix). docs/chaos.md lists them.
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -15,6 +17,8 @@ from conftest import corelog_bin
 from helpers import QUIET, wait_until
 
 RECORDS = 100
+# How long the coordinator's node stays cut off once its group has moved.
+CUT_AFTER_MOVE_S = 10
 
 
 def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path):
@@ -154,3 +158,120 @@ def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path
     finally:
         cluster.kill_all()
         subprocess.run(["umount", "-l", str(leader.data_dir)], check=False)
+
+
+def _offsets_partition(group: str) -> int:
+    """The __consumer_offsets partition of `group`: Java's String.hashCode, as Kafka's."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (h * 31 + int(unit, 16)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % 50
+
+
+def test_a_group_reads_again_when_its_coordinator_comes_back_to_a_node_that_had_it(tmp_path):
+    """chaos run --seed 7 (second run), found 4: both consumers stopped
+    reading when a node was cut off, commits failed UNKNOWN_MEMBER_ID, and
+    the group read nothing 23 s after the cut healed. Reduced: the node
+    coordinating a group of two confluent-kafka consumers (the workload's
+    settings) is cut off from the other nodes past the broker session, so
+    the group's offsets partition, and the group, move to another node,
+    where the consumers rejoin (their commits to the cut-off node time out);
+    the cut heals and, its preferred leadership restored, the group moves
+    back. A coordinator must forget the groups of a partition it stops
+    leading (Kafka's onResignation): the node the group came back to still
+    held its old members, and the consumers' joins waited for them to rejoin
+    (until their session, librdkafka's 45 s, expired) instead of reading.
+    The group must be reading again 10 s after it came back. (While the cut
+    lasts, a consumer may also find the cut-off node, which does not know yet
+    that it lost the group, and wait there: that is Kafka's behaviour too.)"""
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools" / "chaos"))
+    from network import Network, NetworkError
+
+    try:
+        network = Network(nodes=3).create()
+    except NetworkError as e:
+        pytest.skip(str(e))
+    group, topic = "chaos-group", "reads"
+    cluster = Cluster(corelog_bin(), tmp_path, hosts=[network.host(i) for i in (1, 2, 3)],
+                      launcher=network.launcher, args=["--leader-imbalance-check-interval-seconds", "2"])
+    stop = threading.Event()
+    reads = {0: [], 1: []}
+    threads = []
+    try:
+        cluster.start()
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **QUIET})
+        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=3,
+                                      config={"min.insync.replicas": "2"})])[topic].result(30)
+
+        def produce():
+            producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                                 "linger.ms": 5, **QUIET})
+            sent = 0
+            while not stop.is_set():
+                producer.produce(topic, str(sent).encode(), partition=sent % 4)
+                sent += 1
+                producer.poll(0.01)
+            producer.flush(10)
+
+        def consume(index):
+            # As tools/chaos/workload.py's consumers.
+            consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                                 "enable.auto.commit": False, "auto.offset.reset": "earliest", **QUIET})
+            consumer.subscribe([topic])
+            last_commit = time.monotonic()
+            while not stop.is_set():
+                for m in consumer.consume(500, timeout=0.5):
+                    if m.error() is None:
+                        reads[index].append(time.monotonic())
+                if time.monotonic() - last_commit >= 1:
+                    last_commit = time.monotonic()
+                    try:
+                        consumer.commit(asynchronous=False)
+                    except KafkaException:
+                        pass  # nothing to commit, or the coordinator moving
+            consumer.close()
+
+        threads = [threading.Thread(target=produce, daemon=True)]
+        threads += [threading.Thread(target=consume, args=(i,), daemon=True) for i in reads]
+        for t in threads:
+            t.start()
+        wait_until(lambda: reads[0] and reads[1], timeout=60, what="both consumers reading")
+        offsets_partition = _offsets_partition(group)
+
+        def coordinator_node(via):
+            md = AdminClient({"bootstrap.servers": via.bootstrap, **QUIET}).list_topics(timeout=5)
+            leader = md.topics["__consumer_offsets"].partitions[offsets_partition].leader
+            return leader // 1000 if leader >= 0 else None
+
+        home = cluster.node(coordinator_node(cluster.node(1)))
+        other = next(n for n in cluster.nodes if n is not home)
+        network.isolate(home.id)
+        try:
+            wait_until(lambda: coordinator_node(other) not in (None, home.id), timeout=30,
+                       what="the group's coordinator moved off the cut-off node")
+            # Long enough for the consumers' commits to the cut-off node to time out (5 s), for them to
+            # find the new coordinator (or the cut-off one, which does not know yet) and rejoin there.
+            time.sleep(CUT_AFTER_MOVE_S)
+        finally:
+            network.heal()
+        wait_until(lambda: coordinator_node(other) == home.id, timeout=60, interval=0.2,
+                   what="the group's coordinator back on its preferred node")
+        back = time.monotonic()
+        # Right after the move the consumers still heartbeat the previous coordinator; told
+        # NOT_COORDINATOR, they find this one and rejoin (group.initial.rebalance.delay.ms is 3 s).
+        settled_s, bound_s = 10, 15
+        time.sleep(bound_s)
+        late = {i: [t for t in reads[i] if settled_s < t - back <= bound_s] for i in reads}
+        after = {i: [round(t - back, 1) for t in reads[i] if t > back] for i in reads}
+        assert all(late.values()), (
+            f"a consumer read nothing from {settled_s} to {bound_s} s after the group's coordinator came back to "
+            f"node {home.id} (each one's first and last read after it, in s: "
+            f"{ {i: (a[:1], a[-1:]) for i, a in after.items()} })")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        cluster.kill_all()
+        network.destroy()

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     RequestTimedOut = 7,
     MessageTooLarge = 10,
     OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
     CoordinatorNotAvailable = 15,
     NotCoordinator = 16,
     InvalidTopicException = 17,
@@ -232,6 +233,7 @@ impl From<&ConfigError> for ErrorCode {
 impl From<&GroupError> for ErrorCode {
     fn from(e: &GroupError) -> Self {
         match e {
+            GroupError::CoordinatorLoadInProgress => ErrorCode::CoordinatorLoadInProgress,
             GroupError::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
             GroupError::NotCoordinator => ErrorCode::NotCoordinator,
             GroupError::OffsetMetadataTooLarge { .. } => ErrorCode::OffsetMetadataTooLarge,
@@ -287,5 +289,6 @@ mod tests {
         assert_eq!(ErrorCode::from(&GroupError::FencedInstanceId { instance_id: "i".into() }).code(), 82);
         assert_eq!(ErrorCode::from(&GroupError::MemberIdRequired { member_id: "m".into() }).code(), 79);
         assert_eq!(ErrorCode::from(&GroupError::GroupSubscribedToTopic { topic: "t".into() }).code(), 86);
+        assert_eq!(ErrorCode::from(&GroupError::CoordinatorLoadInProgress).code(), 14);
     }
 }

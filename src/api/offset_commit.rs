@@ -71,8 +71,13 @@ async fn commit(ctx: &Context<'_>, request: &OffsetCommitRequest) -> Result<Outc
         }
         return Ok(outcomes);
     }
-    let stored = records.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o)));
-    shard.groups.borrow_mut().apply_commit(group, stored, now);
+    // Stored, so answered as such; but a shard that stopped leading the
+    // group's partition meanwhile holds the group no more (or is loading it
+    // again, from a log that has this commit), as Kafka skips a Dead group.
+    if shard.group_replica(group).is_ok() {
+        let stored = records.into_iter().filter_map(|(tp, o)| o.map(|o| (tp, o)));
+        shard.groups.borrow_mut().apply_commit(group, stored, now);
+    }
     Ok(outcomes)
 }
 

@@ -9,8 +9,13 @@ pub enum GroupError {
     /// clients look it up again. Also what a dropped waiter becomes.
     #[error("the group coordinator is not available")]
     CoordinatorNotAvailable,
+    /// COORDINATOR_LOAD_IN_PROGRESS (14): this shard has just come to lead
+    /// the group's offsets partition and is replaying it; clients retry.
+    #[error("the group coordinator is loading the group's offsets")]
+    CoordinatorLoadInProgress,
     /// NOT_COORDINATOR (16): this shard does not own the group. Raised by the
-    /// shard's routing, never by the state machine itself.
+    /// shard's routing, and to the waiting members of a group unloaded when
+    /// its offsets partition moved away.
     #[error("this broker is not the coordinator of the group")]
     NotCoordinator,
     /// OFFSET_METADATA_TOO_LARGE (12): a commit's metadata string is longer

@@ -1,5 +1,6 @@
 //! A driver of the coordinator by a sequence of choices: JoinGroup,
-//! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, DeleteGroups and time,
+//! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, DeleteGroups, the
+//! offsets partition moving away and back, and time,
 //! from clients that mix well-formed requests with stale, foreign and
 //! nonsensical ids. After every step the coordinator must not have panicked,
 //! every invariant must hold, and no group may have been reset by `guarded`;
@@ -195,6 +196,19 @@ impl<'a> Run<'a> {
                     let gone = self.rng.below(self.waiting.len());
                     self.log.push(format!("drop waiter {gone}"));
                     self.waiting.swap_remove(gone);
+                }
+            }
+            90..=91 => {
+                // The group's offsets partition moves away, and maybe comes
+                // back, loaded from its log (ownership.rs).
+                let partition = offsets_topic::partition_for(&group);
+                self.log.push(format!("unload partition {partition}"));
+                self.c.unload_partition(partition);
+                if self.rng.percent(50) {
+                    self.log.push(format!("load partition {partition}"));
+                    self.c.begin_loading(partition);
+                    self.c.load_commit(&group, tp("t", 0), offset(self.now_ms, self.now_ms));
+                    self.c.finish_loading(partition);
                 }
             }
             _ => {

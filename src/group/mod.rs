@@ -27,6 +27,7 @@ mod join;
 mod member;
 mod offsets;
 pub mod offsets_topic;
+mod ownership;
 mod rebalance;
 mod sync;
 #[cfg(test)]
@@ -97,6 +98,8 @@ pub struct Coordinator {
     /// Groups reset because an operation on them panicked or broke an
     /// invariant (see `guarded`): bugs, each logged.
     groups_reset: u64,
+    /// Offsets-topic partitions whose groups are being loaded (ownership.rs).
+    loading: ownership::Loading,
 }
 
 impl Coordinator {
@@ -105,7 +108,7 @@ impl Coordinator {
         assert!(config.group_initial_rebalance_delay_ms >= 0 && config.group_size_max >= 1);
         // Commit metadata is stored as an i16-length string in the offsets topic.
         assert!(config.offset_metadata_bytes_max <= offsets_topic::STRING_BYTES_MAX);
-        Coordinator { config, groups: HashMap::new(), groups_reset: 0 }
+        Coordinator { config, groups: HashMap::new(), groups_reset: 0, loading: ownership::Loading::default() }
     }
 
     /// The group's state, or None if the coordinator does not know it.

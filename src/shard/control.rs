@@ -12,9 +12,9 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use super::groups::offsets_leadership_changes;
 use super::Shard;
 use crate::controller::{ControllerError, ControllerHandle};
-use crate::group::offsets_topic::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::metadata::{
     MetadataError, MetadataRecord, MetadataStore, ProducerIdBlock, Snapshot, PRODUCER_ID_BLOCK_SIZE,
 };
@@ -132,15 +132,18 @@ impl Shard {
                 .collect()
         };
         let here = self.replica();
-        let offsets_leader = |s: &Snapshot, p: i32| {
-            s.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p)).is_some_and(|a| a.is_led_by(here))
-        };
-        let elected: Vec<i32> = (0..OFFSETS_TOPIC_PARTITIONS)
-            .filter(|p| offsets_leader(&snapshot, *p) && !offsets_leader(&self.snapshot.borrow(), *p))
-            .collect();
+        let (elected, resigned) = offsets_leadership_changes(&self.snapshot.borrow(), &snapshot, here);
         let reopened = self.partitions.sync(here, &snapshot, &self.config, true).await;
         self.restore_producers(reopened).await;
         *self.snapshot.borrow_mut() = snapshot;
+        // With the snapshot, before any await: no request sees the new
+        // leadership with the old groups (Kafka's onResignation / onElection).
+        for &partition in &resigned {
+            self.unload_groups_of(partition);
+        }
+        for &partition in &elected {
+            self.groups.borrow_mut().begin_loading(partition);
+        }
         for partition in elected {
             self.load_groups_of(partition).await;
         }

@@ -11,6 +11,7 @@ use super::Shard;
 use crate::cluster::ReplicaPlacement;
 use crate::group::offsets_topic::{self, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::group::{GroupError, OffsetAndMetadata};
+use crate::metadata::Snapshot;
 use crate::model::batch::{BatchHeader, HEADER_BYTES};
 use crate::model::{now_ms, records, TopicPartition};
 use crate::partition::{PartitionError, Replica};
@@ -53,6 +54,31 @@ fn batch_len(group_id: &str, records: &[OffsetRecord], bytes_max: usize) -> usiz
     fitting.count().max(1)
 }
 
+/// The offsets-topic partitions `here` comes to lead and those it stops
+/// leading when its snapshot goes from `old` to `new`. Leading again in
+/// another leader epoch counts as elected: snapshots can be skipped (a shard
+/// applies the newest committed one), so the partition may have been led
+/// elsewhere in between, and what this shard held of its groups is stale.
+pub(super) fn offsets_leadership_changes(
+    old: &Snapshot,
+    new: &Snapshot,
+    here: ReplicaPlacement,
+) -> (Vec<i32>, Vec<i32>) {
+    let led_epoch = |s: &Snapshot, p: i32| {
+        let assignment = s.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p))?;
+        assignment.is_led_by(here).then_some(assignment.leader_epoch)
+    };
+    let (mut elected, mut resigned) = (Vec::new(), Vec::new());
+    for partition in 0..OFFSETS_TOPIC_PARTITIONS {
+        match (led_epoch(old, partition), led_epoch(new, partition)) {
+            (before, Some(now)) if before != Some(now) => elected.push(partition),
+            (Some(_), None) => resigned.push(partition),
+            _ => {}
+        }
+    }
+    (elected, resigned)
+}
+
 impl Shard {
     /// The (node, shard) coordinating `group_id`: the leader of its offsets
     /// topic partition, if the offsets topic exists and the partition has one.
@@ -74,6 +100,9 @@ impl Shard {
             Some(leader) if leader == self.replica() => {}
             Some(_) => return Err(GroupError::NotCoordinator),
             None => return Err(GroupError::CoordinatorNotAvailable),
+        }
+        if self.groups.borrow().is_loading(group_id) {
+            return Err(GroupError::CoordinatorLoadInProgress);
         }
         let partition = offsets_topic::partition_for(group_id);
         self.partitions.get(OFFSETS_TOPIC, partition).ok_or(GroupError::CoordinatorNotAvailable)
@@ -143,22 +172,49 @@ impl Shard {
         }
     }
 
-    /// Replays every offsets partition this shard owns into its coordinator.
     /// Loads the committed offsets of offsets-topic partition `partition`,
-    /// which this shard has just come to lead (Kafka's onElection): its
-    /// log holds every commit the previous leader acknowledged.
+    /// which this shard has just come to lead (Kafka's onElection): its log
+    /// holds every commit the previous leader acknowledged. The caller has
+    /// called `begin_loading` when it adopted the snapshot naming this
+    /// shard leader, so nothing stale is left and the group's requests wait.
     pub(super) async fn load_groups_of(&self, partition: i32) {
-        let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) else { return };
-        match self.replay(partition, replica.log()).await {
-            Ok(()) => {
-                tracing::info!(shard = self.id, partition, "leading an offsets partition: committed offsets loaded")
+        if let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) {
+            match self.replay(partition, replica.log()).await {
+                Ok(()) => {
+                    tracing::info!(shard = self.id, partition, "leading an offsets partition: committed offsets loaded")
+                }
+                // As before loading existed: serve what could be read rather than nothing.
+                Err(e) => tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed"),
             }
-            Err(e) => tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed"),
+        }
+        self.groups.borrow_mut().finish_loading(partition);
+    }
+
+    /// Kafka's onResignation: this shard no longer leads `partition`; its
+    /// groups go, and their waiting members are told NOT_COORDINATOR.
+    pub(super) fn unload_groups_of(&self, partition: i32) {
+        let groups = self.groups.borrow_mut().unload_partition(partition);
+        if groups > 0 {
+            tracing::info!(
+                shard = self.id,
+                partition,
+                groups,
+                "no longer leading an offsets partition: groups unloaded"
+            );
         }
     }
 
+    /// At start-up, before the listener: replays every offsets partition
+    /// this shard leads into its coordinator. Those it follows are loaded
+    /// if and when it comes to lead them.
     pub async fn load_groups(&self) {
+        let snapshot = self.snapshot();
+        let here = self.replica();
+        let Some(offsets) = snapshot.topic(OFFSETS_TOPIC) else { return };
         for partition in 0..OFFSETS_TOPIC_PARTITIONS {
+            if !offsets.partition(partition).is_some_and(|a| a.is_led_by(here)) {
+                continue;
+            }
             let Some(replica) = self.partitions.get(OFFSETS_TOPIC, partition) else { continue };
             if let Err(e) = self.replay(partition, replica.log()).await {
                 tracing::error!(shard = self.id, partition, error = %e, "replaying committed offsets failed");
@@ -239,6 +295,55 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::cluster::{NodeId, PartitionAssignment, ShardId};
+    use crate::metadata::TopicMeta;
+
+    fn at(node: u32) -> ReplicaPlacement {
+        ReplicaPlacement::new(NodeId(node), ShardId(0))
+    }
+
+    /// The offsets topic with every partition on nodes 1, 2, 3, led as `leader(p)` says (None: offline).
+    fn offsets_led(leader: impl Fn(i32) -> Option<(u32, i32)>) -> Snapshot {
+        let partitions = (0..OFFSETS_TOPIC_PARTITIONS)
+            .map(|p| {
+                let (node, epoch) = leader(p).unzip();
+                let assignment = PartitionAssignment::led_by_first(vec![at(1), at(2), at(3)]);
+                PartitionAssignment { leader: node.map(at), leader_epoch: epoch.unwrap_or(1), ..assignment }
+            })
+            .collect();
+        let topic =
+            TopicMeta { name: OFFSETS_TOPIC.into(), id: uuid::Uuid::nil(), partitions, configs: Default::default() };
+        let mut snapshot = Snapshot::default();
+        snapshot.topics.insert(OFFSETS_TOPIC.into(), Arc::new(topic));
+        snapshot
+    }
+
+    #[test]
+    fn offsets_partitions_won_lost_and_won_again_in_a_new_epoch() {
+        let before = offsets_led(|p| match p {
+            0 => Some((1, 4)), // led here, stays so
+            1 => Some((1, 4)), // led here, moves to node 2
+            2 => Some((2, 4)), // led elsewhere, comes here
+            3 => Some((1, 4)), // led here, and again here two elections later
+            4 => Some((1, 4)), // led here, goes offline
+            _ => Some((3, 0)),
+        });
+        let after = offsets_led(|p| match p {
+            0 => Some((1, 4)),
+            1 => Some((2, 5)),
+            2 => Some((1, 5)),
+            3 => Some((1, 6)),
+            4 => None,
+            _ => Some((3, 0)),
+        });
+        assert_eq!(offsets_leadership_changes(&before, &after, at(1)), (vec![2, 3], vec![1, 4]));
+        assert_eq!(offsets_leadership_changes(&after, &after, at(1)), (vec![], vec![]));
+        // The offsets topic appearing (cluster mode creates it once enough nodes are up).
+        let (elected, resigned) = offsets_leadership_changes(&Snapshot::default(), &after, at(3));
+        assert_eq!((elected.len(), resigned), (OFFSETS_TOPIC_PARTITIONS as usize - 5, vec![]));
+    }
 
     #[test]
     fn offsets_batches_are_bounded_and_estimates_are_upper_bounds() {

@@ -3,6 +3,7 @@
 mod hostile;
 mod membership;
 mod offsets;
+mod ownership;
 mod random;
 mod rebalance;
 mod static_members;
