@@ -151,6 +151,12 @@ impl Replica {
     /// (Kafka's `assign`: a new epoch begins at its first batch). The bytes
     /// are written later: await `wait_appended`.
     pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        // The producer table forgets what a truncation or a failed write
+        // took before it records what follows, as the leader's append path
+        // does: left for later, the cut would be applied to these batches
+        // too, and a producer's retry after this replica comes to lead
+        // would be stored twice (chaos finding 6).
+        self.producers.follow_log(self.log().write_epoch(), |seen| self.log().surviving_end_since(seen));
         let info = self.log().append_replicated(batches, now_ms)?;
         self.leader_epochs.borrow_mut().assign_batches(batches)?;
         let mut rest = batches;
@@ -261,6 +267,72 @@ mod tests {
         let Some(fetched) = from.read(offset, 1 << 20, ReadBound::WrittenEnd).await.unwrap() else { return };
         let info = to.append_replicated(&fetched.into_bytes().await.unwrap(), now_ms()).unwrap();
         to.wait_appended(&info).await.unwrap();
+    }
+
+    /// A batch with `value`, of idempotent producer 7 at `sequence`.
+    fn idempotent(value: &[u8], sequence: i32) -> Vec<u8> {
+        use crate::model::batch::{self, field};
+        let mut bytes = records::build_keyed(now_ms(), &[(None, Some(value))]);
+        batch::put(&mut bytes, field::PRODUCER_ID, &7i64.to_be_bytes());
+        batch::put(&mut bytes, field::PRODUCER_EPOCH, &0i16.to_be_bytes());
+        batch::put(&mut bytes, field::BASE_SEQUENCE, &sequence.to_be_bytes());
+        batch::refresh_crc(&mut bytes);
+        bytes
+    }
+
+    /// A follower that truncated for a new leader (a cut of its log),
+    /// copied that leader's batches, then came to lead answers a producer's
+    /// retry of a batch it holds as a duplicate. (Chaos finding 6 was the
+    /// same with a failed write's rollback instead of a truncation, which
+    /// these tests cannot inject on a replica: `append_replicated` now
+    /// applies a cut before it records what follows, as the truncation path
+    /// already did.)
+    #[test]
+    fn a_follower_that_truncated_and_then_leads_knows_the_batches_it_copied_since() {
+        tokio_uring::start(async {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            let three =
+                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
+            a.set_assignment(at(1), &three, 0).unwrap();
+            b.set_assignment(at(2), &three, 0).unwrap();
+            b.truncate_for_epoch(0, 3).await.unwrap();
+            for (sequence, value) in [(0, &b"s0"[..]), (1, b"s1")] {
+                let info = a.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
+                a.wait_appended(&info).await.unwrap();
+            }
+            copy(&a, &b).await;
+            // b leads at epoch 4 with both, writes nothing; a follows it and
+            // cuts nothing; then a leads again at epoch 5 and b, following,
+            // truncates its epoch-4 start (a cut of the log at its end).
+            let four =
+                PartitionAssignment { leader: Some(at(2)), leader_epoch: 4, partition_epoch: 1, ..three.clone() };
+            b.set_assignment(at(2), &four, 1).unwrap();
+            let five =
+                PartitionAssignment { leader: Some(at(1)), leader_epoch: 5, partition_epoch: 2, ..three.clone() };
+            a.set_assignment(at(1), &five, 2).unwrap();
+            b.set_assignment(at(2), &five, 2).unwrap();
+            b.truncate_for_epoch(1, 5).await.unwrap();
+            assert_eq!(b.log().log_end_offset(), 1, "offset 1 cut");
+            copy(&a, &b).await;
+            let info = a.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms()).unwrap();
+            a.wait_appended(&info).await.unwrap();
+            copy(&a, &b).await;
+            assert_eq!(b.log().log_end_offset(), 3);
+
+            // b leads at epoch 6; the producer retries sequence 2.
+            let six = PartitionAssignment { leader: Some(at(2)), leader_epoch: 6, partition_epoch: 3, ..three };
+            b.set_assignment(at(2), &six, 3).unwrap();
+            let retry = b.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms());
+            let info = retry.expect("a duplicate is answered, not refused");
+            assert_eq!(
+                (info.base_offset, b.log().log_end_offset()),
+                (2, 3),
+                "answered with its offset, not stored again"
+            );
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
+        });
     }
 
     /// KIP-320 end to end on two logs: an old leader's tail that the new
