@@ -196,19 +196,45 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> Rc<Replica> {
+        open_on(dir, Replica::open)
+    }
+
+    type Open = fn(
+        TopicPartition,
+        &std::path::Path,
+        TopicConfig,
+        LogConfig,
+        &ReplicaHost,
+    ) -> Result<(Rc<Replica>, crate::storage::RecoveryReport), crate::partition::PartitionError>;
+
+    fn open_on(dir: &std::path::Path, open: Open) -> Rc<Replica> {
         let config = TopicConfig::resolve(&BTreeMap::new(), &BrokerConfig::default()).unwrap();
         let host = ReplicaHost { hot_tail: HotTail::new(1 << 20), producers: Rc::default(), clean_shutdown: true };
-        Replica::open(TopicPartition::new("t", 0), dir, config, LogConfig::default(), &host).unwrap().0
+        open(TopicPartition::new("t", 0), dir, config, LogConfig::default(), &host).unwrap().0
+    }
+
+    /// Replicas a (node 1) and b (node 2) of one partition, each in a
+    /// directory of its own that lives as long as the returned dirs; b's
+    /// log writes through `open_b`'s I/O.
+    fn two_replicas(open_b: Open) -> (Rc<Replica>, Rc<Replica>, [tempfile::TempDir; 2]) {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        (open(dirs[0].path()), open_on(dirs[1].path(), open_b), dirs)
+    }
+
+    /// Leader epoch 3 of a (node 1) and b (node 2), led by node `leader`, set on both.
+    fn epoch_three(a: &Replica, b: &Replica, leader: u32) -> PartitionAssignment {
+        let nodes = if leader == 1 { vec![at(1), at(2)] } else { vec![at(2), at(1)] };
+        let three = PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(nodes) };
+        a.set_assignment(at(1), &three, 0).unwrap();
+        b.set_assignment(at(2), &three, 0).unwrap();
+        three
     }
 
     #[test]
     fn a_follower_copies_the_leaders_batches_with_their_offsets_and_epochs() {
         tokio_uring::start(async {
-            let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let (leader, follower) = (open(leader_dir.path()), open(follower_dir.path()));
-            let two = PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
-            leader.set_assignment(at(1), &two, 0).unwrap();
-            follower.set_assignment(at(2), &two, 0).unwrap();
+            let (leader, follower, _dirs) = two_replicas(Replica::open);
+            let two = epoch_three(&leader, &follower, 1);
             assert_eq!(follower.followed_leader(), Some(at(1)));
             assert_eq!(leader.followed_leader(), None);
             assert_eq!(follower.truncation_due(), Some(3), "a new follower truncates first");
@@ -282,20 +308,14 @@ mod tests {
 
     /// A follower that truncated for a new leader (a cut of its log),
     /// copied that leader's batches, then came to lead answers a producer's
-    /// retry of a batch it holds as a duplicate. (Chaos finding 6 was the
-    /// same with a failed write's rollback instead of a truncation, which
-    /// these tests cannot inject on a replica: `append_replicated` now
-    /// applies a cut before it records what follows, as the truncation path
-    /// already did.)
+    /// retry of a batch it holds as a duplicate: the truncation's cut is
+    /// applied before the batches copied since are recorded. (Chaos finding
+    /// 6 is the same with a failed write's rollback: the test below.)
     #[test]
     fn a_follower_that_truncated_and_then_leads_knows_the_batches_it_copied_since() {
         tokio_uring::start(async {
-            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
-            let three =
-                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
-            a.set_assignment(at(1), &three, 0).unwrap();
-            b.set_assignment(at(2), &three, 0).unwrap();
+            let (a, b, _dirs) = two_replicas(Replica::open);
+            let three = epoch_three(&a, &b, 1);
             b.truncate_for_epoch(0, 3).await.unwrap();
             for (sequence, value) in [(0, &b"s0"[..]), (1, b"s1")] {
                 let info = a.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
@@ -335,6 +355,47 @@ mod tests {
         });
     }
 
+    /// Chaos finding 6, as it happened: a follower's write fails (its disk
+    /// is full) and is rolled back; it copies that batch again and the next;
+    /// then it comes to lead and the producer retries the last one. Seen
+    /// failing before the fix (stored again at offset 3): the rollback's cut
+    /// was applied to the producer table only at the first append as
+    /// leader, and took the batches copied since with it.
+    #[test]
+    fn a_follower_whose_write_failed_and_then_leads_knows_the_batches_it_copied_since() {
+        tokio_uring::start(async {
+            let (a, b, _dirs) = two_replicas(Replica::open_with_faulty_io);
+            let three = epoch_three(&a, &b, 1);
+            b.truncate_for_epoch(0, 3).await.unwrap();
+            for (sequence, value) in [(0, &b"s0"[..]), (1, b"s1")] {
+                let info = a.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
+                a.wait_appended(&info).await.unwrap();
+            }
+            crate::storage::faulty_io::io().fail_writes(1);
+            let fetched = a.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
+            let info = b.append_replicated(&fetched.into_bytes().await.unwrap(), now_ms()).unwrap();
+            assert!(b.wait_appended(&info).await.is_err(), "the write fails: the disk is full");
+            assert_eq!(b.log().log_end_offset(), 0, "rolled back");
+            copy(&a, &b).await;
+            let info = a.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms()).unwrap();
+            a.wait_appended(&info).await.unwrap();
+            copy(&a, &b).await;
+            assert_eq!(b.log().log_end_offset(), 3);
+
+            let four = PartitionAssignment { leader: Some(at(2)), leader_epoch: 4, partition_epoch: 1, ..three };
+            b.set_assignment(at(2), &four, 1).unwrap();
+            let retry = b.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms());
+            let info = retry.expect("a duplicate is answered, not refused");
+            assert_eq!(
+                (info.base_offset, b.log().log_end_offset()),
+                (2, 3),
+                "answered with its offset, not stored again"
+            );
+            a.log().close().await.unwrap();
+            b.log().close().await.unwrap();
+        });
+    }
+
     /// KIP-320 end to end on two logs: an old leader's tail that the new
     /// leader never had is found by the fetch's last epoch and cut where
     /// both logs agree, with no OffsetsForLeaderEpoch round trip.
@@ -342,13 +403,9 @@ mod tests {
     fn an_old_leaders_diverging_tail_is_cut_by_its_fetches_last_epoch() {
         use crate::partition::leader_rules::FetchPosition;
         tokio_uring::start(async {
-            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
+            let (a, b, _dirs) = two_replicas(Replica::open);
             // Epoch 3: b leads, writes 0 and 1, a copies them.
-            let three =
-                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(2), at(1)]) };
-            b.set_assignment(at(2), &three, 0).unwrap();
-            a.set_assignment(at(1), &three, 0).unwrap();
+            let three = epoch_three(&a, &b, 2);
             write(&b, b"x0").await;
             write(&b, b"x1").await;
             copy(&b, &a).await;
@@ -397,12 +454,8 @@ mod tests {
     #[test]
     fn an_epoch_begun_without_appends_is_cut_even_when_the_log_is_not() {
         tokio_uring::start(async {
-            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let (a, b) = (open(a_dir.path()), open(b_dir.path()));
-            let three =
-                PartitionAssignment { leader_epoch: 3, ..PartitionAssignment::led_by_first(vec![at(1), at(2)]) };
-            a.set_assignment(at(1), &three, 0).unwrap();
-            b.set_assignment(at(2), &three, 0).unwrap();
+            let (a, b, _dirs) = two_replicas(Replica::open);
+            let three = epoch_three(&a, &b, 1);
             write(&a, b"x0").await;
             copy(&a, &b).await;
             // b leads epoch 4 without writing; then a leads epoch 5.

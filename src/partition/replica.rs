@@ -72,11 +72,38 @@ impl Replica {
         log_config: LogConfig,
         host: &ReplicaHost,
     ) -> Result<(Rc<Replica>, RecoveryReport), PartitionError> {
+        Self::open_log_with(id, dir, config, host, |written| {
+            PartitionLog::open(dir, log_config, host.clean_shutdown, written, host.hot_tail.clone())
+        })
+    }
+
+    /// As [`Self::open`], with the log's file operations failing on demand
+    /// (storage's `FaultyIo`): a follower's failed write, for the tests.
+    #[cfg(test)]
+    pub(crate) fn open_with_faulty_io(
+        id: TopicPartition,
+        dir: &Path,
+        config: TopicConfig,
+        log_config: LogConfig,
+        host: &ReplicaHost,
+    ) -> Result<(Rc<Replica>, RecoveryReport), PartitionError> {
+        Self::open_log_with(id, dir, config, host, |written| {
+            let io = crate::storage::faulty_io::io();
+            PartitionLog::open_with_io(dir, log_config, host.clean_shutdown, written, host.hot_tail.clone(), io)
+        })
+    }
+
+    fn open_log_with(
+        id: TopicPartition,
+        dir: &Path,
+        config: TopicConfig,
+        host: &ReplicaHost,
+        open_log: impl FnOnce(Rc<Notify>) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError>,
+    ) -> Result<(Rc<Replica>, RecoveryReport), PartitionError> {
         // Read before the log opens, so a damaged file keeps the partition offline.
         let mut leader_epochs = LeaderEpochCache::open(dir)?;
         let written = Rc::new(Notify::new());
-        let (log, report) =
-            PartitionLog::open(dir, log_config, host.clean_shutdown, written.clone(), host.hot_tail.clone())?;
+        let (log, report) = open_log(written.clone())?;
         let latest = match leader_epochs.latest() {
             Some(latest) => latest,
             None => {

@@ -143,7 +143,7 @@ impl PartitionLog {
 
     /// As [`Self::open`], with the file operations of `io` (storage's tests
     /// pass one that fails writes and fdatasyncs on demand).
-    pub(super) fn open_with_io(
+    pub(crate) fn open_with_io(
         dir: &Path,
         config: LogConfig,
         clean_shutdown: bool,

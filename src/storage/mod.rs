@@ -45,6 +45,8 @@ mod segment_set;
 mod sync_journal;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::faulty_io;
 mod timestamps;
 mod truncate;
 mod writer;

@@ -151,7 +151,7 @@ mod append_read;
 mod bounded_read;
 mod descriptors;
 mod direct_io;
-mod faulty_io;
+pub(crate) mod faulty_io;
 mod follower_append;
 mod queued_writes;
 mod recovery;
