@@ -181,7 +181,7 @@ mod tests {
     use crate::model::{now_ms, records, TopicPartition};
     use crate::partition::leader::tests::registered;
     use crate::partition::{ReadBound, Replica, ReplicaHost};
-    use crate::storage::{HotTail, LogConfig};
+    use crate::storage::{HotTail, LogConfig, PartitionLog};
 
     fn at(node: u32) -> ReplicaPlacement {
         ReplicaPlacement::new(NodeId(node), ShardId(0))
@@ -196,29 +196,30 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> Rc<Replica> {
-        open_on(dir, Replica::open)
+        open_on(dir, false)
     }
 
-    type Open = fn(
-        TopicPartition,
-        &std::path::Path,
-        TopicConfig,
-        LogConfig,
-        &ReplicaHost,
-    ) -> Result<(Rc<Replica>, crate::storage::RecoveryReport), crate::partition::PartitionError>;
-
-    fn open_on(dir: &std::path::Path, open: Open) -> Rc<Replica> {
+    /// `faulty`: the log writes through storage's fault-injecting `LogIo`.
+    fn open_on(dir: &std::path::Path, faulty: bool) -> Rc<Replica> {
         let config = TopicConfig::resolve(&BTreeMap::new(), &BrokerConfig::default()).unwrap();
         let host = ReplicaHost { hot_tail: HotTail::new(1 << 20), producers: Rc::default(), clean_shutdown: true };
-        open(TopicPartition::new("t", 0), dir, config, LogConfig::default(), &host).unwrap().0
+        let (id, log_config) = (TopicPartition::new("t", 0), LogConfig::default());
+        let opened = match faulty {
+            false => Replica::open(id, dir, config, log_config, &host),
+            true => Replica::open_log_with(id, dir, config, &host, |written| {
+                let (hot_tail, io) = (host.hot_tail.clone(), crate::storage::faulty_io::io());
+                PartitionLog::open_with_io(dir, log_config, true, written, hot_tail, io)
+            }),
+        };
+        opened.unwrap().0
     }
 
     /// Replicas a (node 1) and b (node 2) of one partition, each in a
     /// directory of its own that lives as long as the returned dirs; b's
-    /// log writes through `open_b`'s I/O.
-    fn two_replicas(open_b: Open) -> (Rc<Replica>, Rc<Replica>, [tempfile::TempDir; 2]) {
+    /// log on the fault-injecting I/O if `b_faulty`.
+    fn two_replicas(b_faulty: bool) -> (Rc<Replica>, Rc<Replica>, [tempfile::TempDir; 2]) {
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        (open(dirs[0].path()), open_on(dirs[1].path(), open_b), dirs)
+        (open(dirs[0].path()), open_on(dirs[1].path(), b_faulty), dirs)
     }
 
     /// Leader epoch 3 of a (node 1) and b (node 2), led by node `leader`, set on both.
@@ -233,7 +234,7 @@ mod tests {
     #[test]
     fn a_follower_copies_the_leaders_batches_with_their_offsets_and_epochs() {
         tokio_uring::start(async {
-            let (leader, follower, _dirs) = two_replicas(Replica::open);
+            let (leader, follower, _dirs) = two_replicas(false);
             let two = epoch_three(&leader, &follower, 1);
             assert_eq!(follower.followed_leader(), Some(at(1)));
             assert_eq!(leader.followed_leader(), None);
@@ -306,6 +307,32 @@ mod tests {
         bytes
     }
 
+    /// Producer 7 writes `value` at `sequence` to `leader`.
+    async fn produce(leader: &Replica, value: &[u8], sequence: i32) {
+        let info = leader.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
+        leader.wait_appended(&info).await.unwrap();
+    }
+
+    /// `b` (node 2) comes to lead in `assignment`'s epoch and producer 7
+    /// retries `value` at `sequence`, which b holds at `offset`, its last:
+    /// answered with that offset as a duplicate, not stored again.
+    fn assert_leads_and_knows_the_retry(
+        b: &Replica,
+        assignment: PartitionAssignment,
+        value: &[u8],
+        sequence: i32,
+        offset: i64,
+    ) {
+        b.set_assignment(at(2), &assignment, 10).unwrap();
+        let retry = b.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms());
+        let info = retry.expect("a duplicate is answered, not refused");
+        assert_eq!(
+            (info.base_offset, b.log().log_end_offset()),
+            (offset, offset + 1),
+            "answered with its offset, not stored again"
+        );
+    }
+
     /// A follower that truncated for a new leader (a cut of its log),
     /// copied that leader's batches, then came to lead answers a producer's
     /// retry of a batch it holds as a duplicate: the truncation's cut is
@@ -314,13 +341,11 @@ mod tests {
     #[test]
     fn a_follower_that_truncated_and_then_leads_knows_the_batches_it_copied_since() {
         tokio_uring::start(async {
-            let (a, b, _dirs) = two_replicas(Replica::open);
+            let (a, b, _dirs) = two_replicas(false);
             let three = epoch_three(&a, &b, 1);
             b.truncate_for_epoch(0, 3).await.unwrap();
-            for (sequence, value) in [(0, &b"s0"[..]), (1, b"s1")] {
-                let info = a.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
-                a.wait_appended(&info).await.unwrap();
-            }
+            produce(&a, b"s0", 0).await;
+            produce(&a, b"s1", 1).await;
             copy(&a, &b).await;
             // b leads at epoch 4 with both, writes nothing; a follows it and
             // cuts nothing; then a leads again at epoch 5 and b, following,
@@ -335,21 +360,13 @@ mod tests {
             b.truncate_for_epoch(1, 5).await.unwrap();
             assert_eq!(b.log().log_end_offset(), 1, "offset 1 cut");
             copy(&a, &b).await;
-            let info = a.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms()).unwrap();
-            a.wait_appended(&info).await.unwrap();
+            produce(&a, b"s2", 2).await;
             copy(&a, &b).await;
             assert_eq!(b.log().log_end_offset(), 3);
 
             // b leads at epoch 6; the producer retries sequence 2.
             let six = PartitionAssignment { leader: Some(at(2)), leader_epoch: 6, partition_epoch: 3, ..three };
-            b.set_assignment(at(2), &six, 3).unwrap();
-            let retry = b.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms());
-            let info = retry.expect("a duplicate is answered, not refused");
-            assert_eq!(
-                (info.base_offset, b.log().log_end_offset()),
-                (2, 3),
-                "answered with its offset, not stored again"
-            );
+            assert_leads_and_knows_the_retry(&b, six, b"s2", 2, 2);
             a.log().close().await.unwrap();
             b.log().close().await.unwrap();
         });
@@ -364,33 +381,23 @@ mod tests {
     #[test]
     fn a_follower_whose_write_failed_and_then_leads_knows_the_batches_it_copied_since() {
         tokio_uring::start(async {
-            let (a, b, _dirs) = two_replicas(Replica::open_with_faulty_io);
+            let (a, b, _dirs) = two_replicas(true);
             let three = epoch_three(&a, &b, 1);
             b.truncate_for_epoch(0, 3).await.unwrap();
-            for (sequence, value) in [(0, &b"s0"[..]), (1, b"s1")] {
-                let info = a.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
-                a.wait_appended(&info).await.unwrap();
-            }
+            produce(&a, b"s0", 0).await;
+            produce(&a, b"s1", 1).await;
             crate::storage::faulty_io::io().fail_writes(1);
             let fetched = a.read(0, 1 << 20, ReadBound::WrittenEnd).await.unwrap().unwrap();
             let info = b.append_replicated(&fetched.into_bytes().await.unwrap(), now_ms()).unwrap();
             assert!(b.wait_appended(&info).await.is_err(), "the write fails: the disk is full");
             assert_eq!(b.log().log_end_offset(), 0, "rolled back");
             copy(&a, &b).await;
-            let info = a.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms()).unwrap();
-            a.wait_appended(&info).await.unwrap();
+            produce(&a, b"s2", 2).await;
             copy(&a, &b).await;
             assert_eq!(b.log().log_end_offset(), 3);
 
             let four = PartitionAssignment { leader: Some(at(2)), leader_epoch: 4, partition_epoch: 1, ..three };
-            b.set_assignment(at(2), &four, 1).unwrap();
-            let retry = b.append(&idempotent(b"s2", 2), &mut Decompressor::new(), now_ms());
-            let info = retry.expect("a duplicate is answered, not refused");
-            assert_eq!(
-                (info.base_offset, b.log().log_end_offset()),
-                (2, 3),
-                "answered with its offset, not stored again"
-            );
+            assert_leads_and_knows_the_retry(&b, four, b"s2", 2, 2);
             a.log().close().await.unwrap();
             b.log().close().await.unwrap();
         });
@@ -403,7 +410,7 @@ mod tests {
     fn an_old_leaders_diverging_tail_is_cut_by_its_fetches_last_epoch() {
         use crate::partition::leader_rules::FetchPosition;
         tokio_uring::start(async {
-            let (a, b, _dirs) = two_replicas(Replica::open);
+            let (a, b, _dirs) = two_replicas(false);
             // Epoch 3: b leads, writes 0 and 1, a copies them.
             let three = epoch_three(&a, &b, 2);
             write(&b, b"x0").await;
@@ -454,7 +461,7 @@ mod tests {
     #[test]
     fn an_epoch_begun_without_appends_is_cut_even_when_the_log_is_not() {
         tokio_uring::start(async {
-            let (a, b, _dirs) = two_replicas(Replica::open);
+            let (a, b, _dirs) = two_replicas(false);
             let three = epoch_three(&a, &b, 1);
             write(&a, b"x0").await;
             copy(&a, &b).await;

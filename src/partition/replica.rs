@@ -77,23 +77,9 @@ impl Replica {
         })
     }
 
-    /// As [`Self::open`], with the log's file operations failing on demand
-    /// (storage's `FaultyIo`): a follower's failed write, for the tests.
-    #[cfg(test)]
-    pub(crate) fn open_with_faulty_io(
-        id: TopicPartition,
-        dir: &Path,
-        config: TopicConfig,
-        log_config: LogConfig,
-        host: &ReplicaHost,
-    ) -> Result<(Rc<Replica>, RecoveryReport), PartitionError> {
-        Self::open_log_with(id, dir, config, host, |written| {
-            let io = crate::storage::faulty_io::io();
-            PartitionLog::open_with_io(dir, log_config, host.clean_shutdown, written, host.hot_tail.clone(), io)
-        })
-    }
-
-    fn open_log_with(
+    /// As [`Self::open`], with the log opened by `open_log` (the tests give
+    /// one whose file operations fail on demand).
+    pub(super) fn open_log_with(
         id: TopicPartition,
         dir: &Path,
         config: TopicConfig,
