@@ -42,6 +42,8 @@ pub enum StartError {
     Controller(#[from] ControllerError),
     #[error("{0} holds a single node's metadata log (__cluster_metadata.log): a cluster node starts on a data directory of its own; moving a single node's topics into a cluster is not supported")]
     SingleNodeDataDir(PathBuf),
+    #[error("the data directory holds {count} partition directories (such as {example}) but no metadata log (__cluster_metadata.log): their topics are unknown, and starting afresh would remove them as strays; restore the metadata log, or move the partition directories away")]
+    PartitionsWithoutMetadata { count: usize, example: PathBuf },
     #[error("starting shard threads: {0}")]
     Threads(std::io::Error),
 }
@@ -118,6 +120,11 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let clean_shutdown = take_clean_marker(&config.data_dir)?;
     let (owner, snapshot, controller) = match me {
         None => {
+            if !MetadataStore::exists(&config.data_dir) {
+                if let (count @ 1.., Some(example)) = crate::shard::strays::partition_dirs(&config.data_dir) {
+                    return Err(StartError::PartitionsWithoutMetadata { count, example });
+                }
+            }
             let mut store = MetadataStore::open(&config.data_dir, node.id())?;
             create_offsets_topic(&mut store, &node)?;
             let snapshot = store.snapshot().clone();

@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import cluster  # noqa: F401 (the fixture)
+from conftest import broker_factory  # noqa: F401 (the fixture)
 from helpers import QUIET, wait_until
 from test_failover import create_topic, partitions_of, read_all
 
@@ -71,3 +72,38 @@ def test_a_topic_deleted_and_created_again_while_a_node_was_down_starts_empty_th
     assert "stray partition directory removed" in returning.log()
     values = [v for _, v in read_all(cluster.bootstrap, topic, partitions=1)[0]]
     assert values == [f"new-{i}".encode() for i in range(NEW)]
+
+
+def test_a_data_directory_that_lost_its_metadata_log_refuses_to_start_and_keeps_its_partitions(broker_factory):
+    """A single node's metadata log gone (deleted by hand, a restore that
+    missed it) leaves partition directories whose topics it no longer
+    knows: starting afresh would sweep them away as strays. The node
+    refuses to start, names the directory, and the records are still there
+    once the log is put back."""
+    import shutil
+    import subprocess
+
+    from helpers import consume, create_topic, unique
+
+    b = broker_factory()
+    topic = create_topic(b.bootstrap, unique("orphans"), partitions=1)
+    produce(b.bootstrap, topic, [f"kept-{i}" for i in range(5)])
+    b.stop()
+    metadata_log = b.data_dir / "__cluster_metadata.log"
+    shutil.move(metadata_log, b.data_dir.parent / "saved-metadata.log")
+    run = subprocess.Popen(b.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = run.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        _, stderr = run.communicate()
+    partition_dir = b.data_dir / f"{topic}-0"
+    assert partition_dir.is_dir() and values_on_disk(partition_dir) == [f"kept-{i}" for i in range(5)], (
+        "the records did not survive the start without a metadata log")
+    assert run.returncode not in (0, None, -9), "started without its metadata log"
+    assert "partition directories" in stderr and "no metadata log" in stderr, stderr
+
+    shutil.move(b.data_dir.parent / "saved-metadata.log", metadata_log)
+    b.start()
+    got = consume(b.bootstrap, topic, [0], expect={0: 5})
+    assert [v for _, _, v in got[0]] == [f"kept-{i}".encode() for i in range(5)]

@@ -106,6 +106,16 @@ fn partition_of(name: &str) -> Option<(&str, i32)> {
     (!topic.is_empty()).then_some((topic, partition))
 }
 
+/// The partition directories in `data_dir` (how many, and one of them): a
+/// data directory with partitions but no metadata log must not start
+/// afresh, or its sweep would remove them all.
+pub fn partition_dirs(data_dir: &Path) -> (usize, Option<PathBuf>) {
+    let Ok(entries) = fs::read_dir(data_dir) else { return (0, None) };
+    let is_partition = |path: &Path| path.file_name().and_then(|n| n.to_str()).and_then(partition_of).is_some();
+    let found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && is_partition(p)).collect();
+    (found.len(), found.into_iter().min())
+}
+
 /// Why the directory `name` holds no replica of this node, if it holds none.
 fn stray_because(dir: &Path, name: &str, node: NodeId, snapshot: &Snapshot) -> Option<&'static str> {
     if name.ends_with(REMOVING_SUFFIX) || name.ends_with(STRAY_SUFFIX) {
