@@ -403,6 +403,44 @@ mod tests {
         });
     }
 
+    /// Chaos finding 7 (`--seed 14`): a leader's write of a producer's
+    /// batches fails (its disk is full) and is rolled back, taking every
+    /// batch of the producer's its table remembered. The producer's next
+    /// batch, pipelined ahead of the retries of those, must be refused as
+    /// out of order. Seen failing before the fix (appended at offset 1, a
+    /// gap of five sequences): the table forgot the producer, so any
+    /// sequence went; librdkafka then took the retries, refused as out of
+    /// order behind a later acknowledged batch, as written, and two
+    /// acknowledged records were lost.
+    #[test]
+    fn a_rollback_of_every_batch_a_producer_has_remembered_keeps_its_next_sequence() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let leader = open_on(dir.path(), true);
+            produce(&leader, b"s0", 0).await;
+            crate::storage::faulty_io::io().fail_writes(1);
+            let failing: Vec<_> = (1..=5)
+                .map(|sequence| leader.append(&idempotent(b"lost", sequence), &mut Decompressor::new(), now_ms()))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for info in &failing {
+                assert!(leader.wait_appended(info).await.is_err(), "one write of all five fails");
+            }
+            assert_eq!(leader.log().log_end_offset(), 1, "rolled back");
+
+            let ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            assert!(
+                matches!(ahead, Err(crate::partition::PartitionError::OutOfOrderSequence { expected: 1, got: 6 })),
+                "a batch past the rolled-back ones is refused, not appended: {ahead:?}"
+            );
+            for sequence in 1..=6 {
+                produce(&leader, b"retried", sequence).await;
+            }
+            assert_eq!(leader.log().log_end_offset(), 7, "the retries, in order");
+            leader.log().close().await.unwrap();
+        });
+    }
+
     /// KIP-320 end to end on two logs: an old leader's tail that the new
     /// leader never had is found by the fetch's last epoch and cut where
     /// both logs agree, with no OffsetsForLeaderEpoch round trip.

@@ -63,6 +63,10 @@ struct ProducerEntry {
     /// keep the entry for ever).
     last_append_ms: i64,
     recent: VecDeque<Recent>,
+    /// The sequence its next batch must start with. Kept apart from
+    /// `recent`: a rollback may take every batch remembered, and the next
+    /// sequence is then the first of those, not any (chaos finding 7).
+    next_sequence: i32,
 }
 
 impl ProducerEntry {
@@ -76,6 +80,7 @@ impl ProducerEntry {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent { first_sequence: h.base_sequence, last_sequence: last_sequence(h), base_offset });
+        self.next_sequence = following(last_sequence(h));
     }
 }
 
@@ -101,6 +106,11 @@ pub struct ProducerTable {
 fn last_sequence(h: &BatchHeader) -> i32 {
     // Sequences wrap from i32::MAX to 0, as in Kafka.
     ((h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+/// The sequence after `sequence`.
+fn following(sequence: i32) -> i32 {
+    ((sequence as i64 + 1) % (i32::MAX as i64 + 1)) as i32
 }
 
 /// The last-append time at or below which the least recently active quarter
@@ -182,7 +192,7 @@ impl ProducerTable {
         {
             return SequenceCheck::Duplicate { base_offset: r.base_offset };
         }
-        let expected = entry.recent.back().map_or(0, |r| ((r.last_sequence as i64 + 1) % (i32::MAX as i64 + 1)) as i32);
+        let expected = entry.next_sequence;
         match h.base_sequence == expected {
             true => SequenceCheck::Append,
             false => SequenceCheck::OutOfOrder { expected, got: h.base_sequence },
@@ -210,7 +220,12 @@ impl ProducerTable {
                 self.retain(|p| p.last_append_ms > cutoff_ms);
             }
         }
-        let entry = ProducerEntry { epoch: h.producer_epoch, last_append_ms: now_ms, recent: VecDeque::new() };
+        let entry = ProducerEntry {
+            epoch: h.producer_epoch,
+            last_append_ms: now_ms,
+            recent: VecDeque::new(),
+            next_sequence: 0,
+        };
         self.producers.borrow_mut().entry(h.producer_id).or_insert(entry).remember(h, base_offset, now_ms);
         budget.count.set(budget.count.get() + 1);
     }
@@ -227,7 +242,10 @@ impl ProducerTable {
     /// batches at or above the end it left are forgotten, so that their
     /// retry is appended, while a retry of one below it (written before the
     /// failure) is answered as the duplicate it is (chaos finding 3: the
-    /// table forgot every producer, and such a retry was stored twice).
+    /// table forgot every producer, and such a retry was stored twice). A
+    /// producer whose remembered batches all went expects the first of them
+    /// again: forgotten, it would take any sequence, and a batch pipelined
+    /// behind them would be appended past the gap (chaos finding 7).
     /// `write_epoch`: the log's now; `surviving_end_since`: the log's
     /// (`PartitionLog::surviving_end_since`).
     pub fn follow_log(&self, write_epoch: u64, surviving_end_since: impl FnOnce(u64) -> Option<i64>) {
@@ -236,13 +254,14 @@ impl ProducerTable {
             return;
         }
         match surviving_end_since(seen) {
-            Some(end) => self.retain(|p| {
-                while p.recent.back().is_some_and(|r| r.base_offset >= end) {
-                    p.recent.pop_back();
+            Some(end) => {
+                for p in self.producers.borrow_mut().values_mut() {
+                    while p.recent.back().is_some_and(|r| r.base_offset >= end) {
+                        let cut = p.recent.pop_back().expect("a batch at the back");
+                        p.next_sequence = cut.first_sequence;
+                    }
                 }
-                // None left: unknown, as an expired producer (any sequence).
-                !p.recent.is_empty()
-            }),
+            }
             None => self.forget_all(),
         }
     }
@@ -320,8 +339,13 @@ mod tests {
         });
         assert_eq!(table.check(&landed), SequenceCheck::Duplicate { base_offset: 100 }, "still in the log");
         assert_eq!(table.check(&failed), SequenceCheck::Append, "its retry is in order");
-        assert_eq!(table.check(&header(8, 0, 5, 1)), SequenceCheck::Append, "nothing of it left: unknown");
-        assert_eq!(budget.remembered(), 1);
+        assert_eq!(
+            table.check(&header(8, 0, 5, 1)),
+            SequenceCheck::OutOfOrder { expected: 0, got: 5 },
+            "nothing of it left, but its next sequence is the first that went (chaos finding 7)"
+        );
+        assert_eq!(table.check(&header(8, 0, 0, 1)), SequenceCheck::Append, "its retry is in order");
+        assert_eq!(budget.remembered(), 2);
         table.follow_log(1, |_| unreachable!("no rollback since"));
         // Rollbacks too old to tell what stayed: every producer is forgotten.
         table.follow_log(9, |_| None);

@@ -48,19 +48,35 @@ def _final_log(ev) -> dict[Key, dict[int, str]]:
     return log
 
 
-def acknowledged_present_once(ev, log) -> dict:
-    """Every acknowledged record is in the final log exactly once, at the
-    offset it was acknowledged at."""
-    value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
+def _where(log) -> dict[str, list]:
     where: dict[str, list] = defaultdict(list)
     for key, records in log.items():
         for offset, value in records.items():
             where[value].append((*key, offset))
+    return where
+
+
+def _stored_as_acked(e: dict, value: str, log, where) -> str | None:
+    """What the final log holds where `e` acknowledged `value`. An
+    acknowledgement without an offset (librdkafka reports a batch it infers
+    was written, such as one refused as out of order behind a later
+    acknowledged batch, with none) is found by value in its partition."""
+    key = (e["topic"], e["partition"])
+    if e["offset"] is None:
+        return value if any(at[:2] == key for at in where.get(value, [])) else None
+    return log.get(key, {}).get(e["offset"])
+
+
+def acknowledged_present_once(ev, log) -> dict:
+    """Every acknowledged record is in the final log exactly once, at the
+    offset it was acknowledged at."""
+    value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
+    where = _where(log)
     bad = []
     for e in ev["ack"]:
         value = value_of.get((e["producer"], e["seq"]))
         key = (e["topic"], e["partition"])
-        stored = log.get(key, {}).get(e["offset"])
+        stored = _stored_as_acked(e, value, log, where)
         if stored != value:
             bad.append({"lost": value, "acked_at": [*key, e["offset"]], "t_ack": e["t"],
                         "found_there": stored, "found_elsewhere": where.get(value, [])})
@@ -91,7 +107,8 @@ def ack_order(ev, log) -> dict:
         acks[(e["producer"], e["topic"], e["partition"])].append(e)
     for (producer, topic, partition), series in acks.items():
         for prev, cur in zip(series, series[1:]):
-            if not (cur["offset"] > prev["offset"] and cur["seq"] > prev["seq"]):
+            offsets_known = prev["offset"] is not None and cur["offset"] is not None
+            if not ((not offsets_known or cur["offset"] > prev["offset"]) and cur["seq"] > prev["seq"]):
                 bad.append({"producer": producer, "partition": [topic, partition],
                             "acked": [[prev["seq"], prev["offset"]], [cur["seq"], cur["offset"]]]})
     return _verdict("ack_order", bad, f"{len(acks)} (producer, partition) series")
@@ -225,7 +242,9 @@ def summary(events: list[dict]) -> dict:
     missing = acknowledged_present_once(ev, log)
     # Counted here in full, not from the verdict's quoted examples.
     value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
-    lost = sum(1 for e in ev["ack"] if log.get((e["topic"], e["partition"]), {}).get(e["offset"])
+    where = _where(log)
+    lost = sum(1 for e in ev["ack"]
+               if _stored_as_acked(e, value_of.get((e["producer"], e["seq"])), log, where)
                != value_of.get((e["producer"], e["seq"])))
     return {"faults": len(ev["fault"]), "sent": len(ev["send"]), "acknowledged": len(ev["ack"]),
             "failed": len(ev["fail"]), "read": len(ev["read"]), "commits": len(ev["commit"]),
