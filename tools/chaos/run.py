@@ -70,6 +70,8 @@ def parse_args(argv):
                    help=f"what the slow disk adds to an fsync (default {slowdisk.FSYNC_DELAY_MS})")
     p.add_argument("--slow-write-ms", type=int, default=slowdisk.WRITE_DELAY_MS,
                    help=f"what the slow disk adds to a write, in its write variant (default {slowdisk.WRITE_DELAY_MS})")
+    p.add_argument("--client-log", action="store_true",
+                   help="log the producers' librdkafka idempotence and message debug to OUT/producers.log")
     p.add_argument("--out", type=Path, help="output directory (default chaos-out/seed-N)")
     p.add_argument("--binary", default=os.environ.get("CORELOG_BIN", str(REPO / "target/release/corelog")))
     args = p.parse_args(argv)
@@ -179,7 +181,8 @@ def run(args) -> dict:
         create_topics(bootstrap, topics, args.partitions, durable={topics[0]} if slow_disks else set())
         wait_for(lambda: fully_in_sync(bootstrap, partitions), HEALTHY_TIMEOUT_S, "the topics fully in sync")
 
-        workers = [ProducerWorker(i, bootstrap, partitions, args.rate, history, stopping)
+        client_log = args.out / "producers.log" if args.client_log else None
+        workers = [ProducerWorker(i, bootstrap, partitions, args.rate, history, stopping, client_log)
                    for i in range(args.producers)]
         workers += [ConsumerWorker(i, bootstrap, GROUP, topics, history, stopping) for i in range(args.consumers)]
         workers += [WatermarkSampler(bootstrap, partitions, history, stopping),

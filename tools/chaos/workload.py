@@ -11,8 +11,10 @@ send, acknowledgement, read and commit written to the history:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -46,15 +48,27 @@ class ProducerWorker(Worker):
     producer cannot go on, e.g. OUT_OF_ORDER_SEQUENCE_NUMBER) is recorded and
     a new incarnation takes over the slot, as an application would."""
 
-    def __init__(self, slot: int, bootstrap: str, partitions: list[tuple[str, int]], rate: float, history, stop):
+    def __init__(self, slot: int, bootstrap: str, partitions: list[tuple[str, int]], rate: float, history, stop,
+                 client_log: Path | None = None):
         super().__init__(f"p{slot}", history, stop)
         self.slot, self.bootstrap, self.partitions, self.rate = slot, bootstrap, partitions, rate
         self.incarnation = 0
+        self.client_log = client_log
 
     def _client(self) -> Producer:
-        return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "message.timeout.ms": MESSAGE_TIMEOUT_MS, **QUIET,
-                         "error_cb": self._on_error})
+        config = {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": MESSAGE_TIMEOUT_MS, **QUIET, "error_cb": self._on_error}
+        if self.client_log is not None:
+            # librdkafka's idempotence log (epoch bumps, sequence resets, what
+            # it infers from each produce error), for a run's post-mortem.
+            logger = logging.getLogger(f"librdkafka.{self.name}")
+            if not logger.handlers:
+                handler = logging.FileHandler(self.client_log)
+                handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+                logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
+            config.update({"debug": "eos,msg", "log_level": 7, "logger": logger})
+        return Producer(config)
 
     def _on_error(self, err: KafkaError):
         if err.fatal():
