@@ -121,8 +121,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), StartError> {
     let (owner, snapshot, controller) = match me {
         None => {
             if !MetadataStore::exists(&config.data_dir) {
-                if let (count @ 1.., Some(example)) = crate::shard::strays::partition_dirs(&config.data_dir) {
-                    return Err(StartError::PartitionsWithoutMetadata { count, example });
+                let found = crate::shard::strays::partition_dirs(&config.data_dir);
+                if let Some(example) = found.first() {
+                    return Err(StartError::PartitionsWithoutMetadata { count: found.len(), example: example.clone() });
                 }
             }
             let mut store = MetadataStore::open(&config.data_dir, node.id())?;

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster
 from conftest import corelog_bin
+from test_failover import read_all as failover_read_all
 
 CHAOS = Path(__file__).resolve().parent.parent / "tools" / "chaos"
 sys.path.insert(0, str(CHAOS))
@@ -250,20 +251,8 @@ def acked_produce_seconds(producer, topic: str, value: bytes) -> tuple[float, in
 
 def read_all(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], bytes]:
     """Every record of partition 0 of each topic, by (topic, offset)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
-                         "log_level": 2})
-    try:
-        ends = {t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in topics}
-        consumer.assign([TopicPartition(t, 0, 0) for t in topics])
-        stored = {}
-        deadline = time.monotonic() + 60
-        while sum(ends.values()) > len(stored) and time.monotonic() < deadline:
-            for m in consumer.consume(500, timeout=1.0):
-                if m.error() is None:
-                    stored[(m.topic(), m.offset())] = m.value()
-        return stored
-    finally:
-        consumer.close()
+    return {(topic, offset): value for topic in topics
+            for offset, value in failover_read_all(bootstrap, topic, partitions=1)[0]}
 
 
 def test_a_node_on_a_slow_disk_is_slowed_and_keeps_every_acknowledged_record_across_sigkill(tmp_path):

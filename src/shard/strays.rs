@@ -106,19 +106,26 @@ fn partition_of(name: &str) -> Option<(&str, i32)> {
     (!topic.is_empty()).then_some((topic, partition))
 }
 
-/// The partition directories in `data_dir` (how many, and one of them): a
-/// data directory with partitions but no metadata log must not start
-/// afresh, or its sweep would remove them all.
-pub fn partition_dirs(data_dir: &Path) -> (usize, Option<PathBuf>) {
-    let Ok(entries) = fs::read_dir(data_dir) else { return (0, None) };
+/// The partition directories in `data_dir`, sorted: a data directory with
+/// partitions but no metadata log must not start afresh, or its sweep would
+/// remove them all.
+pub fn partition_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(data_dir) else { return Vec::new() };
     let is_partition = |path: &Path| path.file_name().and_then(|n| n.to_str()).and_then(partition_of).is_some();
-    let found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && is_partition(p)).collect();
-    (found.len(), found.into_iter().min())
+    let mut found: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && is_partition(p)).collect();
+    found.sort();
+    found
+}
+
+/// A directory renamed aside by [`remove`] that a crash left behind.
+fn is_removal_remains(name: &str) -> bool {
+    name.ends_with(REMOVING_SUFFIX) || name.ends_with(STRAY_SUFFIX)
 }
 
 /// Why the directory `name` holds no replica of this node, if it holds none.
 fn stray_because(dir: &Path, name: &str, node: NodeId, snapshot: &Snapshot) -> Option<&'static str> {
-    if name.ends_with(REMOVING_SUFFIX) || name.ends_with(STRAY_SUFFIX) {
+    if is_removal_remains(name) {
         return Some("the remains of a removal a crash interrupted");
     }
     let (topic, partition) = partition_of(name)?;
@@ -156,11 +163,7 @@ pub fn sweep(data_dir: &Path, node: NodeId, snapshot: &Snapshot) -> Vec<PathBuf>
             continue;
         }
         let Some(why) = stray_because(&path, &name, node, snapshot) else { continue };
-        let outcome = if name.ends_with(REMOVING_SUFFIX) || name.ends_with(STRAY_SUFFIX) {
-            fs::remove_dir_all(&path)
-        } else {
-            remove(&path, STRAY_SUFFIX)
-        };
+        let outcome = if is_removal_remains(&name) { fs::remove_dir_all(&path) } else { remove(&path, STRAY_SUFFIX) };
         match outcome {
             Ok(()) => {
                 tracing::warn!(dir = %path.display(), why, "stray partition directory removed");
