@@ -4,6 +4,8 @@ before its fix). docs/chaos.md lists them.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,15 +79,25 @@ def test_the_high_watermark_does_not_go_back_after_every_node_is_killed(tmp_path
         cluster.kill_all()
 
 
-def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path):
-    """chaos run --seed 7 (second run), found 3: node 2 led when its data
-    directory filled; a batch of an idempotent producer was written (and
-    replicated), a later write failed before the batch's answer was made, so
-    it was answered KAFKA_STORAGE_ERROR, and the producer table had forgotten
-    every producer: the retry was stored again. Reduced: node 1 leads eight
-    partitions of three replicas on a small tmpfs, an idempotent producer
-    (acks=all, five requests in flight) writes while node 1's disk fills and
-    is freed a few times: every record is delivered and stored once."""
+class _EpochLog(logging.Handler):
+    """librdkafka's idempotence log lines that say it started a new producer epoch."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.bumps: list[str] = []
+
+    def emit(self, record):
+        line = record.getMessage()
+        if "bumped epoch" in line or "epoch bump" in line:
+            self.bumps.append(line)
+
+
+def _write_while_the_leaders_disk_fills(tmp_path, epochs: _EpochLog):
+    """Node 1 leads eight partitions of three replicas on a small tmpfs; an
+    idempotent producer (acks=all, five requests in flight, its `eos` debug
+    log to `epochs`) writes while node 1's disk fills and is freed four
+    times, with a steady flow of records while it is all but full. Returns the values written, the delivery failures and the values
+    stored."""
     import subprocess
     import threading
 
@@ -108,9 +120,14 @@ def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path
         wait_until(lambda: all(len(p.isrs) == 3 for p in admin.list_topics("idem", timeout=5)
                                .topics["idem"].partitions.values()), timeout=60, what="every partition in sync")
         delivered, failed, values = [], [], []
+        logger = logging.getLogger(f"librdkafka.{tmp_path.name}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(epochs)
         producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
                              "max.in.flight.requests.per.connection": 5, "linger.ms": 1, "batch.size": 4096,
-                             "message.timeout.ms": 120000, "retry.backoff.ms": 20, **QUIET})
+                             "message.timeout.ms": 120000, "retry.backoff.ms": 20,
+                             "debug": "eos,msg", "log_level": 7, "logger": logger})
 
         def send(count):
             for _ in range(count):
@@ -132,12 +149,20 @@ def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path
             filling.start()
             send(1500)
             filling.join()
-            send(200)
-            producer.poll(0.3)
+            # A steady flow while the disk is all but full (a little space
+            # freed now and then): writes that land, answered once
+            # replicated, then writes that fail behind them, and batches
+            # pipelined behind those reach the leader after their rollback.
+            filler = leader.data_dir / "filler"
+            nearly_full_until = time.monotonic() + 1.0
+            while time.monotonic() < nearly_full_until:
+                os.truncate(filler, max(0, filler.stat().st_size - (16 << 10)))
+                for _ in range(5):
+                    send(8)
+                    time.sleep(0.002)
             (leader.data_dir / "filler").unlink()
             send(500)
         assert producer.flush(120) == 0
-        assert not failed, [m.error() for m in failed[:3]]
         assert "disk full" in leader.log(), "the disk never filled: the test tested nothing"
         consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "idem-check",
                              "auto.offset.reset": "earliest", "enable.partition.eof": True, **QUIET})
@@ -152,12 +177,42 @@ def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path
                 continue
             stored.append(msg.value())
         consumer.close()
-        duplicates = sorted({v[:12] for v in stored if stored.count(v) > 1})
-        assert not duplicates, f"stored more than once: {duplicates[:5]}"
-        assert sorted(stored) == sorted(values)
+        return values, failed, stored
     finally:
         cluster.kill_all()
         subprocess.run(["umount", "-l", str(leader.data_dir)], check=False)
+
+
+def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path):
+    """chaos run --seed 7 (second run), found 3: node 2 led when its data
+    directory filled; a batch of an idempotent producer was written (and
+    replicated), a later write failed before the batch's answer was made, so
+    it was answered KAFKA_STORAGE_ERROR, and the producer table had forgotten
+    every producer: the retry was stored again. Reduced: an idempotent
+    producer writes while its partitions' leader's disk fills and is freed a
+    few times: every record is delivered and stored once."""
+    values, failed, stored = _write_while_the_leaders_disk_fills(tmp_path, _EpochLog())
+    assert not failed, [m.error() for m in failed[:3]]
+    duplicates = sorted({v[:12] for v in stored if stored.count(v) > 1})
+    assert not duplicates, f"stored more than once: {duplicates[:5]}"
+    assert sorted(stored) == sorted(values)
+
+
+def test_a_producer_keeps_its_epoch_when_the_leaders_disk_fills(tmp_path):
+    """chaos run --seed 14 (40 min), found 8: 39 records stored twice, each
+    under the next epoch of its producer. The batch pipelined behind one a
+    full disk failed was refused OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka
+    takes that for a gap of its own, bumps its epoch and sends again, under
+    new sequences, what it had in flight, and what of that had been written
+    (a crash in between, in the run) is stored twice. Reduced to its cause:
+    while the leader's disk fills and is freed, the producer must never
+    start a new epoch (Kafka answers the batches behind a failed write with
+    the storage error, retried in order)."""
+    epochs = _EpochLog()
+    values, failed, stored = _write_while_the_leaders_disk_fills(tmp_path, epochs)
+    assert not epochs.bumps, f"librdkafka started a new producer epoch {len(epochs.bumps)} times: {epochs.bumps[:2]}"
+    assert not failed, [m.error() for m in failed[:3]]
+    assert sorted(stored) == sorted(values)
 
 
 def _offsets_partition(group: str) -> int:

@@ -99,6 +99,9 @@ impl From<&PartitionError> for ErrorCode {
                 ErrorCode::InvalidTimestamp
             }
             PartitionError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            // What a Kafka leader whose log directory failed answers every
+            // batch behind the one that failed: retriable, in order.
+            PartitionError::SequenceAheadOfRollback { .. } => ErrorCode::KafkaStorageError,
             PartitionError::FencedProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             PartitionError::Storage(e) => e.into(),
             PartitionError::CheckpointIo { .. } | PartitionError::CheckpointCorrupt { .. } => {
@@ -278,6 +281,11 @@ mod tests {
         assert_eq!(code(PartitionError::KeylessRecordInCompactedTopic).code(), 87);
         assert_eq!(code(PartitionError::TimestampTooLate { timestamp: 2, bound_ms: 1, now_ms: 0 }).code(), 32);
         assert_eq!(code(PartitionError::OutOfOrderSequence { expected: 3, got: 5 }).code(), 45);
+        assert_eq!(
+            code(PartitionError::SequenceAheadOfRollback { expected: 3, got: 5 }).code(),
+            56,
+            "retried in order"
+        );
         assert_eq!(code(PartitionError::FencedProducerEpoch { epoch: 0 }).code(), 47);
         assert_eq!(code(PartitionError::NoBatches).code(), 2);
         assert_eq!(code(PartitionError::Storage(StorageError::Closed)).code(), 56);

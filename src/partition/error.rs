@@ -35,6 +35,11 @@ pub enum PartitionError {
     TimestampTooEarly { timestamp: i64, bound_ms: i64, now_ms: i64 },
     #[error("expected sequence {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
+    /// A batch ahead of ones a failed write or a truncation took, whose
+    /// retry has not come yet: it was sent behind them, and is retried
+    /// after them (chaos finding 8).
+    #[error("expected sequence {expected} again (a failed write took it), got {got}")]
+    SequenceAheadOfRollback { expected: i32, got: i32 },
     /// The batch's producer epoch is older than one the producer has used.
     #[error("epoch {epoch} is fenced")]
     FencedProducerEpoch { epoch: i16 },

@@ -180,7 +180,7 @@ mod tests {
     use crate::model::compression::Decompressor;
     use crate::model::{now_ms, records, TopicPartition};
     use crate::partition::leader::tests::registered;
-    use crate::partition::{ReadBound, Replica, ReplicaHost};
+    use crate::partition::{PartitionError, ReadBound, Replica, ReplicaHost};
     use crate::storage::{HotTail, LogConfig, PartitionLog};
 
     fn at(node: u32) -> ReplicaPlacement {
@@ -403,40 +403,71 @@ mod tests {
         });
     }
 
+    /// A leader on the faulty disk whose one write of producer 7's batches
+    /// 1 to 5 (after batch 0, written) fails and is rolled back.
+    async fn leader_whose_write_of_five_batches_failed(dir: &std::path::Path) -> Rc<Replica> {
+        let leader = open_on(dir, true);
+        produce(&leader, b"s0", 0).await;
+        crate::storage::faulty_io::io().fail_writes(1);
+        let failing: Vec<_> = (1..=5)
+            .map(|sequence| leader.append(&idempotent(b"lost", sequence), &mut Decompressor::new(), now_ms()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for info in &failing {
+            assert!(leader.wait_appended(info).await.is_err(), "one write of all five fails");
+        }
+        assert_eq!(leader.log().log_end_offset(), 1, "rolled back");
+        leader
+    }
+
     /// Chaos finding 7 (`--seed 14`): a leader's write of a producer's
     /// batches fails (its disk is full) and is rolled back, taking every
     /// batch of the producer's its table remembered. The producer's next
-    /// batch, pipelined ahead of the retries of those, must be refused as
-    /// out of order. Seen failing before the fix (appended at offset 1, a
-    /// gap of five sequences): the table forgot the producer, so any
-    /// sequence went; librdkafka then took the retries, refused as out of
-    /// order behind a later acknowledged batch, as written, and two
-    /// acknowledged records were lost.
+    /// batch, pipelined ahead of the retries of those, must be refused.
+    /// Seen failing before the fix (appended at offset 1, a gap of five
+    /// sequences): the table forgot the producer, so any sequence went;
+    /// librdkafka then took the retries, refused as out of order behind a
+    /// later acknowledged batch, as written, and two acknowledged records
+    /// were lost.
     #[test]
     fn a_rollback_of_every_batch_a_producer_has_remembered_keeps_its_next_sequence() {
         tokio_uring::start(async {
             let dir = tempfile::tempdir().unwrap();
-            let leader = open_on(dir.path(), true);
-            produce(&leader, b"s0", 0).await;
-            crate::storage::faulty_io::io().fail_writes(1);
-            let failing: Vec<_> = (1..=5)
-                .map(|sequence| leader.append(&idempotent(b"lost", sequence), &mut Decompressor::new(), now_ms()))
-                .collect::<Result<_, _>>()
-                .unwrap();
-            for info in &failing {
-                assert!(leader.wait_appended(info).await.is_err(), "one write of all five fails");
-            }
-            assert_eq!(leader.log().log_end_offset(), 1, "rolled back");
-
+            let leader = leader_whose_write_of_five_batches_failed(dir.path()).await;
             let ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
-            assert!(
-                matches!(ahead, Err(crate::partition::PartitionError::OutOfOrderSequence { expected: 1, got: 6 })),
-                "a batch past the rolled-back ones is refused, not appended: {ahead:?}"
-            );
+            assert!(ahead.is_err(), "a batch past the rolled-back ones is refused, not appended: {ahead:?}");
             for sequence in 1..=6 {
                 produce(&leader, b"retried", sequence).await;
             }
             assert_eq!(leader.log().log_end_offset(), 7, "the retries, in order");
+            leader.log().close().await.unwrap();
+        });
+    }
+
+    /// Chaos finding 8 (`--seed 14`): the batch pipelined behind ones a
+    /// rollback took was refused OUT_OF_ORDER_SEQUENCE_NUMBER, which
+    /// librdkafka answers by bumping its producer epoch and sending again,
+    /// under new sequences, what it had in flight; what a crash had left
+    /// written of those was then stored twice. It must be refused as a
+    /// storage error, retried in order (a Kafka leader whose disk fails
+    /// answers every batch behind with one), until the rolled-back batches'
+    /// retry is appended; out of order after that is out of order again.
+    #[test]
+    fn a_batch_behind_rolled_back_ones_is_refused_as_their_storage_error() {
+        tokio_uring::start(async {
+            let dir = tempfile::tempdir().unwrap();
+            let leader = leader_whose_write_of_five_batches_failed(dir.path()).await;
+            let ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            assert!(
+                matches!(ahead, Err(PartitionError::SequenceAheadOfRollback { expected: 1, got: 6 })),
+                "refused as the storage error that took the batches before it: {ahead:?}"
+            );
+            produce(&leader, b"retried", 1).await;
+            let still_ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            assert!(
+                matches!(still_ahead, Err(PartitionError::OutOfOrderSequence { expected: 2, got: 6 })),
+                "the retry came: a gap now is the producer's own: {still_ahead:?}"
+            );
             leader.log().close().await.unwrap();
         });
     }

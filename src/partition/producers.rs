@@ -46,6 +46,12 @@ pub enum SequenceCheck {
         expected: i32,
         got: i32,
     },
+    /// Ahead of batches a rollback took, whose retry has not come: sent
+    /// behind them, it is to be retried after them (chaos finding 8).
+    AheadOfRollback {
+        expected: i32,
+        got: i32,
+    },
     /// The batch's epoch is older than one the producer has already used.
     FencedEpoch,
 }
@@ -67,6 +73,9 @@ struct ProducerEntry {
     /// `recent`: a rollback may take every batch remembered, and the next
     /// sequence is then the first of those, not any (chaos finding 7).
     next_sequence: i32,
+    /// A rollback took the batches from `next_sequence` on, and their retry
+    /// has not been appended yet.
+    rolled_back: bool,
 }
 
 impl ProducerEntry {
@@ -81,6 +90,7 @@ impl ProducerEntry {
         }
         self.recent.push_back(Recent { first_sequence: h.base_sequence, last_sequence: last_sequence(h), base_offset });
         self.next_sequence = following(last_sequence(h));
+        self.rolled_back = false;
     }
 }
 
@@ -111,6 +121,13 @@ fn last_sequence(h: &BatchHeader) -> i32 {
 /// The sequence after `sequence`.
 fn following(sequence: i32) -> i32 {
     ((sequence as i64 + 1) % (i32::MAX as i64 + 1)) as i32
+}
+
+/// Whether `sequence` comes after `expected` (by less than half the
+/// sequence space, which wraps).
+fn is_ahead(sequence: i32, expected: i32) -> bool {
+    let distance = (sequence as i64 - expected as i64).rem_euclid(i32::MAX as i64 + 1);
+    distance > 0 && distance <= i32::MAX as i64 / 2
 }
 
 /// The last-append time at or below which the least recently active quarter
@@ -192,10 +209,14 @@ impl ProducerTable {
         {
             return SequenceCheck::Duplicate { base_offset: r.base_offset };
         }
-        let expected = entry.next_sequence;
-        match h.base_sequence == expected {
+        let (expected, got) = (entry.next_sequence, h.base_sequence);
+        match got == expected {
             true => SequenceCheck::Append,
-            false => SequenceCheck::OutOfOrder { expected, got: h.base_sequence },
+            // Not a gap the producer made: its client would take it for one
+            // and start a new epoch (librdkafka does), sending again under
+            // new sequences what it had in flight, some of it written.
+            false if entry.rolled_back && is_ahead(got, expected) => SequenceCheck::AheadOfRollback { expected, got },
+            false => SequenceCheck::OutOfOrder { expected, got },
         }
     }
 
@@ -225,6 +246,7 @@ impl ProducerTable {
             last_append_ms: now_ms,
             recent: VecDeque::new(),
             next_sequence: 0,
+            rolled_back: false,
         };
         self.producers.borrow_mut().entry(h.producer_id).or_insert(entry).remember(h, base_offset, now_ms);
         budget.count.set(budget.count.get() + 1);
@@ -259,6 +281,7 @@ impl ProducerTable {
                     while p.recent.back().is_some_and(|r| r.base_offset >= end) {
                         let cut = p.recent.pop_back().expect("a batch at the back");
                         p.next_sequence = cut.first_sequence;
+                        p.rolled_back = true;
                     }
                 }
             }
@@ -341,8 +364,9 @@ mod tests {
         assert_eq!(table.check(&failed), SequenceCheck::Append, "its retry is in order");
         assert_eq!(
             table.check(&header(8, 0, 5, 1)),
-            SequenceCheck::OutOfOrder { expected: 0, got: 5 },
-            "nothing of it left, but its next sequence is the first that went (chaos finding 7)"
+            SequenceCheck::AheadOfRollback { expected: 0, got: 5 },
+            "nothing of it left, but its next sequence is the first that went (chaos finding 7), \
+             and a batch ahead is to be retried after it (finding 8)"
         );
         assert_eq!(table.check(&header(8, 0, 0, 1)), SequenceCheck::Append, "its retry is in order");
         assert_eq!(budget.remembered(), 2);
@@ -351,6 +375,14 @@ mod tests {
         table.follow_log(9, |_| None);
         assert_eq!(table.check(&header(7, 0, 9, 1)), SequenceCheck::Append);
         assert_eq!(budget.remembered(), 0);
+    }
+
+    #[test]
+    fn ahead_is_less_than_half_the_sequence_space_later_and_wraps() {
+        assert!(is_ahead(6, 1));
+        assert!(!is_ahead(1, 1) && !is_ahead(0, 1), "not ahead: the same, or before");
+        assert!(is_ahead(2, i32::MAX - 1), "wrapped past i32::MAX");
+        assert!(!is_ahead(i32::MAX, 0), "a wrap back, not ahead");
     }
 
     #[test]

@@ -194,6 +194,9 @@ impl Replica {
             SequenceCheck::OutOfOrder { expected, got } => {
                 return Err(PartitionError::OutOfOrderSequence { expected, got });
             }
+            SequenceCheck::AheadOfRollback { expected, got } => {
+                return Err(PartitionError::SequenceAheadOfRollback { expected, got });
+            }
             SequenceCheck::FencedEpoch => {
                 return Err(PartitionError::FencedProducerEpoch { epoch: first.producer_epoch })
             }
