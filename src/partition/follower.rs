@@ -307,9 +307,14 @@ mod tests {
         bytes
     }
 
+    /// Producer 7 offers `value` at `sequence` to `leader`: appended (not yet written) or refused.
+    fn offer(leader: &Replica, value: &[u8], sequence: i32) -> Result<crate::storage::AppendInfo, PartitionError> {
+        leader.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms())
+    }
+
     /// Producer 7 writes `value` at `sequence` to `leader`.
     async fn produce(leader: &Replica, value: &[u8], sequence: i32) {
-        let info = leader.append(&idempotent(value, sequence), &mut Decompressor::new(), now_ms()).unwrap();
+        let info = offer(leader, value, sequence).unwrap();
         leader.wait_appended(&info).await.unwrap();
     }
 
@@ -409,10 +414,7 @@ mod tests {
         let leader = open_on(dir, true);
         produce(&leader, b"s0", 0).await;
         crate::storage::faulty_io::io().fail_writes(1);
-        let failing: Vec<_> = (1..=5)
-            .map(|sequence| leader.append(&idempotent(b"lost", sequence), &mut Decompressor::new(), now_ms()))
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let failing: Vec<_> = (1..=5).map(|sequence| offer(&leader, b"lost", sequence).unwrap()).collect();
         for info in &failing {
             assert!(leader.wait_appended(info).await.is_err(), "one write of all five fails");
         }
@@ -434,7 +436,7 @@ mod tests {
         tokio_uring::start(async {
             let dir = tempfile::tempdir().unwrap();
             let leader = leader_whose_write_of_five_batches_failed(dir.path()).await;
-            let ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            let ahead = offer(&leader, b"s6", 6);
             assert!(ahead.is_err(), "a batch past the rolled-back ones is refused, not appended: {ahead:?}");
             for sequence in 1..=6 {
                 produce(&leader, b"retried", sequence).await;
@@ -457,13 +459,13 @@ mod tests {
         tokio_uring::start(async {
             let dir = tempfile::tempdir().unwrap();
             let leader = leader_whose_write_of_five_batches_failed(dir.path()).await;
-            let ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            let ahead = offer(&leader, b"s6", 6);
             assert!(
                 matches!(ahead, Err(PartitionError::SequenceAheadOfRollback { expected: 1, got: 6 })),
                 "refused as the storage error that took the batches before it: {ahead:?}"
             );
             produce(&leader, b"retried", 1).await;
-            let still_ahead = leader.append(&idempotent(b"s6", 6), &mut Decompressor::new(), now_ms());
+            let still_ahead = offer(&leader, b"s6", 6);
             assert!(
                 matches!(still_ahead, Err(PartitionError::OutOfOrderSequence { expected: 2, got: 6 })),
                 "the retry came: a gap now is the producer's own: {still_ahead:?}"
