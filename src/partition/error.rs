@@ -35,7 +35,7 @@ pub enum PartitionError {
     TimestampTooEarly { timestamp: i64, bound_ms: i64, now_ms: i64 },
     #[error("expected sequence {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
-    /// A batch ahead of ones a failed write or a truncation took, whose
+    /// A batch ahead of ones a failed write's rollback took, whose
     /// retry has not come yet: it was sent behind them, and is retried
     /// after them (chaos finding 8).
     #[error("expected sequence {expected} again (a failed write took it), got {got}")]
