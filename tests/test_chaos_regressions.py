@@ -92,10 +92,10 @@ class _EpochLog(logging.Handler):
             self.bumps.append(line)
 
 
-def _write_while_the_leaders_disk_fills(tmp_path, epochs: _EpochLog):
+def _write_while_the_leaders_disk_fills(tmp_path, epochs: _EpochLog | None = None):
     """Node 1 leads eight partitions of three replicas on a small tmpfs; an
     idempotent producer (acks=all, five requests in flight, its `eos` debug
-    log to `epochs`) writes while node 1's disk fills and is freed four
+    log to `epochs` if given) writes while node 1's disk fills and is freed four
     times, with a steady flow of records while it is all but full. Returns the values written, the delivery failures and the values
     stored."""
     import subprocess
@@ -120,14 +120,16 @@ def _write_while_the_leaders_disk_fills(tmp_path, epochs: _EpochLog):
         wait_until(lambda: all(len(p.isrs) == 3 for p in admin.list_topics("idem", timeout=5)
                                .topics["idem"].partitions.values()), timeout=60, what="every partition in sync")
         delivered, failed, values = [], [], []
-        logger = logging.getLogger(f"librdkafka.{tmp_path.name}")
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        logger.addHandler(epochs)
+        client_log = QUIET
+        if epochs is not None:
+            logger = logging.getLogger(f"librdkafka.{tmp_path.name}")
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False
+            logger.addHandler(epochs)
+            client_log = {"debug": "eos", "log_level": 7, "logger": logger}
         producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
                              "max.in.flight.requests.per.connection": 5, "linger.ms": 1, "batch.size": 4096,
-                             "message.timeout.ms": 120000, "retry.backoff.ms": 20,
-                             "debug": "eos,msg", "log_level": 7, "logger": logger})
+                             "message.timeout.ms": 120000, "retry.backoff.ms": 20, **client_log})
 
         def send(count):
             for _ in range(count):
@@ -191,7 +193,7 @@ def test_an_idempotent_batch_is_stored_once_when_the_leaders_disk_fills(tmp_path
     every producer: the retry was stored again. Reduced: an idempotent
     producer writes while its partitions' leader's disk fills and is freed a
     few times: every record is delivered and stored once."""
-    values, failed, stored = _write_while_the_leaders_disk_fills(tmp_path, _EpochLog())
+    values, failed, stored = _write_while_the_leaders_disk_fills(tmp_path)
     assert not failed, [m.error() for m in failed[:3]]
     duplicates = sorted({v[:12] for v in stored if stored.count(v) > 1})
     assert not duplicates, f"stored more than once: {duplicates[:5]}"

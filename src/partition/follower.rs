@@ -438,6 +438,7 @@ mod tests {
             let leader = leader_whose_write_of_five_batches_failed(dir.path()).await;
             let ahead = offer(&leader, b"s6", 6);
             assert!(ahead.is_err(), "a batch past the rolled-back ones is refused, not appended: {ahead:?}");
+            assert_eq!(leader.log().log_end_offset(), 1, "not appended");
             for sequence in 1..=6 {
                 produce(&leader, b"retried", sequence).await;
             }
@@ -464,7 +465,9 @@ mod tests {
                 matches!(ahead, Err(PartitionError::SequenceAheadOfRollback { expected: 1, got: 6 })),
                 "refused as the storage error that took the batches before it: {ahead:?}"
             );
+            assert_eq!(leader.log().log_end_offset(), 1, "not appended");
             produce(&leader, b"retried", 1).await;
+            assert_eq!(leader.log().log_end_offset(), 2, "the retry, in order");
             let still_ahead = offer(&leader, b"s6", 6);
             assert!(
                 matches!(still_ahead, Err(PartitionError::OutOfOrderSequence { expected: 2, got: 6 })),

@@ -89,7 +89,7 @@ impl ProducerEntry {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent { first_sequence: h.base_sequence, last_sequence: last_sequence(h), base_offset });
-        self.next_sequence = following(last_sequence(h));
+        self.next_sequence = sequence_after(last_sequence(h), 1);
         self.rolled_back = false;
     }
 }
@@ -113,21 +113,23 @@ pub struct ProducerTable {
     write_epoch: Cell<u64>,
 }
 
-fn last_sequence(h: &BatchHeader) -> i32 {
-    // Sequences wrap from i32::MAX to 0, as in Kafka.
-    ((h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+/// Sequences wrap from i32::MAX to 0, as in Kafka.
+const SEQUENCE_SPACE: i64 = i32::MAX as i64 + 1;
+
+/// The sequence `steps` after `sequence`.
+fn sequence_after(sequence: i32, steps: i64) -> i32 {
+    ((sequence as i64 + steps) % SEQUENCE_SPACE) as i32
 }
 
-/// The sequence after `sequence`.
-fn following(sequence: i32) -> i32 {
-    ((sequence as i64 + 1) % (i32::MAX as i64 + 1)) as i32
+fn last_sequence(h: &BatchHeader) -> i32 {
+    sequence_after(h.base_sequence, h.last_offset_delta as i64)
 }
 
 /// Whether `sequence` comes after `expected` (by less than half the
 /// sequence space, which wraps).
 fn is_ahead(sequence: i32, expected: i32) -> bool {
-    let distance = (sequence as i64 - expected as i64).rem_euclid(i32::MAX as i64 + 1);
-    distance > 0 && distance <= i32::MAX as i64 / 2
+    let distance = (sequence as i64 - expected as i64).rem_euclid(SEQUENCE_SPACE);
+    distance > 0 && distance < SEQUENCE_SPACE / 2
 }
 
 /// The last-append time at or below which the least recently active quarter
@@ -278,10 +280,9 @@ impl ProducerTable {
         match surviving_end_since(seen) {
             Some(end) => {
                 for p in self.producers.borrow_mut().values_mut() {
-                    while p.recent.back().is_some_and(|r| r.base_offset >= end) {
-                        let cut = p.recent.pop_back().expect("a batch at the back");
-                        p.next_sequence = cut.first_sequence;
-                        p.rolled_back = true;
+                    while let Some(cut) = p.recent.back().filter(|r| r.base_offset >= end) {
+                        (p.next_sequence, p.rolled_back) = (cut.first_sequence, true);
+                        p.recent.pop_back();
                     }
                 }
             }

@@ -67,9 +67,9 @@ def _stored_as_acked(e: dict, value: str, log, where) -> str | None:
     return log.get(key, {}).get(e["offset"])
 
 
-def acknowledged_present_once(ev, log) -> dict:
-    """Every acknowledged record is in the final log exactly once, at the
-    offset it was acknowledged at."""
+def _acked_not_once(ev, log) -> list[dict]:
+    """Every acknowledged record not in the final log exactly once where it
+    was acknowledged: {"lost": ...} or {"duplicated": ...}, all of them."""
     value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
     where = _where(log)
     bad = []
@@ -82,6 +82,13 @@ def acknowledged_present_once(ev, log) -> dict:
                         "found_there": stored, "found_elsewhere": where.get(value, [])})
         elif len(where[value]) != 1:
             bad.append({"duplicated": value, "at": where[value]})
+    return bad
+
+
+def acknowledged_present_once(ev, log) -> dict:
+    """Every acknowledged record is in the final log exactly once, at the
+    offset it was acknowledged at."""
+    bad = _acked_not_once(ev, log)
     return _verdict("acknowledged_present_once", bad,
                     f"{len(ev['ack'])} acknowledged records checked against {sum(map(len, log.values()))} read back")
 
@@ -89,10 +96,7 @@ def acknowledged_present_once(ev, log) -> dict:
 def no_duplicates(ev, log) -> dict:
     """No value (acknowledged or not) is stored twice: the idempotent
     producer's retries are deduplicated."""
-    seen: dict[str, list] = defaultdict(list)
-    for key, records in log.items():
-        for offset, value in records.items():
-            seen[value].append((*key, offset))
+    seen = _where(log)
     bad = [{"value": v, "at": at} for v, at in seen.items() if len(at) > 1]
     return _verdict("no_duplicates", bad, f"{len(seen)} distinct values read back")
 
@@ -239,16 +243,12 @@ def summary(events: list[dict]) -> dict:
     ev = _by_type(events)
     verdicts = check(events)
     log = _final_log(ev)
-    missing = acknowledged_present_once(ev, log)
     # Counted here in full, not from the verdict's quoted examples.
-    value_of = {(e["producer"], e["seq"]): e["value"] for e in ev["send"]}
-    where = _where(log)
-    lost = sum(1 for e in ev["ack"]
-               if _stored_as_acked(e, value_of.get((e["producer"], e["seq"])), log, where)
-               != value_of.get((e["producer"], e["seq"])))
+    not_once = _acked_not_once(ev, log)
+    lost = sum(1 for bad in not_once if "lost" in bad)
     return {"faults": len(ev["fault"]), "sent": len(ev["send"]), "acknowledged": len(ev["ack"]),
             "failed": len(ev["fail"]), "read": len(ev["read"]), "commits": len(ev["commit"]),
-            "lost": lost, "duplicated": missing["violations"] - lost,
+            "lost": lost, "duplicated": len(not_once) - lost,
             "ok": all(v["ok"] for v in verdicts), "verdicts": verdicts,
             "unavailability": unavailability(events)}
 
